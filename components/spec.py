@@ -1,0 +1,371 @@
+"""ClusterSpec: the stack configuration, validated all at once into one frozen value.
+
+Every later step (plan, redis.conf, resources, bootstrap) reads this spec; nothing reads
+pulumi.Config on its own. Validation collects every problem and raises one ConfigError that
+names each config key, what is wrong and how to fix it, before any resource is registered.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from components.units import format_memory, parse_memory
+
+PROJECT = "alphapulse-redis-cluster"
+CLUSTER_SLOTS = 16384
+# Addresses below this host offset are kept for the gateway, exporter and Prometheus.
+FIRST_NODE_HOST_OFFSET = 11
+REDIS_PORT = 6379
+BUS_PORT_OFFSET = 10000
+MAX_MASTERS = 100
+MAX_REPLICAS_PER_MASTER = 5
+
+MAXMEMORY_POLICIES = (
+    "noeviction",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+)
+APPENDFSYNC_MODES = ("always", "everysec", "no")
+PASSWORD_POLICIES = ("generate", "required")
+ADMIN_ACCESS_MODES = ("container-ip", "host-ports")
+
+# Pinned official images; tests and air-gapped hosts name their own via redisImage/exporterImage.
+DEFAULT_REDIS_IMAGE = "redis:7.0.15-bookworm"
+DEFAULT_EXPORTER_IMAGE = "oliver006/redis_exporter:v1.45.0"
+DEFAULT_PROMETHEUS_IMAGE = "prom/prometheus:v2.42.0"
+
+
+class ConfigError(ValueError):
+    """Every problem found in the stack config, one line per key."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(
+            f"The stack config of {PROJECT} has {len(problems)} problem(s); nothing was created "
+            f"or changed:\n{lines}"
+        )
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """What the stack asks for. Frozen: computed once, read everywhere."""
+
+    stack: str
+    masters: int
+    replicas_per_master: int
+    redis_image: str
+    exporter_image: str
+    prometheus_image: str
+    pull_images: bool
+    exporter_port: int
+    prometheus_port: int
+    deploy_prometheus: bool
+    base_port: int
+    bind_address: str
+    maxmemory_bytes: int
+    maxmemory_policy: str
+    memory_limit_bytes: int
+    appendonly: bool
+    appendfsync: str
+    rdb_save: tuple[tuple[int, int], ...]
+    node_timeout_ms: int
+    replica_validity_factor: int
+    min_replicas_to_write: int
+    name_prefix: str
+    network_name: str
+    subnet: str
+    password_policy: str
+    protect_data: bool
+    admin_access: str
+    bootstrap_timeout_s: int
+
+    @property
+    def node_count(self) -> int:
+        return self.masters * (1 + self.replicas_per_master)
+
+    @property
+    def maxmemory(self) -> str:
+        return format_memory(self.maxmemory_bytes)
+
+
+def _is_prod_stack(stack: str) -> bool:
+    return stack == "prod" or stack.startswith("prod-") or stack.endswith("-prod")
+
+
+class _Reader:
+    """Parses raw config strings, recording a problem instead of raising on the first one."""
+
+    def __init__(self, raw: Mapping[str, Any]):
+        self.raw = raw
+        self.problems: list[str] = []
+
+    def fail(self, key: str, problem: str) -> None:
+        self.problems.append(f"{PROJECT}:{key}: {problem}")
+
+    def text(self, key: str, default: str) -> str:
+        value = self.raw.get(key)
+        return default if value is None else str(value).strip()
+
+    def integer(self, key: str, default: int, low: int, high: int, fix: str) -> int:
+        value = self.raw.get(key)
+        if value is None:
+            return default
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            self.fail(key, f"{value!r} is not a whole number. Fix: {fix}")
+            return default
+        if not low <= number <= high:
+            self.fail(key, f"{number} is out of range {low}..{high}. Fix: {fix}")
+        return number
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        lowered = str(value).strip().lower()
+        if lowered in ("true", "yes", "1"):
+            return True
+        if lowered in ("false", "no", "0"):
+            return False
+        self.fail(key, f"{value!r} is not a boolean. Fix: set it to true or false")
+        return default
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(key, default)
+        if value not in choices:
+            self.fail(key, f"{value!r} is not one of {', '.join(choices)}. Fix: pick one of them")
+        return value
+
+    def memory(self, key: str, default: str) -> int:
+        value = self.text(key, default)
+        try:
+            return parse_memory(value)
+        except ValueError as err:
+            self.fail(key, f"{err}")
+            return parse_memory(default)
+
+
+# key -> one-line meaning; the README's config table is checked against this list.
+CONFIG_KEYS: dict[str, str] = {
+    "masters": "number of master shards (at least 3)",
+    "replicasPerMaster": "replicas that follow each master",
+    "redisImage": "Redis image for every node",
+    "exporterImage": "redis_exporter image",
+    "prometheusImage": "Prometheus image (only with deployPrometheus)",
+    "pullImages": "pull images from a registry (false: use images already on the Docker host)",
+    "exporterPort": "host port of the exporter's /metrics",
+    "prometheusPort": "host port of the optional Prometheus",
+    "deployPrometheus": "also run Prometheus with the alert rules",
+    "basePort": "host port of the first node; node i publishes basePort+i-1 and bus +10000",
+    "bindAddress": "host address the published ports bind to",
+    "maxmemory": "Redis maxmemory per node (Redis units)",
+    "maxmemoryPolicy": "Redis maxmemory-policy",
+    "memoryLimit": "container memory limit per node (Redis units)",
+    "appendonly": "AOF persistence",
+    "appendfsync": "AOF fsync policy",
+    "rdbSave": "RDB save schedule: pairs of <seconds> <changes>, empty to disable",
+    "nodeTimeoutMs": "cluster-node-timeout in milliseconds",
+    "replicaValidityFactor": "cluster-replica-validity-factor",
+    "minReplicasToWrite": "min-replicas-to-write on every master",
+    "namePrefix": "prefix of every container, volume and network name",
+    "networkName": "Docker network name",
+    "subnet": "fixed IPv4 subnet of the Docker network",
+    "password": "Redis password (secret)",
+    "passwordPolicy": "generate: make one when unset; required: fail when unset",
+    "protectData": "protect data volumes and keep them when the stack is destroyed",
+    "adminAccess": "how the deploying host reaches nodes: container-ip or host-ports",
+    "bootstrapTimeoutSeconds": "deadline for forming and validating the cluster",
+}
+
+
+def _parse_rdb_save(reader: _Reader) -> tuple[tuple[int, int], ...]:
+    text = reader.text("rdbSave", "900 1 300 10 60 10000")
+    parts = text.split()
+    fix = 'use pairs of "<seconds> <changes>", e.g. "900 1 300 10", or "" to disable RDB'
+    if len(parts) % 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        reader.fail("rdbSave", f"{text!r} is not a save schedule. Fix: {fix}")
+        return ()
+    return tuple((int(parts[i]), int(parts[i + 1])) for i in range(0, len(parts), 2))
+
+
+def _check_ports(reader: _Reader, spec_values: dict[str, Any]) -> None:
+    count = spec_values["node_count"]
+    base = spec_values["base_port"]
+    last_bus = base + count - 1 + BUS_PORT_OFFSET
+    if last_bus > 65535:
+        reader.fail(
+            "basePort",
+            f"{base} + {count} nodes puts the last cluster-bus port at {last_bus} (> 65535). "
+            f"Fix: set basePort to at most {65535 - BUS_PORT_OFFSET - count + 1}",
+        )
+    node_ports = set(range(base, base + count)) | set(
+        range(base + BUS_PORT_OFFSET, base + BUS_PORT_OFFSET + count)
+    )
+    for key, port in (("exporterPort", spec_values["exporter_port"]),
+                      ("prometheusPort", spec_values["prometheus_port"])):
+        if key == "prometheusPort" and not spec_values["deploy_prometheus"]:
+            continue
+        if port in node_ports:
+            reader.fail(
+                key,
+                f"port {port} collides with a node port (client {base}-{base + count - 1}, bus "
+                f"{base + BUS_PORT_OFFSET}-{base + BUS_PORT_OFFSET + count - 1}). "
+                "Fix: choose a port outside those ranges or move basePort",
+            )
+    if spec_values["deploy_prometheus"] and spec_values["exporter_port"] == spec_values[
+        "prometheus_port"
+    ]:
+        reader.fail("prometheusPort", "equals exporterPort. Fix: give them different ports")
+
+
+def _check_subnet(reader: _Reader, subnet: str, node_count: int) -> None:
+    try:
+        network = ipaddress.ip_network(subnet, strict=True)
+    except ValueError as err:
+        reader.fail("subnet", f"{subnet!r} is not an IPv4 network ({err}). Fix: e.g. 172.28.0.0/24")
+        return
+    if network.version != 4:
+        reader.fail("subnet", f"{subnet} is IPv6. Fix: use an IPv4 subnet such as 172.28.0.0/24")
+        return
+    needed = FIRST_NODE_HOST_OFFSET + node_count + 1  # + broadcast address
+    if network.num_addresses < needed:
+        prefix = 32
+        while 2 ** (32 - prefix) < needed:
+            prefix -= 1
+        reader.fail(
+            "subnet",
+            f"{subnet} has {network.num_addresses} addresses but {node_count} nodes need "
+            f"{needed} (gateway, exporter, Prometheus, then nodes from host offset "
+            f"{FIRST_NODE_HOST_OFFSET}). "
+            f"Fix: use a /{prefix} or larger",
+        )
+
+
+def build_spec(raw: Mapping[str, Any], stack: str, password_set: bool) -> ClusterSpec:
+    """Validate raw config values (key -> string, without the project prefix).
+
+    Raises ConfigError listing every problem found.
+    """
+    reader = _Reader(raw)
+    for key in sorted(raw):
+        if key not in CONFIG_KEYS:
+            known = ", ".join(CONFIG_KEYS)
+            reader.fail(key, f"unknown setting. Fix: remove it or use one of {known}")
+
+    prod = _is_prod_stack(stack)
+    masters = reader.integer(
+        "masters", 3, 3, MAX_MASTERS,
+        "Redis Cluster needs at least 3 masters to elect a failover; set masters to 3 or more",
+    )
+    replicas = reader.integer(
+        "replicasPerMaster", 1, 0, MAX_REPLICAS_PER_MASTER,
+        f"set replicasPerMaster between 0 and {MAX_REPLICAS_PER_MASTER} (1 gives failover)",
+    )
+    prefix = reader.text("namePrefix", "alphapulse")
+    if not prefix or not all(c.isalnum() or c in "-_" for c in prefix) or not prefix[0].isalnum():
+        reader.fail("namePrefix", f"{prefix!r} is not a valid Docker name prefix. Fix: use "
+                    "letters, digits, '-' or '_', starting with a letter or digit")
+    maxmemory = reader.memory("maxmemory", "512mb")
+    if maxmemory < 16 * 1024**2:
+        reader.fail("maxmemory", f"{format_memory(maxmemory)} is below 16mb (0 would mean no "
+                    "limit). Fix: set maxmemory to 16mb or more, e.g. 512mb")
+    memory_limit = reader.memory("memoryLimit", format_memory(2 * maxmemory))
+    # The fork of BGSAVE/AOF rewrite copies pages on write: the container needs headroom.
+    if memory_limit < maxmemory + 64 * 1024**2:
+        reader.fail("memoryLimit", f"{format_memory(memory_limit)} leaves less than 64mb above "
+                    f"maxmemory {format_memory(maxmemory)}. Fix: set memoryLimit to at least "
+                    f"{format_memory(maxmemory + 64 * 1024**2)} (default: 2 x maxmemory)")
+
+    values: dict[str, Any] = dict(
+        stack=stack,
+        masters=masters,
+        replicas_per_master=replicas,
+        redis_image=reader.text("redisImage", DEFAULT_REDIS_IMAGE),
+        exporter_image=reader.text("exporterImage", DEFAULT_EXPORTER_IMAGE),
+        prometheus_image=reader.text("prometheusImage", DEFAULT_PROMETHEUS_IMAGE),
+        pull_images=reader.boolean("pullImages", True),
+        exporter_port=reader.integer("exporterPort", 9121, 1, 65535, "use a free host port"),
+        prometheus_port=reader.integer("prometheusPort", 9090, 1, 65535, "use a free host port"),
+        deploy_prometheus=reader.boolean("deployPrometheus", False),
+        base_port=reader.integer("basePort", 7001, 1024, 65535,
+                                 "use an unprivileged port such as 7001"),
+        bind_address=reader.text("bindAddress", "127.0.0.1"),
+        maxmemory_bytes=maxmemory,
+        maxmemory_policy=reader.choice("maxmemoryPolicy", "allkeys-lru", MAXMEMORY_POLICIES),
+        memory_limit_bytes=memory_limit,
+        appendonly=reader.boolean("appendonly", True),
+        appendfsync=reader.choice("appendfsync", "everysec", APPENDFSYNC_MODES),
+        rdb_save=_parse_rdb_save(reader),
+        node_timeout_ms=reader.integer(
+            "nodeTimeoutMs", 1000, 100, 60000,
+            "use 500-2000 ms; failover takes about nodeTimeoutMs + 1 s, so <= 2000 keeps it < 5 s",
+        ),
+        replica_validity_factor=reader.integer(
+            "replicaValidityFactor", 0, 0, 100,
+            "0 lets any replica fail over however long its link was down",
+        ),
+        min_replicas_to_write=reader.integer(
+            "minReplicasToWrite", 0, 0, MAX_REPLICAS_PER_MASTER,
+            "use 0 (availability first) or at most replicasPerMaster",
+        ),
+        name_prefix=prefix,
+        network_name=reader.text("networkName", f"{prefix}_redis-cluster"),
+        subnet=reader.text("subnet", "172.28.0.0/24"),
+        password_policy=reader.choice(
+            "passwordPolicy", "required" if prod else "generate", PASSWORD_POLICIES
+        ),
+        protect_data=reader.boolean("protectData", prod),
+        admin_access=reader.choice("adminAccess", "container-ip", ADMIN_ACCESS_MODES),
+        bootstrap_timeout_s=reader.integer("bootstrapTimeoutSeconds", 120, 5, 3600,
+                                           "give the cluster 30-600 s to form"),
+    )
+    values["node_count"] = masters * (1 + replicas)
+
+    if values["min_replicas_to_write"] > replicas:
+        reader.fail("minReplicasToWrite", f"{values['min_replicas_to_write']} is more than "
+                    f"replicasPerMaster ({replicas}): every master would refuse writes. "
+                    "Fix: set it to at most replicasPerMaster (0 recommended, see README)")
+    for key in ("redisImage", "exporterImage", "prometheusImage"):
+        if not reader.text(key, "x") or " " in reader.text(key, "x"):
+            reader.fail(key, "is empty or contains spaces. Fix: name an image like redis:7.0.15")
+    try:
+        ipaddress.ip_address(values["bind_address"])
+    except ValueError:
+        reader.fail("bindAddress", f"{values['bind_address']!r} is not an IP address. "
+                    "Fix: use 127.0.0.1 (this host only) or 0.0.0.0 (all interfaces)")
+    _check_ports(reader, values)
+    _check_subnet(reader, values["subnet"], values["node_count"])
+    if values["password_policy"] == "required" and not password_set:
+        reader.fail("password", f"stack {stack!r} requires a password and none is set. Fix: "
+                    f"pulumi config set --secret {PROJECT}:password <value>")
+    if raw.get("password") is not None and len(str(raw["password"])) < 16:
+        reader.fail("password", "is shorter than 16 characters. Fix: use a longer secret")
+    if raw.get("password") is not None and any(c in str(raw["password"]) for c in "\r\n\0"):
+        reader.fail("password", "contains a line break or NUL, which redis.conf cannot hold. "
+                    "Fix: choose a password without them")
+
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    del values["node_count"]
+    return ClusterSpec(**values)
+
+
+def load_spec(
+    get_raw: Callable[[], Mapping[str, Any]],
+    stack: str,
+) -> ClusterSpec:
+    """Build the spec from the raw project config (key -> value without the 'project:' prefix)."""
+    raw = dict(get_raw())
+    return build_spec(raw, stack, password_set=raw.get("password") not in (None, ""))

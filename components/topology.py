@@ -1,0 +1,127 @@
+"""The node plan: names, roles, ports, static IPs and slot ranges, computed once from the spec.
+
+Pure code. Every later step (redis.conf, containers, bootstrap, outputs, operator tools) reads
+this plan; nothing re-derives names, ports or slots on its own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from components.spec import (
+    BUS_PORT_OFFSET,
+    CLUSTER_SLOTS,
+    FIRST_NODE_HOST_OFFSET,
+    REDIS_PORT,
+    ClusterSpec,
+)
+
+EXPORTER_HOST_OFFSET = 5
+PROMETHEUS_HOST_OFFSET = 6
+
+SlotRange = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class PlannedNode:
+    name: str  # container name, hostname and the node's name in every output
+    role: str  # planned role: "master" or "replica"
+    ordinal: int  # the N of master-N / replica-N
+    ip: str  # static IP on the cluster network: nodes.conf survives a full restart
+    port: int  # client port inside the container
+    bus_port: int
+    host_port: int  # published client port on the Docker host
+    host_bus_port: int
+    volume_name: str
+    slots: tuple[SlotRange, ...] = ()  # masters only
+    master: str | None = None  # replicas only: the master it follows
+
+    @property
+    def is_master(self) -> bool:
+        return self.role == "master"
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    nodes: tuple[PlannedNode, ...]
+    gateway_ip: str
+    exporter_ip: str
+    prometheus_ip: str
+
+    @property
+    def masters(self) -> tuple[PlannedNode, ...]:
+        return tuple(n for n in self.nodes if n.is_master)
+
+    @property
+    def replicas(self) -> tuple[PlannedNode, ...]:
+        return tuple(n for n in self.nodes if not n.is_master)
+
+    def node(self, name: str) -> PlannedNode:
+        for candidate in self.nodes:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(name)
+
+
+def split_slots(masters: int) -> tuple[SlotRange, ...]:
+    """Split 16384 slots into contiguous ranges the way `redis-cli --cluster create` does.
+
+    redis-cli walks a float cursor of 16384/N per master and rounds with lround (half away
+    from zero), giving 0-5460, 5461-10922, 10923-16383 for three masters.
+    """
+    if masters < 1:
+        raise ValueError("at least one master is needed to hold slots")
+    per_master = CLUSTER_SLOTS / masters
+    ranges: list[SlotRange] = []
+    first = 0
+    cursor = 0.0
+    for index in range(masters):
+        last = int(cursor + per_master - 1 + 0.5)
+        if last > CLUSTER_SLOTS - 1 or index == masters - 1:
+            last = CLUSTER_SLOTS - 1
+        last = max(last, first)
+        ranges.append((first, last))
+        first = last + 1
+        cursor += per_master
+    return tuple(ranges)
+
+
+def plan_cluster(spec: ClusterSpec) -> ClusterPlan:
+    """Masters first (master-1..M), then replicas: replica-k follows master-((k-1) % M + 1).
+
+    With one replica per master this is the guide's layout: replica-1 follows master-1, etc.
+    Every node gets its own container, volume and IP, so no replica shares a container with
+    its master.
+    """
+    network = ipaddress.ip_network(spec.subnet)
+    slot_ranges = split_slots(spec.masters)
+    nodes: list[PlannedNode] = []
+
+    def make(index: int, role: str, ordinal: int, **extra: object) -> PlannedNode:
+        name = f"{spec.name_prefix}-redis-{role}-{ordinal}"
+        return PlannedNode(
+            name=name,
+            role=role,
+            ordinal=ordinal,
+            ip=str(network[FIRST_NODE_HOST_OFFSET + index]),
+            port=REDIS_PORT,
+            bus_port=REDIS_PORT + BUS_PORT_OFFSET,
+            host_port=spec.base_port + index,
+            host_bus_port=spec.base_port + index + BUS_PORT_OFFSET,
+            volume_name=f"{name}-data",
+            **extra,  # type: ignore[arg-type]
+        )
+
+    for m in range(spec.masters):
+        nodes.append(make(len(nodes), "master", m + 1, slots=(slot_ranges[m],)))
+    for r in range(spec.masters * spec.replicas_per_master):
+        master_name = nodes[r % spec.masters].name
+        nodes.append(make(len(nodes), "replica", r + 1, master=master_name))
+
+    return ClusterPlan(
+        nodes=tuple(nodes),
+        gateway_ip=str(network[1]),
+        exporter_ip=str(network[EXPORTER_HOST_OFFSET]),
+        prometheus_ip=str(network[PROMETHEUS_HOST_OFFSET]),
+    )
