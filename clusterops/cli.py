@@ -1,0 +1,107 @@
+"""Operator command line: ``python -m clusterops <command> [options]``.
+
+Each command lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are imported only when their command is chosen, so a command
+whose module is missing or broken fails on its own and never takes the others down.
+
+Exit codes: what the command returns (0 = healthy/success, 1 = the check or drill failed),
+2 = usage or target errors, 130 = interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from clusterops.targets import TargetsError
+
+PROG = "python -m clusterops"
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# command -> module; every module provides add_arguments(parser) and run(args) -> int.
+COMMANDS: dict[str, str] = {
+    "health": "clusterops.health",
+    "drill": "clusterops.drill",
+    "backup": "clusterops.backup",
+}
+# One-line summaries kept here so `--help` lists commands without importing any of them.
+SUMMARIES: dict[str, str] = {
+    "health": "check cluster state, slots, replication, memory and a write/read round trip",
+    "drill": "failover drill: fault a master, measure recovery, verify no acknowledged loss",
+    "backup": "back up RDB/AOF data of the cluster nodes",
+}
+
+
+class CommandUnavailable(Exception):
+    """The module behind a command cannot be imported or lacks the command interface."""
+
+
+def load_command(name: str) -> ModuleType:
+    module_name = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CommandUnavailable(
+            f"command '{name}' is not available: importing {module_name} failed ({exc})"
+        ) from exc
+    missing = [
+        attr for attr in ("add_arguments", "run") if not callable(getattr(module, attr, None))
+    ]
+    if missing:
+        raise CommandUnavailable(
+            f"command '{name}' is not available: {module_name} lacks {', '.join(missing)}"
+        )
+    return module
+
+
+def top_level_help() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [
+        f"usage: {PROG} COMMAND [options]",
+        "",
+        "Operator commands for the AlphaPulse Redis Cluster.",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<{width}}  {SUMMARIES.get(name, '')}" for name in COMMANDS]
+    lines += ["", f"Run `{PROG} COMMAND --help` for the options of one command."]
+    return "\n".join(lines)
+
+
+def build_command_parser(name: str, module: ModuleType) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"{PROG} {name}", description=SUMMARIES.get(name))
+    module.add_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(top_level_help(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else EXIT_USAGE
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"{PROG}: error: unknown command {name!r}\n\n{top_level_help()}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        module = load_command(name)
+    except CommandUnavailable as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    parser = build_command_parser(name, module)
+    try:
+        args = parser.parse_args(rest)
+    except SystemExit as exc:  # argparse exits on --help (0) and on usage errors (2)
+        return int(exc.code or 0)
+    try:
+        return int(module.run(args))
+    except TargetsError as exc:
+        print(f"{PROG} {name}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG} {name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
