@@ -126,6 +126,7 @@ class _Reader:
             return default
         if not low <= number <= high:
             self.fail(key, f"{number} is out of range {low}..{high}. Fix: {fix}")
+            return default  # so one bad value does not cascade into other keys' checks
         return number
 
     def boolean(self, key: str, default: bool) -> bool:
@@ -152,8 +153,9 @@ class _Reader:
         value = self.text(key, default)
         try:
             return parse_memory(value)
-        except ValueError as err:
-            self.fail(key, f"{err}")
+        except ValueError:
+            self.fail(key, f"{value!r} is not a Redis memory size. Fix: use a whole number with "
+                      "an optional unit b, k, kb, m, mb, g or gb, e.g. 512mb or 1gb")
             return parse_memory(default)
 
 

@@ -1,0 +1,54 @@
+"""The rendered redis.conf is accepted by the real redis-server and takes effect."""
+
+import dataclasses
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from components.redis_conf import CONF_DIR, render_auth_conf, render_redis_conf
+from components.spec import build_spec
+from components.topology import plan_cluster
+from tests.support.redis_nodes import pick_free_port
+
+pytestmark = pytest.mark.integration
+PASSWORD = 'odd "pass\\word" with spaces 123'
+
+
+def test_real_redis_server_accepts_the_rendered_config(tmp_path: Path):
+    spec = build_spec({"maxmemory": "64mb", "nodeTimeoutMs": "1500"}, "dev", False)
+    port = pick_free_port()
+    node = dataclasses.replace(plan_cluster(spec).nodes[0], ip="127.0.0.1", port=port,
+                               bus_port=port + 10000)
+    text = render_redis_conf(spec, node).replace("dir /data", f"dir {tmp_path}")
+    (tmp_path / "redis.conf").write_text(text.replace(CONF_DIR, str(tmp_path)))
+    (tmp_path / "auth.conf").write_text(render_auth_conf(PASSWORD))
+    log = (tmp_path / "redis.log").open("w")
+    server = subprocess.Popen(["redis-server", str(tmp_path / "redis.conf")], stdout=log,
+                              stderr=subprocess.STDOUT)
+    try:
+        client = redis.Redis(port=port, password=PASSWORD, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"redis-server did not start: {(tmp_path / 'redis.log').read_text()}")
+                time.sleep(0.05)
+        live = {k: v for k, v in client.config_get("*").items()}
+        assert live["cluster-enabled"] == "yes"
+        assert live["appendonly"] == "yes" and live["appendfsync"] == "everysec"
+        assert live["maxmemory"] == str(64 * 1024**2)
+        assert live["cluster-node-timeout"] == "1500"
+        assert live["cluster-replica-validity-factor"] == "0"
+        assert live["save"] == "900 1 300 10 60 10000"
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port, password="wrong", socket_timeout=1).ping()
+    finally:
+        server.terminate()
+        server.wait(10)
+        log.close()

@@ -1,0 +1,104 @@
+"""Config validation: every bad value is reported, naming its key, before anything is created."""
+
+import pytest
+
+from components.spec import CONFIG_KEYS, ConfigError, build_spec
+from components.units import format_memory, parse_memory
+
+VALID_PASSWORD = "a-long-enough-password-1234"
+
+
+def problems_for(raw: dict, stack: str = "dev", password_set: bool = False) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        build_spec(raw, stack, password_set)
+    return caught.value.problems
+
+
+def only_problem_about(raw: dict, key: str, **kwargs) -> str:
+    problems = problems_for(raw, **kwargs)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"alphapulse-redis-cluster:{key}:"), problems
+    assert "Fix:" in problems[0], problems
+    return problems[0]
+
+
+def test_defaults_are_the_guides_cluster():
+    spec = build_spec({}, "dev", password_set=False)
+    assert (spec.masters, spec.replicas_per_master, spec.node_count) == (3, 1, 6)
+    assert spec.base_port == 7001 and spec.exporter_port == 9121
+    assert spec.maxmemory_bytes == 512 * 1024**2 and spec.maxmemory == "512mb"
+    assert spec.appendonly and spec.appendfsync == "everysec"
+    assert spec.rdb_save == ((900, 1), (300, 10), (60, 10000))
+    assert spec.node_timeout_ms <= 2000, "failover < 5 s needs node-timeout <= 2000 ms"
+    assert spec.password_policy == "generate" and not spec.protect_data
+    assert spec.redis_image.startswith("redis:7.") and ":" in spec.exporter_image
+
+
+def test_prod_requires_a_password_and_protects_data():
+    assert "password" in only_problem_about({}, "password", stack="prod")
+    spec = build_spec({"password": VALID_PASSWORD}, "prod", password_set=True)
+    assert spec.password_policy == "required" and spec.protect_data
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "says"),
+    [
+        ({"masters": "2"}, "masters", "at least 3"),
+        ({"replicasPerMaster": "-1"}, "replicasPerMaster", "out of range"),
+        ({"basePort": "60000"}, "basePort", "65535"),
+        ({"exporterPort": "7003"}, "exporterPort", "collides"),
+        ({"exporterPort": "17002"}, "exporterPort", "collides"),
+        ({"maxmemory": "512 potatoes"}, "maxmemory", "not a Redis memory size"),
+        ({"subnet": "172.28.0.0/29"}, "subnet", "/27"),
+        ({"subnet": "not-a-net"}, "subnet", "not an IPv4 network"),
+        ({"maxmemoryPolicy": "lru-please"}, "maxmemoryPolicy", "allkeys-lru"),
+        ({"nodeTimeoutMs": "0"}, "nodeTimeoutMs", "out of range"),
+        ({"appendfsync": "sometimes"}, "appendfsync", "everysec"),
+        ({"rdbSave": "900"}, "rdbSave", "pairs"),
+        ({"masters": "three"}, "masters", "not a whole number"),
+        ({"mastres": "3"}, "mastres", "unknown setting"),
+        ({"memoryLimit": "512mb"}, "memoryLimit", "64mb"),
+        ({"minReplicasToWrite": "2"}, "minReplicasToWrite", "replicasPerMaster"),
+        ({"bindAddress": "localhost"}, "bindAddress", "IP address"),
+        ({"password": "short"}, "password", "16 characters"),
+    ],
+)
+def test_each_bad_value_names_its_key(raw, key, says):
+    assert says in only_problem_about(raw, key)
+
+
+def test_all_problems_are_reported_at_once():
+    problems = problems_for(
+        {"masters": "2", "maxmemory": "512 potatoes", "nodeTimeoutMs": "0"}, stack="prod"
+    )
+    keys = sorted(p.split(":")[1] for p in problems)
+    assert keys == ["masters", "maxmemory", "nodeTimeoutMs", "password"], problems
+    message = str(ConfigError(problems))
+    assert "nothing was created or changed" in message
+
+
+def test_larger_clusters_need_room_in_the_subnet():
+    build_spec({"masters": "10", "replicasPerMaster": "2", "subnet": "10.9.0.0/26"}, "dev", False)
+    problem = only_problem_about(
+        {"masters": "10", "replicasPerMaster": "2", "subnet": "10.9.0.0/27"}, "subnet"
+    )
+    assert "30 nodes" in problem
+
+
+def test_every_config_key_is_in_the_readme():
+    readme = (__import__("pathlib").Path(__file__).parents[2] / "README.md").read_text()
+    missing = [key for key in CONFIG_KEYS if f"`{key}`" not in readme]
+    assert not missing, f"README config table lacks {missing}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("512mb", 512 * 1024**2), ("1gb", 1024**3), ("1g", 10**9), ("100", 100), ("64KB", 65536)],
+)
+def test_memory_units_follow_redis(text, expected):
+    assert parse_memory(text) == expected
+
+
+def test_memory_round_trip():
+    for value in (512 * 1024**2, 1024**3, 1000, 3 * 1024):
+        assert parse_memory(format_memory(value)) == value
