@@ -37,9 +37,10 @@ def test_real_redis_server_accepts_the_rendered_config(tmp_path: Path):
                 break
             except redis.ConnectionError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"redis-server did not start: {(tmp_path / 'redis.log').read_text()}")
+                    log_text = (tmp_path / "redis.log").read_text()
+                    pytest.fail(f"redis-server did not start: {log_text}")
                 time.sleep(0.05)
-        live = {k: v for k, v in client.config_get("*").items()}
+        live = client.config_get("*")
         assert live["cluster-enabled"] == "yes"
         assert live["appendonly"] == "yes" and live["appendfsync"] == "everysec"
         assert live["maxmemory"] == str(64 * 1024**2)
