@@ -1,0 +1,333 @@
+"""Helpers for checking monitoring against real metrics.
+
+- ``parse_exposition``: the Prometheus text exposition format (what /metrics and /scrape serve).
+- ``promql_metric_names``: the metric names a PromQL expression reads. A small tokenizer, not a
+  parser: it drops strings, label matchers, ranges and label lists, then keeps identifiers that
+  are not keywords and not followed by "(" (functions and aggregations). That is enough for the
+  question the tests ask ("does the exporter export every metric we query?") and fails loudly
+  on text it does not understand.
+- Loaders for the rule file and the Grafana dashboard, and Grafana variable substitution.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MONITORING_DIR = Path(__file__).resolve().parents[2] / "monitoring"
+RULES_PATH = MONITORING_DIR / "alerts.yml"
+RULES_TEST_PATH = MONITORING_DIR / "alerts_test.yml"
+DASHBOARD_PATH = MONITORING_DIR / "dashboard.json"
+
+# Series Prometheus makes itself (per scrape, or for alerts); no exporter exports them.
+PROMETHEUS_BUILTIN_METRICS = frozenset(
+    {
+        "up",
+        "ALERTS",
+        "ALERTS_FOR_STATE",
+        "scrape_duration_seconds",
+        "scrape_samples_scraped",
+        "scrape_samples_post_metric_relabeling",
+        "scrape_series_added",
+    }
+)
+
+# PromQL keywords and aggregation operators (aggregations may be followed by by/without
+# before their parenthesis, so "not followed by (" alone would not catch them).
+_KEYWORDS = frozenset(
+    {
+        "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset",
+        "and", "or", "unless", "atan2", "inf", "nan", "start", "end",
+        "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values",
+        "bottomk", "topk", "quantile",
+    }
+)
+_LABEL_LIST_KEYWORDS = frozenset(
+    {"by", "without", "on", "ignoring", "group_left", "group_right"}
+)
+_IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+_NUMBER = re.compile(r"(0[xX][0-9a-fA-F]+|[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)[A-Za-z0-9_]*")
+_OPERATORS = "+-*/%^=!<>,@"
+_NAME_MATCHER = re.compile(r"""__name__\s*=\s*(["'`])([^"'`]+)\1""")
+
+
+class PromQLTokenError(ValueError):
+    """The expression holds something the tokenizer does not know."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+# --- exposition format ----------------------------------------------------------------------
+
+
+def parse_exposition(text: str) -> list[Sample]:
+    """Samples of a text-format scrape; comments (HELP/TYPE) are skipped."""
+    samples = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            samples.append(_parse_sample_line(line))
+        except ValueError as exc:
+            raise ValueError(f"line {number}: {exc}: {raw!r}") from None
+    return samples
+
+
+def _parse_sample_line(line: str) -> Sample:
+    match = _IDENT.match(line)
+    if not match:
+        raise ValueError("no metric name")
+    name = match.group(0)
+    pos = match.end()
+    labels: dict[str, str] = {}
+    if pos < len(line) and line[pos] == "{":
+        pos = _parse_labels(line, pos + 1, labels)
+    fields = line[pos:].split()
+    if len(fields) not in (1, 2):
+        raise ValueError("expected a value and an optional timestamp")
+    return Sample(name, labels, _parse_value(fields[0]))
+
+
+def _parse_labels(line: str, pos: int, labels: dict[str, str]) -> int:
+    """Parse `name="value",...}` starting after "{"; return the index after "}"."""
+    while True:
+        while pos < len(line) and line[pos] in " ,":
+            pos += 1
+        if pos < len(line) and line[pos] == "}":
+            return pos + 1
+        match = _IDENT.match(line, pos)
+        if not match:
+            raise ValueError(f"bad label name at column {pos}")
+        key = match.group(0)
+        pos = match.end()
+        if line[pos : pos + 2] != '="':
+            raise ValueError(f'expected =" after label {key}')
+        pos += 2
+        value = []
+        while True:
+            if pos >= len(line):
+                raise ValueError(f"unterminated value of label {key}")
+            char = line[pos]
+            if char == "\\" and pos + 1 < len(line):
+                value.append({"n": "\n", "\\": "\\", '"': '"'}.get(line[pos + 1], line[pos + 1]))
+                pos += 2
+                continue
+            pos += 1
+            if char == '"':
+                break
+            value.append(char)
+        labels[key] = "".join(value)
+
+
+def _parse_value(text: str) -> float:
+    special = {"+Inf": math.inf, "-Inf": -math.inf, "NaN": math.nan}
+    if text in special:
+        return special[text]
+    return float(text)
+
+
+def metric_names(samples: list[Sample]) -> set[str]:
+    return {sample.name for sample in samples}
+
+
+def sample_value(samples: list[Sample], name: str) -> float | None:
+    """The value of the first sample with that name (None when absent)."""
+    for sample in samples:
+        if sample.name == name:
+            return sample.value
+    return None
+
+
+# --- PromQL ---------------------------------------------------------------------------------
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names read by a PromQL expression (Grafana variables are allowed in it)."""
+    names: set[str] = set()
+    tokens = list(_tokens(expr))
+    index = 0
+    while index < len(tokens):
+        kind, text = tokens[index]
+        following = tokens[index + 1] if index + 1 < len(tokens) else ("", "")
+        if kind == "matchers":
+            names.update(match.group(2) for match in _NAME_MATCHER.finditer(text))
+        elif (
+            kind == "ident"
+            and text.lower() not in _KEYWORDS
+            and following != ("punct", "(")  # a function call
+        ):
+            names.add(text)
+        index += 1
+    return names
+
+
+def _tokens(expr: str) -> Iterator[tuple[str, str]]:
+    """Yield (kind, text): ident, number, string, matchers ({...}), range ([...]),
+    group ((...) directly after a label-list keyword), punct."""
+    pos = 0
+    previous_ident = ""
+    while pos < len(expr):
+        char = expr[pos]
+        if char.isspace():
+            pos += 1
+            continue
+        if char == "#":
+            end = expr.find("\n", pos)
+            pos = len(expr) if end == -1 else end
+            continue
+        if char in "\"'`":
+            end = _string_end(expr, pos)
+            yield "string", expr[pos:end]
+            pos = end
+            previous_ident = ""
+            continue
+        if char == "{":
+            end = _closing(expr, pos, "{", "}")
+            yield "matchers", expr[pos:end]
+            pos = end
+            previous_ident = ""
+            continue
+        if char == "[":
+            end = _closing(expr, pos, "[", "]")
+            yield "range", expr[pos:end]
+            pos = end
+            previous_ident = ""
+            continue
+        if char == "(" and previous_ident in _LABEL_LIST_KEYWORDS:
+            end = _closing(expr, pos, "(", ")")
+            yield "group", expr[pos:end]
+            pos = end
+            previous_ident = ""
+            continue
+        if char == "$":
+            # Grafana variable: $name, ${name}, ${name:format}
+            if expr.startswith("${", pos):
+                pos = _closing(expr, pos + 1, "{", "}")
+            else:
+                match = _IDENT.match(expr, pos + 1)
+                if not match:
+                    raise PromQLTokenError(f"lone $ at column {pos} in {expr!r}")
+                pos = match.end()
+            yield "variable", ""
+            previous_ident = ""
+            continue
+        match = _NUMBER.match(expr, pos) if (char.isdigit() or char == ".") else None
+        if match:
+            yield "number", match.group(0)
+            pos = match.end()
+            previous_ident = ""
+            continue
+        match = _IDENT.match(expr, pos)
+        if match:
+            yield "ident", match.group(0)
+            previous_ident = match.group(0).lower()
+            pos = match.end()
+            continue
+        if char in "()" or char in _OPERATORS:
+            yield "punct", char
+            pos += 1
+            previous_ident = ""
+            continue
+        raise PromQLTokenError(f"unexpected {char!r} at column {pos} in {expr!r}")
+
+
+def _string_end(expr: str, start: int) -> int:
+    quote = expr[start]
+    pos = start + 1
+    while pos < len(expr):
+        if expr[pos] == "\\" and quote != "`":
+            pos += 2
+            continue
+        if expr[pos] == quote:
+            return pos + 1
+        pos += 1
+    raise PromQLTokenError(f"unterminated string at column {start} in {expr!r}")
+
+
+def _closing(expr: str, start: int, opening: str, closing: str) -> int:
+    """Index after the bracket that closes the one at ``start`` (strings inside skipped)."""
+    depth = 0
+    pos = start
+    while pos < len(expr):
+        char = expr[pos]
+        if char in "\"'`":
+            pos = _string_end(expr, pos)
+            continue
+        if char == opening:
+            depth += 1
+        elif char == closing:
+            depth -= 1
+            if depth == 0:
+                return pos + 1
+        pos += 1
+    raise PromQLTokenError(f"unclosed {opening!r} at column {start} in {expr!r}")
+
+
+# --- rules and dashboard ---------------------------------------------------------------------
+
+
+def load_rules(path: Path = RULES_PATH) -> list[dict[str, Any]]:
+    """Every rule of every group, in file order."""
+    document = yaml.safe_load(path.read_text())
+    return [rule for group in document["groups"] for rule in group["rules"]]
+
+
+def alert_rules(path: Path = RULES_PATH) -> dict[str, dict[str, Any]]:
+    return {rule["alert"]: rule for rule in load_rules(path) if "alert" in rule}
+
+
+def recording_rule_names(path: Path = RULES_PATH) -> set[str]:
+    return {rule["record"] for rule in load_rules(path) if "record" in rule}
+
+
+def load_dashboard(path: Path = DASHBOARD_PATH) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def dashboard_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """All panels, including those nested in collapsed rows; rows themselves excluded."""
+    panels = []
+    for panel in dashboard.get("panels", []):
+        if panel.get("type") == "row":
+            panels.extend(panel.get("panels", []))
+        else:
+            panels.append(panel)
+    return panels
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, expr) for every query target of every panel."""
+    return [
+        (panel.get("title", "?"), target.get("expr", ""))
+        for panel in dashboard_panels(dashboard)
+        for target in panel.get("targets", [])
+    ]
+
+
+def substitute_grafana_variables(expr: str, values: dict[str, str] | None = None) -> str:
+    """Replace Grafana variables so the expression can be sent to Prometheus as it is.
+
+    Defaults: $__rate_interval/$__interval/$__range -> 1m; other variables -> ".*" (they are
+    only used inside regex matchers in our dashboard).
+    """
+    defaults = {"__rate_interval": "1m", "__interval": "1m", "__range": "1m"}
+    chosen = {**defaults, **(values or {})}
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        return chosen.get(name, ".*")
+
+    return re.sub(r"\$\{([A-Za-z0-9_]+)(?::[a-z]+)?\}|\$([A-Za-z0-9_]+)", replace, expr)
