@@ -55,6 +55,8 @@ DEFAULT_SETTINGS: dict[str, str] = {
     "cluster-enabled": "yes",
     "cluster-config-file": "nodes.conf",
     "cluster-node-timeout": "1000",
+    # Replicas sync at once instead of after the 5 s diskless-sync grace period.
+    "repl-diskless-sync-delay": "0",
     "appendonly": "no",
     "save": '""',
     "protected-mode": "no",
@@ -100,6 +102,9 @@ class RedisNode:
     password: str
     directory: Path
     settings: dict[str, str] = field(default_factory=dict)
+    # False: the config is piped on stdin (``redis-server -``), so the server has no config
+    # file (CONFIG REWRITE fails) and the password still never reaches argv or disk.
+    config_file: bool = True
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -140,10 +145,7 @@ class RedisNode:
             **options,
         )
 
-    def write_config(self) -> None:
-        """Write redis.conf unless it exists (a restart keeps CONFIG REWRITE changes)."""
-        if self.config_path.exists():
-            return
+    def config_text(self) -> str:
         lines = [
             f"bind {self.host}",
             f"port {self.port}",
@@ -152,9 +154,15 @@ class RedisNode:
             f"masterauth {self.password}",
         ]
         lines += [f"{key} {value}" for key, value in self.settings.items()]
+        return "\n".join(lines) + "\n"
+
+    def write_config(self) -> None:
+        """Write redis.conf unless it exists (a restart keeps CONFIG REWRITE changes)."""
+        if self.config_path.exists():
+            return
         fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write("\n".join(lines) + "\n")
+            handle.write(self.config_text())
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -167,16 +175,21 @@ class RedisNode:
         """Start the server from its config file and wait until it answers PING."""
         if self.is_running():
             return
-        self.write_config()
+        if self.config_file:
+            self.write_config()
         # New session: a Ctrl-C aimed at pytest doesn't hit the servers mid-teardown.
         self.process = subprocess.Popen(
-            [REDIS_SERVER, str(self.config_path)],
+            [REDIS_SERVER, str(self.config_path) if self.config_file else "-"],
             cwd=self.directory,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if self.config_file else subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+        if not self.config_file:
+            assert self.process.stdin is not None
+            self.process.stdin.write(self.config_text().encode())
+            self.process.stdin.close()
         self.wait_until_ready(deadline_s)
 
     def wait_until_ready(self, deadline_s: float = START_DEADLINE_S) -> None:
@@ -242,6 +255,7 @@ class RedisNodes:
         settings: Mapping[str, str] | None = None,
         hosts: Sequence[str] | None = None,
         name_prefix: str = "node",
+        config_file: bool = True,
     ) -> None:
         if count < 1:
             raise ValueError("count must be >= 1")
@@ -254,6 +268,7 @@ class RedisNodes:
         self.settings = {**DEFAULT_SETTINGS, **(settings or {})}
         self.hosts = list(hosts) if hosts is not None else ["127.0.0.1"] * count
         self.name_prefix = name_prefix
+        self.config_file = config_file
         self.nodes: list[RedisNode] = []
 
     def __enter__(self) -> RedisNodes:
@@ -295,7 +310,9 @@ class RedisNodes:
             port = pick_free_port(host, used)
             directory = self.base_dir / f"{name}-{port}-{attempt}"
             directory.mkdir(parents=True)
-            node = RedisNode(name, host, port, self.password, directory, dict(self.settings))
+            node = RedisNode(
+                name, host, port, self.password, directory, dict(self.settings), self.config_file
+            )
             try:
                 node.start()
                 return node
