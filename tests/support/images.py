@@ -174,7 +174,7 @@ def shared_libraries(binary: Path) -> list[str]:
     return libraries
 
 
-def _version(command: list[str], pattern: str) -> str:
+def binary_version(command: list[str], pattern: str) -> str:
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     match = re.search(pattern, result.stdout + result.stderr)
     if not match:
@@ -274,7 +274,7 @@ def redis_recipe() -> ImageRecipe:
         ("nobody", NOBODY_UID, "/nonexistent", "/sbin/nologin"),
     ]
     # Resolved, the Debian binary is named redis-check-rdb and would start in that mode.
-    version = _version(["redis-server", "--version"], r"v=(\d+\.\d+\.\d+)")
+    version = binary_version(["redis-server", "--version"], r"v=(\d+\.\d+\.\d+)")
     description = f"redis {version} from Debian's redis-server package"
     return ImageRecipe(
         role="redis",
@@ -299,7 +299,7 @@ def redis_recipe() -> ImageRecipe:
 def exporter_recipe() -> ImageRecipe:
     exporter = host_binary("prometheus-redis-exporter")
     users = [("root", 0, "/root", "/bin/sh"), ("nobody", NOBODY_UID, "/nonexistent", "/bin/false")]
-    version = _version([str(exporter), "--version"], r"Exporter v?(\d+\.\d+\.\d+)")
+    version = binary_version([str(exporter), "--version"], r"Exporter v?(\d+\.\d+\.\d+)")
     description = f"redis_exporter {version} from Debian's prometheus-redis-exporter package"
     return ImageRecipe(
         role="exporter",
@@ -326,7 +326,7 @@ def prometheus_recipe() -> ImageRecipe:
     prometheus = host_binary("prometheus")
     promtool = host_binary("promtool")
     users = [("root", 0, "/root", "/bin/sh"), ("nobody", NOBODY_UID, "/home", "/bin/false")]
-    version = _version([str(prometheus), "--version"], r"version (\d+\.\d+\.\d+)")
+    version = binary_version([str(prometheus), "--version"], r"version (\d+\.\d+\.\d+)")
     description = f"prometheus {version} from Debian's prometheus package"
     owned = {"uid": NOBODY_UID, "gid": NOBODY_UID}
     return ImageRecipe(
