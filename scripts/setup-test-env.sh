@@ -14,6 +14,7 @@ PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 DOCKERD_LOG="${DOCKERD_LOG:-/tmp/alphapulse-dockerd.log}"
 DOCKERD_WAIT_SECONDS="${DOCKERD_WAIT_SECONDS:-60}"
+APT_LOG=/tmp/alphapulse-apt.log  # only root gets this far
 
 # Debian package -> commands the tests or the image builder run from it.
 declare -A PACKAGE_COMMANDS=(
@@ -86,11 +87,11 @@ install_packages() {
   {
     apt-get update -qq &&
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
-  } >/tmp/alphapulse-apt.log 2>&1 || rc=$?
+  } >"$APT_LOG" 2>&1 || rc=$?
   [ "$created_policy" -eq 1 ] && rm -f "$policy"
   if [ "$rc" -ne 0 ]; then
-    tail -n 20 /tmp/alphapulse-apt.log >&2
-    die "apt-get failed (full log: /tmp/alphapulse-apt.log)"
+    tail -n 20 "$APT_LOG" >&2
+    die "apt-get failed (full log: $APT_LOG)"
   fi
 }
 
@@ -115,13 +116,15 @@ install_python_requirements() {
   if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
     die "$PYTHON has no pip; use a virtualenv: $PYTHON -m venv venv && . venv/bin/activate"
   fi
-  local log=/tmp/alphapulse-pip.log
+  local log
+  log="$(mktemp -t alphapulse-pip.XXXXXX)"
   if ! "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore \
       -r "$PROJECT_ROOT/requirements-dev.txt" >"$log" 2>&1; then
     tail -n 20 "$log" >&2
-    die "pip install -r requirements-dev.txt failed (an externally managed Python needs a venv:" \
-      "$PYTHON -m venv venv && . venv/bin/activate)"
+    die "pip install -r requirements-dev.txt failed (log: $log; an externally managed Python" \
+      "needs a venv: $PYTHON -m venv venv && . venv/bin/activate)"
   fi
+  rm -f "$log"
   say "python requirements satisfied ($("$PYTHON" --version 2>&1))"
 }
 

@@ -66,7 +66,7 @@ SESSION_LABEL = "org.alphapulse.test-engine.session"
 
 DEFAULT_WAIT_TIMEOUT_S = 60.0  # pulumi-docker's waitTimeout default
 DEFAULT_RUNNING_TIMEOUT_S = 15.0  # pulumi-docker's containerReadRefreshTimeoutMilliseconds
-POLL_INTERVAL_S = 0.05
+POLL_INTERVAL_S = 0.1  # docker inspect costs ~20 ms of CPU; six waits share two cores
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 START_INTERVAL_MIN_API = (1, 44)
 
