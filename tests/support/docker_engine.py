@@ -16,7 +16,8 @@ Rules it keeps:
   so it raises `SecretExposure`. Uploads go into the created-but-not-started container as a tar on
   `docker cp`'s stdin (no file on disk, nothing on argv), with the mode pulumi-docker gives them.
   Env values go through a 0600 env-file in a private temp dir, never argv, never logged. Error
-  messages are redacted of every secret string the engine has seen.
+  messages are redacted of every secret value the engine has seen. Inputs the caller already
+  unwrapped are plain values: then the engine cannot tell the secrets apart.
 - Units and defaults follow pulumi-docker: memory/memorySwap/shmSize in MB (memorySwap -1 =
   unlimited), upload mode 0644 (0744 when executable, `permissions` wins), restart "no",
   start/mustRun true, waitTimeout 60 s, removeVolumes true.
@@ -65,7 +66,7 @@ CONTAINER = "docker:index/container:Container"
 SESSION_LABEL = "org.alphapulse.test-engine.session"
 
 DEFAULT_WAIT_TIMEOUT_S = 60.0  # pulumi-docker's waitTimeout default
-DEFAULT_RUNNING_TIMEOUT_S = 15.0  # pulumi-docker's containerReadRefreshTimeoutMilliseconds
+DEFAULT_RUNNING_TIMEOUT_MS = 15000  # pulumi-docker's containerReadRefreshTimeoutMilliseconds
 POLL_INTERVAL_S = 0.1  # docker inspect costs ~20 ms of CPU; six waits share two cores
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 START_INTERVAL_MIN_API = (1, 44)
@@ -109,13 +110,13 @@ def docker_available(timeout_s: float = 15.0) -> str | None:
 # --------------------------------------------------------------------------- supported schema
 
 
-# What the engine implements, by pulumi-docker property name: None for a value (scalar, list of
-# scalars, map of strings), a dict for an object or a list of objects. Checked before anything
-# else so an unsupported property is reported as such, whatever else is wrong.
 def _keys(names: str) -> dict[str, None]:
     return dict.fromkeys(names.split())
 
 
+# What the engine implements, by pulumi-docker property name: None for a value (scalar, list of
+# scalars, map of strings), a dict for an object or a list of objects. Checked before anything
+# else so an unsupported property is reported as such, whatever else is wrong.
 _LABELS = _keys("label value")
 _SCHEMAS: dict[str, dict[str, Any]] = {
     CONTAINER: {
@@ -196,7 +197,9 @@ def _decode_inputs(resource: str, inputs: dict[str, Any]) -> _Decoded:
             )
         if secret:
             decoded.secret_props.add(path.split("[")[0].split(".")[0])
-            if isinstance(value, str):
+            # An upload's `file` is a path; it is inside the secret only because Pulumi marks
+            # the whole `uploads` list secret when one content is.
+            if isinstance(value, str) and not path.endswith(".file"):
                 decoded.secret_strings.add(value)
         if isinstance(value, dict):
             return {k: walk(v, f"{path}.{k}", secret) for k, v in value.items()}
@@ -617,7 +620,9 @@ def _plan_container(
         must_run=bool(props.boolean("mustRun", True)),
         wait=wait,
         wait_timeout_s=float(props.integer("waitTimeout", int(DEFAULT_WAIT_TIMEOUT_S)) or 0),
-        running_timeout_s=(props.integer("containerReadRefreshTimeoutMilliseconds", 15000) or 0)
+        running_timeout_s=(
+            props.integer("containerReadRefreshTimeoutMilliseconds") or DEFAULT_RUNNING_TIMEOUT_MS
+        )
         / 1000.0,
         destroy_grace_s=props.integer("destroyGraceSeconds", 0) or 0,
         remove_volumes=bool(props.boolean("removeVolumes", True)),
@@ -955,15 +960,11 @@ class DockerEngine:
 
 
 def _secret_fragments(values: set[str]) -> Iterator[str]:
-    """Each secret, and (for secret file contents) each of its words of 8+ characters.
-
-    A secret upload is usually a whole file ("requirepass <password>"), and what could leak into
-    an error is the password alone; redacting long words may over-redact, never under-redact.
-    """
+    """Each secret as given and without surrounding whitespace (a password file ends in \\n)."""
     for value in values:
-        if len(value) >= 4:
-            yield value
-        yield from (word for word in value.split() if len(word) >= 8)
+        for fragment in (value, value.strip()):
+            if len(fragment) >= 4:
+                yield fragment
 
 
 def _autoname(resource: str) -> str:
