@@ -164,7 +164,7 @@ main() {
     [ "${#missing[@]}" -eq 0 ] || die "still missing after install: ${missing[*]}"
   fi
   busybox_is_static || die "/bin/busybox is not the static build (install busybox-static)"
-  say "packages present: ${!PACKAGE_COMMANDS[*]}"
+  say "packages present: $(printf '%s\n' "${!PACKAGE_COMMANDS[@]}" | sort | tr '\n' ' ')"
 
   if is_root; then stop_debian_services; fi
   install_python_requirements
