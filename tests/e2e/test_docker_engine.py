@@ -75,10 +75,8 @@ class EngineMocks(pulumi.runtime.Mocks):
 
     def __init__(self, engine: DockerEngine) -> None:
         self.engine = engine
-        self.inputs: dict[str, dict[str, Any]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.inputs[args.name] = args.inputs
         state = self.engine.apply(args.typ, args.name, args.inputs)
         return state["id"], state
 
@@ -101,8 +99,7 @@ def run_under_mocks(engine: DockerEngine, declare: Callable[[], pulumi.Output]) 
 
 @pytest.fixture
 def engine(docker_engine_ready: None) -> Iterator[DockerEngine]:
-    lines: list[str] = []
-    engine = DockerEngine(log=lines.append)
+    engine = DockerEngine()
     try:
         yield engine
     finally:

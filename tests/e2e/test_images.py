@@ -58,7 +58,7 @@ def poll(what: str, attempt, timeout_s: float = 15.0, interval_s: float = 0.05):
     while True:
         try:
             return attempt()
-        except Exception as error:  # noqa: BLE001 - any failure means "not yet"
+        except Exception as error:  # any failure means "not yet"
             if time.monotonic() >= deadline:
                 raise AssertionError(f"{what}: not in {timeout_s} s; last: {error!r}") from error
             time.sleep(interval_s)
