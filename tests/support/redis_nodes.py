@@ -41,6 +41,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 REDIS_SERVER = "redis-server"
 PORT_RANGE = (20000, 22767)
@@ -131,11 +133,16 @@ class RedisNode:
         return self.process is not None and self.process.poll() is None
 
     def client(self, password: str | None = None, **kwargs: object) -> redis.Redis:
-        """A fresh redis-py client with short timeouts (password defaults to the node's)."""
+        """A fresh redis-py client with short timeouts (password defaults to the node's).
+
+        No hidden retries: redis-py's default policy retries connection errors (including a
+        wrong password) with seconds of backoff; tests poll with their own deadlines instead.
+        """
         options: dict[str, object] = {
             "socket_timeout": 2.0,
             "socket_connect_timeout": 1.0,
             "decode_responses": True,
+            "retry": Retry(NoBackoff(), 0),
         }
         options.update(kwargs)
         return redis.Redis(
@@ -328,9 +335,18 @@ class RedisNodes:
     def close(self) -> None:
         """Stop every node; remove the directory if we created it. Safe to call twice."""
         errors = []
+        # Signal every node first, then reap: shutting down in parallel keeps teardown short.
+        for node in self.nodes:
+            if node.is_running():
+                node._signal_and_wait(signal.SIGCONT, 0)
+                node._signal_and_wait(signal.SIGTERM, 0)
         for node in self.nodes:
             try:
-                node.stop()
+                if node.process is not None and node.process.poll() is None:
+                    try:
+                        node.process.wait(timeout=STOP_DEADLINE_S)
+                    except subprocess.TimeoutExpired:
+                        node.kill()
             except RedisNodeError as exc:
                 errors.append(str(exc))
         if self._own_dir:
