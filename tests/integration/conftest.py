@@ -1,10 +1,18 @@
 """Fixtures for integration tests against real redis-server processes on loopback."""
 
+from __future__ import annotations
+
 import shutil
+import time
+from collections.abc import Callable, Sequence
 
 import pytest
+import redis
 
-from tests.support.redis_nodes import redis_nodes_factory  # noqa: F401  (pytest fixture)
+from clusterops.model import NodeTarget
+from tests.support.redis_nodes import RedisNode, RedisNodes, redis_nodes_factory  # noqa: F401
+
+SLOTS = 16384
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -17,3 +25,73 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(pytest.mark.integration)
         if missing:
             item.add_marker(pytest.mark.skip(reason=f"not installed: {', '.join(missing)}"))
+
+
+def even_slot_ranges(masters: int) -> list[tuple[int, int]]:
+    """redis-cli's split: 3 masters -> 0-5460, 5461-10922, 10923-16383."""
+    ranges, first, cursor = [], 0, 0.0
+    for index in range(masters):
+        last = SLOTS - 1 if index == masters - 1 else int(cursor + SLOTS / masters - 1 + 0.5)
+        ranges.append((first, last))
+        first, cursor = last + 1, cursor + SLOTS / masters
+    return ranges
+
+
+def plan_for(nodes: Sequence[RedisNode], masters: int = 3) -> list[NodeTarget]:
+    """First ``masters`` nodes are masters, the rest replicas round-robin (names as deployed)."""
+    ranges = even_slot_ranges(masters)
+    plan = []
+    for index, node in enumerate(nodes):
+        common = {
+            "admin_host": node.host,
+            "admin_port": node.port,
+            "cluster_host": node.host,
+            "cluster_port": node.port,
+        }
+        if index < masters:
+            plan.append(
+                NodeTarget(f"alphapulse-redis-master-{index + 1}", "master",
+                           slots=(ranges[index],), **common)
+            )
+        else:
+            ordinal = index - masters + 1
+            master = f"alphapulse-redis-master-{(ordinal - 1) % masters + 1}"
+            plan.append(
+                NodeTarget(f"alphapulse-redis-replica-{ordinal}", "replica", master=master,
+                           **common)
+            )
+    return plan
+
+
+@pytest.fixture
+def six_nodes(redis_nodes_factory: Callable[..., RedisNodes]) -> RedisNodes:  # noqa: F811
+    """Six fresh, empty, cluster-enabled nodes with a password."""
+    return redis_nodes_factory(6)
+
+
+def wait_for(
+    what: str, probe: Callable[[], object], timeout_s: float = 15.0, interval_s: float = 0.05
+) -> object:
+    """Poll ``probe`` until it returns a truthy value; fail with the last value/error seen."""
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except redis.RedisError as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval_s)
+    pytest.fail(f"timed out after {timeout_s}s waiting for {what}; last seen: {last!r}")
+
+
+def wait_for_replica_links(nodes: RedisNodes, password: str | None = None) -> None:
+    """Every replica reports master_link_status:up (initial sync done)."""
+
+    def linked() -> bool:
+        roles = [n.client(password).info("replication") for n in nodes]
+        return all(r.get("master_link_status") == "up" for r in roles if r["role"] == "slave")
+
+    wait_for("replica links up", linked)
