@@ -765,6 +765,19 @@ class DockerEngine:
         if errors:
             raise DockerEngineError("destroy_all left resources behind:\n" + "\n".join(errors))
 
+    def replace_container(self, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Pulumi's delete-before-replace of a container: stop it within its grace period,
+        remove it, and create it again from the new inputs (its volumes stay)."""
+        docker_name = inputs.get("name")
+        with self._lock:
+            old = [c for c in self._created if c.kind == "container" and c.name == docker_name]
+        if len(old) != 1:
+            raise DockerEngineError(f"container {docker_name!r} was not created by this engine")
+        self._remove(old[0])
+        with self._lock:
+            self._created.remove(old[0])
+        return self.apply(CONTAINER, name, inputs)
+
     def created(self) -> list[tuple[str, str]]:
         """(kind, docker name) of everything still recorded, in creation order."""
         with self._lock:

@@ -1,0 +1,34 @@
+"""AlphaPulse Redis Cluster: stack config -> ClusterSpec -> RedisCluster -> stack outputs."""
+
+import pulumi
+import pulumi_random as random
+
+from components.docker_cluster import RedisCluster, RedisClusterArgs
+from components.spec import PROJECT, load_spec
+from components.stack_config import raw_project_config
+
+# Validate everything before any resource is registered: a bad config creates nothing.
+spec = load_spec(raw_project_config, pulumi.get_stack())
+config = pulumi.Config(PROJECT)
+password = config.get_secret("password")
+if password is None:
+    # Only reachable with passwordPolicy=generate (the default outside prod stacks).
+    password = random.RandomPassword(
+        "redis-password", length=32, special=False
+    ).result
+
+cluster = RedisCluster("redis-cluster", RedisClusterArgs(spec=spec, password=password))
+
+pulumi.export("cluster_name", spec.name_prefix)
+pulumi.export("password", cluster.password)
+pulumi.export("network_name", cluster.network_name)
+pulumi.export("seed_endpoints", cluster.seed_endpoints)
+pulumi.export("host_seed_endpoints", cluster.host_seed_endpoints)
+pulumi.export("nodes", cluster.nodes)
+pulumi.export("exporter_url", cluster.exporter_url)
+pulumi.export("exporter_internal_url", cluster.exporter_internal_url)
+pulumi.export("client_settings", cluster.client_settings)
+pulumi.export("node_ids", cluster.node_ids)
+pulumi.export("slot_ranges", cluster.slot_ranges)
+pulumi.export("cluster_state", cluster.cluster_state)
+pulumi.export("maxmemory_bytes", spec.maxmemory_bytes)

@@ -1,0 +1,367 @@
+"""RedisCluster: one ComponentResource that declares the whole cluster on a Docker host.
+
+Network (fixed subnet) -> one volume per node -> one container per node (static IP, its own
+redis.conf, healthcheck) -> the exporter -> the bootstrap resource that forms the cluster
+and proves cluster_state:ok. Data lives only in the volumes, so a replaced container keeps
+its data and its identity (nodes.conf).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+
+from components import exporter_conf
+from components.bootstrap import PROVIDER_VERSION, ClusterBootstrap
+from components.redis_conf import (
+    AUTH_CONF_PATH,
+    DATA_DIR,
+    HEALTHCHECK_COMMAND,
+    PASSWORD_FILE_PATH,
+    REDIS_CONF_PATH,
+    render_auth_conf,
+    render_redis_conf,
+)
+from components.spec import ClusterSpec
+from components.topology import ClusterPlan, PlannedNode, plan_cluster
+
+TYPE_TOKEN = "alphapulse:redis:RedisCluster"
+EXPORTER_LISTEN_PORT = 9121
+PROMETHEUS_LISTEN_PORT = 9090
+PROMETHEUS_CONFIG_PATH = "/etc/prometheus/prometheus.yml"
+PROMETHEUS_RULES_PATH = "/etc/prometheus/redis-cluster-alerts.yml"
+ALERT_RULES_FILE = Path(__file__).resolve().parent.parent / "monitoring" / "alerts.yml"
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RedisClusterArgs:
+    spec: ClusterSpec
+    password: pulumi.Input[str]  # a Pulumi secret
+
+
+def _labels(spec: ClusterSpec, **extra: str) -> list[docker.ContainerLabelArgs]:
+    values = {"com.alphapulse.cluster": spec.name_prefix, "com.alphapulse.stack": spec.stack}
+    values.update(extra)
+    return [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(values.items())]
+
+
+def _admin_address(spec: ClusterSpec, node: PlannedNode) -> tuple[str, int]:
+    """Where the deploying host reaches a node: its container IP, or the published port."""
+    if spec.admin_access == "host-ports":
+        host = "127.0.0.1" if spec.bind_address == "0.0.0.0" else spec.bind_address
+        return host, node.host_port
+    return node.ip, node.port
+
+
+def bootstrap_nodes(spec: ClusterSpec, plan: ClusterPlan) -> list[dict[str, Any]]:
+    """The bootstrap resource's view of the plan (plain JSON, no secrets)."""
+    nodes = []
+    for node in plan.nodes:
+        admin_host, admin_port = _admin_address(spec, node)
+        nodes.append(
+            {
+                "name": node.name,
+                "role": node.role,
+                "admin_host": admin_host,
+                "admin_port": admin_port,
+                "cluster_host": node.ip,
+                "cluster_port": node.port,
+                "slots": [list(r) for r in node.slots],
+                "master": node.master,
+            }
+        )
+    return nodes
+
+
+def node_outputs(plan: ClusterPlan) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": n.name,
+            "role": n.role,
+            "master": n.master,
+            "ip": n.ip,
+            "port": n.port,
+            "host_port": n.host_port,
+            "bus_host_port": n.host_bus_port,
+            "container_name": n.name,
+        }
+        for n in plan.nodes
+    ]
+
+
+class RedisCluster(pulumi.ComponentResource):
+    """3+ masters with replicas, an exporter and a formed, validated cluster."""
+
+    network_name: pulumi.Output[str]
+    password: pulumi.Output[str]
+    seed_endpoints: pulumi.Output[list[str]]
+    host_seed_endpoints: pulumi.Output[list[str]]
+    nodes: pulumi.Output[list[dict[str, Any]]]
+    exporter_url: pulumi.Output[str]
+    exporter_internal_url: pulumi.Output[str]
+    client_settings: pulumi.Output[dict[str, Any]]
+    node_ids: pulumi.Output[dict[str, str]]
+    slot_ranges: pulumi.Output[dict[str, Any]]
+    cluster_state: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: RedisClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        spec = args.spec
+        self.spec = spec
+        self.plan = plan_cluster(spec)
+        password = pulumi.Output.secret(args.password)
+        child = pulumi.ResourceOptions(parent=self)
+
+        network = docker.Network(
+            f"{name}-network",
+            name=spec.network_name,
+            driver="bridge",
+            ipam_configs=[
+                docker.NetworkIpamConfigArgs(subnet=spec.subnet, gateway=self.plan.gateway_ip)
+            ],
+            labels=[
+                docker.NetworkLabelArgs(label="com.alphapulse.cluster", value=spec.name_prefix)
+            ],
+            opts=child,
+        )
+        redis_image = self._image(name, "redis", spec.redis_image)
+        node_containers = [
+            self._node(name, node, network, redis_image, password) for node in self.plan.nodes
+        ]
+        exporter = self._exporter(name, network, password)
+        extra_deps: list[pulumi.Resource] = [exporter]
+        if spec.deploy_prometheus:
+            extra_deps.append(self._prometheus(name, network))
+
+        bootstrap = ClusterBootstrap(
+            f"{name}-bootstrap",
+            nodes=bootstrap_nodes(spec, self.plan),
+            password=password,
+            provider_version=PROVIDER_VERSION,
+            timeout_seconds=spec.bootstrap_timeout_s,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=node_containers),
+        )
+
+        self.network_name = network.name
+        self.password = password
+        self.seed_endpoints = pulumi.Output.from_input(
+            [f"{n.ip}:{n.port}" for n in self.plan.nodes]
+        )
+        host = "127.0.0.1" if spec.bind_address == "0.0.0.0" else spec.bind_address
+        self.host_seed_endpoints = pulumi.Output.from_input(
+            [f"{host}:{n.host_port}" for n in self.plan.nodes]
+        )
+        self.nodes = pulumi.Output.from_input(node_outputs(self.plan))
+        self.exporter_url = pulumi.Output.concat(
+            "http://", host, ":", str(spec.exporter_port)
+        )
+        self.exporter_internal_url = pulumi.Output.from_input(
+            f"http://{self.plan.exporter_ip}:{EXPORTER_LISTEN_PORT}"
+        )
+        self.client_settings = pulumi.Output.from_input(
+            {
+                "startup_nodes": [{"host": n.ip, "port": n.port} for n in self.plan.masters],
+                "require_full_coverage": True,
+            }
+        )
+        self.node_ids = bootstrap.node_ids
+        self.slot_ranges = bootstrap.slot_ranges
+        self.cluster_state = bootstrap.cluster_state
+        self.register_outputs(
+            {
+                "network_name": self.network_name,
+                "password": self.password,
+                "seed_endpoints": self.seed_endpoints,
+                "host_seed_endpoints": self.host_seed_endpoints,
+                "nodes": self.nodes,
+                "exporter_url": self.exporter_url,
+                "exporter_internal_url": self.exporter_internal_url,
+                "client_settings": self.client_settings,
+                "node_ids": self.node_ids,
+                "slot_ranges": self.slot_ranges,
+                "cluster_state": self.cluster_state,
+            }
+        )
+
+    def _image(self, name: str, role: str, image: str) -> pulumi.Input[str]:
+        """A pulled, pinned image, or (pullImages=false) an image already on the host."""
+        if not self.spec.pull_images:
+            return image
+        remote = docker.RemoteImage(
+            f"{name}-{role}-image",
+            name=image,
+            keep_locally=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return remote.image_id
+
+    def _node(
+        self,
+        name: str,
+        node: PlannedNode,
+        network: docker.Network,
+        image: pulumi.Input[str],
+        password: pulumi.Output[str],
+    ) -> docker.Container:
+        spec = self.spec
+        data_opts = pulumi.ResourceOptions(
+            parent=self, protect=spec.protect_data, retain_on_delete=spec.protect_data
+        )
+        volume = docker.Volume(
+            f"{name}-{node.role}-{node.ordinal}-data",
+            name=node.volume_name,
+            labels=[docker.VolumeLabelArgs(label="com.alphapulse.node", value=node.name)],
+            opts=data_opts,
+        )
+        memory_mb = spec.memory_limit_bytes // MIB
+        return docker.Container(
+            f"{name}-{node.role}-{node.ordinal}",
+            name=node.name,
+            hostname=node.name,
+            image=image,
+            command=["redis-server", REDIS_CONF_PATH],
+            uploads=[
+                docker.ContainerUploadArgs(
+                    file=REDIS_CONF_PATH, content=render_redis_conf(spec, node)
+                ),
+                docker.ContainerUploadArgs(
+                    file=AUTH_CONF_PATH, content=password.apply(render_auth_conf)
+                ),
+                docker.ContainerUploadArgs(file=PASSWORD_FILE_PATH, content=password),
+            ],
+            volumes=[
+                docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)
+            ],
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(
+                    name=network.name, ipv4_address=node.ip, aliases=[node.name]
+                )
+            ],
+            ports=[
+                docker.ContainerPortArgs(
+                    internal=node.port, external=node.host_port, ip=spec.bind_address
+                ),
+                docker.ContainerPortArgs(
+                    internal=node.bus_port, external=node.host_bus_port, ip=spec.bind_address
+                ),
+            ],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD-SHELL", HEALTHCHECK_COMMAND],
+                interval="2s",
+                timeout="2s",
+                retries=5,
+                start_period="10s",
+            ),
+            restart="unless-stopped",
+            memory=memory_mb,
+            # No swap: a swapping Redis misses cluster heartbeats and triggers false failovers.
+            memory_swap=memory_mb,
+            log_driver="json-file",
+            log_opts={"max-size": "10m", "max-file": "3"},
+            labels=_labels(spec, **{"com.alphapulse.node": node.name,
+                                    "com.alphapulse.role": node.role}),
+            # SIGTERM lets Redis fsync the AOF and write its final RDB before it exits.
+            destroy_grace_seconds=30,
+            wait=True,
+            wait_timeout=120,
+            must_run=True,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Name and static IP are unique: the old container must go first.
+                delete_before_replace=True,
+                depends_on=[volume],
+            ),
+        )
+
+    def _exporter(
+        self, name: str, network: docker.Network, password: pulumi.Output[str]
+    ) -> docker.Container:
+        spec = self.spec
+        nodes = node_outputs(self.plan)
+        image = self._image(name, "exporter", spec.exporter_image)
+        return docker.Container(
+            f"{name}-exporter",
+            name=f"{spec.name_prefix}-redis-exporter",
+            hostname=f"{spec.name_prefix}-redis-exporter",
+            image=image,
+            command=exporter_conf.exporter_args(listen_port=EXPORTER_LISTEN_PORT),
+            uploads=[
+                docker.ContainerUploadArgs(
+                    file=exporter_conf.EXPORTER_PASSWORD_FILE,
+                    content=password.apply(
+                        lambda pw: exporter_conf.exporter_password_file(nodes, pw)
+                    ),
+                )
+            ],
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(
+                    name=network.name, ipv4_address=self.plan.exporter_ip
+                )
+            ],
+            ports=[
+                docker.ContainerPortArgs(
+                    internal=EXPORTER_LISTEN_PORT, external=spec.exporter_port,
+                    ip=spec.bind_address,
+                )
+            ],
+            restart="unless-stopped",
+            memory=128,
+            log_driver="json-file",
+            log_opts={"max-size": "10m", "max-file": "3"},
+            labels=_labels(spec, **{"com.alphapulse.role": "exporter"}),
+            must_run=True,
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+
+    def _prometheus(self, name: str, network: docker.Network) -> docker.Container:
+        spec = self.spec
+        image = self._image(name, "prometheus", spec.prometheus_image)
+        scrape_config = exporter_conf.prometheus_config(
+            node_outputs(self.plan),
+            exporter_address=f"{self.plan.exporter_ip}:{EXPORTER_LISTEN_PORT}",
+            rules_files=[PROMETHEUS_RULES_PATH],
+            cluster_name=spec.name_prefix,
+        )
+        return docker.Container(
+            f"{name}-prometheus",
+            name=f"{spec.name_prefix}-prometheus",
+            hostname=f"{spec.name_prefix}-prometheus",
+            image=image,
+            command=[
+                f"--config.file={PROMETHEUS_CONFIG_PATH}",
+                "--storage.tsdb.path=/prometheus",
+                f"--web.listen-address=:{PROMETHEUS_LISTEN_PORT}",
+            ],
+            uploads=[
+                docker.ContainerUploadArgs(
+                    file=PROMETHEUS_CONFIG_PATH, content=scrape_config
+                ),
+                docker.ContainerUploadArgs(
+                    file=PROMETHEUS_RULES_PATH,
+                    content=ALERT_RULES_FILE.read_text(),
+                ),
+            ],
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(
+                    name=network.name, ipv4_address=self.plan.prometheus_ip
+                )
+            ],
+            ports=[
+                docker.ContainerPortArgs(
+                    internal=PROMETHEUS_LISTEN_PORT, external=spec.prometheus_port,
+                    ip=spec.bind_address,
+                )
+            ],
+            restart="unless-stopped",
+            memory=512,
+            labels=_labels(spec, **{"com.alphapulse.role": "prometheus"}),
+            must_run=True,
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )

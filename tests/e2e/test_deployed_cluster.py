@@ -1,0 +1,189 @@
+"""The dev stack on a real Docker engine, checked independently of the code that built it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
+
+from tests.support.deploy_fixtures import DeployedStack
+
+pytestmark = pytest.mark.e2e
+SLOTS = 16384
+
+
+def keys_for_every_slot() -> list[str]:
+    """One key per hash slot, found by search (key_slot is redis-py's CRC16 mod 16384)."""
+    keys: dict[int, str] = {}
+    candidate = 0
+    while len(keys) < SLOTS:
+        key = f"e2e:{candidate}"
+        keys.setdefault(key_slot(key.encode()), key)
+        candidate += 1
+    return [keys[slot] for slot in range(SLOTS)]
+
+
+def cluster_client(stack: DeployedStack) -> RedisCluster:
+    """Configured only from the stack outputs, as an application stack would."""
+    settings = stack.outputs["client_settings"]
+    return RedisCluster(
+        startup_nodes=[ClusterNode(**node) for node in settings["startup_nodes"]],
+        password=stack.outputs["password"],
+        require_full_coverage=settings["require_full_coverage"],
+        socket_timeout=5,
+    )
+
+
+def node_client(stack: DeployedStack, node: dict, password: str | None = "stack") -> redis.Redis:
+    return redis.Redis(
+        host=node["ip"], port=node["port"], socket_timeout=3,
+        password=stack.password if password == "stack" else password,
+    )
+
+
+def health(stack: DeployedStack, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "clusterops", "health", "--stack-outputs",
+         str(stack.outputs_file), *extra],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def wait_until_healthy(stack: DeployedStack, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        result = health(stack, "--json")
+        if result.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"cluster not healthy after {seconds}s:\n{result.stdout}\n{result.stderr}")
+        time.sleep(0.5)
+
+
+def test_redis_cli_cluster_check_passes(deployed: DeployedStack):
+    seed = deployed.outputs["seed_endpoints"][0]
+    result = subprocess.run(
+        ["redis-cli", "--no-auth-warning", "--cluster", "check", seed],
+        env={**os.environ, "REDISCLI_AUTH": deployed.password},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "[OK] All nodes agree about slots configuration." in out, out
+    assert "[OK] All 16384 slots covered." in out, out
+    lines = out.splitlines()
+    assert sum(line.startswith("M: ") for line in lines) == 3, out
+    assert sum(line.startswith("S: ") for line in lines) == 3, out
+    assert "keys in 3 masters." in out, out
+    for line in out.splitlines():
+        if line.endswith("additional replica(s)"):
+            assert "1 additional replica(s)" in line, out
+
+
+def test_live_config_is_what_was_declared(deployed: DeployedStack):
+    for node in deployed.outputs["nodes"]:
+        live = node_client(deployed, node).config_get("*")
+        assert live["appendonly"] == "yes", node["name"]
+        assert live["appendfsync"] == "everysec", node["name"]
+        assert int(live["maxmemory"]) == deployed.outputs["maxmemory_bytes"], node["name"]
+        assert live["cluster-node-timeout"] == "1000", node["name"]
+        assert live["save"] == "900 1 300 10 60 10000", node["name"]
+
+
+def test_every_command_without_the_password_is_refused(deployed: DeployedStack):
+    for node in deployed.outputs["nodes"]:
+        anonymous = node_client(deployed, node, password=None)
+        for command in (("PING",), ("GET", "x"), ("SET", "x", "1"), ("CLUSTER", "INFO")):
+            with pytest.raises(redis.AuthenticationError, match="NOAUTH"):
+                anonymous.execute_command(*command)
+
+
+def test_password_is_not_in_docker_inspect_or_the_process_list(deployed: DeployedStack):
+    names = [n["container_name"] for n in deployed.outputs["nodes"]]
+    names.append(f"{deployed.outputs['cluster_name']}-redis-exporter")
+    inspect = subprocess.run(["docker", "inspect", *names], capture_output=True, text=True,
+                             check=True).stdout
+    assert json.loads(inspect) and len(json.loads(inspect)) == len(names)
+    assert deployed.password not in inspect
+    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True,
+                               check=True).stdout
+    assert "redis-server" in processes
+    assert deployed.password not in processes
+
+
+def test_a_client_from_the_outputs_writes_and_reads_every_slot(deployed: DeployedStack):
+    client = cluster_client(deployed)
+    keys = keys_for_every_slot()
+    pipe = client.pipeline()
+    for key in keys:
+        pipe.set(key, key[::-1])
+    assert all(pipe.execute())
+    pipe = client.pipeline()
+    for key in keys:
+        pipe.get(key)
+    values = pipe.execute()
+    wrong = [k for k, v in zip(keys, values, strict=True) if v != k[::-1].encode()]
+    assert not wrong, f"{len(wrong)} slots did not read back, e.g. {wrong[:3]}"
+
+
+def test_exporter_reports_every_node_up_and_the_cluster_ok(deployed: DeployedStack):
+    base = deployed.outputs["exporter_url"]
+    for node in deployed.outputs["nodes"]:
+        url = f"{base}/scrape?target=redis://{node['ip']}:{node['port']}"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            text = response.read().decode()
+        lines = set(text.splitlines())
+        assert "redis_up 1" in lines, (node["name"], [x for x in lines if "redis_up" in x])
+        assert "redis_cluster_state 1" in lines, node["name"]
+
+
+def test_health_command_passes_on_the_healthy_cluster(deployed: DeployedStack):
+    result = health(deployed)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(health(deployed, "--json").stdout)
+    assert report, "empty health report"
+
+
+def test_a_second_run_changes_nothing_and_keeps_every_key(deployed: DeployedStack):
+    client = cluster_client(deployed)
+    client.set("before-rerun", "kept")
+    changes = deployed.deployment.preview()
+    assert changes == [], changes
+    assert client.get("before-rerun") == b"kept"
+    # Keys from the every-slot test are still there too.
+    assert client.get(keys_for_every_slot()[16383]) is not None
+
+
+def test_health_fails_naming_the_node_that_is_stopped(deployed: DeployedStack):
+    victim = deployed.node("alphapulse-redis-replica-2")
+    subprocess.run(["docker", "stop", "-t", "1", victim["container_name"]], check=True,
+                   capture_output=True)
+    try:
+        result = health(deployed)
+        assert result.returncode != 0, result.stdout
+        assert victim["name"] in result.stdout + result.stderr
+    finally:
+        subprocess.run(["docker", "start", victim["container_name"]], check=True,
+                       capture_output=True)
+    wait_until_healthy(deployed, seconds=60)
+
+
+def test_teardown_leaves_no_container_or_network(deployed: DeployedStack):
+    deployed.deployment.down()
+    prefix = deployed.outputs["cluster_name"]
+    left = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"label=com.alphapulse.cluster={prefix}",
+         "--format", "{{.Names}}"], capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert left == []
+    networks = subprocess.run(["docker", "network", "ls", "--format", "{{.Name}}"],
+                              capture_output=True, text=True, check=True).stdout.split()
+    assert deployed.outputs["network_name"] not in networks

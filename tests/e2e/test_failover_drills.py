@@ -1,0 +1,236 @@
+"""Failover, partition, restart and replacement drills on the deployed dev stack (real Docker)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from clusterops.node_control import DockerNodeControl
+from clusterops.targets import targets_from_outputs
+from tests.support.deploy_fixtures import DeployedStack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+PASSWORD_FILE = "/usr/local/etc/redis/password"
+
+
+def drill(stack: DeployedStack, *args: str) -> tuple[int, dict[str, Any]]:
+    result = subprocess.run(
+        [sys.executable, "-m", "clusterops", "drill", "--stack-outputs", str(stack.outputs_file),
+         "--json", *args],
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"drill printed no JSON (rc {result.returncode}):\n{result.stdout}\n"
+                    f"{result.stderr}")
+    return result.returncode, report
+
+
+def client(stack: DeployedStack, node: dict[str, Any]) -> redis.Redis:
+    return redis.Redis(host=node["ip"], port=node["port"], password=stack.password,
+                       socket_timeout=1, socket_connect_timeout=1)
+
+
+def cluster_states(stack: DeployedStack) -> dict[str, str]:
+    states = {}
+    for node in stack.outputs["nodes"]:
+        try:
+            states[node["name"]] = client(stack, node).cluster("INFO")["cluster_state"]
+        except redis.RedisError as err:
+            states[node["name"]] = f"unreachable: {type(err).__name__}"
+    return states
+
+
+def wait_for_all_ok(stack: DeployedStack, seconds: float) -> float:
+    started = time.monotonic()
+    while True:
+        states = cluster_states(stack)
+        if all(state == "ok" for state in states.values()):
+            return time.monotonic() - started
+        if time.monotonic() - started > seconds:
+            pytest.fail(f"cluster_state not ok on every node after {seconds}s: {states}")
+        time.sleep(0.1)
+
+
+def assert_every_drill_passed(report: dict[str, Any], masters: int) -> None:
+    assert report["error"] is None, report["error"]
+    assert len(report["drills"]) == masters, report
+    for entry in report["drills"]:
+        assert entry["failures"] == [], entry
+        assert entry["acked_lost"] == 0 and entry["acked_writes"] > 0, entry
+        assert entry["rejoined"], entry
+    print(json.dumps([{k: d[k] for k in ("master", "mode", "recovery_seconds", "acked_writes",
+                                         "acked_lost", "unacked_lost")} for d in report["drills"]]))
+
+
+@pytest.mark.parametrize("mode", ["kill", "stop"])
+def test_each_master_fails_over_and_rejoins_without_losing_acked_writes(deployed, mode):
+    wait_for_all_ok(deployed, 60)
+    code, report = drill(deployed, "--master", "all", "--mode", mode)
+    assert_every_drill_passed(report, masters=3)
+    assert code == 0
+
+
+def test_partitioned_master_is_replaced_and_stops_accepting_writes(deployed: DeployedStack):
+    wait_for_all_ok(deployed, 60)
+    targets = targets_from_outputs(deployed.outputs)
+    control = DockerNodeControl.from_targets(targets)
+    masters = [n for n in deployed.outputs["nodes"]
+               if client(deployed, n).info("replication")["role"] == "master"]
+    victim = masters[0]
+    control.isolate(victim["name"])
+    try:
+        # Inside the cut-off container, with the password read from its file (never argv).
+        started = time.monotonic()
+        while True:
+            reply = subprocess.run(
+                ["docker", "exec", victim["container_name"], "sh", "-c",
+                 "redis-cli --no-auth-warning --askpass SET partition-probe 1 "
+                 f"< {PASSWORD_FILE}"],
+                capture_output=True, text=True, timeout=10, check=False,
+            ).stdout.strip()
+            if reply.startswith("CLUSTERDOWN"):
+                refused_after = time.monotonic() - started
+                break
+            assert time.monotonic() - started < 15, f"isolated master still answers: {reply}"
+            time.sleep(0.1)
+        print(f"isolated master refused writes {refused_after:.2f}s after the partition")
+        others = [n for n in deployed.outputs["nodes"] if n["name"] != victim["name"]]
+        deadline = time.monotonic() + 15
+        while not any(
+            victim["name"] == n["master"] and _role(deployed, n) == "master" for n in others
+        ):
+            assert time.monotonic() < deadline, "the majority did not promote the replica"
+            time.sleep(0.1)
+    finally:
+        control.heal(victim["name"])
+    deadline = time.monotonic() + 60
+    while _role(deployed, victim) != "slave":
+        assert time.monotonic() < deadline, "the healed master did not become a replica"
+        time.sleep(0.2)
+    wait_for_all_ok(deployed, 60)
+
+
+def _role(stack: DeployedStack, node: dict[str, Any]) -> str:
+    try:
+        return client(stack, node).info("replication")["role"]
+    except redis.RedisError:
+        return "unreachable"
+
+
+def test_partition_drill_counts_lost_unacknowledged_writes(deployed: DeployedStack):
+    wait_for_all_ok(deployed, 60)
+    code, report = drill(deployed, "--master", "alphapulse-redis-master-2", "--mode", "partition")
+    (entry,) = report["drills"]
+    assert entry["acked_lost"] == 0, entry
+    assert entry["rejoined"], entry
+    print(f"partition: {entry['unacked_accepted']} writes accepted without replica ack, "
+          f"{entry['unacked_lost']} of them lost")
+    assert code == 0, entry["failures"]
+
+
+def test_full_restart_in_another_order_keeps_data_and_identities(deployed: DeployedStack):
+    wait_for_all_ok(deployed, 60)
+    cluster = redis.RedisCluster(host=deployed.outputs["nodes"][0]["ip"], port=6379,
+                                 password=deployed.password)
+    for i in range(2000):
+        cluster.set(f"restart:{i}", i)
+    ids_before = {n["name"]: client(deployed, n).execute_command("CLUSTER", "MYID").decode()
+                  for n in deployed.outputs["nodes"]}
+    assert ids_before == deployed.outputs["node_ids"]
+    # AOF everysec: a graceful stop flushes it; the restart must find every key.
+    names = [n["container_name"] for n in deployed.outputs["nodes"]]
+    subprocess.run(["docker", "stop", "-t", "30", *names], check=True, capture_output=True)
+    order = names[::-1]
+    random.Random(7).shuffle(order)
+    for name in order:
+        subprocess.run(["docker", "start", name], check=True, capture_output=True)
+    seconds = wait_for_all_ok(deployed, 120)
+    print(f"full restart: cluster_state ok on all nodes {seconds:.2f}s after the last start")
+    ids_after = {n["name"]: client(deployed, n).execute_command("CLUSTER", "MYID").decode()
+                 for n in deployed.outputs["nodes"]}
+    assert ids_after == ids_before
+    cluster = redis.RedisCluster(host=deployed.outputs["nodes"][0]["ip"], port=6379,
+                                 password=deployed.password)
+    missing = [i for i in range(2000) if cluster.get(f"restart:{i}") != str(i).encode()]
+    assert not missing, f"{len(missing)} keys lost, e.g. {missing[:5]}"
+
+
+def test_replacing_containers_keeps_data_and_identity(deployed: DeployedStack):
+    wait_for_all_ok(deployed, 60)
+    cluster = redis.RedisCluster(host=deployed.outputs["nodes"][0]["ip"], port=6379,
+                                 password=deployed.password)
+    for i in range(500):
+        cluster.set(f"replace:{i}", i)
+    ids_before = {n["name"]: client(deployed, n).execute_command("CLUSTER", "MYID").decode()
+                  for n in deployed.outputs["nodes"]}
+    changes = deployed.deployment.update(memoryLimit="1100mb")
+    replaced = [c for c in changes if c.startswith("+- replace")]
+    assert len(replaced) == 6, changes
+    assert not any("Volume" in c for c in changes), changes
+    wait_for_all_ok(deployed, 120)
+    limits = json.loads(subprocess.run(
+        ["docker", "inspect", *[n["container_name"] for n in deployed.outputs["nodes"]]],
+        capture_output=True, text=True, check=True).stdout)
+    assert {c["HostConfig"]["Memory"] for c in limits} == {1100 * 1024 * 1024}
+    ids_after = {n["name"]: client(deployed, n).execute_command("CLUSTER", "MYID").decode()
+                 for n in deployed.outputs["nodes"]}
+    assert ids_after == ids_before
+    cluster = redis.RedisCluster(host=deployed.outputs["nodes"][0]["ip"], port=6379,
+                                 password=deployed.password)
+    missing = [i for i in range(500) if cluster.get(f"replace:{i}") != str(i).encode()]
+    assert not missing, f"{len(missing)} keys lost after replacement, e.g. {missing[:5]}"
+    assert deployed.deployment.preview() == []
+
+
+def test_no_failover_under_sustained_saturating_load(deployed: DeployedStack):
+    """redis-benchmark against every master for 60 s: no role change, no epoch bump."""
+    wait_for_all_ok(deployed, 60)
+    seconds = float(os.environ.get("ALPHAPULSE_LOAD_SECONDS", "60"))
+    nodes = deployed.outputs["nodes"]
+    before = {n["name"]: _role(deployed, n) for n in nodes}
+    epoch_before = client(deployed, nodes[0]).cluster("INFO")["cluster_current_epoch"]
+    # A throwaway ACL user, so the cluster password never reaches redis-benchmark's argv.
+    bench_password = os.urandom(16).hex()
+    for node in nodes:
+        client(deployed, node).acl_setuser("loadtest", enabled=True,
+                                           passwords=[f"+{bench_password}"],
+                                           commands=["+@all"], keys=["*"])
+    try:
+        # --cluster spreads the load over every master's slots.
+        benches = [
+            subprocess.Popen(
+                ["redis-benchmark", "--cluster", "-h", nodes[0]["ip"], "-p", "6379",
+                 "--user", "loadtest", "-a", bench_password, "-c", "50", "-P", "16",
+                 "-n", "100000000", "-r", "1000000", "-d", "64", "-t", "set,get", "-q"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        ]
+        deadline = time.monotonic() + seconds
+        samples = 0
+        while time.monotonic() < deadline:
+            assert all(b.poll() is None for b in benches), "redis-benchmark exited early"
+            roles = {n["name"]: _role(deployed, n) for n in nodes}
+            changed = {k: (before[k], v) for k, v in roles.items()
+                       if v != before[k] and v != "unreachable"}
+            assert not changed, f"role changed under load after {samples} samples: {changed}"
+            samples += 1
+            time.sleep(1)
+    finally:
+        for bench in benches:
+            bench.terminate()
+            bench.wait(10)
+        for node in nodes:
+            client(deployed, node).acl_deluser("loadtest")
+    epoch_after = client(deployed, nodes[0]).cluster("INFO")["cluster_current_epoch"]
+    assert epoch_after == epoch_before, "a failover happened (currentEpoch moved) under load"
+    assert {n["name"]: _role(deployed, n) for n in nodes} == before

@@ -1,0 +1,205 @@
+"""The whole program under Pulumi's mocks: the resource graph per stack, secrets, options."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from components.spec import ConfigError
+from tests.support.program_runner import (
+    DYNAMIC_TYPE,
+    SECRET_SIG,
+    SIG_KEY,
+    ProgramRun,
+    run_program,
+    stack_config_file,
+)
+
+CONTAINER = "docker:index/container:Container"
+NETWORK = "docker:index/network:Network"
+VOLUME = "docker:index/volume:Volume"
+PROD_PASSWORD = "prod-secret-password-0123456789"
+DEV_GENERATED = "m" * 32  # what the mock RandomPassword returns
+
+
+@pytest.fixture(scope="module")
+def dev() -> ProgramRun:
+    return run_program("dev", stack_config_file("dev"))
+
+
+@pytest.fixture(scope="module")
+def prod() -> ProgramRun:
+    return run_program("prod", {**stack_config_file("prod"), "password": PROD_PASSWORD})
+
+
+def node_containers(run: ProgramRun) -> list[Any]:
+    return [c for c in run.of_type(CONTAINER) if "-redis-exporter" not in c.inputs["name"]]
+
+
+def test_dev_declares_six_nodes_an_exporter_one_network_six_volumes(dev: ProgramRun):
+    containers = dev.of_type(CONTAINER)
+    assert len(node_containers(dev)) == 6, [c.inputs["name"] for c in containers]
+    assert [c.inputs["name"] for c in containers if c not in node_containers(dev)] == [
+        "alphapulse-redis-exporter"
+    ]
+    assert len(dev.of_type(NETWORK)) == 1 and len(dev.of_type(VOLUME)) == 6
+    assert len(dev.of_type(DYNAMIC_TYPE)) == 1
+
+
+def test_host_ports_are_unique_and_the_guides(dev: ProgramRun):
+    published = [
+        (p["external"], c.inputs["name"]) for c in dev.of_type(CONTAINER) for p in c.inputs["ports"]
+    ]
+    ports = [port for port, _ in published]
+    assert len(ports) == len(set(ports)), published
+    client_ports = sorted(
+        p["external"] for c in node_containers(dev) for p in c.inputs["ports"]
+        if p["internal"] == 6379
+    )
+    assert client_ports == list(range(7001, 7007))
+    assert 9121 in ports
+    assert all(p["ip"] == "127.0.0.1" for c in dev.of_type(CONTAINER) for p in c.inputs["ports"])
+
+
+def test_each_node_has_its_planned_ip_and_its_own_volume_at_the_data_dir(dev: ProgramRun):
+    network = dev.of_type(NETWORK)[0].inputs
+    assert network["ipamConfigs"][0]["subnet"] == "172.28.0.0/24"
+    nodes = {n["name"]: n for n in dev.outputs["nodes"]}
+    volume_names = {v.inputs["name"] for v in dev.of_type(VOLUME)}
+    for container in node_containers(dev):
+        name = container.inputs["name"]
+        (attachment,) = container.inputs["networksAdvanced"]
+        assert attachment["name"] == network["name"]
+        assert attachment["ipv4Address"] == nodes[name]["ip"]
+        (volume,) = container.inputs["volumes"]
+        assert volume["containerPath"] == "/data"
+        assert volume["volumeName"] == f"{name}-data" and volume["volumeName"] in volume_names
+        assert container.inputs["restart"] == "unless-stopped"
+        assert container.inputs["memory"] == 1024  # 2 x maxmemory 512mb, in MB
+        assert container.inputs["healthcheck"]["tests"][0] == "CMD-SHELL"
+        assert container.inputs["command"] == ["redis-server", "/usr/local/etc/redis/redis.conf"]
+        assert container.delete_before_replace
+
+
+def test_each_node_gets_its_own_redis_conf(dev: ProgramRun):
+    nodes = {n["name"]: n for n in dev.outputs["nodes"]}
+    for container in node_containers(dev):
+        (conf,) = [u for u in container.inputs["uploads"] if u["file"].endswith("redis.conf")]
+        assert f"cluster-announce-ip {nodes[container.inputs['name']]['ip']}" in conf["content"]
+        assert "appendfsync everysec" in conf["content"]
+
+
+def test_prod_volumes_are_protected_and_retained(prod: ProgramRun, dev: ProgramRun):
+    assert all(v.protect and v.retain_on_delete for v in prod.of_type(VOLUME))
+    assert not any(v.protect or v.retain_on_delete for v in dev.of_type(VOLUME))
+    assert prod.of_type(NETWORK)[0].inputs["ipamConfigs"][0]["subnet"] != "172.28.0.0/24"
+
+
+def _plain_occurrences(value: Any, password: str, path: str = "") -> list[str]:
+    """Paths where the password appears outside a Pulumi secret wrapper."""
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            return []
+        return [p for k, v in value.items() for p in _plain_occurrences(v, password, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _plain_occurrences(v, password,
+                                                                           f"{path}[{i}]")]
+    return [path] if isinstance(value, str) and password in value else []
+
+
+@pytest.mark.parametrize(("stack", "password"), [("dev", DEV_GENERATED), ("prod", PROD_PASSWORD)])
+def test_password_is_never_plaintext_in_any_resource_input(stack, password, dev, prod):
+    run = dev if stack == "dev" else prod
+    for resource in run.resources:
+        if resource.type.startswith("random:"):
+            continue
+        leaks = _plain_occurrences(resource.raw_inputs, password)
+        assert not leaks, f"{resource.urn} carries the password in plain text at {leaks}"
+    for container in run.of_type(CONTAINER):
+        for key in ("command", "envs", "labels", "healthcheck", "entrypoints"):
+            assert password not in json.dumps(container.inputs.get(key)), (container.urn, key)
+    # ...and it is really delivered, as a secret, to every node and the exporter.
+    for container in run.of_type(CONTAINER):
+        assert password in json.dumps(container.inputs["uploads"]), container.urn
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_output_that_carries_the_password_is_secret(stack, dev, prod):
+    run = dev if stack == "dev" else prod
+    password = run.outputs["password"]
+    assert "password" in run.secret_outputs
+    for key, value in run.outputs.items():
+        if password in json.dumps(value):
+            assert key in run.secret_outputs, f"output {key} carries the password in plain text"
+
+
+def test_exporter_targets_every_node(dev: ProgramRun):
+    (exporter,) = [c for c in dev.of_type(CONTAINER) if c.inputs["name"].endswith("exporter")]
+    (upload,) = exporter.inputs["uploads"]
+    targets = set(json.loads(upload["content"]))
+    assert targets == {f"redis://{n['ip']}:6379" for n in dev.outputs["nodes"]}
+    assert exporter.inputs["ports"][0]["external"] == 9121
+    assert "--redis.password-file=/etc/redis_exporter/passwords.json" in exporter.inputs["command"]
+
+
+def test_bootstrap_depends_on_every_node_container_and_gets_the_plan(dev: ProgramRun):
+    (bootstrap,) = dev.of_type(DYNAMIC_TYPE)
+    container_urns = {c.urn for c in node_containers(dev)}
+    assert container_urns <= set(bootstrap.dependencies)
+    planned = [(n["name"], n["role"], n["master"]) for n in bootstrap.inputs["nodes"]]
+    assert planned == [(n["name"], n["role"], n["master"]) for n in dev.outputs["nodes"]]
+    assert bootstrap.inputs["nodes"][0]["slots"] == [[0, 5460]]
+
+
+def test_children_are_parented_to_the_component(dev: ProgramRun):
+    for resource in dev.resources:
+        if resource.type.startswith("random:"):
+            continue
+        assert "alphapulse:redis:RedisCluster" in resource.parent, resource.urn
+
+
+def test_outputs_are_ready_for_application_stacks(dev: ProgramRun):
+    out = dev.outputs
+    assert out["host_seed_endpoints"] == [f"127.0.0.1:{p}" for p in range(7001, 7007)]
+    assert out["seed_endpoints"][0] == "172.28.0.11:6379"
+    assert out["network_name"] == "alphapulse_redis-cluster"
+    assert out["exporter_url"] == "http://127.0.0.1:9121"
+    assert [n["role"] for n in out["nodes"]] == ["master"] * 3 + ["replica"] * 3
+    assert out["client_settings"]["startup_nodes"][0] == {"host": "172.28.0.11", "port": 6379}
+    assert out["cluster_state"] == "ok"
+
+
+def test_prod_without_password_fails_before_any_resource():
+    created: list[str] = []
+
+    def record(resource):
+        created.append(resource.urn)
+        return dict(resource.inputs)
+
+    with pytest.raises(ConfigError, match="password"):
+        run_program("prod", stack_config_file("prod"), on_resource=record)
+    assert created == []
+
+
+def test_bad_config_fails_before_any_resource_naming_every_key():
+    created: list[str] = []
+
+    def record(resource):
+        created.append(resource.urn)
+        return dict(resource.inputs)
+
+    with pytest.raises(ConfigError) as caught:
+        run_program("dev", {"masters": "2", "maxmemory": "512 potatoes"}, on_resource=record)
+    assert created == []
+    assert "masters" in str(caught.value) and "maxmemory" in str(caught.value)
+
+
+def test_prometheus_is_only_declared_when_asked(dev: ProgramRun):
+    assert not [c for c in dev.of_type(CONTAINER) if "prometheus" in c.inputs["name"]]
+    run = run_program("dev", {**stack_config_file("dev"), "deployPrometheus": "true"})
+    (prom,) = [c for c in run.of_type(CONTAINER) if "prometheus" in c.inputs["name"]]
+    files = {u["file"]: u["content"] for u in prom.inputs["uploads"]}
+    assert "redis_cluster_state" in files["/etc/prometheus/redis-cluster-alerts.yml"]
+    assert "/scrape" in files["/etc/prometheus/prometheus.yml"]
