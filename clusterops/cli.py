@@ -73,7 +73,10 @@ def top_level_help() -> str:
 
 
 def build_command_parser(name: str, module: ModuleType) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"{PROG} {name}", description=SUMMARIES.get(name))
+    # No abbreviations: `--password X` must never be taken for `--password-file X`.
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} {name}", description=SUMMARIES.get(name), allow_abbrev=False
+    )
     module.add_arguments(parser)
     return parser
 

@@ -103,8 +103,25 @@ class Targets:
         return self.address_map().get((address[0], int(address[1])), address)
 
 
+class _RefusePassword(argparse.Action):
+    """`--password VALUE` is refused without echoing VALUE (argparse would print it)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        parser.error(
+            f"{option_string} is not supported: a password on the command line is visible in "
+            f"the process list; use --password-file FILE, the stack outputs or ${PASSWORD_ENV}"
+        )
+
+
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the target/password options shared by every operator command."""
+    """Add the target/password options shared by every operator command.
+
+    Build the parser with ``allow_abbrev=False`` (the CLI does) so no prefix of an option
+    is taken for another.
+    """
+    parser.add_argument("--password", "-a", nargs="?", action=_RefusePassword,
+                        help=argparse.SUPPRESS)
     group = parser.add_argument_group("targets (choose one source)")
     source = group.add_mutually_exclusive_group(required=True)
     source.add_argument(

@@ -1,0 +1,974 @@
+"""``python -m clusterops health``: the deployment guide's health checks, and what it lacks.
+
+Checks (each yields per-node results: ok / warn / fail, with a message):
+
+- ``reachable``          every node answers PING with the password (names NOAUTH/WRONGPASS)
+- ``cluster_state``      CLUSTER INFO says ``cluster_state:ok`` on every node
+- ``slot_coverage``      16384 slots assigned and ok, none pfail/fail, on every node
+- ``node_count``         every node knows the expected number of nodes; every target is in the
+                         cluster; the expected number of masters serves slots
+- ``node_flags``         no node is flagged ``fail`` (or ``fail?``) by its peers
+- ``open_slots``         no slot is importing or migrating
+- ``slot_map``           all nodes agree on which node owns each slot
+- ``replication``        per master: connected replicas; per replica: link up, lag (bytes, s)
+- ``replica_placement``  every master has a replica on ANOTHER host (different IP)
+- ``memory``             used memory vs maxmemory on every node (and vs the declared value)
+- ``write_read``         a SET/GET/DEL round trip through a cluster client, one key per master
+                         (unique key, TTL, deleted afterwards)
+
+Gathering talks to the nodes concurrently with short timeouts, so a dead or frozen node costs
+one timeout and is reported, never a crash. The checks themselves are pure functions over the
+gathered snapshots, so they are tested without servers.
+
+Exit code: 0 when nothing failed (warnings allowed), 1 when any check failed. Target errors
+(no password source, unreadable outputs) exit 2 through the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
+from redis.retry import Retry
+
+from clusterops.targets import TargetNode, Targets, add_target_arguments, load_targets
+
+SLOT_COUNT = 16384
+CLUSTER = "cluster"  # the "node" column of results about the cluster as a whole
+KEY_PREFIX = "clusterops:health"
+KEY_TTL_S = 60  # the probe key expires even if this process dies before deleting it
+
+DEFAULT_TIMEOUT_S = 2.0
+DEFAULT_MAX_LAG_SECONDS = 5
+DEFAULT_MAX_LAG_BYTES = 1024 * 1024
+DEFAULT_MEMORY_WARN_PERCENT = 80.0
+DEFAULT_MEMORY_FAIL_PERCENT = 95.0
+
+CHECKS = (
+    "reachable",
+    "cluster_state",
+    "slot_coverage",
+    "node_count",
+    "node_flags",
+    "open_slots",
+    "slot_map",
+    "replication",
+    "replica_placement",
+    "memory",
+    "write_read",
+)
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str
+    node: str
+    status: Status
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"check": self.check, "node": self.node, "status": str(self.status),
+                "message": self.message}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_lag_seconds: float = DEFAULT_MAX_LAG_SECONDS
+    max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES
+    memory_warn_percent: float = DEFAULT_MEMORY_WARN_PERCENT
+    memory_fail_percent: float = DEFAULT_MEMORY_FAIL_PERCENT
+
+
+@dataclass(frozen=True)
+class Expectations:
+    """What a healthy cluster looks like, from the targets."""
+
+    node_names: tuple[str, ...]
+    masters: int
+    replicas_per_master: int
+    maxmemory_bytes: int | None = None
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @property
+    def nodes(self) -> int:
+        return len(self.node_names)
+
+    @classmethod
+    def from_targets(cls, targets: Targets, thresholds: Thresholds | None = None) -> Expectations:
+        return cls(
+            node_names=tuple(n.name for n in targets.nodes),
+            masters=targets.expected_masters,
+            replicas_per_master=targets.replicas_per_master,
+            maxmemory_bytes=targets.maxmemory_bytes,
+            thresholds=thresholds or Thresholds(),
+        )
+
+
+# --------------------------------------------------------------------------- parsing (pure)
+
+
+def parse_info(text: str) -> dict[str, str]:
+    """``key:value`` lines of INFO / CLUSTER INFO; section headers and blanks are skipped."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or ":" not in line:
+            continue
+        key, _, value = line.partition(":")
+        fields[key] = value
+    return fields
+
+
+def parse_kv_list(text: str) -> dict[str, str]:
+    """``ip=1.2.3.4,port=6379,state=online`` (INFO's slaveN values)."""
+    pairs = (item.partition("=") for item in text.split(",") if item)
+    return {key: value for key, _, value in pairs}
+
+
+@dataclass(frozen=True)
+class ClusterNodeEntry:
+    """One line of CLUSTER NODES."""
+
+    node_id: str
+    ip: str
+    port: int
+    flags: frozenset[str]
+    master_id: str | None
+    link_state: str
+    slots: tuple[tuple[int, int], ...] = ()
+    # (slot, "migrating to" | "importing from", peer id); only in a node's own (myself) line
+    open_slots: tuple[tuple[int, str, str], ...] = ()
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+    @property
+    def is_myself(self) -> bool:
+        return "myself" in self.flags
+
+    @property
+    def is_master(self) -> bool:
+        return "master" in self.flags
+
+    @property
+    def is_replica(self) -> bool:
+        return "slave" in self.flags
+
+    @property
+    def failed(self) -> bool:
+        return "fail" in self.flags
+
+    @property
+    def possibly_failed(self) -> bool:
+        return "fail?" in self.flags
+
+    @property
+    def slot_count(self) -> int:
+        return sum(end - start + 1 for start, end in self.slots)
+
+
+_OPEN_SLOT = re.compile(r"^\[(\d+)-([<>])-([0-9a-f]+)\]$")
+
+
+def parse_cluster_nodes(text: str) -> list[ClusterNodeEntry]:
+    """Parse CLUSTER NODES (Redis 7: ``ip:port@cport[,hostname]``; open slots in brackets)."""
+    entries = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 8:
+            continue
+        node_id, address, flags, master, _ping, _pong, _epoch, link_state, *slot_items = parts
+        host_port = address.split("@", 1)[0].split(",", 1)[0]
+        ip, _, port = host_port.rpartition(":")
+        slots: list[tuple[int, int]] = []
+        open_slots: list[tuple[int, str, str]] = []
+        for item in slot_items:
+            opened = _OPEN_SLOT.match(item)
+            if opened:
+                direction = "migrating to" if opened[2] == ">" else "importing from"
+                open_slots.append((int(opened[1]), direction, opened[3]))
+            elif "-" in item:
+                start, _, end = item.partition("-")
+                slots.append((int(start), int(end)))
+            elif item.isdigit():
+                slots.append((int(item), int(item)))
+        entries.append(
+            ClusterNodeEntry(
+                node_id=node_id,
+                ip=ip,
+                port=int(port) if port.isdigit() else 0,
+                flags=frozenset(flags.split(",")),
+                master_id=None if master == "-" else master,
+                link_state=link_state,
+                slots=tuple(slots),
+                open_slots=tuple(open_slots),
+            )
+        )
+    return entries
+
+
+def format_ranges(ranges: Iterable[tuple[int, int]]) -> str:
+    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in ranges)
+
+
+def format_bytes(value: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"  # pragma: no cover - loop always returns
+
+
+def _int(fields: Mapping[str, str], key: str, default: int = 0) -> int:
+    try:
+        return int(fields.get(key, default))
+    except (TypeError, ValueError):
+        return default
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+@dataclass(frozen=True)
+class NodeSnapshot:
+    """What one node said (or why it could not be asked)."""
+
+    name: str
+    address: str
+    error: str | None = None
+    cluster_info: Mapping[str, str] = field(default_factory=dict)
+    cluster_nodes: tuple[ClusterNodeEntry, ...] = ()
+    replication: Mapping[str, str] = field(default_factory=dict)
+    memory: Mapping[str, str] = field(default_factory=dict)
+    ping_ms: float | None = None
+
+    @property
+    def reachable(self) -> bool:
+        return self.error is None
+
+    @property
+    def myself(self) -> ClusterNodeEntry | None:
+        return next((e for e in self.cluster_nodes if e.is_myself), None)
+
+
+def describe_error(exc: BaseException, password: str | None, timeout_s: float) -> str:
+    """A message for an operator; the password never appears in it."""
+    if isinstance(exc, redis.AuthenticationError):
+        if not password:
+            text = ("authentication required (NOAUTH) but no password was given: use "
+                    "--password-file, the stack outputs or $REDIS_PASSWORD")
+        else:
+            text = f"authentication failed: the password was refused (WRONGPASS: {exc})"
+    elif isinstance(exc, redis.TimeoutError):
+        text = f"no answer within {timeout_s:g}s (timeout): node down, frozen or unreachable"
+    elif isinstance(exc, redis.ConnectionError):
+        text = f"unreachable: {exc}"
+    elif isinstance(exc, redis.ResponseError) and str(exc).startswith("NOAUTH"):
+        text = "authentication required (NOAUTH)"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return redact(text, password)
+
+
+def redact(text: str, password: str | None) -> str:
+    """Defence in depth: no message this module prints may carry the password."""
+    if password:
+        text = text.replace(password, "***")
+    return text
+
+
+def _text(reply: Any) -> str:
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def node_client(node: TargetNode, password: str | None, timeout_s: float) -> redis.Redis:
+    client = redis.Redis(
+        host=node.host,
+        port=node.port,
+        password=password,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        decode_responses=True,
+        # RESP2: a missing password yields a plain NOAUTH instead of a HELLO error.
+        protocol=2,
+        retry=Retry(NoBackoff(), 0),
+    )
+    # Raw INFO text: parsed here, the same way for every reply (see parse_info).
+    client.set_response_callback("INFO", lambda reply, **_: _text(reply))
+    return client
+
+
+def collect_snapshot(node: TargetNode, password: str | None, timeout_s: float) -> NodeSnapshot:
+    client = node_client(node, password, timeout_s)
+    try:
+        started = time.perf_counter()
+        client.ping()
+        ping_ms = (time.perf_counter() - started) * 1000
+        cluster_info = parse_info(_text(client.execute_command("CLUSTER", "INFO")))
+        cluster_nodes = parse_cluster_nodes(_text(client.execute_command("CLUSTER", "NODES")))
+        replication = parse_info(client.execute_command("INFO", "replication"))
+        memory = parse_info(client.execute_command("INFO", "memory"))
+    except redis.RedisError as exc:
+        return NodeSnapshot(node.name, node.address, error=describe_error(exc, password, timeout_s))
+    finally:
+        client.close()
+    return NodeSnapshot(
+        name=node.name,
+        address=node.address,
+        cluster_info=cluster_info,
+        cluster_nodes=tuple(cluster_nodes),
+        replication=replication,
+        memory=memory,
+        ping_ms=ping_ms,
+    )
+
+
+def collect_snapshots(targets: Targets, timeout_s: float) -> list[NodeSnapshot]:
+    """Ask every node at once, so a dead node costs one timeout, not one per node."""
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(targets.nodes)))) as pool:
+        return list(
+            pool.map(lambda n: collect_snapshot(n, targets.password, timeout_s), targets.nodes)
+        )
+
+
+# --------------------------------------------------------------------------- naming
+
+
+class NameBook:
+    """Names live nodes (known by id or announced address) after their targets."""
+
+    def __init__(self, snapshots: Sequence[NodeSnapshot], cluster_addresses: Mapping[str, str],
+                 planned_ids: Mapping[str, str] | None = None) -> None:
+        self.by_address = dict(cluster_addresses)  # "ip:port" -> name
+        self.by_id = {node_id: name for name, node_id in (planned_ids or {}).items()}
+        for snap in snapshots:
+            me = snap.myself
+            if me is not None:
+                self.by_id[me.node_id] = snap.name  # live identity beats the planned one
+
+    def label(self, entry: ClusterNodeEntry) -> str:
+        name = self.by_id.get(entry.node_id) or self.by_address.get(entry.address)
+        return name or (entry.address if entry.ip else entry.node_id[:12])
+
+    def label_id(self, node_id: str, view: Sequence[ClusterNodeEntry] = ()) -> str:
+        if node_id in self.by_id:
+            return self.by_id[node_id]
+        entry = next((e for e in view if e.node_id == node_id), None)
+        return self.label(entry) if entry else node_id[:12]
+
+
+# --------------------------------------------------------------------------- checks (pure)
+
+
+def slot_owners(view: Sequence[ClusterNodeEntry]) -> list[str | None]:
+    owners: list[str | None] = [None] * SLOT_COUNT
+    for entry in view:
+        if entry.is_master:
+            for start, end in entry.slots:
+                for slot in range(max(0, start), min(SLOT_COUNT - 1, end) + 1):
+                    owners[slot] = entry.node_id
+    return owners
+
+
+def _owner_ranges(owners: Sequence[str | None]) -> tuple[tuple[int, int, str | None], ...]:
+    ranges: list[tuple[int, int, str | None]] = []
+    for slot, owner in enumerate(owners):
+        if ranges and ranges[-1][2] == owner and ranges[-1][1] == slot - 1:
+            ranges[-1] = (ranges[-1][0], slot, owner)
+        else:
+            ranges.append((slot, slot, owner))
+    return tuple(ranges)
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """The slot map most nodes agree on, and each node's own map."""
+
+    reference: tuple[ClusterNodeEntry, ...]  # CLUSTER NODES of a node holding the majority map
+    reference_node: str | None
+    signatures: Mapping[str, tuple[tuple[int, int, str | None], ...]]  # node name -> map
+
+    @property
+    def masters(self) -> list[ClusterNodeEntry]:
+        return [e for e in self.reference if e.is_master and e.slots]
+
+    def replicas_of(self, master: ClusterNodeEntry) -> list[ClusterNodeEntry]:
+        return [e for e in self.reference if e.master_id == master.node_id]
+
+
+def build_view(snapshots: Sequence[NodeSnapshot]) -> ClusterView:
+    signatures = {
+        s.name: _owner_ranges(slot_owners(s.cluster_nodes)) for s in snapshots if s.reachable
+    }
+    if not signatures:
+        return ClusterView((), None, {})
+    counts = Counter(signatures.values())
+    # Most common map wins; ties go to the first node in target order (Counter keeps order).
+    majority = counts.most_common(1)[0][0]
+    ref_snap = next(s for s in snapshots if s.reachable and signatures[s.name] == majority)
+    return ClusterView(ref_snap.cluster_nodes, ref_snap.name, signatures)
+
+
+class _Verdict:
+    """Failures fail the run; warnings are reported but allowed."""
+
+    results: Sequence[CheckResult]
+
+    @property
+    def failures(self) -> list[CheckResult]:
+        return [r for r in self.results if r.status is Status.FAIL]
+
+    @property
+    def warnings(self) -> list[CheckResult]:
+        return [r for r in self.results if r.status is Status.WARN]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+
+@dataclass
+class Report(_Verdict):
+    results: list[CheckResult] = field(default_factory=list)
+
+    def add(self, check: str, node: str, status: Status, message: str) -> None:
+        self.results.append(CheckResult(check, node, status, message))
+
+    def sorted(self, node_order: Sequence[str]) -> list[CheckResult]:
+        check_rank = {name: i for i, name in enumerate(CHECKS)}
+        node_rank = {CLUSTER: -1, **{name: i for i, name in enumerate(node_order)}}
+        return sorted(
+            self.results,
+            key=lambda r: (check_rank.get(r.check, len(CHECKS)),
+                           node_rank.get(r.node, len(node_rank)), r.node),
+        )
+
+
+def check_reachable(report: Report, snapshots: Sequence[NodeSnapshot]) -> None:
+    for snap in snapshots:
+        if snap.reachable:
+            role = snap.replication.get("role", "?")
+            report.add("reachable", snap.name, Status.OK,
+                       f"PONG from {snap.address} in {snap.ping_ms or 0:.1f} ms, role {role}")
+        else:
+            report.add("reachable", snap.name, Status.FAIL, f"{snap.address}: {snap.error}")
+    if not any(s.reachable for s in snapshots):
+        report.add("reachable", CLUSTER, Status.FAIL, "no node could be queried")
+
+
+def check_cluster_state(report: Report, snapshots: Sequence[NodeSnapshot]) -> None:
+    for snap in _reachable(snapshots):
+        state = snap.cluster_info.get("cluster_state", "missing")
+        if state == "ok":
+            report.add("cluster_state", snap.name, Status.OK, "cluster_state:ok")
+        else:
+            report.add("cluster_state", snap.name, Status.FAIL, f"cluster_state:{state}")
+
+
+def check_slot_coverage(report: Report, snapshots: Sequence[NodeSnapshot]) -> None:
+    for snap in _reachable(snapshots):
+        info = snap.cluster_info
+        assigned = _int(info, "cluster_slots_assigned")
+        ok = _int(info, "cluster_slots_ok")
+        pfail = _int(info, "cluster_slots_pfail")
+        failed = _int(info, "cluster_slots_fail")
+        text = f"assigned {assigned}, ok {ok}, pfail {pfail}, fail {failed} of {SLOT_COUNT}"
+        if assigned != SLOT_COUNT or failed or ok + pfail != SLOT_COUNT:
+            status = Status.FAIL
+        elif pfail:
+            status = Status.WARN  # a peer missed pings; it becomes fail only if others agree
+        else:
+            status = Status.OK
+        report.add("slot_coverage", snap.name, status, text)
+
+
+def check_node_count(report: Report, snapshots: Sequence[NodeSnapshot], view: ClusterView,
+                     names: NameBook, expect: Expectations) -> None:
+    for snap in _reachable(snapshots):
+        known = _int(snap.cluster_info, "cluster_known_nodes")
+        status = Status.OK if known == expect.nodes else Status.FAIL
+        report.add("node_count", snap.name, status,
+                   f"knows {known} nodes, expected {expect.nodes}")
+    if not view.reference:
+        return
+    in_cluster = {names.label(e) for e in view.reference}
+    for name in expect.node_names:
+        if name not in in_cluster:
+            report.add("node_count", name, Status.FAIL,
+                       f"not in the cluster map of {view.reference_node}")
+    strangers = sorted(in_cluster - set(expect.node_names))
+    if strangers:
+        report.add("node_count", CLUSTER, Status.FAIL,
+                   f"nodes outside the targets are in the cluster: {', '.join(strangers)}")
+    order = {name: i for i, name in enumerate(expect.node_names)}
+    masters = sorted(view.masters, key=lambda m: (order.get(names.label(m), len(order)),
+                                                  names.label(m)))
+    status = Status.OK if len(masters) == expect.masters else Status.FAIL
+    report.add("node_count", CLUSTER, status,
+               f"{len(masters)} masters serve slots, expected {expect.masters}: "
+               + ", ".join(names.label(m) for m in masters))
+
+
+def check_node_flags(report: Report, snapshots: Sequence[NodeSnapshot],
+                     names: NameBook) -> None:
+    """A node is only as healthy as its peers think: collect fail / fail? flags from all views."""
+    failed_by: dict[str, list[str]] = {}
+    suspected_by: dict[str, list[str]] = {}
+    for snap in _reachable(snapshots):
+        for entry in snap.cluster_nodes:
+            if entry.failed:
+                failed_by.setdefault(names.label(entry), []).append(snap.name)
+            elif entry.possibly_failed:
+                suspected_by.setdefault(names.label(entry), []).append(snap.name)
+    viewers = len(_reachable(snapshots))
+    for node, by in failed_by.items():
+        report.add("node_flags", node, Status.FAIL,
+                   f"flagged fail by {len(by)} of {viewers} reachable nodes ({', '.join(by)})")
+    for node, by in suspected_by.items():
+        if node not in failed_by:
+            report.add("node_flags", node, Status.WARN,
+                       f"flagged fail? (no pong) by {len(by)} of {viewers}: {', '.join(by)}")
+    if viewers and not failed_by and not suspected_by:
+        report.add("node_flags", CLUSTER, Status.OK, "no node is flagged fail or fail?")
+
+
+def check_open_slots(report: Report, snapshots: Sequence[NodeSnapshot],
+                     names: NameBook) -> None:
+    for snap in _reachable(snapshots):
+        me = snap.myself
+        opened = me.open_slots if me else ()
+        if not opened:
+            report.add("open_slots", snap.name, Status.OK, "no importing/migrating slots")
+            continue
+        described = [
+            f"slot {slot} {verb} {names.label_id(peer, snap.cluster_nodes)}"
+            for slot, verb, peer in opened
+        ]
+        report.add("open_slots", snap.name, Status.FAIL,
+                   f"{len(opened)} open slot(s): {'; '.join(described[:5])}"
+                   + (" ..." if len(described) > 5 else ""))
+
+
+def check_slot_map(report: Report, snapshots: Sequence[NodeSnapshot], view: ClusterView,
+                   names: NameBook) -> None:
+    if not view.signatures:
+        return
+    reference = view.signatures[view.reference_node or ""]
+    ref_owners = _expand(reference)
+    for snap in _reachable(snapshots):
+        mine = view.signatures[snap.name]
+        if mine == reference:
+            report.add("slot_map", snap.name, Status.OK,
+                       f"agrees with the majority map ({len(view.masters)} masters)")
+            continue
+        owners = _expand(mine)
+        differing = [s for s in range(SLOT_COUNT) if owners[s] != ref_owners[s]]
+        first = differing[0]
+        here = names.label_id(owners[first], snap.cluster_nodes) if owners[first] else "nobody"
+        there = names.label_id(ref_owners[first], view.reference) if ref_owners[first] \
+            else "nobody"
+        report.add("slot_map", snap.name, Status.FAIL,
+                   f"disagrees on {len(differing)} slots: slot {first} owned by {here} here, "
+                   f"by {there} in the majority map (from {view.reference_node})")
+
+
+def _expand(ranges: Sequence[tuple[int, int, str | None]]) -> list[str | None]:
+    owners: list[str | None] = [None] * SLOT_COUNT
+    for start, end, owner in ranges:
+        owners[start:end + 1] = [owner] * (end - start + 1)
+    return owners
+
+
+def check_replication(report: Report, snapshots: Sequence[NodeSnapshot], view: ClusterView,
+                      names: NameBook, expect: Expectations) -> None:
+    by_name = {s.name: s for s in snapshots}
+    limits = expect.thresholds
+    for master in view.masters:
+        master_name = names.label(master)
+        master_snap = by_name.get(master_name)
+        replicas = view.replicas_of(master)
+        if master_snap is None or not master_snap.reachable:
+            report.add("replication", master_name, Status.FAIL,
+                       "master not reachable: its replication cannot be read")
+            continue
+        info = master_snap.replication
+        master_offset = _int(info, "master_repl_offset")
+        links = [
+            parse_kv_list(value) for key, value in sorted(info.items())
+            if re.fullmatch(r"slave\d+", key)
+        ]
+        online = [link for link in links if link.get("state") == "online"]
+        link_names = [_replica_label(link, replicas, names) for link in online]
+        text = (f"{len(online)} of {expect.replicas_per_master} expected replicas online"
+                + (f": {', '.join(link_names)}" if link_names else ""))
+        if len(online) < expect.replicas_per_master:
+            missing = [names.label(r) for r in replicas if names.label(r) not in link_names]
+            if missing:
+                text += f"; not connected: {', '.join(missing)}"
+            report.add("replication", master_name, Status.FAIL, text)
+        else:
+            report.add("replication", master_name, Status.OK, text)
+        for link in links:
+            _check_replica_link(report, link, replicas, names, by_name, master_name,
+                                master_offset, limits)
+        linked = {_replica_label(link, replicas, names) for link in links}
+        for replica in replicas:
+            label = names.label(replica)
+            if label in linked:
+                continue
+            snap = by_name.get(label)
+            detail = _replica_side(snap) if snap is not None else "not a target"
+            report.add("replication", label, Status.FAIL,
+                       f"replica of {master_name} in the cluster map but not connected to it "
+                       f"({detail})")
+
+
+def _replica_side(snap: NodeSnapshot) -> str:
+    if not snap.reachable:
+        return "unreachable"
+    info = snap.replication
+    if info.get("role") != "slave":
+        return f"role {info.get('role', '?')}"
+    status = info.get("master_link_status", "?")
+    down_since = info.get("master_link_down_since_seconds")
+    return f"master_link_status:{status}" + (f" for {down_since}s" if down_since else "")
+
+
+def _replica_label(link: Mapping[str, str], replicas: Sequence[ClusterNodeEntry],
+                   names: NameBook) -> str:
+    ip, port = link.get("ip", ""), _int(link, "port")
+    exact = [r for r in replicas if r.ip == ip and r.port == port]
+    by_port = [r for r in replicas if r.port == port]
+    match = exact or (by_port if len(by_port) == 1 else [])
+    if match:
+        return names.label(match[0])
+    return names.by_address.get(f"{ip}:{port}", f"{ip}:{port}")
+
+
+def _check_replica_link(report: Report, link: Mapping[str, str],
+                        replicas: Sequence[ClusterNodeEntry], names: NameBook,
+                        by_name: Mapping[str, NodeSnapshot], master_name: str,
+                        master_offset: int, limits: Thresholds) -> None:
+    label = _replica_label(link, replicas, names)
+    state = link.get("state", "?")
+    lag_bytes = max(0, master_offset - _int(link, "offset"))
+    lag_s = _int(link, "lag", -1)
+    snap = by_name.get(label)
+    side = _replica_side(snap) if snap is not None else "replica not a target"
+    text = f"replica of {master_name}: state {state}, lag {format_bytes(lag_bytes)} / {lag_s}s"
+    if snap is not None and snap.reachable:
+        text += f", {side}"
+    status = Status.OK
+    if state != "online":
+        # Still syncing: the master's own result already fails if too few are online.
+        status = Status.WARN
+        text += " (sync in progress)"
+    if snap is not None and snap.reachable and side != "master_link_status:up":
+        status = Status.FAIL
+    if lag_s > limits.max_lag_seconds:
+        status = Status.FAIL
+        text += f"; lag above {limits.max_lag_seconds:g}s"
+    elif lag_bytes > limits.max_lag_bytes and status is Status.OK:
+        status = Status.WARN
+        text += f"; lag above {format_bytes(limits.max_lag_bytes)}"
+    report.add("replication", label, status, text)
+
+
+def check_replica_placement(report: Report, view: ClusterView, names: NameBook,
+                            expect: Expectations) -> None:
+    """Each master needs a healthy replica on another host: same IP = same container/host."""
+    for master in view.masters:
+        master_name = names.label(master)
+        replicas = [r for r in view.replicas_of(master) if not r.failed]
+        elsewhere = [r for r in replicas if r.ip != master.ip]
+        if elsewhere:
+            report.add("replica_placement", master_name, Status.OK,
+                       f"master on {master.ip}; replica(s) on other hosts: "
+                       + ", ".join(f"{names.label(r)} ({r.ip})" for r in elsewhere))
+        elif replicas:
+            report.add("replica_placement", master_name, Status.FAIL,
+                       f"every replica is on the master's own host {master.ip}: "
+                       + ", ".join(names.label(r) for r in replicas)
+                       + "; losing that host loses the shard")
+        elif expect.replicas_per_master == 0:
+            report.add("replica_placement", master_name, Status.OK, "no replicas planned")
+        else:
+            report.add("replica_placement", master_name, Status.FAIL,
+                       "no working replica: a failure of this master loses its slots "
+                       f"{format_ranges(master.slots)}")
+
+
+def check_memory(report: Report, snapshots: Sequence[NodeSnapshot],
+                 expect: Expectations) -> None:
+    limits = expect.thresholds
+    for snap in _reachable(snapshots):
+        used = _int(snap.memory, "used_memory")
+        limit = _int(snap.memory, "maxmemory")
+        policy = snap.memory.get("maxmemory_policy", "?")
+        if limit <= 0:
+            status = Status.WARN
+            text = f"used {format_bytes(used)}, no maxmemory limit set"
+            if expect.maxmemory_bytes:
+                text += f" (declared {format_bytes(expect.maxmemory_bytes)})"
+            report.add("memory", snap.name, status, text)
+            continue
+        percent = 100.0 * used / limit
+        text = (f"used {format_bytes(used)} of {format_bytes(limit)} ({percent:.1f}%), "
+                f"policy {policy}")
+        if percent >= limits.memory_fail_percent:
+            status = Status.FAIL
+            text += f"; at or above {limits.memory_fail_percent:g}%"
+        elif percent >= limits.memory_warn_percent:
+            status = Status.WARN
+            text += f"; at or above {limits.memory_warn_percent:g}%"
+        else:
+            status = Status.OK
+        if expect.maxmemory_bytes and limit != expect.maxmemory_bytes:
+            status = Status.FAIL if status is Status.FAIL else Status.WARN
+            text += f"; declared maxmemory is {format_bytes(expect.maxmemory_bytes)}"
+        report.add("memory", snap.name, status, text)
+
+
+def _reachable(snapshots: Sequence[NodeSnapshot]) -> list[NodeSnapshot]:
+    return [s for s in snapshots if s.reachable]
+
+
+def evaluate(snapshots: Sequence[NodeSnapshot], expect: Expectations,
+             cluster_addresses: Mapping[str, str],
+             planned_ids: Mapping[str, str] | None = None) -> tuple[Report, ClusterView, NameBook]:
+    """All checks that need no further I/O, over the gathered snapshots."""
+    report = Report()
+    names = NameBook(snapshots, cluster_addresses, planned_ids)
+    view = build_view(snapshots)
+    check_reachable(report, snapshots)
+    check_cluster_state(report, snapshots)
+    check_slot_coverage(report, snapshots)
+    check_node_count(report, snapshots, view, names, expect)
+    check_node_flags(report, snapshots, names)
+    check_open_slots(report, snapshots, names)
+    check_slot_map(report, snapshots, view, names)
+    check_replication(report, snapshots, view, names, expect)
+    check_replica_placement(report, view, names, expect)
+    check_memory(report, snapshots, expect)
+    return report, view, names
+
+
+# --------------------------------------------------------------------------- write / read
+
+
+def probe_key(slots: Sequence[tuple[int, int]], token: str) -> str:
+    """A unique key whose hash tag lands in one of ``slots``."""
+    for index in range(200_000):
+        tag = f"h{index}"
+        slot = key_slot(tag.encode())
+        if any(start <= slot <= end for start, end in slots):
+            return f"{KEY_PREFIX}:{{{tag}}}:{token}"
+    raise ValueError(f"no hash tag found for slots {format_ranges(slots)}")
+
+
+def check_write_read(report: Report, targets: Targets, snapshots: Sequence[NodeSnapshot],
+                     view: ClusterView, names: NameBook, timeout_s: float,
+                     cluster_factory: Callable[..., RedisCluster] = RedisCluster) -> None:
+    """SET/GET/DEL through a cluster client (as applications do), one key per master."""
+    if not view.masters:
+        report.add("write_read", CLUSTER, Status.FAIL, "no master serves slots: nothing to test")
+        return
+    reachable = {s.name for s in snapshots if s.reachable}
+    startup = [ClusterNode(n.host, n.port) for n in targets.nodes if n.name in reachable]
+    if not startup:
+        report.add("write_read", CLUSTER, Status.FAIL, "no reachable node to start a client from")
+        return
+    try:
+        client = cluster_factory(
+            startup_nodes=startup,
+            password=targets.password,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            decode_responses=True,
+            protocol=2,
+            # Per-master results need a client even when some slots are down.
+            require_full_coverage=False,
+            address_remap=targets.remap,
+            retry=Retry(NoBackoff(), 1),
+        )
+    except redis.RedisError as exc:
+        reason = describe_error(exc, targets.password, timeout_s)
+        report.add("write_read", CLUSTER, Status.FAIL, f"cluster client could not start: {reason}")
+        return
+    try:
+        for master in view.masters:
+            _round_trip(report, client, master, names.label(master), targets.password, timeout_s)
+    finally:
+        client.close()
+
+
+def _round_trip(report: Report, client: RedisCluster, master: ClusterNodeEntry, label: str,
+                password: str | None, timeout_s: float) -> None:
+    token = uuid.uuid4().hex
+    key = probe_key(master.slots, token)
+    slot = key_slot(key.encode())
+    written = False
+    try:
+        started = time.perf_counter()
+        written = bool(client.set(key, token, ex=KEY_TTL_S))
+        value = client.get(key)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if value == token:
+            report.add("write_read", label, Status.OK,
+                       f"SET+GET of slot {slot} via cluster client in {elapsed_ms:.1f} ms")
+        else:
+            report.add("write_read", label, Status.FAIL,
+                       f"slot {slot}: read back {value!r}, expected the value just written")
+    except redis.RedisError as exc:
+        report.add("write_read", label, Status.FAIL,
+                   f"slot {slot}: {describe_error(exc, password, timeout_s)}")
+    finally:
+        if written:
+            with contextlib.suppress(redis.RedisError):  # the TTL removes it anyway
+                client.delete(key)
+
+
+# --------------------------------------------------------------------------- run + render
+
+
+@dataclass(frozen=True)
+class HealthRun(_Verdict):
+    targets: Targets
+    results: tuple[CheckResult, ...]
+    duration_s: float
+
+
+def run_health(targets: Targets, timeout_s: float = DEFAULT_TIMEOUT_S,
+               thresholds: Thresholds | None = None, write_read: bool = True) -> HealthRun:
+    started = time.monotonic()
+    expect = Expectations.from_targets(targets, thresholds)
+    snapshots = collect_snapshots(targets, timeout_s)
+    cluster_addresses = {n.cluster_address: n.name for n in targets.nodes}
+    report, view, names = evaluate(snapshots, expect, cluster_addresses, targets.node_ids)
+    if write_read and any(s.reachable for s in snapshots):
+        check_write_read(report, targets, snapshots, view, names, timeout_s)
+    ordered = report.sorted([n.name for n in targets.nodes])
+    clean = tuple(
+        CheckResult(r.check, r.node, r.status, redact(r.message, targets.password))
+        for r in ordered
+    )
+    return HealthRun(targets, clean, time.monotonic() - started)
+
+
+def failing_nodes(run: _Verdict) -> dict[str, list[str]]:
+    """Failing node -> the checks it failed, in report order."""
+    by_node: dict[str, list[str]] = {}
+    for result in run.failures:
+        checks = by_node.setdefault(result.node, [])
+        if result.check not in checks:
+            checks.append(result.check)
+    return by_node
+
+
+def summary_line(run: HealthRun) -> str:
+    if run.ok:
+        head = "HEALTHY" if not run.warnings else f"HEALTHY with {len(run.warnings)} warning(s)"
+        return f"{head}: {len(run.results)} results, no failures"
+    named = "; ".join(
+        f"{node} ({', '.join(checks)})" for node, checks in failing_nodes(run).items()
+    )
+    return f"UNHEALTHY: {len(run.failures)} failure(s) on {named}"
+
+
+def render_table(run: HealthRun) -> str:
+    rows = [("CHECK", "NODE", "STATUS", "MESSAGE")]
+    rows += [(r.check, r.node, r.status.upper(), r.message) for r in run.results]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        f"Redis cluster health: {run.targets.source or 'targets'} - {run.targets.expected_nodes} "
+        f"nodes, {run.targets.expected_masters} masters x {run.targets.replicas_per_master} "
+        f"replica(s) expected ({run.duration_s:.2f}s)",
+        "",
+    ]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3]))
+                     + "  " + row[3])
+    lines += ["", summary_line(run)]
+    return "\n".join(lines)
+
+
+def render_json(run: HealthRun) -> str:
+    counts = Counter(str(r.status) for r in run.results)
+    document = {
+        "ok": run.ok,
+        "exit_code": run.exit_code,
+        "source": run.targets.source,
+        "expected": {
+            "nodes": run.targets.expected_nodes,
+            "masters": run.targets.expected_masters,
+            "replicas_per_master": run.targets.replicas_per_master,
+            "maxmemory_bytes": run.targets.maxmemory_bytes,
+        },
+        "summary": {status.value: counts.get(status.value, 0) for status in Status},
+        "failing_nodes": failing_nodes(run),
+        "failures": [r.as_dict() for r in run.failures],
+        "results": [r.as_dict() for r in run.results],
+        "duration_seconds": round(run.duration_s, 3),
+    }
+    return json.dumps(document, indent=2)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_target_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print a JSON document")
+    parser.add_argument("--skip-write", action="store_true",
+                        help="skip the write/read round trip (read-only health check)")
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                        help="per-node connect/read timeout (default %(default)s)")
+    limits.add_argument("--max-lag-seconds", type=float, default=DEFAULT_MAX_LAG_SECONDS,
+                        metavar="SECONDS",
+                        help="replica ack lag that fails the check (default %(default)s)")
+    limits.add_argument("--max-lag-bytes", type=int, default=DEFAULT_MAX_LAG_BYTES,
+                        metavar="BYTES",
+                        help="replication offset lag that warns (default %(default)s)")
+    limits.add_argument("--memory-warn-percent", type=float,
+                        default=DEFAULT_MEMORY_WARN_PERCENT, metavar="PERCENT",
+                        help="used/maxmemory that warns (default %(default)s)")
+    limits.add_argument("--memory-fail-percent", type=float,
+                        default=DEFAULT_MEMORY_FAIL_PERCENT, metavar="PERCENT",
+                        help="used/maxmemory that fails (default %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    targets = load_targets(args)
+    thresholds = Thresholds(
+        max_lag_seconds=args.max_lag_seconds,
+        max_lag_bytes=args.max_lag_bytes,
+        memory_warn_percent=args.memory_warn_percent,
+        memory_fail_percent=args.memory_fail_percent,
+    )
+    result = run_health(targets, timeout_s=args.timeout, thresholds=thresholds,
+                        write_read=not args.skip_write)
+    print(render_json(result) if args.json else render_table(result))
+    return result.exit_code
