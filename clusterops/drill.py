@@ -54,7 +54,6 @@ DEFAULT_RECOVERY_TIMEOUT_S = 60.0
 DEFAULT_REJOIN_TIMEOUT_S = 60.0
 DEFAULT_READY_TIMEOUT_S = 60.0
 ADMIN_TIMEOUT_S = 0.5
-PROBE_TIMEOUT_S = 0.25
 WRITER_TIMEOUT_S = 1.0
 WRITER_INTERVAL_S = 0.005
 MIN_ACKED_BEFORE_FAULT = 100
@@ -802,6 +801,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         masters = _masters_to_drill(targets, args.master)
         for master in masters:
+            if not args.json:
+                print(f"drilling {master} ({args.mode}) ...", file=sys.stderr, flush=True)
             results.append(
                 run_master_failure_drill(
                     targets, control, master, args.mode,
@@ -812,8 +813,6 @@ def run(args: argparse.Namespace) -> int:
                     hold_s=args.hold_seconds,
                 )
             )
-            if not args.json:
-                print(f"drilled {master} ({args.mode}) ...", file=sys.stderr)
     except DrillError as exc:
         setup_error = str(exc)
     report = render_json if args.json else render_table
