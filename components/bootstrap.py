@@ -1,0 +1,289 @@
+"""The cluster bootstrap: a Pulumi dynamic resource that forms, checks and re-checks the cluster.
+
+The cluster work itself lives in :mod:`clusterops` (plain redis-py); this module only maps
+Pulumi's provider protocol onto it. Facts from pulumi/pulumi that shape it:
+
+- The provider object is pickled with dill and unpickled in a separate ``python -m
+  pulumi.dynamic`` process started in the project directory. This module therefore imports
+  cleanly with no side effects, the provider class lives at module level (dill pickles it by
+  reference, so the serialized provider is small and stable), it holds no state, and every
+  redis client is made inside the method that uses it (#7453, #17673).
+- ``check`` rejects bad inputs with ``CheckFailure(property, reason)`` at preview.
+- ``diff`` must say "no change" when only the serialized ``__provider`` string differs: the
+  default diff answers "unknown", which makes the engine compare every input including
+  ``__provider`` and show a spurious update whenever the pickle bytes change. Provider code
+  changes are carried by the ``provider_version`` input instead (#12401).
+- ``update`` returns every output (#7809); ``delete`` receives outputs only, so outputs repeat
+  every input (#9086). ``delete`` forgets the resource and destroys no data.
+- The engine strips secrets before calling a dynamic provider and marks an output secret only
+  where the same-named input was secret (#3012). We do not rely on that: the password is
+  returned explicitly wrapped as a secret from check, create, update and read.
+- A topology change (nodes added/removed/moved, slots or roles changed) is refused in ``diff``
+  (so ``preview`` already fails with the reason) and again in ``update``: this provider does
+  not scale the cluster yet and must never harm it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+from pulumi import dynamic
+from pulumi.output import Unknown
+from pulumi.runtime import rpc
+
+from clusterops.errors import ClusterOpsError
+from clusterops.formation import form_cluster
+from clusterops.model import ClusterReport, NodeTarget, plan_problems
+from clusterops.password_rotation import rotate_password
+from clusterops.topology_read import read_live_topology
+
+# Bump whenever the provider's behaviour changes, so existing stacks run `update` once with
+# the new code (a changed pickle alone never triggers an update: see diff()).
+PROVIDER_VERSION = "1"
+DEFAULT_TIMEOUT_SECONDS = 120
+MAX_TIMEOUT_SECONDS = 3600
+INPUT_KEYS = ("nodes", "password", "provider_version", "timeout_seconds")
+NODE_FIELDS = ("name", "role", "admin_host", "admin_port", "cluster_host", "cluster_port")
+# What makes up the cluster's topology; everything else in a node (admin address) only says
+# how this process reaches it and may change freely.
+TOPOLOGY_FIELDS = ("role", "cluster_host", "cluster_port", "slots", "master")
+
+
+class TopologyChangeError(ClusterOpsError):
+    """The requested change would need scaling/resharding, which this provider refuses."""
+
+
+def _contains_unknown(value: Any) -> bool:
+    if isinstance(value, Unknown) or value == rpc.UNKNOWN:
+        return True
+    if rpc.is_rpc_secret(value):
+        return _contains_unknown(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, Mapping):
+        return any(_contains_unknown(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_contains_unknown(v) for v in value)
+    return False
+
+
+def _password(props: Mapping[str, Any]) -> str | None:
+    value = rpc.unwrap_rpc_secret(props.get("password"))
+    return value if isinstance(value, str) and value else None
+
+
+def _nodes(props: Mapping[str, Any]) -> list[NodeTarget]:
+    return [NodeTarget.from_dict(node) for node in props["nodes"]]
+
+
+def _timeout(props: Mapping[str, Any]) -> float:
+    return float(props.get("timeout_seconds") or DEFAULT_TIMEOUT_SECONDS)
+
+
+def _normalized_node(node: Mapping[str, Any]) -> dict[str, Any]:
+    return NodeTarget.from_dict(node).to_dict()
+
+
+def _inputs(props: Mapping[str, Any]) -> dict[str, Any]:
+    """The comparable input values of a property bag (old outputs or new inputs)."""
+    return {
+        "nodes": [_normalized_node(n) for n in props.get("nodes") or []],
+        "password": _password(props),
+        "provider_version": props.get("provider_version"),
+        "timeout_seconds": _timeout(props),
+    }
+
+
+def _topology(nodes: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        node["name"]: {key: node.get(key) for key in TOPOLOGY_FIELDS}
+        for node in (_normalized_node(n) for n in nodes)
+    }
+
+
+def topology_change(
+    old_nodes: Sequence[Mapping[str, Any]], new_nodes: Sequence[Mapping[str, Any]]
+) -> str | None:
+    """Pure: a description of what changed in the topology, or None when it is unchanged."""
+    old, new = _topology(old_nodes), _topology(new_nodes)
+    parts = []
+    if added := sorted(set(new) - set(old)):
+        parts.append(f"adds {', '.join(added)}")
+    if removed := sorted(set(old) - set(new)):
+        parts.append(f"removes {', '.join(removed)}")
+    for name in sorted(set(old) & set(new)):
+        fields = [key for key in TOPOLOGY_FIELDS if old[name][key] != new[name][key]]
+        if fields:
+            changes = ", ".join(f"{k} {old[name][k]!r} -> {new[name][k]!r}" for k in fields)
+            parts.append(f"changes {name}: {changes}")
+    return "; ".join(parts) or None
+
+
+def _refuse_topology_change(olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:
+    change = topology_change(olds.get("nodes") or [], news.get("nodes") or [])
+    if change:
+        raise TopologyChangeError(
+            f"this change {change}. Changing the cluster topology (adding or removing nodes, "
+            "moving nodes, changing roles or slot ranges) is not supported by this provider "
+            "yet: scaling and resharding come later. Nothing was changed on the live cluster. "
+            "Revert the change, or reshard by hand (redis-cli --cluster add-node/reshard) and "
+            "then replace this resource."
+        )
+
+
+def _outputs(props: Mapping[str, Any], report: ClusterReport) -> dict[str, Any]:
+    """Every input (delete and diff see only outputs) plus what the cluster reports."""
+    return {
+        "nodes": [_normalized_node(n) for n in props["nodes"]],
+        "password": rpc.wrap_rpc_secret(_password(props)),
+        "provider_version": props.get("provider_version"),
+        "timeout_seconds": _timeout(props),
+        "node_ids": dict(report.node_ids),
+        "slot_ranges": {name: [list(r) for r in ranges]
+                        for name, ranges in report.slot_ranges.items()},
+        "cluster_state": report.state,
+        "live_roles": dict(report.live_roles),
+        "cluster_problems": [],
+    }
+
+
+def cluster_resource_id(node_ids: Mapping[str, str]) -> str:
+    """Stable id of a formed cluster: derived from its node ids, not from when we formed it."""
+    digest = hashlib.sha256(",".join(sorted(node_ids.values())).encode()).hexdigest()
+    return f"redis-cluster-{digest[:16]}"
+
+
+def check_inputs(news: Mapping[str, Any]) -> list[dynamic.CheckFailure]:
+    """Pure validation of the resource inputs; unknown (preview) values are not judged."""
+    failures: list[dynamic.CheckFailure] = []
+    password = news.get("password")
+    if not _contains_unknown(password) and _password(news) is None:
+        failures.append(dynamic.CheckFailure(
+            "password", "a non-empty password is required (pass it as a Pulumi secret)"))
+
+    version = news.get("provider_version")
+    if not _contains_unknown(version) and not (isinstance(version, str) and version):
+        failures.append(dynamic.CheckFailure(
+            "provider_version", "a provider_version string is required (use PROVIDER_VERSION)"))
+
+    timeout = news.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
+    if not _contains_unknown(timeout) and not (
+        isinstance(timeout, int | float) and not isinstance(timeout, bool)
+        and 0 < timeout <= MAX_TIMEOUT_SECONDS
+    ):
+        failures.append(dynamic.CheckFailure(
+            "timeout_seconds", f"must be a number of seconds in (0, {MAX_TIMEOUT_SECONDS}]"))
+
+    nodes = news.get("nodes")
+    if _contains_unknown(nodes):
+        return failures
+    if not isinstance(nodes, list) or not nodes:
+        failures.append(dynamic.CheckFailure("nodes", "a non-empty list of nodes is required"))
+        return failures
+    targets = []
+    for index, node in enumerate(nodes):
+        missing = [f for f in NODE_FIELDS if not isinstance(node, Mapping) or node.get(f) in
+                   (None, "")]
+        if missing:
+            failures.append(dynamic.CheckFailure(
+                "nodes", f"nodes[{index}] lacks {', '.join(missing)}"))
+            continue
+        try:
+            targets.append(NodeTarget.from_dict(node))
+        except (TypeError, ValueError) as exc:
+            failures.append(dynamic.CheckFailure("nodes", f"nodes[{index}] is malformed: {exc}"))
+    if len(targets) == len(nodes):
+        failures += [dynamic.CheckFailure("nodes", reason) for _f, reason in plan_problems(targets)]
+    return failures
+
+
+class ClusterBootstrapProvider(dynamic.ResourceProvider):
+    """Forms (or adopts) the planned cluster; see the module docstring for the protocol rules."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
+        inputs = dict(news)
+        inputs.setdefault("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
+        if _password(news) is not None:
+            inputs["password"] = rpc.wrap_rpc_secret(_password(news))
+        return dynamic.CheckResult(inputs, check_inputs(news))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        if _contains_unknown({k: news.get(k) for k in INPUT_KEYS}):
+            return dynamic.DiffResult(changes=True, replaces=[], delete_before_replace=False)
+        _refuse_topology_change(olds, news)
+        old, new = _inputs(olds), _inputs(news)
+        # Only our inputs count: `__provider` (the pickle) and the outputs are ignored.
+        changed = [key for key in INPUT_KEYS if old[key] != new[key]]
+        return dynamic.DiffResult(
+            changes=bool(changed), replaces=[], stables=[], delete_before_replace=False
+        )
+
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        report = form_cluster(_nodes(props), _password(props) or "", _timeout(props))
+        return dynamic.CreateResult(cluster_resource_id(report.node_ids), _outputs(props, report))
+
+    def update(
+        self, _id: str, olds: dict[str, Any], news: dict[str, Any]
+    ) -> dynamic.UpdateResult:
+        _refuse_topology_change(olds, news)
+        nodes, password, timeout = _nodes(news), _password(news) or "", _timeout(news)
+        old_password = _password(olds)
+        if old_password and old_password != password:
+            rotate_password(nodes, old_password, password, timeout)
+        # Adopts the cluster as it is (no writes when it is the planned one) and verifies it.
+        report = form_cluster(nodes, password, timeout)
+        return dynamic.UpdateResult(_outputs(news, report))
+
+    def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
+        if not props.get("nodes") or _password(props) is None:
+            return dynamic.ReadResult(id_, props)
+        live = read_live_topology(_nodes(props), _password(props))
+        outs = dict(props)
+        outs["password"] = rpc.wrap_rpc_secret(_password(props))
+        # Keep the last known id of a node we cannot see now rather than forgetting it.
+        outs["node_ids"] = {**(props.get("node_ids") or {}), **live.node_ids}
+        outs["slot_ranges"] = live.slot_ranges
+        outs["cluster_state"] = live.cluster_state
+        outs["live_roles"] = live.live_roles
+        outs["cluster_problems"] = live.problems
+        return dynamic.ReadResult(id_, outs)
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Forget the resource. The cluster and its data stay as they are, on purpose."""
+
+
+class ClusterBootstrap(dynamic.Resource, module="alphapulse", name="ClusterBootstrap"):
+    """Forms the planned Redis Cluster on running nodes and proves ``cluster_state:ok``.
+
+    Outputs ``node_ids`` (planned name -> node id), ``slot_ranges`` (planned master -> slot
+    ranges its shard serves), ``cluster_state`` ("ok") and ``live_roles``.
+    """
+
+    node_ids: pulumi.Output[dict[str, str]]
+    slot_ranges: pulumi.Output[dict[str, list[list[int]]]]
+    cluster_state: pulumi.Output[str]
+    live_roles: pulumi.Output[dict[str, str]]
+
+    def __init__(
+        self,
+        resource_name: str,
+        nodes: pulumi.Input[Sequence[Mapping[str, Any]]],
+        password: pulumi.Input[str],
+        provider_version: str = PROVIDER_VERSION,
+        timeout_seconds: pulumi.Input[float] = DEFAULT_TIMEOUT_SECONDS,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        """``nodes``: plain dicts with the :class:`clusterops.model.NodeTarget` fields (slots as
+        ``[[first, last], ...]``); ``password`` is always stored as a secret."""
+        props = {
+            "nodes": nodes,
+            "password": pulumi.Output.secret(password),
+            "provider_version": provider_version,
+            "timeout_seconds": timeout_seconds,
+            "node_ids": None,
+            "slot_ranges": None,
+            "cluster_state": None,
+            "live_roles": None,
+        }
+        super().__init__(ClusterBootstrapProvider(), resource_name, props, opts)
