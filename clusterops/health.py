@@ -233,11 +233,13 @@ def format_ranges(ranges: Iterable[tuple[int, int]]) -> str:
 
 
 def format_bytes(value: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+    if abs(value) < 1024:
+        return f"{value:.0f} B"
+    for unit in ("KiB", "MiB"):
         value /= 1024
-    return f"{value:.1f} GiB"  # pragma: no cover - loop always returns
+        if abs(value) < 1024:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1024:.1f} GiB"
 
 
 def _int(fields: Mapping[str, str], key: str, default: int = 0) -> int:
