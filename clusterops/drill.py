@@ -402,6 +402,7 @@ class DrillResult:
     unacked_accepted: int = 0
     unacked_lost: int = 0
     indeterminate_writes: int = 0
+    rejected_writes: int = 0  # error replies (CLUSTERDOWN, MOVED, NOREPLICAS): not applied
     faulted_node_accepted_after_fault: int = 0
     faulted_node_accepted_lost: int = 0
     lost_keys_sample: list[str] = field(default_factory=list)
@@ -739,6 +740,7 @@ def account_writes(
     result.unacked_accepted = len(unacked)
     result.unacked_lost = sum(1 for r in unacked if r.key in missing)
     result.indeterminate_writes = sum(1 for r in records if r.outcome == INDETERMINATE)
+    result.rejected_writes = sum(1 for r in records if r.outcome == REJECTED)
     result.faulted_node_accepted_after_fault = len(on_faulted)
     result.faulted_node_accepted_lost = sum(1 for r in on_faulted if r.key in missing)
     result.lost_keys_sample = [r.key for r in acked if r.key in missing][:LOST_SAMPLE]

@@ -14,7 +14,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,6 +34,7 @@ from clusterops.drill import (
 )
 from clusterops.targets import Targets
 from tests.support.process_control import (
+    LoopbackPartitionControl,
     ProcessNodeControl,
     form_cluster_with_redis_cli,
     kill_registry_processes,
@@ -46,10 +47,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {"cluster-node-timeout": "1000", "cluster-replica-validity-factor": "0"}
 
 
-def _cluster(base_dir: Path) -> RedisNodes:
-    group = RedisNodes(6, base_dir=base_dir, settings=SETTINGS, name_prefix="drill")
+def _cluster(base_dir: Path, hosts: list[str] | None = None,
+             before_forming: Callable[[RedisNodes], object] | None = None) -> RedisNodes:
+    group = RedisNodes(6, base_dir=base_dir, settings=SETTINGS, name_prefix="drill", hosts=hosts)
     group.start()
     try:
+        if before_forming is not None:
+            before_forming(group)
         form_cluster_with_redis_cli(group)
         conns = Connections(targets_for(group))
         wait_until_ready(conns, [n.name for n in group], timeout_s=30)
@@ -142,6 +146,43 @@ def test_master_failure_promotes_replica_and_keeps_acknowledged_writes(
 
     assert result.mode == mode
     _assert_failed_over_and_rejoined(cluster, result, master, replica)
+
+
+def test_real_partition_counts_writes_the_isolated_master_accepted_and_lost(
+    tmp_path: Path,
+) -> None:
+    """Split brain: clients still reach the cut-off master, which accepts writes for a while.
+
+    Those writes can never be acknowledged by a replica (replication is cut too), and they
+    vanish when the old master rejoins as a replica; the drill must count them, and still lose
+    no acknowledged write.
+    """
+    reason = LoopbackPartitionControl.available()
+    if reason:
+        pytest.skip(reason)
+    # Addresses nothing else here uses, so the DROP rules can only touch these six nodes.
+    hosts = [f"127.0.83.{i}" for i in range(1, 7)]
+    chain = f"DRILL-{os.getpid()}"
+    controls: list[LoopbackPartitionControl] = []
+    group = _cluster(tmp_path, hosts=hosts,
+                     before_forming=lambda g: controls.append(LoopbackPartitionControl(g, chain)))
+    (control,) = controls
+    try:
+        targets = targets_for(group)
+        conns = Connections(targets)
+        master = live_masters(conns, [n.name for n in group])[0]
+        conns.close()
+        replica = _replica_of(group, master)
+
+        result = run_master_failure_drill(targets, control, master, "partition")
+
+        _assert_failed_over_and_rejoined(group, result, master, replica)
+        assert result.faulted_node_accepted_after_fault >= 1, result
+        assert result.faulted_node_accepted_lost >= 1, result
+        assert result.unacked_lost >= result.faulted_node_accepted_lost, result
+    finally:
+        control.remove_rules()
+        group.close()
 
 
 def test_loss_check_counts_acknowledged_writes_that_are_missing(cluster: RedisNodes) -> None:

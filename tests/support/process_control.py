@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,6 +89,72 @@ class ProcessNodeControl:
 
     def heal(self, node: str) -> None:
         self._running(node).send_signal(signal.SIGCONT)
+
+
+class LoopbackPartitionControl(ProcessNodeControl):
+    """Like ProcessNodeControl, but ``isolate`` is a real network partition (root + iptables).
+
+    Nodes must each bind their own loopback address (``RedisNodes(hosts=[...])``): redis binds
+    its outgoing bus and replication connections to that address, so DROP rules between the
+    isolated node's address and its peers' cut the cluster bus and replication, while clients
+    (source 127.0.0.1) still reach it. That is the split-brain case SIGSTOP cannot show: the
+    isolated master keeps accepting writes until it notices it lost the majority.
+    """
+
+    def __init__(self, nodes: Iterable[RedisNode], chain: str) -> None:
+        """Call before the cluster forms: it pins each node's outgoing source address."""
+        nodes = list(nodes)
+        super().__init__(nodes)
+        if len({node.host for node in nodes}) != len(nodes):
+            raise ProcessControlError("every node needs its own loopback address")
+        self._chain = chain
+        for node in nodes:
+            self._pin_source_address(node)
+
+    @staticmethod
+    def _pin_source_address(node: RedisNode) -> None:
+        # Without bind-source-addr, outgoing bus/replication connections leave from 127.0.0.1:
+        # peers would record the wrong address and the rules would miss the traffic.
+        with node.client() as conn:
+            conn.config_set("bind-source-addr", node.host)
+
+    def start(self, node: str) -> None:
+        super().start(node)
+        self._pin_source_address(self.node(node))  # CONFIG SET does not survive a restart
+
+    @staticmethod
+    def available() -> str | None:
+        """None when usable, else why not."""
+        if os.geteuid() != 0:
+            return "needs root for iptables"
+        if shutil.which("iptables") is None:
+            return "iptables not installed"
+        return None
+
+    def _iptables(self, *args: str, check: bool = True) -> None:
+        done = subprocess.run(["iptables", "-w", "5", *args], capture_output=True, text=True,
+                              timeout=30, check=False)
+        if check and done.returncode != 0:
+            raise ProcessControlError(f"iptables {' '.join(args)}: {done.stderr.strip()}")
+
+    def isolate(self, node: str) -> None:
+        isolated = self.node(node).host
+        self._iptables("-N", self._chain)
+        for peer in self._nodes.values():
+            if peer.host != isolated:
+                self._iptables("-A", self._chain, "-s", isolated, "-d", peer.host, "-j", "DROP")
+                self._iptables("-A", self._chain, "-s", peer.host, "-d", isolated, "-j", "DROP")
+        # Loopback traffic passes OUTPUT on the sending side: one hook covers both directions.
+        self._iptables("-I", "OUTPUT", "-j", self._chain)
+
+    def heal(self, node: str) -> None:
+        self.remove_rules()
+
+    def remove_rules(self) -> None:
+        """Idempotent; also the teardown safety net."""
+        self._iptables("-D", "OUTPUT", "-j", self._chain, check=False)
+        self._iptables("-F", self._chain, check=False)
+        self._iptables("-X", self._chain, check=False)
 
 
 # --- a cluster to drill on ----------------------------------------------------------------------
