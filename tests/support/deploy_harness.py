@@ -100,7 +100,8 @@ class Deployment:
 
     def _create(self, resource: RecordedResource) -> dict[str, Any]:
         if resource.type == RANDOM_PASSWORD:
-            outputs = {**resource.inputs, "result": _generate_password(resource.inputs["length"])}
+            outputs = {**resource.inputs,
+                       "result": _generate_password(int(resource.inputs["length"]))}
         elif resource.type == DYNAMIC_TYPE:
             outputs = self._create_dynamic(resource)
         else:

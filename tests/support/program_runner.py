@@ -29,7 +29,7 @@ PROGRAM = PROJECT_ROOT / "__main__.py"
 SECRET_SIG = rpc._special_secret_sig  # the marker Pulumi wraps secret values in
 SIG_KEY = rpc._special_sig_key
 
-DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
+DYNAMIC_TYPE = "pulumi-python:dynamic/alphapulse:ClusterBootstrap"
 
 
 @dataclass
@@ -37,7 +37,7 @@ class RecordedResource:
     type: str
     name: str
     urn: str
-    inputs: dict[str, Any]  # plain values, as the provider would receive them
+    inputs: dict[str, Any]  # as a provider receives them: secrets still wrapped in a marker dict
     raw_inputs: Any  # JSON of the wire form: secrets still wrapped in their marker
     parent: str
     dependencies: list[str]
@@ -45,6 +45,21 @@ class RecordedResource:
     retain_on_delete: bool
     delete_before_replace: bool
     outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def plain(self) -> dict[str, Any]:
+        """The inputs with every secret unwrapped: what the resource really gets."""
+        return unwrap_secrets(self.inputs)
+
+
+def unwrap_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            return unwrap_secrets(value["value"])
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value
 
 
 @dataclass
@@ -70,7 +85,7 @@ def default_outputs(resource: RecordedResource) -> dict[str, Any]:
     """Plausible provider outputs for the unit tier: inputs plus what providers compute."""
     outputs = dict(resource.inputs)
     if resource.type == "random:index/randomPassword:RandomPassword":
-        outputs["result"] = "m" * resource.inputs.get("length", 32)
+        outputs["result"] = "m" * int(resource.inputs.get("length", 32))
     if resource.type == "docker:index/remoteImage:RemoteImage":
         outputs["imageId"] = f"sha256:{resource.name}"
         outputs["repoDigest"] = f"{resource.inputs['name']}@sha256:0"

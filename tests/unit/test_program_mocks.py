@@ -35,13 +35,13 @@ def prod() -> ProgramRun:
 
 
 def node_containers(run: ProgramRun) -> list[Any]:
-    return [c for c in run.of_type(CONTAINER) if "-redis-exporter" not in c.inputs["name"]]
+    return [c for c in run.of_type(CONTAINER) if "-redis-exporter" not in c.plain["name"]]
 
 
 def test_dev_declares_six_nodes_an_exporter_one_network_six_volumes(dev: ProgramRun):
     containers = dev.of_type(CONTAINER)
-    assert len(node_containers(dev)) == 6, [c.inputs["name"] for c in containers]
-    assert [c.inputs["name"] for c in containers if c not in node_containers(dev)] == [
+    assert len(node_containers(dev)) == 6, [c.plain["name"] for c in containers]
+    assert [c.plain["name"] for c in containers if c not in node_containers(dev)] == [
         "alphapulse-redis-exporter"
     ]
     assert len(dev.of_type(NETWORK)) == 1 and len(dev.of_type(VOLUME)) == 6
@@ -50,51 +50,51 @@ def test_dev_declares_six_nodes_an_exporter_one_network_six_volumes(dev: Program
 
 def test_host_ports_are_unique_and_the_guides(dev: ProgramRun):
     published = [
-        (p["external"], c.inputs["name"]) for c in dev.of_type(CONTAINER) for p in c.inputs["ports"]
+        (p["external"], c.plain["name"]) for c in dev.of_type(CONTAINER) for p in c.plain["ports"]
     ]
     ports = [port for port, _ in published]
     assert len(ports) == len(set(ports)), published
     client_ports = sorted(
-        p["external"] for c in node_containers(dev) for p in c.inputs["ports"]
+        p["external"] for c in node_containers(dev) for p in c.plain["ports"]
         if p["internal"] == 6379
     )
     assert client_ports == list(range(7001, 7007))
     assert 9121 in ports
-    assert all(p["ip"] == "127.0.0.1" for c in dev.of_type(CONTAINER) for p in c.inputs["ports"])
+    assert all(p["ip"] == "127.0.0.1" for c in dev.of_type(CONTAINER) for p in c.plain["ports"])
 
 
 def test_each_node_has_its_planned_ip_and_its_own_volume_at_the_data_dir(dev: ProgramRun):
     network = dev.of_type(NETWORK)[0].inputs
     assert network["ipamConfigs"][0]["subnet"] == "172.28.0.0/24"
     nodes = {n["name"]: n for n in dev.outputs["nodes"]}
-    volume_names = {v.inputs["name"] for v in dev.of_type(VOLUME)}
+    volume_names = {v.plain["name"] for v in dev.of_type(VOLUME)}
     for container in node_containers(dev):
-        name = container.inputs["name"]
-        (attachment,) = container.inputs["networksAdvanced"]
+        name = container.plain["name"]
+        (attachment,) = container.plain["networksAdvanced"]
         assert attachment["name"] == network["name"]
         assert attachment["ipv4Address"] == nodes[name]["ip"]
-        (volume,) = container.inputs["volumes"]
+        (volume,) = container.plain["volumes"]
         assert volume["containerPath"] == "/data"
         assert volume["volumeName"] == f"{name}-data" and volume["volumeName"] in volume_names
-        assert container.inputs["restart"] == "unless-stopped"
-        assert container.inputs["memory"] == 1024  # 2 x maxmemory 512mb, in MB
-        assert container.inputs["healthcheck"]["tests"][0] == "CMD-SHELL"
-        assert container.inputs["command"] == ["redis-server", "/usr/local/etc/redis/redis.conf"]
+        assert container.plain["restart"] == "unless-stopped"
+        assert container.plain["memory"] == 1024  # 2 x maxmemory 512mb, in MB
+        assert container.plain["healthcheck"]["tests"][0] == "CMD-SHELL"
+        assert container.plain["command"] == ["redis-server", "/usr/local/etc/redis/redis.conf"]
         assert container.delete_before_replace
 
 
 def test_each_node_gets_its_own_redis_conf(dev: ProgramRun):
     nodes = {n["name"]: n for n in dev.outputs["nodes"]}
     for container in node_containers(dev):
-        (conf,) = [u for u in container.inputs["uploads"] if u["file"].endswith("redis.conf")]
-        assert f"cluster-announce-ip {nodes[container.inputs['name']]['ip']}" in conf["content"]
+        (conf,) = [u for u in container.plain["uploads"] if u["file"].endswith("redis.conf")]
+        assert f"cluster-announce-ip {nodes[container.plain['name']]['ip']}" in conf["content"]
         assert "appendfsync everysec" in conf["content"]
 
 
 def test_prod_volumes_are_protected_and_retained(prod: ProgramRun, dev: ProgramRun):
     assert all(v.protect and v.retain_on_delete for v in prod.of_type(VOLUME))
     assert not any(v.protect or v.retain_on_delete for v in dev.of_type(VOLUME))
-    assert prod.of_type(NETWORK)[0].inputs["ipamConfigs"][0]["subnet"] != "172.28.0.0/24"
+    assert prod.of_type(NETWORK)[0].plain["ipamConfigs"][0]["subnet"] != "172.28.0.0/24"
 
 
 def _plain_occurrences(value: Any, password: str, path: str = "") -> list[str]:
@@ -119,10 +119,10 @@ def test_password_is_never_plaintext_in_any_resource_input(stack, password, dev,
         assert not leaks, f"{resource.urn} carries the password in plain text at {leaks}"
     for container in run.of_type(CONTAINER):
         for key in ("command", "envs", "labels", "healthcheck", "entrypoints"):
-            assert password not in json.dumps(container.inputs.get(key)), (container.urn, key)
+            assert password not in json.dumps(container.plain.get(key)), (container.urn, key)
     # ...and it is really delivered, as a secret, to every node and the exporter.
     for container in run.of_type(CONTAINER):
-        assert password in json.dumps(container.inputs["uploads"]), container.urn
+        assert password in json.dumps(container.plain["uploads"]), container.urn
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -136,21 +136,21 @@ def test_every_output_that_carries_the_password_is_secret(stack, dev, prod):
 
 
 def test_exporter_targets_every_node(dev: ProgramRun):
-    (exporter,) = [c for c in dev.of_type(CONTAINER) if c.inputs["name"].endswith("exporter")]
-    (upload,) = exporter.inputs["uploads"]
+    (exporter,) = [c for c in dev.of_type(CONTAINER) if c.plain["name"].endswith("exporter")]
+    (upload,) = exporter.plain["uploads"]
     targets = set(json.loads(upload["content"]))
     assert targets == {f"redis://{n['ip']}:6379" for n in dev.outputs["nodes"]}
-    assert exporter.inputs["ports"][0]["external"] == 9121
-    assert "--redis.password-file=/etc/redis_exporter/passwords.json" in exporter.inputs["command"]
+    assert exporter.plain["ports"][0]["external"] == 9121
+    assert "--redis.password-file=/etc/redis_exporter/passwords.json" in exporter.plain["command"]
 
 
 def test_bootstrap_depends_on_every_node_container_and_gets_the_plan(dev: ProgramRun):
     (bootstrap,) = dev.of_type(DYNAMIC_TYPE)
     container_urns = {c.urn for c in node_containers(dev)}
     assert container_urns <= set(bootstrap.dependencies)
-    planned = [(n["name"], n["role"], n["master"]) for n in bootstrap.inputs["nodes"]]
-    assert planned == [(n["name"], n["role"], n["master"]) for n in dev.outputs["nodes"]]
-    assert bootstrap.inputs["nodes"][0]["slots"] == [[0, 5460]]
+    planned = [(n["name"], n["role"], n.get("master")) for n in bootstrap.plain["nodes"]]
+    assert planned == [(n["name"], n["role"], n.get("master")) for n in dev.outputs["nodes"]]
+    assert bootstrap.plain["nodes"][0]["slots"] == [[0, 5460]]
 
 
 def test_children_are_parented_to_the_component(dev: ProgramRun):
@@ -197,9 +197,9 @@ def test_bad_config_fails_before_any_resource_naming_every_key():
 
 
 def test_prometheus_is_only_declared_when_asked(dev: ProgramRun):
-    assert not [c for c in dev.of_type(CONTAINER) if "prometheus" in c.inputs["name"]]
+    assert not [c for c in dev.of_type(CONTAINER) if "prometheus" in c.plain["name"]]
     run = run_program("dev", {**stack_config_file("dev"), "deployPrometheus": "true"})
-    (prom,) = [c for c in run.of_type(CONTAINER) if "prometheus" in c.inputs["name"]]
-    files = {u["file"]: u["content"] for u in prom.inputs["uploads"]}
+    (prom,) = [c for c in run.of_type(CONTAINER) if "prometheus" in c.plain["name"]]
+    files = {u["file"]: u["content"] for u in prom.plain["uploads"]}
     assert "redis_cluster_state" in files["/etc/prometheus/redis-cluster-alerts.yml"]
     assert "/scrape" in files["/etc/prometheus/prometheus.yml"]
