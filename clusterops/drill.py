@@ -292,9 +292,9 @@ class AckedWriter(threading.Thread):
         with self._lock:
             return list(self._records)
 
-    def count(self, outcome: str, since: float = 0.0) -> int:
+    def count(self, outcome: str) -> int:
         with self._lock:
-            return sum(1 for r in self._records if r.outcome == outcome and r.sent_at >= since)
+            return sum(1 for r in self._records if r.outcome == outcome)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop_event.set()
