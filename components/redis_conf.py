@@ -56,6 +56,9 @@ def render_redis_conf(spec: ClusterSpec, node: PlannedNode) -> str:
         f"min-replicas-to-write {spec.min_replicas_to_write}",
         "min-replicas-max-lag 10",
         "repl-diskless-sync yes",
+        # Start the transfer as soon as every planned replica is waiting, instead of after
+        # the default 5 s delay: replicas are in sync moments after the cluster forms.
+        f"repl-diskless-sync-max-replicas {spec.replicas_per_master}",
         "tcp-keepalive 60",
         "loglevel notice",
         'logfile ""',

@@ -115,13 +115,16 @@ class Deployment:
         return outputs
 
     def _create_dynamic(self, resource: RecordedResource) -> dict[str, Any]:
-        provider = load_provider(resource.inputs)
-        checked = provider.check({}, resource.inputs)
+        # The engine hands providers plain values (the dynamic provider does not accept
+        # secrets), so unwrap them as it would.
+        inputs = resource.plain
+        provider = load_provider(inputs)
+        checked = provider.check({}, inputs)
         if checked.failures:
             reasons = [f"{f.property}: {f.reason}" for f in checked.failures]
             raise RuntimeError(f"{resource.urn}: check failed: {reasons}")
         result = provider.create(checked.inputs)
-        return {"id": result.id, **(result.outs or {}), PROVIDER_KEY: resource.inputs[PROVIDER_KEY]}
+        return {"id": result.id, **(result.outs or {}), PROVIDER_KEY: inputs[PROVIDER_KEY]}
 
     # -- pulumi preview / pulumi up against the deployed stack --------------------------------
     def preview(self) -> list[str]:
@@ -144,17 +147,17 @@ class Deployment:
                 changes.append(f"+ create {resource.urn}")
                 return self._create(resource) if apply else dict(resource.inputs)
             if resource.type == DYNAMIC_TYPE:
-                provider = load_provider(resource.inputs)
-                diff = provider.diff(str(entry.outputs.get("id")), entry.outputs, resource.inputs)
+                news = resource.plain
+                provider = load_provider(news)
+                diff = provider.diff(str(entry.outputs.get("id")), entry.outputs, news)
                 if not diff.changes:
                     return entry.outputs
                 changes.append(f"~ update {resource.urn}")
                 if not apply:
                     return entry.outputs
-                result = provider.update(str(entry.outputs.get("id")), entry.outputs,
-                                         resource.inputs)
+                result = provider.update(str(entry.outputs.get("id")), entry.outputs, news)
                 outputs = {"id": entry.outputs.get("id"), **(result.outs or {}),
-                           PROVIDER_KEY: resource.inputs[PROVIDER_KEY]}
+                           PROVIDER_KEY: news[PROVIDER_KEY]}
             elif resource.type == RANDOM_PASSWORD or resource.inputs == entry.inputs:
                 return entry.outputs
             else:
