@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis.crc import key_slot
 
 from clusterops.node_control import DockerNodeControl
 from clusterops.targets import targets_from_outputs
@@ -80,35 +81,47 @@ def test_each_master_fails_over_and_rejoins_without_losing_acked_writes(deployed
     assert code == 0
 
 
+def _exec_set(container: str, key: str) -> str:
+    """SET from inside the container, the only side an isolated node can still hear.
+
+    The password is fed from its file to --askpass: it never reaches an argv."""
+    return subprocess.run(
+        ["docker", "exec", container, "sh", "-c",
+         f"redis-cli --no-auth-warning --askpass SET {key} 1 < {PASSWORD_FILE}"],
+        capture_output=True, text=True, timeout=10, check=False,
+    ).stdout.strip()
+
+
+def _hash_tag_in_own_slots(stack: DeployedStack, node: dict[str, Any]) -> str:
+    nodes = client(stack, node).cluster("NODES")
+    (mine,) = [n for n in nodes.values() if "myself" in n["flags"]]
+    first, last = (int(x) for x in mine["slots"][0])
+    return next(f"p{i}" for i in range(100000) if first <= key_slot(f"{{p{i}}}".encode()) <= last)
+
+
 def test_partitioned_master_is_replaced_and_stops_accepting_writes(deployed: DeployedStack):
+    """The guide's test 2, measured: how long the cut-off master kept accepting writes and how
+    many of those writes (never acknowledged by a replica) were lost after it healed."""
     wait_for_all_ok(deployed, 60)
-    targets = targets_from_outputs(deployed.outputs)
-    control = DockerNodeControl.from_targets(targets)
-    masters = [n for n in deployed.outputs["nodes"]
-               if client(deployed, n).info("replication")["role"] == "master"]
-    victim = masters[0]
+    control = DockerNodeControl.from_targets(targets_from_outputs(deployed.outputs))
+    victim = next(n for n in deployed.outputs["nodes"] if _role(deployed, n) == "master")
+    tag = _hash_tag_in_own_slots(deployed, victim)
+    accepted: list[str] = []
     control.isolate(victim["name"])
     try:
-        # Inside the cut-off container, with the password read from its file (never argv).
         started = time.monotonic()
         while True:
-            reply = subprocess.run(
-                ["docker", "exec", victim["container_name"], "sh", "-c",
-                 "redis-cli --no-auth-warning --askpass SET partition-probe 1 "
-                 f"< {PASSWORD_FILE}"],
-                capture_output=True, text=True, timeout=10, check=False,
-            ).stdout.strip()
-            if reply.startswith("CLUSTERDOWN"):
+            key = f"{{{tag}}}:isolated:{len(accepted)}"
+            reply = _exec_set(victim["container_name"], key)
+            if reply == "OK":
+                accepted.append(key)
+            elif reply.startswith("CLUSTERDOWN"):
                 refused_after = time.monotonic() - started
                 break
             assert time.monotonic() - started < 15, f"isolated master still answers: {reply}"
-            time.sleep(0.1)
-        print(f"isolated master refused writes {refused_after:.2f}s after the partition")
-        others = [n for n in deployed.outputs["nodes"] if n["name"] != victim["name"]]
+        counterpart = _shard_partner(deployed, victim)
         deadline = time.monotonic() + 15
-        while not any(
-            victim["name"] == n["master"] and _role(deployed, n) == "master" for n in others
-        ):
+        while _role(deployed, counterpart) != "master":
             assert time.monotonic() < deadline, "the majority did not promote the replica"
             time.sleep(0.1)
     finally:
@@ -118,6 +131,20 @@ def test_partitioned_master_is_replaced_and_stops_accepting_writes(deployed: Dep
         assert time.monotonic() < deadline, "the healed master did not become a replica"
         time.sleep(0.2)
     wait_for_all_ok(deployed, 60)
+    cluster = redis.RedisCluster(host=victim["ip"], port=6379, password=deployed.password)
+    lost = [key for key in accepted if cluster.get(key) is None]
+    print(f"partition: isolated master refused writes {refused_after:.2f}s after the cut; "
+          f"it had accepted {len(accepted)} unacknowledged writes, {len(lost)} lost on healing")
+    assert accepted, "no write reached the isolated master before it refused: nothing measured"
+    assert refused_after < 5, "the isolated master kept accepting writes too long"
+
+
+def _shard_partner(stack: DeployedStack, node: dict[str, Any]) -> dict[str, Any]:
+    """The other node of `node`'s planned shard (one replica per master in the dev stack)."""
+    for other in stack.outputs["nodes"]:
+        if other.get("master") == node["name"] or other["name"] == node.get("master"):
+            return other
+    raise AssertionError(f"no shard partner for {node['name']}")
 
 
 def _role(stack: DeployedStack, node: dict[str, Any]) -> str:
