@@ -104,6 +104,7 @@ class RedisCluster(pulumi.ComponentResource):
     nodes: pulumi.Output[list[dict[str, Any]]]
     exporter_url: pulumi.Output[str]
     exporter_internal_url: pulumi.Output[str]
+    prometheus_url: pulumi.Output[str | None]
     client_settings: pulumi.Output[dict[str, Any]]
     node_ids: pulumi.Output[dict[str, str]]
     slot_ranges: pulumi.Output[dict[str, Any]]
@@ -165,6 +166,9 @@ class RedisCluster(pulumi.ComponentResource):
         self.exporter_internal_url = pulumi.Output.from_input(
             f"http://{self.plan.exporter_ip}:{EXPORTER_LISTEN_PORT}"
         )
+        self.prometheus_url = pulumi.Output.from_input(
+            f"http://{host}:{spec.prometheus_port}" if spec.deploy_prometheus else None
+        )
         self.client_settings = pulumi.Output.from_input(
             {
                 "startup_nodes": [{"host": n.ip, "port": n.port} for n in self.plan.masters],
@@ -183,6 +187,7 @@ class RedisCluster(pulumi.ComponentResource):
                 "nodes": self.nodes,
                 "exporter_url": self.exporter_url,
                 "exporter_internal_url": self.exporter_internal_url,
+                "prometheus_url": self.prometheus_url,
                 "client_settings": self.client_settings,
                 "node_ids": self.node_ids,
                 "slot_ranges": self.slot_ranges,

@@ -44,12 +44,13 @@ from components.exporter_conf import (
 from tests.support.prom_metrics import (
     PROMETHEUS_BUILTIN_METRICS,
     RULES_PATH,
+    PrometheusAPI,
     dashboard_queries,
     load_dashboard,
     load_rules,
     metric_names,
+    metrics_named_by_rules_and_dashboard,
     parse_exposition,
-    promql_metric_names,
     recording_rule_names,
     sample_value,
     substitute_grafana_variables,
@@ -279,16 +280,8 @@ def test_every_metric_named_by_rules_and_dashboard_is_exported(cluster: LiveClus
         exported |= metric_names(parse_exposition(cluster.scrape(node)))
     exported |= metric_names(parse_exposition(http_get(f"{cluster.exporter_url}/metrics")))
 
-    # Names that legitimately are not in a scrape: our recording rules, Prometheus' own.
     not_scraped = recording_rule_names() | PROMETHEUS_BUILTIN_METRICS
-    users: dict[str, list[str]] = {}
-    for rule in load_rules():
-        for name in promql_metric_names(rule["expr"]):
-            users.setdefault(name, []).append(f"rule {rule.get('alert') or rule.get('record')}")
-    for title, expr in dashboard_queries(load_dashboard()):
-        for name in promql_metric_names(expr):
-            users.setdefault(name, []).append(f"panel {title!r}")
-
+    users = metrics_named_by_rules_and_dashboard()
     assert len(users) > 20  # the extraction found the queries at all
     missing = {name: where for name, where in users.items()
                if name not in exported and name not in not_scraped}
@@ -363,31 +356,6 @@ def fast_rules_copy(path: Path) -> None:
             if "for" in rule:
                 rule["for"] = "2s"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
-
-
-class PrometheusAPI:
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-
-    def get(self, path: str, **params: str) -> Any:
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        body = json.loads(http_get(f"{self.base_url}{path}{query}"))
-        if body.get("status") != "success":
-            raise ValueError(f"{path}: {body}")
-        return body["data"]
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        return self.get("/api/v1/query", query=expr)["result"]
-
-    def alerts(self) -> list[dict[str, Any]]:
-        return self.get("/api/v1/alerts")["alerts"]
-
-    def alert(self, name: str, node: str) -> dict[str, Any] | None:
-        for alert in self.alerts():
-            labels = alert["labels"]
-            if labels["alertname"] == name and labels.get("node") == node:
-                return alert
-        return None
 
 
 def test_prometheus_scrapes_the_cluster_and_raises_node_down_and_failover_alerts(

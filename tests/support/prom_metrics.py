@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -331,3 +333,47 @@ def substitute_grafana_variables(expr: str, values: dict[str, str] | None = None
         return chosen.get(name, ".*")
 
     return re.sub(r"\$\{([A-Za-z0-9_]+)(?::[a-z]+)?\}|\$([A-Za-z0-9_]+)", replace, expr)
+
+
+def metrics_named_by_rules_and_dashboard() -> dict[str, list[str]]:
+    """metric name -> the rules and panels that use it."""
+    users: dict[str, list[str]] = {}
+    for rule in load_rules():
+        for name in promql_metric_names(rule["expr"]):
+            users.setdefault(name, []).append(f"rule {rule.get('alert') or rule.get('record')}")
+    for title, expr in dashboard_queries(load_dashboard()):
+        for name in promql_metric_names(expr):
+            users.setdefault(name, []).append(f"panel {title!r}")
+    return users
+
+
+def _http_get(url: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode()
+
+
+class PrometheusAPI:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def get(self, path: str, **params: str) -> Any:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        body = json.loads(_http_get(f"{self.base_url}{path}{query}"))
+        if body.get("status") != "success":
+            raise ValueError(f"{path}: {body}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        return self.get("/api/v1/query", query=expr)["result"]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return self.get("/api/v1/alerts")["alerts"]
+
+    def alert(self, name: str, node: str) -> dict[str, Any] | None:
+        for alert in self.alerts():
+            labels = alert["labels"]
+            if labels["alertname"] == name and labels.get("node") == node:
+                return alert
+        return None
+
+
