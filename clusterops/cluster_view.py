@@ -176,16 +176,28 @@ def observe_node(
         with admin_client(target, password, *timeouts) as own_conn:
             return observe_node(target, password, socket_timeout_s, own_conn)
     snapshot = NodeSnapshot(target)
-    # "CLUSTER", "NODES" as two words: redis-py then returns the raw text instead of applying
-    # its own (version-dependent) parser, which our parser replaces.
+    # One round trip for all five reads. "CLUSTER", "NODES" as two words: redis-py then returns
+    # the raw text instead of applying its own (version-dependent) parser.
     try:
-        info = conn.info("cluster")
+        pipe = conn.pipeline(transaction=False)
+        pipe.info("cluster")
+        pipe.dbsize()
+        pipe.execute_command("CLUSTER", "MYID")
+        pipe.execute_command("CLUSTER", "INFO")
+        pipe.execute_command("CLUSTER", "NODES")
+        info, key_count, my_id, cluster_info, nodes = pipe.execute(raise_on_error=False)
+        for reply in (info, key_count):
+            if isinstance(reply, Exception):
+                raise reply
         snapshot.cluster_enabled = bool(int(info.get("cluster_enabled", 0)))
-        snapshot.key_count = int(conn.dbsize())
+        snapshot.key_count = int(key_count)
         if snapshot.cluster_enabled:
-            snapshot.my_id = str(conn.execute_command("CLUSTER", "MYID"))
-            snapshot.cluster_info = parse_info_text(str(conn.execute_command("CLUSTER", "INFO")))
-            snapshot.entries = parse_cluster_nodes(str(conn.execute_command("CLUSTER", "NODES")))
+            for reply in (my_id, cluster_info, nodes):
+                if isinstance(reply, Exception):
+                    raise reply
+            snapshot.my_id = str(my_id)
+            snapshot.cluster_info = parse_info_text(str(cluster_info))
+            snapshot.entries = parse_cluster_nodes(str(nodes))
     except redis.RedisError as exc:
         snapshot.error = redact(f"{type(exc).__name__}: {exc}", password)
     return snapshot

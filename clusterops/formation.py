@@ -98,19 +98,27 @@ def _is_auth_error(text: str) -> bool:
 
 
 def wait_until_reachable(
-    nodes: Sequence[NodeTarget], password: str, deadline: float, timeout_s: float
+    nodes: Sequence[NodeTarget],
+    password: str,
+    deadline: float,
+    timeout_s: float,
+    conns: dict[str, redis.Redis] | None = None,
 ) -> list[NodeSnapshot]:
     """Observe every node, polling the unreachable ones until the deadline.
 
     Raises :class:`NodesUnreachableError` naming every node that never answered (or rejected the
     password, which waiting cannot fix).
     """
+    conns = dict(conns or {})
     snapshots: dict[str, NodeSnapshot] = {}
     pending = list(nodes)
     while True:
         still: list[NodeTarget] = []
         for target in pending:
-            snapshot = observe_node(target, password, _socket_timeout(deadline))
+            # Retries use a fresh client whose timeouts shrink with the time left, so a
+            # black-holed address cannot carry us far past the deadline.
+            conn = conns.pop(target.name, None)
+            snapshot = observe_node(target, password, _socket_timeout(deadline), conn)
             snapshots[target.name] = snapshot
             if not snapshot.reachable and not _is_auth_error(snapshot.error or ""):
                 still.append(target)
@@ -195,6 +203,19 @@ def unsafe_reasons(
     return dict(reasons)
 
 
+def _shard_master(
+    plan: Sequence[NodeTarget], by_name: dict[str, NodeSnapshot], replica: NodeTarget
+) -> str:
+    """The member of ``replica``'s shard that serves its slots now (a failover may have moved
+    them to another replica); the planned master when nobody serves them yet."""
+    shard = shard_of(plan, replica)
+    for target in plan:
+        myself = by_name[target.name].myself
+        if shard_of(plan, target).name == shard.name and myself and myself.slots:
+            return target.name
+    return shard.name
+
+
 def plan_actions(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> FormationActions:
     """Pure: the writes still needed; raises :class:`UnsafeClusterStateError` when unsafe."""
     reasons = unsafe_reasons(plan, snapshots)
@@ -253,7 +274,7 @@ def plan_actions(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) 
         myself = by_name[target.name].myself
         if myself is None or myself.is_replica or myself.slots:
             continue  # already follows its shard (checked above), or took over after failover
-        actions.replicate.append((target.name, shard_of(plan, target).name))
+        actions.replicate.append((target.name, _shard_master(plan, by_name, target)))
 
     holders = {s.target.name: s.key_count for s in snapshots if s.key_count}
     if holders and not actions.nothing_to_do:
@@ -418,18 +439,19 @@ def form_cluster(
     if not password:
         raise PlanError(["a password is required"])
 
-    snapshots = wait_until_reachable(nodes, password, deadline, timeout_s)
-    actions = plan_actions(nodes, snapshots)
-    ids = {s.target.name: s.my_id for s in snapshots}
     commands: list[str] = []
-
     with ExitStack() as stack:
+        # Clients connect lazily and reconnect after errors, so one per node serves every step.
+        socket_timeout = min(MAX_SOCKET_TIMEOUT_S, timeout_s)
         conns = {
             t.name: stack.enter_context(
-                admin_client(t, password, _socket_timeout(deadline), _socket_timeout(deadline))
+                admin_client(t, password, socket_timeout, min(1.0, socket_timeout))
             )
             for t in nodes
         }
+        snapshots = wait_until_reachable(nodes, password, deadline, timeout_s, conns)
+        actions = plan_actions(nodes, snapshots)
+        ids = {s.target.name: s.my_id for s in snapshots}
         for command in actions.add_slots + actions.set_epochs + actions.meets:
             _run(conns, command, password)
             commands.append(command.describe())

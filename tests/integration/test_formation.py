@@ -7,6 +7,7 @@ than through clusterops' own parser, so a bug there cannot hide a bug here.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from dataclasses import replace
@@ -158,6 +159,28 @@ def test_a_failover_swapped_pair_is_healthy_and_adopted(six_nodes: RedisNodes) -
     assert live.live_master_of["alphapulse-redis-master-1"] == "alphapulse-redis-replica-1"
 
 
+def test_verify_reports_an_open_slot_and_form_cluster_will_not_call_it_healthy(
+    six_nodes: RedisNodes,
+) -> None:
+    plan = plan_for(six_nodes)
+    report = form_cluster(plan, six_nodes.password, TIMEOUT_S)
+    master_1 = six_nodes[0].client()
+    target_id = report.node_ids["alphapulse-redis-master-2"]
+    master_1.execute_command("CLUSTER", "SETSLOT", 100, "MIGRATING", target_id)
+    try:
+        problems = verify_cluster(plan, six_nodes.password)
+        assert problems == [
+            f"alphapulse-redis-master-1: slot 100 is open (migrating to {target_id})"
+        ]
+        with pytest.raises(FormationTimeoutError) as caught:
+            form_cluster(plan, six_nodes.password, 1.0)
+        assert caught.value.stage == "verifying the cluster"
+        assert "slot 100 is open" in str(caught.value)
+    finally:
+        master_1.execute_command("CLUSTER", "SETSLOT", 100, "STABLE")
+    assert verify_cluster(plan, six_nodes.password) == []
+
+
 def test_resumes_a_formation_that_stopped_half_way(six_nodes: RedisNodes) -> None:
     plan = plan_for(six_nodes)
     # As if an earlier run died after assigning slots on two masters.
@@ -273,6 +296,26 @@ def test_an_unreachable_node_fails_within_the_deadline_naming_it(
     assert list(caught.value.failures) == [ghost.name]
     assert nodes.password not in message
     assert_pristine(nodes)
+
+
+def test_a_hung_node_fails_within_the_deadline_naming_it(six_nodes: RedisNodes) -> None:
+    # SIGSTOP: the kernel still accepts connections, but nothing ever answers (a black hole).
+    hung = six_nodes[2]
+    hung.process.send_signal(signal.SIGSTOP)
+    plan = plan_for(six_nodes)
+    timeout_s = 2.0
+    try:
+        started = time.monotonic()
+        with pytest.raises(NodesUnreachableError) as caught:
+            form_cluster(plan, six_nodes.password, timeout_s)
+        elapsed = time.monotonic() - started
+    finally:
+        hung.process.send_signal(signal.SIGCONT)
+
+    assert timeout_s <= elapsed < timeout_s + 1.5, elapsed
+    assert list(caught.value.failures) == [plan[2].name]
+    assert "Timeout" in str(caught.value)
+    assert_pristine(six_nodes)
 
 
 def test_a_node_that_never_joins_at_its_planned_address_times_out_naming_it(
