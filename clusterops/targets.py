@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clusterops.units import parse_memory
+
 PASSWORD_ENV = "REDIS_PASSWORD"
 ROLES = ("master", "replica")
 PULUMI_TIMEOUT_S = 120.0
@@ -37,8 +39,6 @@ PULUMI_TIMEOUT_S = 120.0
 UNREVEALED_SECRET = "[secret]"
 LOOPBACK = "127.0.0.1"
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2,
-               "g": 1000**3, "gb": 1024**3}
 
 
 class TargetsError(ValueError):
@@ -427,11 +427,13 @@ def parse_node_flag(spec: str) -> TargetNode:
 
 
 def parse_size(text: str) -> int:
-    """Redis-style sizes: 536870912, 512mb, 1gb (kb/mb/gb are powers of 1024, k/m/g of 1000)."""
-    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", str(text))
-    if not match or match[2].lower() not in _SIZE_UNITS:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 536870912 or 512mb)")
-    return int(match[1]) * _SIZE_UNITS[match[2].lower()]
+    """Redis-style sizes for argparse: 536870912, 512mb, 1gb."""
+    try:
+        return parse_memory(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a size: {text!r} (e.g. 536870912 or 512mb)"
+        ) from None
 
 
 def _is_port(value: Any) -> bool:

@@ -285,17 +285,54 @@ class RedisCluster(pulumi.ComponentResource):
             ),
         )
 
+    def _service(
+        self,
+        name: str,
+        role: str,
+        network: docker.Network,
+        *,
+        image: pulumi.Input[str],
+        command: list[str],
+        uploads: list[docker.ContainerUploadArgs],
+        ip: str,
+        listen_port: int,
+        host_port: int,
+        memory_mb: int,
+    ) -> docker.Container:
+        """A single-container service on the cluster network (exporter, Prometheus)."""
+        spec = self.spec
+        container_name = f"{spec.name_prefix}-{role}"
+        return docker.Container(
+            f"{name}-{role}",
+            name=container_name,
+            hostname=container_name,
+            image=image,
+            command=command,
+            uploads=uploads,
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(name=network.name, ipv4_address=ip)
+            ],
+            ports=[
+                docker.ContainerPortArgs(
+                    internal=listen_port, external=host_port, ip=spec.bind_address
+                )
+            ],
+            restart="unless-stopped",
+            memory=memory_mb,
+            log_driver="json-file",
+            log_opts={"max-size": "10m", "max-file": "3"},
+            labels=_labels(spec, **{"com.alphapulse.role": role}),
+            must_run=True,
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+
     def _exporter(
         self, name: str, network: docker.Network, password: pulumi.Output[str]
     ) -> docker.Container:
-        spec = self.spec
         nodes = node_outputs(self.plan)
-        image = self._image(name, "exporter", spec.exporter_image)
-        return docker.Container(
-            f"{name}-exporter",
-            name=f"{spec.name_prefix}-redis-exporter",
-            hostname=f"{spec.name_prefix}-redis-exporter",
-            image=image,
+        return self._service(
+            name, "redis-exporter", network,
+            image=self._image(name, "exporter", self.spec.exporter_image),
             command=exporter_conf.exporter_args(listen_port=EXPORTER_LISTEN_PORT),
             uploads=[
                 docker.ContainerUploadArgs(
@@ -305,68 +342,36 @@ class RedisCluster(pulumi.ComponentResource):
                     ),
                 )
             ],
-            networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(
-                    name=network.name, ipv4_address=self.plan.exporter_ip
-                )
-            ],
-            ports=[
-                docker.ContainerPortArgs(
-                    internal=EXPORTER_LISTEN_PORT, external=spec.exporter_port,
-                    ip=spec.bind_address,
-                )
-            ],
-            restart="unless-stopped",
-            memory=128,
-            log_driver="json-file",
-            log_opts={"max-size": "10m", "max-file": "3"},
-            labels=_labels(spec, **{"com.alphapulse.role": "exporter"}),
-            must_run=True,
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            ip=self.plan.exporter_ip,
+            listen_port=EXPORTER_LISTEN_PORT,
+            host_port=self.spec.exporter_port,
+            memory_mb=128,
         )
 
     def _prometheus(self, name: str, network: docker.Network) -> docker.Container:
         spec = self.spec
-        image = self._image(name, "prometheus", spec.prometheus_image)
         scrape_config = exporter_conf.prometheus_config(
             node_outputs(self.plan),
             exporter_address=f"{self.plan.exporter_ip}:{EXPORTER_LISTEN_PORT}",
             rules_files=[PROMETHEUS_RULES_PATH],
             cluster_name=spec.name_prefix,
         )
-        return docker.Container(
-            f"{name}-prometheus",
-            name=f"{spec.name_prefix}-prometheus",
-            hostname=f"{spec.name_prefix}-prometheus",
-            image=image,
+        return self._service(
+            name, "prometheus", network,
+            image=self._image(name, "prometheus", spec.prometheus_image),
             command=[
                 f"--config.file={PROMETHEUS_CONFIG_PATH}",
                 "--storage.tsdb.path=/prometheus",
                 f"--web.listen-address=:{PROMETHEUS_LISTEN_PORT}",
             ],
             uploads=[
+                docker.ContainerUploadArgs(file=PROMETHEUS_CONFIG_PATH, content=scrape_config),
                 docker.ContainerUploadArgs(
-                    file=PROMETHEUS_CONFIG_PATH, content=scrape_config
-                ),
-                docker.ContainerUploadArgs(
-                    file=PROMETHEUS_RULES_PATH,
-                    content=ALERT_RULES_FILE.read_text(),
+                    file=PROMETHEUS_RULES_PATH, content=ALERT_RULES_FILE.read_text()
                 ),
             ],
-            networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(
-                    name=network.name, ipv4_address=self.plan.prometheus_ip
-                )
-            ],
-            ports=[
-                docker.ContainerPortArgs(
-                    internal=PROMETHEUS_LISTEN_PORT, external=spec.prometheus_port,
-                    ip=spec.bind_address,
-                )
-            ],
-            restart="unless-stopped",
-            memory=512,
-            labels=_labels(spec, **{"com.alphapulse.role": "prometheus"}),
-            must_run=True,
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            ip=self.plan.prometheus_ip,
+            listen_port=PROMETHEUS_LISTEN_PORT,
+            host_port=spec.prometheus_port,
+            memory_mb=512,
         )

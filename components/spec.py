@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.units import format_memory, parse_memory
+from clusterops.units import format_memory, parse_memory
 
 PROJECT = "alphapulse-redis-cluster"
 CLUSTER_SLOTS = 16384

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import random
 import secrets
 import subprocess
@@ -16,20 +15,11 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support.docker_engine import docker_available
+from tests.support.deploy_fixtures import require_docker
 from tests.support.images import ensure_images
 
 # Test networks live here, away from the stack's default 172.28.0.0/24.
 TEST_SUBNET_POOL = ipaddress.ip_network("172.29.0.0/16")
-
-
-def require_docker() -> None:
-    reason = docker_available()
-    if reason is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the e2e tier: {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import pytest
 
 from components.spec import build_spec
 from components.topology import plan_cluster
+from tests.support.docker_engine import docker_available
 
 
 @dataclass
@@ -30,19 +31,9 @@ class DeployedStack:
         return next(n for n in self.outputs["nodes"] if n["name"] == name)
 
 
-def docker_unavailable_reason() -> str | None:
-    try:
-        result = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return f"docker CLI not usable: {err}"
-    if result.returncode != 0:
-        return "no Docker engine answers `docker info` (run scripts/setup-test-env.sh)"
-    return None
-
-
 def require_docker() -> None:
     """Skip where no engine exists; in CI (CI=true) a missing engine is a failure."""
-    reason = docker_unavailable_reason()
+    reason = docker_available()
     if reason is None:
         return
     if os.environ.get("CI"):

@@ -2,8 +2,8 @@
 
 import pytest
 
+from clusterops.units import format_memory, parse_memory
 from components.spec import CONFIG_KEYS, ConfigError, build_spec
-from components.units import format_memory, parse_memory
 
 VALID_PASSWORD = "a-long-enough-password-1234"
 
