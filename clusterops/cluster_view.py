@@ -116,6 +116,7 @@ class NodeSnapshot:
     key_count: int = 0
     cluster_info: dict[str, str] = field(default_factory=dict)
     entries: list[ClusterNodeEntry] = field(default_factory=list)
+    replication: dict[str, str] = field(default_factory=dict)  # INFO replication
 
     @property
     def reachable(self) -> bool:
@@ -176,7 +177,7 @@ def observe_node(
         with admin_client(target, password, *timeouts) as own_conn:
             return observe_node(target, password, socket_timeout_s, own_conn)
     snapshot = NodeSnapshot(target)
-    # One round trip for all five reads. "CLUSTER", "NODES" as two words: redis-py then returns
+    # One round trip for all six reads. "CLUSTER", "NODES" as two words: redis-py then returns
     # the raw text instead of applying its own (version-dependent) parser.
     try:
         pipe = conn.pipeline(transaction=False)
@@ -185,7 +186,10 @@ def observe_node(
         pipe.execute_command("CLUSTER", "MYID")
         pipe.execute_command("CLUSTER", "INFO")
         pipe.execute_command("CLUSTER", "NODES")
-        info, key_count, my_id, cluster_info, nodes = pipe.execute(raise_on_error=False)
+        pipe.execute_command("INFO", "replication")
+        info, key_count, my_id, cluster_info, nodes, replication = pipe.execute(
+            raise_on_error=False
+        )
         for reply in (info, key_count):
             if isinstance(reply, Exception):
                 raise reply
@@ -198,6 +202,8 @@ def observe_node(
             snapshot.my_id = str(my_id)
             snapshot.cluster_info = parse_info_text(str(cluster_info))
             snapshot.entries = parse_cluster_nodes(str(nodes))
+        if isinstance(replication, dict):  # redis-py parses INFO replies itself
+            snapshot.replication = {k: str(v) for k, v in replication.items()}
     except redis.RedisError as exc:
         snapshot.error = redact(f"{type(exc).__name__}: {exc}", password)
     return snapshot

@@ -94,7 +94,10 @@ def rotate_password(
 
         each("CONFIG SET masterauth", "CONFIG", "SET", "masterauth", new_password)
         each("CONFIG SET requirepass", "CONFIG", "SET", "requirepass", new_password)
-        for node in nodes:
+        # A node that already accepted the new password got it from its config (a container
+        # recreated with the new secret files): its file is right already, and may not be
+        # writable by the server (the official image runs Redis as an unprivileged user).
+        for node in (n for n in nodes if n.name in report.rotated):
             try:
                 conns[node.name].execute_command("CONFIG", "REWRITE")
                 report.rewritten.append(node.name)

@@ -115,6 +115,11 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
             if myself.is_replica and myself.master_id:
                 master_name = name_of.get(myself.master_id, myself.master_id)
                 result.live_master_of[me] = master_name
+                # Attached is not enough: until the first sync finishes the replica holds
+                # no copy, and the shard has no failover target.
+                link = snapshot.replication.get("master_link_status", "unknown")
+                if link != "up":
+                    problems.append(f"{me}: replication link to {master_name} is {link}")
 
     if not live:
         return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -180,6 +181,27 @@ def test_a_second_run_changes_nothing_and_keeps_every_key(deployed: DeployedStac
     assert client.get("before-rerun") == b"kept"
     # Keys from the every-slot test are still there too.
     assert client.get(keys_for_every_slot()[16383]) is not None
+
+
+def test_password_rotation_through_a_deploy_keeps_data(deployed: DeployedStack):
+    """`pulumi up` with a new password: every container gets the new secret files (pulumi-docker
+    replaces them; data stays in the volumes) and the provider's update brings every node in
+    line. Afterwards only the new password works and every key is still there."""
+    old = deployed.password
+    cluster_client(deployed).set("before-rotation", "kept")
+    new = secrets.token_urlsafe(24)
+    changes = deployed.deployment.update(password=new)
+    assert sum(c.startswith("+- replace") for c in changes) == 7, changes  # 6 nodes + exporter
+    assert any(c.startswith("~ update") and "ClusterBootstrap" in c for c in changes), changes
+    deployed.deployment.write_outputs(deployed.outputs_file)
+    deployed.outputs.update(json.loads(deployed.outputs_file.read_text()))
+    assert deployed.password == new
+    wait_until_healthy(deployed, seconds=60)
+    assert cluster_client(deployed).get("before-rotation") == b"kept"
+    for node in deployed.outputs["nodes"]:
+        with pytest.raises(redis.AuthenticationError):
+            node_client(deployed, node, password=old).ping()
+    assert deployed.deployment.preview() == []
 
 
 def test_health_fails_naming_the_node_that_is_stopped(deployed: DeployedStack):

@@ -181,6 +181,28 @@ def test_verify_reports_an_open_slot_and_form_cluster_will_not_call_it_healthy(
     assert verify_cluster(plan, six_nodes.password) == []
 
 
+def test_a_replica_whose_link_is_down_is_not_healthy(six_nodes: RedisNodes) -> None:
+    """Attached is not enough: a replica that cannot sync leaves its shard without failover."""
+    plan = plan_for(six_nodes)
+    form_cluster(plan, six_nodes.password, TIMEOUT_S)
+    replica_1 = six_nodes[3].client()
+    replica_1.config_set("masterauth", "not-the-password")
+    replica_1.execute_command("CLIENT", "KILL", "TYPE", "master")
+    try:
+        wait_for(
+            "replica-1's link to go down",
+            lambda: replica_1.info("replication")["master_link_status"] == "down",
+        )
+        problems = verify_cluster(plan, six_nodes.password)
+        assert problems == [
+            "alphapulse-redis-replica-1: replication link to alphapulse-redis-master-1 is down"
+        ]
+    finally:
+        replica_1.config_set("masterauth", six_nodes.password)
+    wait_for_replica_links(six_nodes)
+    assert verify_cluster(plan, six_nodes.password) == []
+
+
 def test_resumes_a_formation_that_stopped_half_way(six_nodes: RedisNodes) -> None:
     plan = plan_for(six_nodes)
     # As if an earlier run died after assigning slots on two masters.

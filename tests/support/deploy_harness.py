@@ -180,8 +180,19 @@ class Deployment:
 
         self.last_run = run_program(self.stack, self.config, on_resource=reconcile)
         recorded = {r.urn for r in self.last_run.resources}
-        changes += [f"- delete {urn}" for urn in self.state if urn not in recorded]
+        gone = [urn for urn in self.state if urn not in recorded]
+        changes += [f"- delete {urn}" for urn in gone]
+        if apply:
+            for urn in gone:
+                self._delete(urn)
         return changes
+
+    def _delete(self, urn: str) -> None:
+        entry = self.state.pop(urn)
+        if entry.type == DYNAMIC_TYPE:
+            load_provider(entry.outputs).delete(str(entry.outputs.get("id")), entry.outputs)
+        elif entry.type != RANDOM_PASSWORD:
+            raise RuntimeError(f"{urn}: the harness does not delete {entry.type} on update")
 
     # -- pulumi destroy ----------------------------------------------------------------------
     def down(self, keep_volumes: bool = False) -> None:
