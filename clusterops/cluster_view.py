@@ -54,7 +54,24 @@ class ClusterNodeEntry:
 
     @property
     def is_failing(self) -> bool:
-        return "fail" in self.flags or "fail?" in self.flags
+        return self.failed or self.possibly_failed
+
+    @property
+    def failed(self) -> bool:
+        """Flagged FAIL: a majority of masters agreed it is down."""
+        return "fail" in self.flags
+
+    @property
+    def possibly_failed(self) -> bool:
+        """Flagged PFAIL (``fail?``) by the node whose view this is."""
+        return "fail?" in self.flags
+
+    @property
+    def open_slots(self) -> tuple[tuple[int, str, str], ...]:
+        """(slot, "migrating to" | "importing from", peer id), in slot order."""
+        opened = [(slot, "migrating to", peer) for slot, peer in self.migrating]
+        opened += [(slot, "importing from", peer) for slot, peer in self.importing]
+        return tuple(sorted(opened))
 
     @property
     def slot_count(self) -> int:

@@ -16,24 +16,40 @@ DEFAULT_SOCKET_TIMEOUT_S = 2.0
 DEFAULT_CONNECT_TIMEOUT_S = 1.0
 
 
-def admin_client(
-    node: NodeTarget,
+def no_retry_client(
+    host: str,
+    port: int,
     password: str | None,
     socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+    **options: object,
 ) -> redis.Redis:
-    """A client for ``node``'s admin address with short timeouts and no hidden retries.
+    """A client with short timeouts and no hidden retries, for every clusterops command.
 
     redis-py's default retry policy backs off for seconds on a refused connection; our callers
-    poll against their own deadline, so every failure must surface at once.
+    poll against their own deadline or report a dead node, so every failure must surface at
+    once. ``options`` go to redis-py (e.g. ``protocol=2``).
     """
     return redis.Redis(
-        host=node.admin_host,
-        port=node.admin_port,
+        host=host,
+        port=port,
         password=password,
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=connect_timeout_s,
         decode_responses=True,
         retry=Retry(NoBackoff(), 0),
         client_name="clusterops",
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def admin_client(
+    node: NodeTarget,
+    password: str | None,
+    socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+) -> redis.Redis:
+    """A client for ``node``'s admin address (see :func:`no_retry_client`)."""
+    return no_retry_client(
+        node.admin_host, node.admin_port, password, socket_timeout_s, connect_timeout_s
     )

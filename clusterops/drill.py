@@ -38,6 +38,7 @@ from redis.crc import key_slot
 from redis.retry import Retry
 
 from clusterops.cluster_view import ClusterNodeEntry, parse_cluster_nodes
+from clusterops.connection import no_retry_client
 from clusterops.node_control import (
     CommandNodeControl,
     DockerNodeControl,
@@ -109,14 +110,8 @@ class Connections:
     def client(self, name: str) -> redis.Redis:
         if name not in self._clients:
             node = self._nodes[name]
-            self._clients[name] = redis.Redis(
-                host=node.host,
-                port=node.port,
-                password=self._password,
-                socket_timeout=self._timeout_s,
-                socket_connect_timeout=self._timeout_s,
-                retry=Retry(NoBackoff(), 0),
-                decode_responses=True,
+            self._clients[name] = no_retry_client(
+                node.host, node.port, self._password, self._timeout_s, self._timeout_s,
                 single_connection_client=True,
             )
         return self._clients[name]

@@ -45,6 +45,9 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.retry import Retry
 
+from clusterops.cluster_view import ClusterNodeEntry, parse_cluster_nodes
+from clusterops.connection import no_retry_client
+from clusterops.errors import redact
 from clusterops.targets import TargetNode, Targets, add_target_arguments, load_targets
 
 SLOT_COUNT = 16384
@@ -145,89 +148,6 @@ def parse_kv_list(text: str) -> dict[str, str]:
     return {key: value for key, _, value in pairs}
 
 
-@dataclass(frozen=True)
-class ClusterNodeEntry:
-    """One line of CLUSTER NODES."""
-
-    node_id: str
-    ip: str
-    port: int
-    flags: frozenset[str]
-    master_id: str | None
-    link_state: str
-    slots: tuple[tuple[int, int], ...] = ()
-    # (slot, "migrating to" | "importing from", peer id); only in a node's own (myself) line
-    open_slots: tuple[tuple[int, str, str], ...] = ()
-
-    @property
-    def address(self) -> str:
-        return f"{self.ip}:{self.port}"
-
-    @property
-    def is_myself(self) -> bool:
-        return "myself" in self.flags
-
-    @property
-    def is_master(self) -> bool:
-        return "master" in self.flags
-
-    @property
-    def is_replica(self) -> bool:
-        return "slave" in self.flags
-
-    @property
-    def failed(self) -> bool:
-        return "fail" in self.flags
-
-    @property
-    def possibly_failed(self) -> bool:
-        return "fail?" in self.flags
-
-    @property
-    def slot_count(self) -> int:
-        return sum(end - start + 1 for start, end in self.slots)
-
-
-_OPEN_SLOT = re.compile(r"^\[(\d+)-([<>])-([0-9a-f]+)\]$")
-
-
-def parse_cluster_nodes(text: str) -> list[ClusterNodeEntry]:
-    """Parse CLUSTER NODES (Redis 7: ``ip:port@cport[,hostname]``; open slots in brackets)."""
-    entries = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 8:
-            continue
-        node_id, address, flags, master, _ping, _pong, _epoch, link_state, *slot_items = parts
-        host_port = address.split("@", 1)[0].split(",", 1)[0]
-        ip, _, port = host_port.rpartition(":")
-        slots: list[tuple[int, int]] = []
-        open_slots: list[tuple[int, str, str]] = []
-        for item in slot_items:
-            opened = _OPEN_SLOT.match(item)
-            if opened:
-                direction = "migrating to" if opened[2] == ">" else "importing from"
-                open_slots.append((int(opened[1]), direction, opened[3]))
-            elif "-" in item:
-                start, _, end = item.partition("-")
-                slots.append((int(start), int(end)))
-            elif item.isdigit():
-                slots.append((int(item), int(item)))
-        entries.append(
-            ClusterNodeEntry(
-                node_id=node_id,
-                ip=ip,
-                port=int(port) if port.isdigit() else 0,
-                flags=frozenset(flags.split(",")),
-                master_id=None if master == "-" else master,
-                link_state=link_state,
-                slots=tuple(slots),
-                open_slots=tuple(open_slots),
-            )
-        )
-    return entries
-
-
 def format_ranges(ranges: Iterable[tuple[int, int]]) -> str:
     return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in ranges)
 
@@ -293,29 +213,13 @@ def describe_error(exc: BaseException, password: str | None, timeout_s: float) -
     return redact(text, password)
 
 
-def redact(text: str, password: str | None) -> str:
-    """Defence in depth: no message this module prints may carry the password."""
-    if password:
-        text = text.replace(password, "***")
-    return text
-
-
 def _text(reply: Any) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
 def node_client(node: TargetNode, password: str | None, timeout_s: float) -> redis.Redis:
-    client = redis.Redis(
-        host=node.host,
-        port=node.port,
-        password=password,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        decode_responses=True,
-        # RESP2: a missing password yields a plain NOAUTH instead of a HELLO error.
-        protocol=2,
-        retry=Retry(NoBackoff(), 0),
-    )
+    # RESP2: a missing password yields a plain NOAUTH instead of a HELLO error.
+    client = no_retry_client(node.host, node.port, password, timeout_s, timeout_s, protocol=2)
     # Raw INFO text: parsed here, the same way for every reply (see parse_info).
     client.set_response_callback("INFO", lambda reply, **_: _text(reply))
     return client
@@ -371,7 +275,7 @@ class NameBook:
 
     def label(self, entry: ClusterNodeEntry) -> str:
         name = self.by_id.get(entry.node_id) or self.by_address.get(entry.address)
-        return name or (entry.address if entry.ip else entry.node_id[:12])
+        return name or (entry.address if entry.host else entry.node_id[:12])
 
     def label_id(self, node_id: str, view: Sequence[ClusterNodeEntry] = ()) -> str:
         if node_id in self.by_id:
@@ -664,7 +568,7 @@ def _replica_side(snap: NodeSnapshot) -> str:
 def _replica_label(link: Mapping[str, str], replicas: Sequence[ClusterNodeEntry],
                    names: NameBook) -> str:
     ip, port = link.get("ip", ""), _int(link, "port")
-    exact = [r for r in replicas if r.ip == ip and r.port == port]
+    exact = [r for r in replicas if r.host == ip and r.port == port]
     by_port = [r for r in replicas if r.port == port]
     match = exact or (by_port if len(by_port) == 1 else [])
     if match:
@@ -707,14 +611,14 @@ def check_replica_placement(report: Report, view: ClusterView, names: NameBook,
     for master in view.masters:
         master_name = names.label(master)
         replicas = [r for r in view.replicas_of(master) if not r.failed]
-        elsewhere = [r for r in replicas if r.ip != master.ip]
+        elsewhere = [r for r in replicas if r.host != master.host]
         if elsewhere:
             report.add("replica_placement", master_name, Status.OK,
-                       f"master on {master.ip}; replica(s) on other hosts: "
-                       + ", ".join(f"{names.label(r)} ({r.ip})" for r in elsewhere))
+                       f"master on {master.host}; replica(s) on other hosts: "
+                       + ", ".join(f"{names.label(r)} ({r.host})" for r in elsewhere))
         elif replicas:
             report.add("replica_placement", master_name, Status.FAIL,
-                       f"every replica is on the master's own host {master.ip}: "
+                       f"every replica is on the master's own host {master.host}: "
                        + ", ".join(names.label(r) for r in replicas)
                        + "; losing that host loses the shard")
         elif expect.replicas_per_master == 0:

@@ -160,7 +160,7 @@ def test_parse_cluster_nodes_reads_redis_7_lines() -> None:
     )
     me, dead, replica = parse_cluster_nodes(text)
 
-    assert (me.node_id, me.ip, me.port) == ("e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca",
+    assert (me.node_id, me.host, me.port) == ("e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca",
                                             "127.0.0.1", 30001)
     assert me.is_myself and me.is_master and me.master_id is None
     assert me.slots == ((0, 5460), (5463, 5463))
