@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +13,13 @@ import pytest
 
 from components.spec import build_spec
 from components.topology import plan_cluster
+from tests.support.deploy_harness import Deployment, remove_docker_objects
 from tests.support.docker_engine import docker_available
 
 
 @dataclass
 class DeployedStack:
-    deployment: Any  # tests.support.deploy_harness.Deployment
+    deployment: Deployment
     outputs: dict[str, Any]
     outputs_file: Path
 
@@ -52,18 +52,12 @@ def purge_leftovers(config: dict[str, str], stack: str) -> None:
     containers = [n.name for n in plan.nodes] + [
         f"{spec.name_prefix}-redis-exporter", f"{spec.name_prefix}-prometheus"
     ]
-    subprocess.run(["docker", "rm", "-f", *containers], capture_output=True, check=False)
-    subprocess.run(["docker", "network", "rm", spec.network_name], capture_output=True,
-                   check=False)
-    subprocess.run(["docker", "volume", "rm", "-f", *[n.volume_name for n in plan.nodes]],
-                   capture_output=True, check=False)
+    remove_docker_objects(containers, spec.network_name, [n.volume_name for n in plan.nodes])
 
 
 def deploy_stack(tmp_dir: Path, **overrides: str) -> Iterator[DeployedStack]:
     """Deploy the dev stack for real; always tear it down afterwards."""
     require_docker()
-    from tests.support.deploy_harness import Deployment
-
     deployment = Deployment.for_stack("dev", **overrides)
     purge_leftovers(deployment.config, "dev")
     try:

@@ -238,10 +238,20 @@ def remove_deployed(outputs: Mapping[str, Any]) -> None:
     """Remove what `up` created in another process, found by the names in its outputs."""
     prefix = outputs["cluster_name"]
     names = [n["container_name"] for n in outputs["nodes"]]
-    names += [f"{prefix}-redis-exporter", f"{prefix}-prometheus"]
-    subprocess.run(["docker", "rm", "-f", *names], capture_output=True, check=False)
-    subprocess.run(["docker", "network", "rm", outputs["network_name"]], capture_output=True,
-                   check=False)
+    remove_docker_objects(names + [f"{prefix}-redis-exporter", f"{prefix}-prometheus"],
+                          outputs["network_name"])
+
+
+def remove_docker_objects(
+    containers: list[str], network: str, volumes: list[str] | None = None
+) -> None:
+    """Force-remove containers (with their anonymous volumes), a network and named volumes;
+    whatever does not exist is skipped."""
+    subprocess.run(["docker", "rm", "-f", "-v", *containers], capture_output=True, check=False)
+    subprocess.run(["docker", "network", "rm", network], capture_output=True, check=False)
+    if volumes:
+        subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True,
+                       check=False)
 
 
 if __name__ == "__main__":
