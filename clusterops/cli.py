@@ -32,7 +32,7 @@ COMMANDS: dict[str, str] = {
 SUMMARIES: dict[str, str] = {
     "health": "check cluster state, slots, replication, memory and a write/read round trip",
     "drill": "failover drill: fault a master, measure recovery, verify no acknowledged loss",
-    "backup": "back up RDB/AOF data of the cluster nodes",
+    "backup": "a fresh, verified RDB snapshot of every master, with a slot manifest",
 }
 
 
