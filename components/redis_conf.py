@@ -27,7 +27,7 @@ def render_redis_conf(spec: ClusterSpec, node: PlannedNode) -> str:
         "# Edits are replaced on the next deploy; change the stack config instead.",
         "bind 0.0.0.0",
         f"port {node.port}",
-        # requirepass is set, so protected-mode adds nothing and would block the exporter.
+        # A password is always set (requirepass), so protected-mode adds nothing here.
         "protected-mode no",
         f"dir {DATA_DIR}",
         "cluster-enabled yes",
@@ -73,6 +73,6 @@ def _quote(value: str) -> str:
 
 
 def render_auth_conf(password: str) -> str:
-    """requirepass and masterauth (replicas authenticate to their master with it)."""
+    """The requirepass/masterauth pair (replicas authenticate to their master with it)."""
     quoted = _quote(password)
     return f"requirepass {quoted}\nmasterauth {quoted}\n"

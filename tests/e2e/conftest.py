@@ -77,3 +77,11 @@ def pick_free_subnet() -> ipaddress.IPv4Network:
 def free_subnet(docker_engine_ready: None) -> Callable[[], ipaddress.IPv4Network]:
     """Call it for a /24 in 172.29.0.0/16 that no docker network uses at that moment."""
     return pick_free_subnet
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the docker CLI; with check, fail the test with docker's own error."""
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
+    return result

@@ -20,6 +20,8 @@ import pytest
 import redis
 from pulumi.runtime.rpc import _special_secret_sig, _special_sig_key
 
+from components.redis_conf import HEALTHCHECK_COMMAND, PASSWORD_FILE_PATH, REDIS_CONF_PATH
+from tests.e2e.conftest import docker
 from tests.support.docker_engine import (
     CONTAINER,
     NETWORK,
@@ -34,16 +36,12 @@ from tests.support.docker_engine import (
 pytestmark = pytest.mark.e2e
 
 MIB = 1024 * 1024
-CONF_PATH = "/usr/local/etc/redis/redis.conf"
-PASSWORD_PATH = "/usr/local/etc/redis/password"
-ASKPASS_HEALTHCHECK = f"redis-cli --askpass ping < {PASSWORD_PATH} | grep -q PONG"
+CONF_PATH = REDIS_CONF_PATH
+PASSWORD_PATH = PASSWORD_FILE_PATH
+# The stack's own healthcheck: the password comes from a file on stdin, never from argv.
+ASKPASS_HEALTHCHECK = HEALTHCHECK_COMMAND
 
 
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
-    return result
 
 
 def inspect(kind: str, name: str) -> dict[str, Any]:

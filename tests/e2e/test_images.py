@@ -13,7 +13,6 @@ import hashlib
 import ipaddress
 import json
 import secrets
-import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -23,21 +22,18 @@ from pathlib import Path
 import pytest
 import redis
 
+from components.redis_conf import HEALTHCHECK_COMMAND, PASSWORD_FILE_PATH, REDIS_CONF_PATH
+from tests.e2e.conftest import docker
 from tests.support import images
 
 pytestmark = pytest.mark.e2e
 
-CONF_PATH = "/usr/local/etc/redis/redis.conf"
-PASSWORD_PATH = "/usr/local/etc/redis/password"
-# The stack's healthcheck shape: the password comes from a file on stdin, never from argv.
-HEALTHCHECK = f"redis-cli --askpass ping < {PASSWORD_PATH} | grep -q PONG"
+CONF_PATH = REDIS_CONF_PATH
+PASSWORD_PATH = PASSWORD_FILE_PATH
+# The stack's own healthcheck: the password comes from a file on stdin, never from argv.
+HEALTHCHECK = HEALTHCHECK_COMMAND
 
 
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
-    return result
 
 
 def inspect(kind: str, name: str) -> dict:
