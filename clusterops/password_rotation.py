@@ -65,9 +65,15 @@ def _connect(
 
 
 def rotate_password(
-    nodes: Sequence[NodeTarget], old_password: str, new_password: str, timeout_s: float = 10.0
+    nodes: Sequence[NodeTarget],
+    old_password: str,
+    new_password: str,
+    timeout_s: float = 10.0,
+    rewrite_config: bool = True,
 ) -> RotationReport:
-    """Set ``masterauth`` then ``requirepass`` to ``new_password`` on every node; persist it.
+    """Set ``masterauth`` then ``requirepass`` to ``new_password`` on every node; persist it
+    with CONFIG REWRITE unless ``rewrite_config`` is False (the deployment already wrote the
+    new password into the files the nodes include).
 
     Every node is contacted before anything is changed. Afterwards every replica's link to its
     master must be up (polled until ``timeout_s``), else :class:`PasswordRotationError`.
@@ -97,7 +103,7 @@ def rotate_password(
         # A node that already accepted the new password got it from its config (a container
         # recreated with the new secret files): its file is right already, and may not be
         # writable by the server (the official image runs Redis as an unprivileged user).
-        for node in (n for n in nodes if n.name in report.rotated):
+        for node in (n for n in nodes if rewrite_config and n.name in report.rotated):
             try:
                 conns[node.name].execute_command("CONFIG", "REWRITE")
                 report.rewritten.append(node.name)

@@ -45,7 +45,7 @@ from clusterops.topology_read import read_live_topology
 PROVIDER_VERSION = "1"
 DEFAULT_TIMEOUT_SECONDS = 120
 MAX_TIMEOUT_SECONDS = 3600
-INPUT_KEYS = ("nodes", "password", "provider_version", "timeout_seconds")
+INPUT_KEYS = ("nodes", "password", "provider_version", "timeout_seconds", "rewrite_config")
 NODE_FIELDS = ("name", "role", "admin_host", "admin_port", "cluster_host", "cluster_port")
 # What makes up the cluster's topology; everything else in a node (admin address) only says
 # how this process reaches it and may change freely.
@@ -77,6 +77,12 @@ def _nodes(props: Mapping[str, Any]) -> list[NodeTarget]:
     return [NodeTarget.from_dict(node) for node in props["nodes"]]
 
 
+def _rewrite_config(props: Mapping[str, Any]) -> bool:
+    """Whether a rotated password is persisted with CONFIG REWRITE (default) or is already
+    in files the deployment manages."""
+    return props.get("rewrite_config") is not False
+
+
 def _timeout(props: Mapping[str, Any]) -> float:
     return float(props.get("timeout_seconds") or DEFAULT_TIMEOUT_SECONDS)
 
@@ -92,6 +98,7 @@ def _inputs(props: Mapping[str, Any]) -> dict[str, Any]:
         "password": _password(props),
         "provider_version": props.get("provider_version"),
         "timeout_seconds": _timeout(props),
+        "rewrite_config": _rewrite_config(props),
     }
 
 
@@ -139,6 +146,7 @@ def _outputs(props: Mapping[str, Any], report: ClusterReport) -> dict[str, Any]:
         "password": rpc.wrap_rpc_secret(_password(props)),
         "provider_version": props.get("provider_version"),
         "timeout_seconds": _timeout(props),
+        "rewrite_config": _rewrite_config(props),
         "node_ids": dict(report.node_ids),
         "slot_ranges": {name: [list(r) for r in ranges]
                         for name, ranges in report.slot_ranges.items()},
@@ -230,7 +238,8 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
         nodes, password, timeout = _nodes(news), _password(news) or "", _timeout(news)
         old_password = _password(olds)
         if old_password and old_password != password:
-            rotate_password(nodes, old_password, password, timeout)
+            rotate_password(nodes, old_password, password, timeout,
+                            rewrite_config=_rewrite_config(news))
         # Adopts the cluster as it is (no writes when it is the planned one) and verifies it.
         report = form_cluster(nodes, password, timeout)
         return dynamic.UpdateResult(_outputs(news, report))
@@ -272,6 +281,7 @@ class ClusterBootstrap(dynamic.Resource, module="alphapulse", name="ClusterBoots
         password: pulumi.Input[str],
         provider_version: str = PROVIDER_VERSION,
         timeout_seconds: pulumi.Input[float] = DEFAULT_TIMEOUT_SECONDS,
+        rewrite_config: bool = True,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """``nodes``: plain dicts with the :class:`clusterops.model.NodeTarget` fields (slots as
@@ -281,6 +291,7 @@ class ClusterBootstrap(dynamic.Resource, module="alphapulse", name="ClusterBoots
             "password": pulumi.Output.secret(password),
             "provider_version": provider_version,
             "timeout_seconds": timeout_seconds,
+            "rewrite_config": rewrite_config,
             "node_ids": None,
             "slot_ranges": None,
             "cluster_state": None,

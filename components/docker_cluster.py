@@ -18,14 +18,17 @@ import pulumi_docker as docker
 from components import exporter_conf
 from components.bootstrap import PROVIDER_VERSION, ClusterBootstrap
 from components.redis_conf import (
-    AUTH_CONF_PATH,
+    AUTH_CONF_NAME,
     DATA_DIR,
     HEALTHCHECK_COMMAND,
-    PASSWORD_FILE_PATH,
+    PASSWORD_FILE_NAME,
     REDIS_CONF_PATH,
+    REDIS_UID,
+    SECRETS_DIR,
     render_auth_conf,
     render_redis_conf,
 )
+from components.secret_files import SecretFiles
 from components.spec import ClusterSpec
 from components.topology import ClusterPlan, PlannedNode, plan_cluster
 
@@ -36,6 +39,13 @@ PROMETHEUS_CONFIG_PATH = "/etc/prometheus/prometheus.yml"
 PROMETHEUS_RULES_PATH = "/etc/prometheus/redis-cluster-alerts.yml"
 ALERT_RULES_FILE = Path(__file__).resolve().parent.parent / "monitoring" / "alerts.yml"
 MIB = 1024 * 1024
+EXPORTER_UID = 59000  # the official oliver006/redis_exporter image's USER
+
+
+@dataclass(frozen=True)
+class _Secrets:
+    volume: pulumi.Output[str]  # the volume's name, to mount
+    files: SecretFiles
 
 
 @dataclass(frozen=True)
@@ -132,9 +142,10 @@ class RedisCluster(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        redis_image = self._image(name, "redis", spec.redis_image)
+        self.redis_image = self._image(name, "redis", spec.redis_image)
         node_containers = [
-            self._node(name, node, network, redis_image, password) for node in self.plan.nodes
+            self._node(name, node, network, self.redis_image, password)
+            for node in self.plan.nodes
         ]
         exporter = self._exporter(name, network, password)
         extra_deps: list[pulumi.Resource] = [exporter]
@@ -147,6 +158,9 @@ class RedisCluster(pulumi.ComponentResource):
             password=password,
             provider_version=PROVIDER_VERSION,
             timeout_seconds=spec.bootstrap_timeout_s,
+            # The secrets volumes carry the password across restarts; the server user could
+            # not write a rotated one into its config file anyway.
+            rewrite_config=False,
             opts=pulumi.ResourceOptions(parent=self, depends_on=node_containers),
         )
 
@@ -225,6 +239,13 @@ class RedisCluster(pulumi.ComponentResource):
             labels=[docker.VolumeLabelArgs(label="com.alphapulse.node", value=node.name)],
             opts=data_opts,
         )
+        secrets = self._secret_files(
+            f"{name}-{node.role}-{node.ordinal}",
+            f"{node.name}-secrets",
+            image,
+            {AUTH_CONF_NAME: password.apply(render_auth_conf), PASSWORD_FILE_NAME: password},
+            owner=REDIS_UID,
+        )
         memory_mb = spec.memory_limit_bytes // MIB
         return docker.Container(
             f"{name}-{node.role}-{node.ordinal}",
@@ -236,13 +257,12 @@ class RedisCluster(pulumi.ComponentResource):
                 docker.ContainerUploadArgs(
                     file=REDIS_CONF_PATH, content=render_redis_conf(spec, node)
                 ),
-                docker.ContainerUploadArgs(
-                    file=AUTH_CONF_PATH, content=password.apply(render_auth_conf)
-                ),
-                docker.ContainerUploadArgs(file=PASSWORD_FILE_PATH, content=password),
             ],
             volumes=[
-                docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)
+                docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR),
+                docker.ContainerVolumeArgs(
+                    volume_name=secrets.volume, container_path=SECRETS_DIR, read_only=True
+                ),
             ],
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(
@@ -281,9 +301,38 @@ class RedisCluster(pulumi.ComponentResource):
                 parent=self,
                 # Name and static IP are unique: the old container must go first.
                 delete_before_replace=True,
-                depends_on=[volume],
+                depends_on=[volume, secrets.files],
             ),
         )
+
+    def _secret_files(
+        self,
+        resource_name: str,
+        volume_name: str,
+        image: pulumi.Input[str],
+        files: dict[str, pulumi.Input[str]],
+        owner: int,
+    ) -> _Secrets:
+        """A small volume holding one container's secret files, written by SecretFiles.
+
+        It holds nothing that the config cannot recreate, so it is never protected."""
+        volume = docker.Volume(
+            f"{resource_name}-secrets",
+            name=volume_name,
+            labels=[docker.VolumeLabelArgs(label="com.alphapulse.secrets", value="true")],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        written = SecretFiles(
+            f"{resource_name}-secret-files",
+            volume=volume.name,
+            # The redis image also writes the exporter's file: it has a shell, the exporter's
+            # official image (FROM scratch) does not.
+            image=self.redis_image,
+            files=files,
+            owner=f"{owner}:{owner}",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[volume]),
+        )
+        return _Secrets(volume=volume.name, files=written)
 
     def _service(
         self,
@@ -293,15 +342,21 @@ class RedisCluster(pulumi.ComponentResource):
         *,
         image: pulumi.Input[str],
         command: list[str],
-        uploads: list[docker.ContainerUploadArgs],
+        uploads: list[docker.ContainerUploadArgs] | None = None,
         ip: str,
         listen_port: int,
         host_port: int,
         memory_mb: int,
+        volumes: list[docker.ContainerVolumeArgs] | None = None,
+        extra_labels: dict[str, pulumi.Input[str]] | None = None,
+        depends_on: list[pulumi.Resource] | None = None,
     ) -> docker.Container:
         """A single-container service on the cluster network (exporter, Prometheus)."""
         spec = self.spec
         container_name = f"{spec.name_prefix}-{role}"
+        labels = _labels(spec, **{"com.alphapulse.role": role})
+        labels += [docker.ContainerLabelArgs(label=k, value=v)
+                   for k, v in sorted((extra_labels or {}).items())]
         return docker.Container(
             f"{name}-{role}",
             name=container_name,
@@ -309,6 +364,7 @@ class RedisCluster(pulumi.ComponentResource):
             image=image,
             command=command,
             uploads=uploads,
+            volumes=volumes,
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(name=network.name, ipv4_address=ip)
             ],
@@ -321,27 +377,39 @@ class RedisCluster(pulumi.ComponentResource):
             memory=memory_mb,
             log_driver="json-file",
             log_opts={"max-size": "10m", "max-file": "3"},
-            labels=_labels(spec, **{"com.alphapulse.role": role}),
+            labels=labels,
             must_run=True,
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True,
+                                        depends_on=depends_on),
         )
 
     def _exporter(
         self, name: str, network: docker.Network, password: pulumi.Output[str]
     ) -> docker.Container:
         nodes = node_outputs(self.plan)
+        file_dir, _, file_name = exporter_conf.EXPORTER_PASSWORD_FILE.rpartition("/")
+        secrets = self._secret_files(
+            f"{name}-redis-exporter",
+            f"{self.spec.name_prefix}-redis-exporter-secrets",
+            self.redis_image,
+            {file_name: password.apply(
+                lambda pw: exporter_conf.exporter_password_file(nodes, pw))},
+            owner=EXPORTER_UID,
+        )
         return self._service(
             name, "redis-exporter", network,
             image=self._image(name, "exporter", self.spec.exporter_image),
             command=exporter_conf.exporter_args(listen_port=EXPORTER_LISTEN_PORT),
-            uploads=[
-                docker.ContainerUploadArgs(
-                    file=exporter_conf.EXPORTER_PASSWORD_FILE,
-                    content=password.apply(
-                        lambda pw: exporter_conf.exporter_password_file(nodes, pw)
-                    ),
+            volumes=[
+                docker.ContainerVolumeArgs(
+                    volume_name=secrets.volume, container_path=file_dir, read_only=True
                 )
             ],
+            # The exporter reads its password file only at start: a new generation of the
+            # file (a rotated password) recreates this stateless container.
+            extra_labels={"com.alphapulse.secrets-generation":
+                          secrets.files.generation.apply(str)},
+            depends_on=[secrets.files],
             ip=self.plan.exporter_ip,
             listen_port=EXPORTER_LISTEN_PORT,
             host_port=self.spec.exporter_port,

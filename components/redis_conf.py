@@ -1,8 +1,9 @@
 """The files each node container receives: redis.conf (no secrets) and the two secret files.
 
 The password never reaches a command line or an environment variable (both are visible in
-`docker inspect` and the process list): redis.conf includes auth.conf, and the healthcheck
-feeds the password file to `redis-cli --askpass` on stdin.
+`docker inspect` and the process list), nor a container input: redis.conf includes
+secrets/auth.conf from the node's secrets volume, and the healthcheck feeds secrets/password to
+`redis-cli --askpass` on stdin.
 """
 
 from components.spec import ClusterSpec
@@ -10,8 +11,15 @@ from components.topology import PlannedNode
 
 CONF_DIR = "/usr/local/etc/redis"
 REDIS_CONF_PATH = f"{CONF_DIR}/redis.conf"
-AUTH_CONF_PATH = f"{CONF_DIR}/auth.conf"
-PASSWORD_FILE_PATH = f"{CONF_DIR}/password"
+# A read-only volume of its own (components/secret_files.py): rotating the password rewrites
+# these files without replacing the container.
+SECRETS_DIR = f"{CONF_DIR}/secrets"
+AUTH_CONF_NAME = "auth.conf"
+PASSWORD_FILE_NAME = "password"
+AUTH_CONF_PATH = f"{SECRETS_DIR}/{AUTH_CONF_NAME}"
+PASSWORD_FILE_PATH = f"{SECRETS_DIR}/{PASSWORD_FILE_NAME}"
+# The official redis image runs redis-server as this user (its entrypoint drops to it).
+REDIS_UID = 999
 DATA_DIR = "/data"
 
 HEALTHCHECK_COMMAND = (

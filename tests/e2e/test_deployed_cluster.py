@@ -183,24 +183,47 @@ def test_a_second_run_changes_nothing_and_keeps_every_key(deployed: DeployedStac
     assert client.get(keys_for_every_slot()[16383]) is not None
 
 
-def test_password_rotation_through_a_deploy_keeps_data(deployed: DeployedStack):
-    """`pulumi up` with a new password: every container gets the new secret files (pulumi-docker
-    replaces them; data stays in the volumes) and the provider's update brings every node in
-    line. Afterwards only the new password works and every key is still there."""
+def container_ids(stack: DeployedStack) -> dict[str, str]:
+    names = [n["container_name"] for n in stack.outputs["nodes"]]
+    inspected = json.loads(subprocess.run(["docker", "inspect", *names], capture_output=True,
+                                          text=True, check=True).stdout)
+    return {c["Name"].lstrip("/"): c["Id"] for c in inspected}
+
+
+def full_syncs(stack: DeployedStack, password: str) -> int:
+    return sum(int(node_client(stack, n, password=password).info("stats")["sync_full"])
+               for n in stack.outputs["nodes"])
+
+
+def test_password_rotation_through_a_deploy_restarts_no_node(deployed: DeployedStack):
+    """`pulumi up` with a new password: the secret files are rewritten in their volumes, the
+    provider switches the live password (CONFIG SET), no node container is replaced and no
+    replica resyncs; only the stateless exporter is recreated to read its new file."""
     old = deployed.password
     cluster_client(deployed).set("before-rotation", "kept")
+    ids_before, syncs_before = container_ids(deployed), full_syncs(deployed, old)
     new = secrets.token_urlsafe(24)
     changes = deployed.deployment.update(password=new)
-    assert sum(c.startswith("+- replace") for c in changes) == 7, changes  # 6 nodes + exporter
+    replaced = [c for c in changes if c.startswith("+- replace")]
+    assert len(replaced) == 1 and "redis-exporter" in replaced[0], changes
+    assert sum("SecretFiles" in c for c in changes) == 7, changes
     assert any(c.startswith("~ update") and "ClusterBootstrap" in c for c in changes), changes
     deployed.deployment.write_outputs(deployed.outputs_file)
     deployed.outputs.update(json.loads(deployed.outputs_file.read_text()))
     assert deployed.password == new
+    assert container_ids(deployed) == ids_before
+    assert full_syncs(deployed, new) == syncs_before
     wait_until_healthy(deployed, seconds=60)
     assert cluster_client(deployed).get("before-rotation") == b"kept"
     for node in deployed.outputs["nodes"]:
         with pytest.raises(redis.AuthenticationError):
             node_client(deployed, node, password=old).ping()
+    # A node restarted later reads the new password from its files.
+    replica = deployed.node("alphapulse-redis-replica-3")
+    subprocess.run(["docker", "restart", "-t", "5", replica["container_name"]], check=True,
+                   capture_output=True)
+    wait_until_healthy(deployed, seconds=60)
+    assert node_client(deployed, replica).ping()
     assert deployed.deployment.preview() == []
 
 

@@ -88,7 +88,10 @@ def redis_on_network(
     conf = private / "redis.conf"
     conf.write_text(f"port 6379\nrequirepass {password}\nappendonly yes\n")
     conf.chmod(0o644)  # redis runs as uid 999 after the entrypoint drops root
-    password_file = private / "password"
+    # The stack mounts its secrets as a directory; copying one in creates it the same way.
+    secrets_dir = private / Path(PASSWORD_PATH).parent.name
+    secrets_dir.mkdir()
+    password_file = secrets_dir / Path(PASSWORD_PATH).name
     password_file.write_text(password + "\n")
     password_file.chmod(0o600)  # read by the healthcheck, which runs as root
 
@@ -100,7 +103,7 @@ def redis_on_network(
             local_images["redis"], "redis-server", CONF_PATH,
         )
         docker("cp", str(conf), f"{name}:{CONF_PATH}")
-        docker("cp", str(password_file), f"{name}:{PASSWORD_PATH}")
+        docker("cp", str(secrets_dir), f"{name}:{Path(PASSWORD_PATH).parent.parent}")
         docker("start", name)
         yield RedisOnNetwork(name, name, ip, published_port(name, "6379/tcp"), password)
     finally:

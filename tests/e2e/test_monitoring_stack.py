@@ -74,9 +74,15 @@ def test_prometheus_scrapes_the_cluster_and_raises_node_down(monitored: Deployed
         return seen == dict.fromkeys(names, "1"), seen
 
     poll("redis_cluster_state == 1 for every node in Prometheus", cluster_ok, 120)
-    rules = api.get("/api/v1/rules")["groups"]
-    unhealthy = [r["name"] for g in rules for r in g["rules"] if r.get("health") != "ok"]
-    assert rules and unhealthy == [], unhealthy
+
+    def rules_healthy() -> tuple[bool, Any]:
+        # Health is "unknown" until the group's first evaluation (every 30 s).
+        groups = api.get("/api/v1/rules")["groups"]
+        not_ok = {r["name"]: r.get("health") for g in groups for r in g["rules"]
+                  if r.get("health") != "ok"}
+        return bool(groups) and not not_ok, not_ok
+
+    poll("every rule loaded and evaluated healthy", rules_healthy, 90)
 
     victim = monitored.node("alphapulse-redis-replica-1")
     subprocess.run(["docker", "kill", victim["container_name"]], check=True, capture_output=True)

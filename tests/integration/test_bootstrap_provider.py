@@ -213,7 +213,8 @@ def test_resource_class_registers_under_pulumi_mocks(tmp_path: Path) -> None:
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {
         "typ": "pulumi-python:dynamic/alphapulse:ClusterBootstrap",
-        "keys": ["__provider", "nodes", "password", "provider_version", "timeout_seconds"],
+        "keys": ["__provider", "nodes", "password", "provider_version", "rewrite_config",
+                 "timeout_seconds"],
         "version": PROVIDER_VERSION,
         "state": "ok",
         "password_input_secret": True,

@@ -36,9 +36,9 @@ import dill
 from tests.support.docker_engine import DockerEngine
 from tests.support.images import ensure_images
 from tests.support.program_runner import (
-    DYNAMIC_TYPE,
     ProgramRun,
     RecordedResource,
+    is_dynamic,
     run_program,
     stack_config_file,
 )
@@ -102,7 +102,7 @@ class Deployment:
         if resource.type == RANDOM_PASSWORD:
             outputs = {**resource.inputs,
                        "result": _generate_password(int(resource.inputs["length"]))}
-        elif resource.type == DYNAMIC_TYPE:
+        elif is_dynamic(resource.type):
             outputs = self._create_dynamic(resource)
         else:
             # The wire form keeps Pulumi's secret markers, so the engine can refuse a secret
@@ -146,7 +146,7 @@ class Deployment:
             if entry is None:
                 changes.append(f"+ create {resource.urn}")
                 return self._create(resource) if apply else dict(resource.inputs)
-            if resource.type == DYNAMIC_TYPE:
+            if is_dynamic(resource.type):
                 news = resource.plain
                 provider = load_provider(news)
                 diff = provider.diff(str(entry.outputs.get("id")), entry.outputs, news)
@@ -189,7 +189,7 @@ class Deployment:
 
     def _delete(self, urn: str) -> None:
         entry = self.state.pop(urn)
-        if entry.type == DYNAMIC_TYPE:
+        if is_dynamic(entry.type):
             load_provider(entry.outputs).delete(str(entry.outputs.get("id")), entry.outputs)
         elif entry.type != RANDOM_PASSWORD:
             raise RuntimeError(f"{urn}: the harness does not delete {entry.type} on update")
@@ -197,7 +197,7 @@ class Deployment:
     # -- pulumi destroy ----------------------------------------------------------------------
     def down(self, keep_volumes: bool = False) -> None:
         for entry in self.state.values():
-            if entry.type == DYNAMIC_TYPE:
+            if is_dynamic(entry.type):
                 # The provider's delete only forgets; it works from outputs alone.
                 load_provider(entry.outputs).delete(str(entry.outputs.get("id")), entry.outputs)
         self.engine.destroy_all(keep_volumes=keep_volumes)

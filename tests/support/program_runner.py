@@ -30,6 +30,12 @@ SECRET_SIG = rpc._special_secret_sig  # the marker Pulumi wraps secret values in
 SIG_KEY = rpc._special_sig_key
 
 DYNAMIC_TYPE = "pulumi-python:dynamic/alphapulse:ClusterBootstrap"
+SECRET_FILES_TYPE = "pulumi-python:dynamic/alphapulse:SecretFiles"
+
+
+def is_dynamic(type_token: str) -> bool:
+    """Any Pulumi dynamic resource (its provider is pickled into its `__provider` input)."""
+    return type_token.startswith("pulumi-python:dynamic")
 
 
 @dataclass
@@ -94,6 +100,9 @@ def default_outputs(resource: RecordedResource) -> dict[str, Any]:
         outputs["node_ids"] = {n["name"]: f"{i:040x}" for i, n in enumerate(nodes)}
         outputs["slot_ranges"] = {n["name"]: n["slots"] for n in nodes if n["role"] == "master"}
         outputs["cluster_state"] = "ok"
+    if resource.type == SECRET_FILES_TYPE:
+        outputs["file_names"] = sorted(unwrap_secrets(resource.inputs["files"]))
+        outputs["generation"] = 1
     return outputs
 
 

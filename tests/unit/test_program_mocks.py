@@ -10,6 +10,7 @@ import pytest
 from components.spec import ConfigError
 from tests.support.program_runner import (
     DYNAMIC_TYPE,
+    SECRET_FILES_TYPE,
     SECRET_SIG,
     SIG_KEY,
     ProgramRun,
@@ -44,8 +45,28 @@ def test_dev_declares_six_nodes_an_exporter_one_network_six_volumes(dev: Program
     assert [c.plain["name"] for c in containers if c not in node_containers(dev)] == [
         "alphapulse-redis-exporter"
     ]
-    assert len(dev.of_type(NETWORK)) == 1 and len(dev.of_type(VOLUME)) == 6
+    assert len(dev.of_type(NETWORK)) == 1 and len(data_volumes(dev)) == 6
     assert len(dev.of_type(DYNAMIC_TYPE)) == 1
+    # Plus one small secrets volume per container, each filled by a SecretFiles resource.
+    assert len(dev.of_type(VOLUME)) == 6 + 7 and len(dev.of_type(SECRET_FILES_TYPE)) == 7
+
+
+def data_volumes(run: ProgramRun) -> list[Any]:
+    return [v for v in run.of_type(VOLUME) if v.plain["name"].endswith("-data")]
+
+
+def mounted_secret_files(run: ProgramRun, container: Any) -> dict[str, str]:
+    """The secret files a container gets: those SecretFiles writes into a volume it mounts."""
+    volumes = {v.urn: v.plain["name"] for v in run.of_type(VOLUME)}
+    mounted = {m["volumeName"]: m for m in container.plain.get("volumes", [])}
+    files: dict[str, str] = {}
+    for writer in run.of_type(SECRET_FILES_TYPE):
+        name = writer.plain["volume"]
+        if name in mounted:
+            assert mounted[name].get("readOnly") is True, (container.urn, name)
+            assert name in volumes.values()
+            files.update(writer.plain["files"])
+    return files
 
 
 def test_host_ports_are_unique_and_the_guides(dev: ProgramRun):
@@ -73,9 +94,10 @@ def test_each_node_has_its_planned_ip_and_its_own_volume_at_the_data_dir(dev: Pr
         (attachment,) = container.plain["networksAdvanced"]
         assert attachment["name"] == network["name"]
         assert attachment["ipv4Address"] == nodes[name]["ip"]
-        (volume,) = container.plain["volumes"]
+        volume, secrets = container.plain["volumes"]
         assert volume["containerPath"] == "/data"
         assert volume["volumeName"] == f"{name}-data" and volume["volumeName"] in volume_names
+        assert secrets["containerPath"] == "/usr/local/etc/redis/secrets"
         assert container.plain["restart"] == "unless-stopped"
         assert container.plain["memory"] == 1024  # 2 x maxmemory 512mb, in MB
         assert container.plain["healthcheck"]["tests"][0] == "CMD-SHELL"
@@ -92,7 +114,7 @@ def test_each_node_gets_its_own_redis_conf(dev: ProgramRun):
 
 
 def test_prod_volumes_are_protected_and_retained(prod: ProgramRun, dev: ProgramRun):
-    assert all(v.protect and v.retain_on_delete for v in prod.of_type(VOLUME))
+    assert all(v.protect and v.retain_on_delete for v in data_volumes(prod))
     assert not any(v.protect or v.retain_on_delete for v in dev.of_type(VOLUME))
     assert prod.of_type(NETWORK)[0].plain["ipamConfigs"][0]["subnet"] != "172.28.0.0/24"
 
@@ -120,9 +142,13 @@ def test_password_is_never_plaintext_in_any_resource_input(stack, password, dev,
     for container in run.of_type(CONTAINER):
         for key in ("command", "envs", "labels", "healthcheck", "entrypoints"):
             assert password not in json.dumps(container.plain.get(key)), (container.urn, key)
-    # ...and it is really delivered, as a secret, to every node and the exporter.
+    # No container input carries it at all (a rotation must not replace the containers)...
     for container in run.of_type(CONTAINER):
-        assert password in json.dumps(container.plain["uploads"]), container.urn
+        assert password not in json.dumps(container.plain), container.urn
+    # ...it reaches every node and the exporter as files in a read-only secrets volume.
+    for container in run.of_type(CONTAINER):
+        if "prometheus" not in container.plain["name"]:
+            assert password in json.dumps(mounted_secret_files(run, container)), container.urn
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -137,8 +163,8 @@ def test_every_output_that_carries_the_password_is_secret(stack, dev, prod):
 
 def test_exporter_targets_every_node(dev: ProgramRun):
     (exporter,) = [c for c in dev.of_type(CONTAINER) if c.plain["name"].endswith("exporter")]
-    (upload,) = exporter.plain["uploads"]
-    targets = set(json.loads(upload["content"]))
+    (content,) = mounted_secret_files(dev, exporter).values()
+    targets = set(json.loads(content))
     assert targets == {f"redis://{n['ip']}:6379" for n in dev.outputs["nodes"]}
     assert exporter.plain["ports"][0]["external"] == 9121
     assert "--redis.password-file=/etc/redis_exporter/passwords.json" in exporter.plain["command"]

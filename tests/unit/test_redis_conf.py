@@ -22,7 +22,7 @@ def test_declared_persistence_cluster_and_memory_settings():
     assert conf["cluster-node-timeout"] == "1000"
     assert conf["dir"] == "/data" and conf["cluster-config-file"] == "nodes.conf"
     assert conf["cluster-announce-ip"] == "172.28.0.11"
-    assert conf["include"] == "/usr/local/etc/redis/auth.conf"
+    assert conf["include"] == "/usr/local/etc/redis/secrets/auth.conf"
     assert "requirepass" not in conf and "masterauth" not in conf
 
 
