@@ -16,10 +16,11 @@ from redis.crc import key_slot
 
 from clusterops.node_control import DockerNodeControl
 from clusterops.targets import targets_from_outputs
+from components.redis_conf import PASSWORD_FILE_PATH
 from tests.support.deploy_fixtures import DeployedStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-PASSWORD_FILE = "/usr/local/etc/redis/password"
+PASSWORD_FILE = PASSWORD_FILE_PATH
 
 
 def drill(stack: DeployedStack, *args: str) -> tuple[int, dict[str, Any]]:
@@ -85,11 +86,12 @@ def _exec_set(container: str, key: str) -> str:
     """SET from inside the container, the only side an isolated node can still hear.
 
     The password is fed from its file to --askpass: it never reaches an argv."""
-    return subprocess.run(
+    done = subprocess.run(
         ["docker", "exec", container, "sh", "-c",
          f"redis-cli --no-auth-warning --askpass SET {key} 1 < {PASSWORD_FILE}"],
         capture_output=True, text=True, timeout=10, check=False,
-    ).stdout.strip()
+    )
+    return (done.stdout + done.stderr).strip()
 
 
 def _hash_tag_in_own_slots(stack: DeployedStack, node: dict[str, Any]) -> str:

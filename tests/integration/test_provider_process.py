@@ -42,8 +42,9 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime._serialization import _serialize
 from clusterops.model import NodeTarget
 from components.bootstrap import ClusterBootstrapProvider
+from components.secret_files import SecretFilesProvider
 # The same call dynamic.Resource.__init__ makes.
-serialized, _contains_secrets = _serialize(True, serialize_provider, ClusterBootstrapProvider())
+serialized, _contains_secrets = _serialize(True, serialize_provider, {provider}())
 print(serialized)
 """
 
@@ -53,10 +54,10 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
-def serialize_provider_in_fresh_process() -> str:
+def serialize_provider_in_fresh_process(provider: str = "ClusterBootstrapProvider") -> str:
     """Pickle the provider the way a Pulumi program does, in a program-like process."""
     result = subprocess.run(
-        [sys.executable, "-c", SERIALIZE_SNIPPET],
+        [sys.executable, "-c", SERIALIZE_SNIPPET.format(provider=provider)],
         cwd=PROJECT_ROOT, env=clean_env(), capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -313,3 +314,15 @@ def test_create_failure_is_reported_without_the_password(
     assert "alphapulse-redis-master-3" in details and "key(s)" in details
     assert nodes.password not in details
     assert holder.dbsize() == 1
+
+
+def test_secret_files_provider_loads_and_checks_in_the_provider_process(provider_stub) -> None:
+    """The other dynamic provider of the stack unpickles in the real process too."""
+    serialized = serialize_provider_in_fresh_process("SecretFilesProvider")
+    news = {"__provider": serialized, "volume": "v", "image": "redis:7", "owner": "999:999",
+            "provider_version": "1", "files": {"password": "pw-in-the-provider-process"}}
+    ok = check(provider_stub, news)
+    assert list(ok.failures) == []
+    assert is_secret(from_struct(ok.inputs)["files"])
+    bad = check(provider_stub, {**news, "files": {"../x": "y"}})
+    assert [f.property for f in bad.failures] == ["files"]

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from components.redis_conf import CONF_DIR, render_auth_conf, render_redis_conf
+from components.redis_conf import (
+    AUTH_CONF_NAME,
+    CONF_DIR,
+    render_auth_conf,
+    render_redis_conf,
+)
 from components.spec import build_spec
 from components.topology import plan_cluster
 from tests.support.redis_nodes import pick_free_port
@@ -24,7 +29,8 @@ def test_real_redis_server_accepts_the_rendered_config(tmp_path: Path):
                                bus_port=port + 10000)
     text = render_redis_conf(spec, node).replace("dir /data", f"dir {tmp_path}")
     (tmp_path / "redis.conf").write_text(text.replace(CONF_DIR, str(tmp_path)))
-    (tmp_path / "auth.conf").write_text(render_auth_conf(PASSWORD))
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / AUTH_CONF_NAME).write_text(render_auth_conf(PASSWORD))
     log = (tmp_path / "redis.log").open("w")
     server = subprocess.Popen(["redis-server", str(tmp_path / "redis.conf")], stdout=log,
                               stderr=subprocess.STDOUT)
