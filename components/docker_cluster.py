@@ -60,11 +60,15 @@ def _labels(spec: ClusterSpec, **extra: str) -> list[docker.ContainerLabelArgs]:
     return [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(values.items())]
 
 
+def host_address(spec: ClusterSpec) -> str:
+    """The address the Docker host's own clients use for the published ports."""
+    return "127.0.0.1" if spec.bind_address == "0.0.0.0" else spec.bind_address
+
+
 def _admin_address(spec: ClusterSpec, node: PlannedNode) -> tuple[str, int]:
     """Where the deploying host reaches a node: its container IP, or the published port."""
     if spec.admin_access == "host-ports":
-        host = "127.0.0.1" if spec.bind_address == "0.0.0.0" else spec.bind_address
-        return host, node.host_port
+        return host_address(spec), node.host_port
     return node.ip, node.port
 
 
@@ -147,10 +151,9 @@ class RedisCluster(pulumi.ComponentResource):
             self._node(name, node, network, self.redis_image, password)
             for node in self.plan.nodes
         ]
-        exporter = self._exporter(name, network, password)
-        extra_deps: list[pulumi.Resource] = [exporter]
+        self._exporter(name, network, password)
         if spec.deploy_prometheus:
-            extra_deps.append(self._prometheus(name, network))
+            self._prometheus(name, network)
 
         bootstrap = ClusterBootstrap(
             f"{name}-bootstrap",
@@ -169,7 +172,7 @@ class RedisCluster(pulumi.ComponentResource):
         self.seed_endpoints = pulumi.Output.from_input(
             [f"{n.ip}:{n.port}" for n in self.plan.nodes]
         )
-        host = "127.0.0.1" if spec.bind_address == "0.0.0.0" else spec.bind_address
+        host = host_address(spec)
         self.host_seed_endpoints = pulumi.Output.from_input(
             [f"{host}:{n.host_port}" for n in self.plan.nodes]
         )
