@@ -252,3 +252,9 @@ def test_teardown_leaves_no_container_or_network(deployed: DeployedStack):
     networks = subprocess.run(["docker", "network", "ls", "--format", "{{.Name}}"],
                               capture_output=True, text=True, check=True).stdout.split()
     assert deployed.outputs["network_name"] not in networks
+    # No volume holding the password survives either.
+    secret_volumes = subprocess.run(
+        ["docker", "volume", "ls", "-q", "--filter", "label=com.alphapulse.secrets"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert secret_volumes == []

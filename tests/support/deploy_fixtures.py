@@ -52,7 +52,8 @@ def purge_leftovers(config: dict[str, str], stack: str) -> None:
     containers = [n.name for n in plan.nodes] + [
         f"{spec.name_prefix}-redis-exporter", f"{spec.name_prefix}-prometheus"
     ]
-    remove_docker_objects(containers, spec.network_name, [n.volume_name for n in plan.nodes])
+    volumes = [n.volume_name for n in plan.nodes] + [f"{name}-secrets" for name in containers]
+    remove_docker_objects(containers, spec.network_name, volumes)
 
 
 def deploy_stack(tmp_dir: Path, **overrides: str) -> Iterator[DeployedStack]:

@@ -229,8 +229,8 @@ def _cli(argv: list[str]) -> int:
         return 0
     outputs = json.loads(args.outputs.read_text())
     remove_deployed(outputs)
-    print(f"removed the containers and network of {outputs['cluster_name']}; volumes kept "
-          "(docker volume rm them to delete the data)")
+    print(f"removed the containers, network and secrets volumes of {outputs['cluster_name']}; "
+          "data volumes kept (docker volume rm them to delete the data)")
     return 0
 
 
@@ -238,8 +238,10 @@ def remove_deployed(outputs: Mapping[str, Any]) -> None:
     """Remove what `up` created in another process, found by the names in its outputs."""
     prefix = outputs["cluster_name"]
     names = [n["container_name"] for n in outputs["nodes"]]
-    remove_docker_objects(names + [f"{prefix}-redis-exporter", f"{prefix}-prometheus"],
-                          outputs["network_name"])
+    services = [f"{prefix}-redis-exporter", f"{prefix}-prometheus"]
+    # Data volumes stay; the secrets volumes go: they hold a password and nothing else.
+    secrets = [f"{name}-secrets" for name in names + services[:1]]
+    remove_docker_objects(names + services, outputs["network_name"], secrets)
 
 
 def remove_docker_objects(
