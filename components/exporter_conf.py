@@ -30,7 +30,8 @@ from typing import Any
 import yaml
 
 DEFAULT_EXPORTER_PORT = 9121
-# Where the component uploads the password file inside the exporter container.
+# Where the exporter finds its password file: the component mounts a read-only secrets
+# volume on this directory (components/secret_files.py).
 EXPORTER_PASSWORD_FILE = "/etc/redis_exporter/passwords.json"
 # Below Prometheus' default 10 s scrape timeout: a dead node's IP in Docker does not refuse the
 # connection, it just stays silent, and the exporter's default 15 s would time out the whole scrape.
