@@ -1,11 +1,11 @@
 """AlphaPulse Redis Cluster: stack config -> ClusterSpec -> RedisCluster -> stack outputs."""
 
 import pulumi
-import pulumi_random as random
 
 from components.docker_cluster import RedisCluster, RedisClusterArgs
+from components.generated_password import GeneratedPassword
 from components.spec import PROJECT, load_spec
-from components.stack_config import raw_project_config
+from components.stack_config import docker_host, raw_project_config
 
 # Validate everything before any resource is registered: a bad config creates nothing.
 spec = load_spec(raw_project_config, pulumi.get_stack())
@@ -13,11 +13,11 @@ config = pulumi.Config(PROJECT)
 password = config.get_secret("password")
 if password is None:
     # Only reachable with passwordPolicy=generate (the default outside prod stacks).
-    password = random.RandomPassword(
-        "redis-password", length=32, special=False
-    ).result
+    password = GeneratedPassword("redis-password", length=32).result
 
-cluster = RedisCluster("redis-cluster", RedisClusterArgs(spec=spec, password=password))
+cluster = RedisCluster(
+    "redis-cluster", RedisClusterArgs(spec=spec, password=password, docker_host=docker_host())
+)
 
 pulumi.export("cluster_name", spec.name_prefix)
 pulumi.export("password", cluster.password)

@@ -31,6 +31,7 @@ SIG_KEY = rpc._special_sig_key
 
 DYNAMIC_TYPE = "pulumi-python:dynamic/alphapulse:ClusterBootstrap"
 SECRET_FILES_TYPE = "pulumi-python:dynamic/alphapulse:SecretFiles"
+GENERATED_PASSWORD_TYPE = "pulumi-python:dynamic/alphapulse:GeneratedPassword"
 
 
 def is_dynamic(type_token: str) -> bool:
@@ -90,7 +91,7 @@ OnResource = Callable[[RecordedResource], dict[str, Any]]
 def default_outputs(resource: RecordedResource) -> dict[str, Any]:
     """Plausible provider outputs for the unit tier: inputs plus what providers compute."""
     outputs = dict(resource.inputs)
-    if resource.type == "random:index/randomPassword:RandomPassword":
+    if resource.type == GENERATED_PASSWORD_TYPE:
         outputs["result"] = "m" * int(resource.inputs.get("length", 32))
     if resource.type == "docker:index/remoteImage:RemoteImage":
         outputs["imageId"] = f"sha256:{resource.name}"
