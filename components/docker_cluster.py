@@ -28,7 +28,7 @@ from components.redis_conf import (
     render_auth_conf,
     render_redis_conf,
 )
-from components.secret_files import SecretFiles
+from components.secret_files import DEFAULT_DOCKER_HOST, SecretFiles
 from components.spec import ClusterSpec
 from components.topology import ClusterPlan, PlannedNode, plan_cluster
 
@@ -52,6 +52,8 @@ class _Secrets:
 class RedisClusterArgs:
     spec: ClusterSpec
     password: pulumi.Input[str]  # a Pulumi secret
+    # The engine of the pulumi-docker provider: the secret files must be written on the same one.
+    docker_host: str = DEFAULT_DOCKER_HOST
 
 
 def _labels(spec: ClusterSpec, **extra: str) -> list[docker.ContainerLabelArgs]:
@@ -130,6 +132,7 @@ class RedisCluster(pulumi.ComponentResource):
         super().__init__(TYPE_TOKEN, name, None, opts)
         spec = args.spec
         self.spec = spec
+        self.docker_host = args.docker_host
         self.plan = plan_cluster(spec)
         password = pulumi.Output.secret(args.password)
         child = pulumi.ResourceOptions(parent=self)
@@ -333,6 +336,7 @@ class RedisCluster(pulumi.ComponentResource):
             image=self.redis_image,
             files=files,
             owner=f"{owner}:{owner}",
+            docker_host=self.docker_host,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[volume]),
         )
         return _Secrets(volume=volume.name, files=written)

@@ -9,14 +9,22 @@ password with CONFIG SET. The files are there for the next (re)start and for the
 The content travels as a tar stream on the stdin of a short-lived `docker run` of an image the
 stack already uses: never in an argv, an environment variable or `docker inspect`.
 
+The `docker` CLI is pointed at the same engine as the stack's pulumi-docker provider (the
+`docker_host` input, from `docker:host` or DOCKER_HOST), never at whatever the ambient docker
+context happens to be: otherwise the files and the containers could land on two engines.
+
 Facts from pulumi/pulumi that shape it (see components/bootstrap.py for the same list): the
 module imports cleanly, the provider class holds no state, `diff` ignores the pickled
-`__provider`, outputs repeat every input so `delete` works from outputs alone.
+`__provider`, outputs repeat every input so `delete` works from outputs alone. In a preview any
+input may still be unknown (a generated password, a volume name not created yet): `check` and
+`diff` must accept that and decide nothing from it.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -25,16 +33,32 @@ from typing import Any
 
 import pulumi
 from pulumi import dynamic
+from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
-PROVIDER_VERSION = "1"
-INPUT_KEYS = ("volume", "image", "files", "owner", "provider_version")
+PROVIDER_VERSION = "2"
+INPUT_KEYS = ("volume", "image", "files", "owner", "docker_host", "provider_version")
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 MOUNT = "/secrets"
 DOCKER_TIMEOUT_S = 120
 
 
 class SecretFilesError(RuntimeError):
     """Writing the files failed; the message names the volume and never a file's content."""
+
+
+def contains_unknown(value: Any) -> bool:
+    """Whether a preview input is (or holds) a value the engine does not know yet."""
+    if isinstance(value, Unknown) or value == rpc.UNKNOWN:
+        return True
+    if rpc.is_rpc_secret(value):
+        return contains_unknown(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, Mapping):
+        return any(contains_unknown(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(contains_unknown(v) for v in value)
+    return False
 
 
 def _files(props: Mapping[str, Any]) -> dict[str, str]:
@@ -60,22 +84,40 @@ def tar_of(files: Mapping[str, str], owner: tuple[int, int]) -> bytes:
     return buffer.getvalue()
 
 
-def write_files(volume: str, image: str, files: Mapping[str, str], owner: tuple[int, int]) -> None:
-    """Replace the volume's files with `files`, atomically per file (tar extracts then renames)."""
+def docker_cli_env(docker_host: str) -> dict[str, str]:
+    """The environment that points the docker CLI at `docker_host` and nothing else."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env["DOCKER_HOST"] = docker_host
+    return env
+
+
+def write_files(
+    volume: str,
+    image: str,
+    files: Mapping[str, str],
+    owner: tuple[int, int],
+    docker_host: str = DEFAULT_DOCKER_HOST,
+) -> None:
+    """Make the volume hold exactly `files`: each written atomically (extracted beside, then
+    renamed over), and any file no longer in the set removed, so a dropped secret does not
+    linger."""
     docker = shutil.which("docker")
     if docker is None:
         raise SecretFilesError("the docker CLI is not on PATH; it writes the secret files")
+    keep = "|".join(sorted(files))  # names are checked to be [A-Za-z0-9_.-]: safe in a pattern
     # Extract beside, then move over: a node (re)starting meanwhile reads old or new, never half.
     script = (
         f"set -e; umask 077; mkdir -p {MOUNT}/.incoming; "
         f"tar -x -o -f - -C {MOUNT}/.incoming; "
         f"for f in {MOUNT}/.incoming/*; do chown {owner[0]}:{owner[1]} \"$f\"; "
-        f"mv -f \"$f\" {MOUNT}/; done; rmdir {MOUNT}/.incoming"
+        f"mv -f \"$f\" {MOUNT}/; done; rmdir {MOUNT}/.incoming; "
+        f"cd {MOUNT}; for f in *; do case \"$f\" in {keep}|'*') ;; *) rm -f \"$f\";; esac; done"
     )
     result = subprocess.run(
         [docker, "run", "--rm", "-i", "--network", "none", "--user", "0:0",
          "--entrypoint", "sh", "-v", f"{volume}:{MOUNT}", image, "-c", script],
         input=tar_of(files, owner), capture_output=True, timeout=DOCKER_TIMEOUT_S, check=False,
+        env=docker_cli_env(docker_host),
     )
     if result.returncode != 0:
         detail = result.stderr.decode(errors="replace").strip()[-400:]
@@ -88,6 +130,7 @@ def _outputs(props: Mapping[str, Any], generation: int) -> dict[str, Any]:
         "image": props["image"],
         "files": rpc.wrap_rpc_secret(_files(props)),
         "owner": props.get("owner") or "0:0",
+        "docker_host": _docker_host(props),
         "provider_version": props.get("provider_version"),
         "file_names": sorted(_files(props)),
         # Bumped on every rewrite: a container that reads the files only at start (the
@@ -96,12 +139,17 @@ def _outputs(props: Mapping[str, Any], generation: int) -> dict[str, Any]:
     }
 
 
+def _docker_host(props: Mapping[str, Any]) -> str:
+    return str(props.get("docker_host") or DEFAULT_DOCKER_HOST)
+
+
 def _comparable(props: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "volume": props.get("volume"),
         "image": props.get("image"),
         "files": _files(props),
         "owner": props.get("owner") or "0:0",
+        "docker_host": _docker_host(props),
         "provider_version": props.get("provider_version"),
     }
 
@@ -113,15 +161,27 @@ class SecretFilesProvider(dynamic.ResourceProvider):
             if not news.get(key):
                 failures.append(dynamic.CheckFailure(key, f"{key} is required"))
         files = news.get("files")
-        if not isinstance(rpc.unwrap_rpc_secret(files), Mapping) or not _files(news):
+        if contains_unknown(files):
+            pass  # a preview before the content exists (e.g. a generated password): judge later
+        elif not isinstance(rpc.unwrap_rpc_secret(files), Mapping) or not _files(news):
             failures.append(dynamic.CheckFailure("files", "at least one file is required"))
-        elif any("/" in name or name.startswith(".") for name in _files(news)):
-            failures.append(dynamic.CheckFailure("files", "file names are plain names"))
+        elif not all(FILE_NAME.fullmatch(name) for name in _files(news)):
+            failures.append(dynamic.CheckFailure(
+                "files", "file names are plain names of letters, digits, '_', '-' and '.', "
+                "not starting with '.'"))
         inputs = dict(news)
         inputs["files"] = rpc.wrap_rpc_secret(rpc.unwrap_rpc_secret(files))
         return dynamic.CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        unknown = [key for key in INPUT_KEYS if contains_unknown(news.get(key))]
+        if unknown:
+            # Only a changed volume can force a replacement; anything else unknown is an update.
+            return dynamic.DiffResult(
+                changes=True,
+                replaces=["volume"] if "volume" in unknown else [],
+                delete_before_replace=False,
+            )
         old, new = _comparable(olds), _comparable(news)
         changed = [key for key in INPUT_KEYS if old[key] != new[key]]
         return dynamic.DiffResult(
@@ -131,11 +191,13 @@ class SecretFilesProvider(dynamic.ResourceProvider):
         )
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        write_files(props["volume"], props["image"], _files(props), _owner(props))
+        write_files(props["volume"], props["image"], _files(props), _owner(props),
+                    _docker_host(props))
         return dynamic.CreateResult(f"secret-files-{props['volume']}", _outputs(props, 1))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        write_files(news["volume"], news["image"], _files(news), _owner(news))
+        write_files(news["volume"], news["image"], _files(news), _owner(news),
+                    _docker_host(news))
         return dynamic.UpdateResult(_outputs(news, int(olds.get("generation") or 0) + 1))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
@@ -154,6 +216,7 @@ class SecretFiles(dynamic.Resource, module="alphapulse", name="SecretFiles"):
         image: pulumi.Input[str],
         files: pulumi.Input[Mapping[str, pulumi.Input[str]]],
         owner: str = "0:0",
+        docker_host: str = DEFAULT_DOCKER_HOST,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
@@ -161,6 +224,7 @@ class SecretFiles(dynamic.Resource, module="alphapulse", name="SecretFiles"):
             "image": image,
             "files": pulumi.Output.secret(files),
             "owner": owner,
+            "docker_host": docker_host,
             "provider_version": PROVIDER_VERSION,
             "file_names": None,
             "generation": None,

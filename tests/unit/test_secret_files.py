@@ -3,7 +3,9 @@
 import io
 import tarfile
 
-from components.secret_files import SecretFilesProvider, tar_of
+from pulumi.runtime import rpc
+
+from components.secret_files import SecretFilesProvider, docker_cli_env, tar_of
 
 
 def test_tar_holds_each_file_private_to_its_owner():
@@ -26,3 +28,39 @@ def test_diff_ignores_the_pickle_and_reports_content_and_volume_changes():
     assert rotated.changes and rotated.replaces == []
     moved = provider.diff("id", olds, {**same, "volume": "w"})
     assert moved.changes and moved.replaces == ["volume"]
+
+
+def test_check_accepts_files_that_a_preview_does_not_know_yet():
+    """First preview with a generated password: the whole `files` map is unknown."""
+    provider = SecretFilesProvider()
+    news = {"volume": rpc.UNKNOWN, "image": "i", "owner": "999:999", "files": rpc.UNKNOWN}
+    assert provider.check({}, news).failures == []
+    partly = {**news, "files": {"password": rpc.UNKNOWN, "auth.conf": "x"}}
+    assert provider.check({}, partly).failures == []
+    empty = provider.check({}, {**news, "files": {}})
+    assert [f.property for f in empty.failures] == ["files"]
+
+
+def test_check_refuses_file_names_that_are_not_plain():
+    provider = SecretFilesProvider()
+    for bad in ("../x", ".hidden", "a b", "x;rm"):
+        result = provider.check({}, {"volume": "v", "image": "i", "files": {bad: "c"}})
+        assert [f.property for f in result.failures] == ["files"], bad
+
+
+def test_diff_with_unknowns_updates_and_replaces_only_for_a_new_volume():
+    provider = SecretFilesProvider()
+    olds = {"volume": "v", "image": "i", "owner": "1:1", "provider_version": "2",
+            "files": {"password": "a"}}
+    rotated = provider.diff("id", olds, {**olds, "files": rpc.UNKNOWN})
+    assert rotated.changes and rotated.replaces == []
+    moved = provider.diff("id", olds, {**olds, "volume": rpc.UNKNOWN})
+    assert moved.changes and moved.replaces == ["volume"]
+
+
+def test_docker_cli_is_pointed_at_the_stack_engine_only(monkeypatch):
+    monkeypatch.setenv("DOCKER_CONTEXT", "elsewhere")
+    monkeypatch.setenv("DOCKER_HOST", "tcp://other:2376")
+    env = docker_cli_env("ssh://deploy@redis-host")
+    assert env["DOCKER_HOST"] == "ssh://deploy@redis-host"
+    assert "DOCKER_CONTEXT" not in env
