@@ -3,9 +3,10 @@
 import pulumi
 
 from components.docker_cluster import RedisCluster, RedisClusterArgs
+from components.docker_host import stack_docker_host, supports_swap_limit
 from components.generated_password import GeneratedPassword
 from components.spec import PROJECT, load_spec
-from components.stack_config import docker_host, raw_project_config
+from components.stack_config import raw_project_config
 
 # Validate everything before any resource is registered: a bad config creates nothing.
 spec = load_spec(raw_project_config, pulumi.get_stack())
@@ -15,8 +16,15 @@ if password is None:
     # Only reachable with passwordPolicy=generate (the default outside prod stacks).
     password = GeneratedPassword("redis-password", length=32).result
 
+docker_host = stack_docker_host()
 cluster = RedisCluster(
-    "redis-cluster", RedisClusterArgs(spec=spec, password=password, docker_host=docker_host())
+    "redis-cluster",
+    RedisClusterArgs(
+        spec=spec,
+        password=password,
+        docker_host=docker_host,
+        swap_limit_supported=supports_swap_limit(docker_host),
+    ),
 )
 
 pulumi.export("cluster_name", spec.name_prefix)

@@ -17,6 +17,7 @@ import pulumi_docker as docker
 
 from components import exporter_conf
 from components.bootstrap import PROVIDER_VERSION, ClusterBootstrap
+from components.docker_host import DEFAULT_DOCKER_HOST
 from components.redis_conf import (
     AUTH_CONF_NAME,
     DATA_DIR,
@@ -28,7 +29,7 @@ from components.redis_conf import (
     render_auth_conf,
     render_redis_conf,
 )
-from components.secret_files import DEFAULT_DOCKER_HOST, SecretFiles
+from components.secret_files import SecretFiles
 from components.spec import ClusterSpec
 from components.topology import ClusterPlan, PlannedNode, plan_cluster
 
@@ -54,6 +55,8 @@ class RedisClusterArgs:
     password: pulumi.Input[str]  # a Pulumi secret
     # The engine of the pulumi-docker provider: the secret files must be written on the same one.
     docker_host: str = DEFAULT_DOCKER_HOST
+    # Whether that engine can limit swap (components.docker_host.supports_swap_limit).
+    swap_limit_supported: bool = True
 
 
 def _labels(spec: ClusterSpec, **extra: str) -> list[docker.ContainerLabelArgs]:
@@ -133,6 +136,13 @@ class RedisCluster(pulumi.ComponentResource):
         spec = args.spec
         self.spec = spec
         self.docker_host = args.docker_host
+        self.swap_limit_supported = args.swap_limit_supported
+        if not args.swap_limit_supported:
+            pulumi.log.warn(
+                "this Docker engine cannot limit swap (docker info: SwapLimit false), so the "
+                "containers may swap under memory pressure, and a swapping Redis misses cluster "
+                "heartbeats. Fix: enable swap accounting on the host (cgroup v2, or the kernel "
+                "parameter swapaccount=1) and run `pulumi up` again.", self)
         self.plan = plan_cluster(spec)
         password = pulumi.Output.secret(args.password)
         child = pulumi.ResourceOptions(parent=self)
@@ -293,7 +303,7 @@ class RedisCluster(pulumi.ComponentResource):
             restart="unless-stopped",
             memory=memory_mb,
             # No swap: a swapping Redis misses cluster heartbeats and triggers false failovers.
-            memory_swap=memory_mb,
+            memory_swap=self._memory_swap(memory_mb),
             log_driver="json-file",
             log_opts={"max-size": "10m", "max-file": "3"},
             labels=_labels(spec, **{"com.alphapulse.node": node.name,
@@ -308,8 +318,21 @@ class RedisCluster(pulumi.ComponentResource):
                 # Name and static IP are unique: the old container must go first.
                 delete_before_replace=True,
                 depends_on=[volume, secrets.files],
+                # The provider changes a running container's healthcheck only in the state,
+                # never on the container: a new healthcheck needs a new container.
+                replace_on_changes=["healthcheck"],
+                ignore_changes=self._unmanaged_container_fields(),
             ),
         )
+
+    def _memory_swap(self, memory_mb: int) -> int | None:
+        """Memory + swap = memory: no swap at all, where the engine can enforce that."""
+        return memory_mb if self.swap_limit_supported else None
+
+    def _unmanaged_container_fields(self) -> list[str]:
+        # Without swap accounting Docker reports memorySwap as -1 whatever was asked: a field
+        # we cannot set must not make every preview show a change.
+        return [] if self.swap_limit_supported else ["memorySwap"]
 
     def _secret_files(
         self,
@@ -382,12 +405,14 @@ class RedisCluster(pulumi.ComponentResource):
             ],
             restart="unless-stopped",
             memory=memory_mb,
+            memory_swap=self._memory_swap(memory_mb),
             log_driver="json-file",
             log_opts={"max-size": "10m", "max-file": "3"},
             labels=labels,
             must_run=True,
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True,
-                                        depends_on=depends_on),
+                                        depends_on=depends_on,
+                                        ignore_changes=self._unmanaged_container_fields()),
         )
 
     def _exporter(

@@ -23,7 +23,6 @@ input may still be unknown (a generated password, a volume name not created yet)
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
 import subprocess
@@ -36,9 +35,10 @@ from pulumi import dynamic
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
+from components.docker_host import DEFAULT_DOCKER_HOST, docker_cli_env
+
 PROVIDER_VERSION = "2"
 INPUT_KEYS = ("volume", "image", "files", "owner", "docker_host", "provider_version")
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 MOUNT = "/secrets"
 DOCKER_TIMEOUT_S = 120
@@ -82,13 +82,6 @@ def tar_of(files: Mapping[str, str], owner: tuple[int, int]) -> bytes:
             info.uid, info.gid = owner
             archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
-
-
-def docker_cli_env(docker_host: str) -> dict[str, str]:
-    """The environment that points the docker CLI at `docker_host` and nothing else."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-    env["DOCKER_HOST"] = docker_host
-    return env
 
 
 def write_files(

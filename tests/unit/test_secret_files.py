@@ -5,7 +5,8 @@ import tarfile
 
 from pulumi.runtime import rpc
 
-from components.secret_files import SecretFilesProvider, docker_cli_env, tar_of
+from components.docker_host import docker_cli_env
+from components.secret_files import SecretFilesProvider, tar_of
 
 
 def test_tar_holds_each_file_private_to_its_owner():
