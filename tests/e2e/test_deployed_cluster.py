@@ -176,8 +176,12 @@ def test_health_command_passes_on_the_healthy_cluster(deployed: DeployedStack):
 def test_a_second_run_changes_nothing_and_keeps_every_key(deployed: DeployedStack):
     client = cluster_client(deployed)
     client.set("before-rerun", "kept")
-    changes = deployed.deployment.preview()
-    assert changes == [], changes
+    assert deployed.stack.changes() == []
+    deployed.stack.run("preview", "--stack", deployed.stack.name, "--expect-no-changes")
+    # A real re-run: `pulumi up` with nothing to do touches no node and loses no key.
+    ids_before = container_ids(deployed)
+    deployed.stack.up()
+    assert container_ids(deployed) == ids_before
     assert client.get("before-rerun") == b"kept"
     # Keys from the every-slot test are still there too.
     assert client.get(keys_for_every_slot()[16383]) is not None
@@ -203,13 +207,16 @@ def test_password_rotation_through_a_deploy_restarts_no_node(deployed: DeployedS
     cluster_client(deployed).set("before-rotation", "kept")
     ids_before, syncs_before = container_ids(deployed), full_syncs(deployed, old)
     new = secrets.token_urlsafe(24)
-    changes = deployed.deployment.update(password=new)
-    replaced = [c for c in changes if c.startswith("+- replace")]
-    assert len(replaced) == 1 and "redis-exporter" in replaced[0], changes
-    assert sum("SecretFiles" in c for c in changes) == 7, changes
-    assert any(c.startswith("~ update") and "ClusterBootstrap" in c for c in changes), changes
-    deployed.deployment.write_outputs(deployed.outputs_file)
-    deployed.outputs.update(json.loads(deployed.outputs_file.read_text()))
+    deployed.stack.set_config({"password": new}, secret=True)
+    planned = deployed.stack.changes()
+    assert [name for op, name in planned if op == "replace"] == ["redis-cluster-redis-exporter"]
+    updated = [name for op, name in planned if op == "update"]
+    assert sum(name.endswith("-secret-files") for name in updated) == 7, planned
+    assert "redis-cluster-bootstrap" in updated, planned
+    # The generated password gives way to the configured one.
+    assert ("delete", "redis-password") in planned, planned
+    deployed.stack.up()
+    deployed.reload_outputs()
     assert deployed.password == new
     assert container_ids(deployed) == ids_before
     assert full_syncs(deployed, new) == syncs_before
@@ -224,7 +231,7 @@ def test_password_rotation_through_a_deploy_restarts_no_node(deployed: DeployedS
                    capture_output=True)
     wait_until_healthy(deployed, seconds=60)
     assert node_client(deployed, replica).ping()
-    assert deployed.deployment.preview() == []
+    assert deployed.stack.changes() == []
 
 
 def test_health_fails_naming_the_node_that_is_stopped(deployed: DeployedStack):
@@ -241,8 +248,9 @@ def test_health_fails_naming_the_node_that_is_stopped(deployed: DeployedStack):
     wait_until_healthy(deployed, seconds=60)
 
 
-def test_teardown_leaves_no_container_or_network(deployed: DeployedStack):
-    deployed.deployment.down()
+def test_destroy_leaves_no_container_network_or_volume(deployed: DeployedStack):
+    """`pulumi destroy` of dev (protectData false): everything goes, data volumes included."""
+    deployed.stack.destroy()
     prefix = deployed.outputs["cluster_name"]
     left = subprocess.run(
         ["docker", "ps", "-a", "--filter", f"label=com.alphapulse.cluster={prefix}",
@@ -258,3 +266,9 @@ def test_teardown_leaves_no_container_or_network(deployed: DeployedStack):
         capture_output=True, text=True, check=True,
     ).stdout.split()
     assert secret_volumes == []
+    data_volumes = subprocess.run(
+        ["docker", "volume", "ls", "-q", "--filter", "label=com.alphapulse.node"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert data_volumes == []
+    assert deployed.stack.state()["deployment"].get("resources") in (None, [])

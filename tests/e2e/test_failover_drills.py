@@ -211,23 +211,54 @@ def test_full_restart_in_another_order_keeps_data_and_identities(deployed: Deplo
     assert not missing, f"{len(missing)} keys lost, e.g. {missing[:5]}"
 
 
+def inspect_nodes(stack: DeployedStack) -> dict[str, dict[str, Any]]:
+    names = [n["container_name"] for n in stack.outputs["nodes"]]
+    inspected = json.loads(subprocess.run(["docker", "inspect", *names], capture_output=True,
+                                          text=True, check=True).stdout)
+    return {c["Name"].lstrip("/"): c for c in inspected}
+
+
+def test_memory_limit_change_updates_every_node_in_place(deployed: DeployedStack):
+    """pulumi-docker updates memory limits on the running containers: no restart, no
+    replacement (the preview says `update`, and the container IDs stay)."""
+    wait_for_all_ok(deployed, 60)
+    before = {name: c["Id"] for name, c in inspect_nodes(deployed).items()}
+    deployed.stack.set_config({"memoryLimit": "1100mb"})
+    planned = deployed.stack.changes()
+    node_steps = [(op, name) for op, name in planned if "-master-" in name or "-replica-" in name]
+    assert {op for op, _ in node_steps} == {"update"} and len(node_steps) == 6, planned
+    deployed.stack.up()
+    after = inspect_nodes(deployed)
+    assert {name: c["Id"] for name, c in after.items()} == before
+    assert {c["HostConfig"]["Memory"] for c in after.values()} == {1100 * 1024 * 1024}
+    assert deployed.stack.changes() == []
+
+
 def test_replacing_containers_keeps_data_and_identity(deployed: DeployedStack):
+    """A redis.conf change (maxmemory) is a new container for every node: delete-before-
+    replace, the data and nodes.conf stay in the volumes, the cluster comes back whole."""
     wait_for_all_ok(deployed, 60)
     write_keys(deployed, "replace", 500)
     ids_before = node_ids(deployed)
-    changes = deployed.deployment.update(memoryLimit="1100mb")
-    replaced = [c for c in changes if c.startswith("+- replace")]
-    assert len(replaced) == 6, changes
-    assert not any("Volume" in c for c in changes), changes
+    containers_before = {name: c["Id"] for name, c in inspect_nodes(deployed).items()}
+    deployed.stack.set_config({"maxmemory": "300mb"})
+    planned = deployed.stack.changes()
+    replaced = sorted(name for op, name in planned if op == "replace")
+    node_prefix = f"{deployed.outputs['cluster_name']}-redis-"
+    assert replaced == sorted("redis-cluster-" + n["name"].removeprefix(node_prefix)
+                              for n in deployed.outputs["nodes"]), planned
+    assert not any(name.endswith("-data") for _op, name in planned), planned
+    deployed.stack.up()
+    deployed.reload_outputs()
     wait_for_all_ok(deployed, 120)
-    limits = json.loads(subprocess.run(
-        ["docker", "inspect", *[n["container_name"] for n in deployed.outputs["nodes"]]],
-        capture_output=True, text=True, check=True).stdout)
-    assert {c["HostConfig"]["Memory"] for c in limits} == {1100 * 1024 * 1024}
+    after = inspect_nodes(deployed)
+    assert not set(containers_before.values()) & {c["Id"] for c in after.values()}
+    for node in deployed.outputs["nodes"]:
+        assert client(deployed, node).config_get("maxmemory")["maxmemory"] == str(300 * 2**20)
     assert node_ids(deployed) == ids_before
     missing = missing_keys(deployed, "replace", 500)
     assert not missing, f"{len(missing)} keys lost after replacement, e.g. {missing[:5]}"
-    assert deployed.deployment.preview() == []
+    assert deployed.stack.changes() == []
 
 
 def test_no_failover_under_sustained_saturating_load(deployed: DeployedStack):

@@ -531,3 +531,23 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def docker_available(timeout_s: float = 15.0) -> str | None:
+    """None when the docker CLI and engine answer; otherwise why not (for pytest.skip)."""
+    if shutil.which("docker") is None:
+        return "docker CLI not found on PATH (Debian package docker.io; scripts/setup-test-env.sh)"
+    try:
+        result = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"`docker info` did not answer within {timeout_s:.0f} s"
+    if result.returncode != 0 or not result.stdout.strip():
+        first = (result.stderr.strip().splitlines() or ["no output"])[0]
+        return f"docker engine not answering ({first}); start it: scripts/setup-test-env.sh"
+    return None
