@@ -1,0 +1,145 @@
+"""What only the real Pulumi engine shows: unknowns in a first preview, which Docker engine each
+part of the deploy talks to, and what `destroy` does to a prod stack's protected data."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+from redis.cluster import ClusterNode, RedisCluster
+
+from tests.support.deploy_fixtures import (
+    local_image_config,
+    purge_leftovers,
+    require_docker_and_pulumi,
+    stack_file_config,
+)
+from tests.support.pulumi_cli import PulumiStack, new_stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+NODES = 6
+# Per node: data volume, secrets volume, SecretFiles, container. Plus the network, the
+# exporter's secrets volume + SecretFiles + container, the bootstrap, the generated password
+# (dev only), the component and the stack itself. (With pullImages=false, as here, no
+# RemoteImage: the images are already on the engine.)
+DEV_RESOURCES = NODES * 4 + 1 + 3 + 1 + 1 + 2
+
+
+def fresh(tmp_path: Path, stack: str, **config: str) -> PulumiStack:
+    require_docker_and_pulumi()
+    merged = {**local_image_config(), **config}
+    purge_leftovers({**stack_file_config(stack), **merged}, stack)
+    return new_stack(tmp_path, stack, merged)
+
+
+def docker_names(kind: str, label: str) -> list[str]:
+    command = {"container": ["ps", "-a"], "volume": ["volume", "ls"]}[kind]
+    fmt = "{{.Names}}" if kind == "container" else "{{.Name}}"
+    return subprocess.run(["docker", *command, "--filter", f"label={label}", "--format", fmt],
+                          capture_output=True, text=True, check=True).stdout.split()
+
+
+def test_first_preview_of_a_fresh_dev_stack_lists_every_resource(tmp_path: Path):
+    """The generated password is unknown in this preview, so is every secret file's content:
+    the preview must still succeed and plan every resource (`pulumi up` previews first)."""
+    stack = fresh(tmp_path, "dev")
+    plan = stack.preview()
+    ops = [step["op"] for step in plan["steps"]]
+    assert ops == ["create"] * DEV_RESOURCES, plan.get("diagnostics", plan)
+    types = sorted(step["urn"].split("::")[-2].rsplit("$", 1)[-1] for step in plan["steps"])
+    assert types.count("docker:index/container:Container") == NODES + 1
+    assert types.count("pulumi-python:dynamic/alphapulse:SecretFiles") == NODES + 1
+    assert types.count("pulumi-python:dynamic/alphapulse:GeneratedPassword") == 1
+    # Nothing was created by previewing.
+    assert docker_names("container", "com.alphapulse.cluster=alphapulse") == []
+
+
+def test_secret_files_go_to_the_engine_named_by_docker_host(tmp_path: Path):
+    """docker:host in the stack config decides the engine for everything: with an ambient
+    DOCKER_HOST pointing nowhere, a deploy that wrote the secret files with the shell's docker
+    settings would fail; this one must form the cluster."""
+    stack = fresh(tmp_path, "dev")
+    stack.set_config({"docker:host": "unix:///var/run/docker.sock"})
+    stack.env["DOCKER_HOST"] = f"unix://{tmp_path}/no-engine-here.sock"
+    try:
+        outputs = stack.up()
+        assert outputs["cluster_state"] == "ok"
+        stack.run("preview", "--stack", stack.name, "--expect-no-changes")
+    finally:
+        stack.destroy(check=False)
+        purge_leftovers({**stack_file_config("dev"), **local_image_config()}, "dev")
+
+
+def cluster_client(outputs: dict) -> RedisCluster:
+    return RedisCluster(
+        startup_nodes=[ClusterNode(**n) for n in outputs["client_settings"]["startup_nodes"]],
+        password=outputs["password"], socket_timeout=5,
+    )
+
+
+def test_prod_destroy_stops_at_protected_data_and_keeps_it(tmp_path: Path):
+    """prod: a required secret password, data volumes protected and retained.
+
+    What really happens (written down in README): `pulumi destroy` deletes everything it may
+    (containers, network, secrets volumes: the cluster stops), then fails on each protected
+    data volume; the data stays. Unprotecting the volumes (`pulumi state unprotect`) lets
+    destroy finish, and retainOnDelete keeps the volumes on the Docker host: a new prod stack
+    with the same password adopts them, data and cluster identity included."""
+    password = secrets.token_urlsafe(24)
+    stack = fresh(tmp_path / "first", "prod")
+    stack.set_config({"password": password}, secret=True)
+    outputs = stack.up()
+    assert outputs["cluster_state"] == "ok"
+    client = cluster_client(outputs)
+    for i in range(200):
+        client.set(f"prod:{i}", i)
+    client.close()
+    state = stack.state()["deployment"]
+    data_volumes = [r for r in state["resources"]
+                    if r["type"] == "docker:index/volume:Volume" and r["urn"].endswith("-data")]
+    assert len(data_volumes) == NODES
+    assert all(r.get("protect") and r.get("retainOnDelete") for r in data_volumes)
+    # The password is in the state only encrypted.
+    assert outputs["password"] not in json.dumps(stack.state())
+
+    refused = stack.destroy(check=False)
+    assert refused.returncode != 0
+    assert "protected" in refused.stdout + refused.stderr, refused.stdout[-3000:]
+    print("prod destroy with protected volumes:\n" + refused.stdout[-2000:])
+    volumes_left = docker_names("volume", "com.alphapulse.node")
+    assert len(volumes_left) == NODES, volumes_left
+    # Everything unprotected is gone already: the cluster is down.
+    assert docker_names("container", "com.alphapulse.cluster=alphapulse") == []
+
+    for volume in data_volumes:
+        stack.run("state", "unprotect", "--stack", stack.name, "--yes", volume["urn"])
+    stack.destroy()
+    assert docker_names("container", "com.alphapulse.cluster=alphapulse") == []
+    kept = docker_names("volume", "com.alphapulse.node")
+    try:
+        assert sorted(kept) == sorted(
+            f"alphapulse-redis-{role}-{i}-data" for role in ("master", "replica")
+            for i in (1, 2, 3)
+        ), kept
+        assert docker_names("volume", "com.alphapulse.secrets") == []
+        again = new_stack(tmp_path / "second", "prod", {**local_image_config()},
+                          secret_config={"password": password})
+        try:
+            adopted = again.up()
+            assert adopted["node_ids"] == outputs["node_ids"]
+            client = cluster_client(adopted)
+            assert [client.get(f"prod:{i}") for i in range(200)] == [
+                str(i).encode() for i in range(200)]
+            client.close()
+        finally:
+            state = again.state()["deployment"].get("resources") or []
+            for resource in state:
+                if resource.get("protect"):
+                    again.run("state", "unprotect", "--stack", "prod", "--yes", resource["urn"])
+            again.destroy(check=False)
+    finally:
+        subprocess.run(["docker", "volume", "rm", "-f", *kept], capture_output=True, check=False)
