@@ -6,6 +6,8 @@
 # Anywhere else it says exactly what is missing and exits non-zero. Safe to run again: when
 # everything is present it only checks, which takes a few seconds.
 #
+# With --no-docker it stops after the packages (the quick tiers need no engine).
+#
 # Environment: PYTHON (default python3), DOCKERD_LOG (default /tmp/alphapulse-dockerd.log),
 # DOCKERD_WAIT_SECONDS (default 60).
 set -euo pipefail
@@ -168,6 +170,10 @@ main() {
 
   if is_root; then stop_debian_services; fi
   install_python_requirements
+  if [ "${1:-}" = "--no-docker" ]; then
+    say "ready (no Docker engine or images: quick tiers only)"
+    return
+  fi
   ensure_dockerd
 
   say "building local test images (cached)"

@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh Debian machine: installs what is missing (apt, pip),
-# starts dockerd when it is not running, builds the local test images, then runs pytest.
-# Extra arguments go to pytest, e.g. `scripts/test.sh -m "not e2e and not slow"` for the
-# quick tiers.
+# The whole test suite, from a fresh Debian machine: installs what is missing (apt, pip), starts
+# dockerd when it is not running, builds the local test images, builds the Pulumi CLI and plugins
+# from Go modules (scripts/install-pulumi.sh; cached after the first time), then runs ruff and
+# pytest. Extra arguments go to pytest.
+#
+#   scripts/test.sh            every tier, the real `pulumi preview/up/destroy` included
+#   scripts/test.sh --quick    the quick tiers only (pure code, Pulumi mocks, real redis-server
+#                              processes): no Docker deploys, no engine, nothing built
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ "${1:-}" = "--quick" ]; then
+  shift
+  bash scripts/setup-test-env.sh --no-docker
+  ruff check .
+  exec python3 -m pytest -m "not e2e and not slow" "$@"
+fi
+
 bash scripts/setup-test-env.sh
+PATH="$(bash scripts/install-pulumi.sh | tail -n 1):$PATH"
+export PATH
 ruff check .
 exec python3 -m pytest "$@"

@@ -1,0 +1,65 @@
+"""Our Python language host (tools/pulumi_python_host), spoken to over gRPC as the engine does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import struct_pb2
+from pulumi.runtime.proto import language_pb2, language_pb2_grpc
+
+from tests.support.pulumi_cli import PROJECT_ROOT, ensure_project_venv
+
+pytestmark = pytest.mark.e2e
+HOST = PROJECT_ROOT / "tools" / "pulumi_python_host" / "language_host.py"
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[language_pb2_grpc.LanguageRuntimeStub]:
+    ensure_project_venv()
+    process = subprocess.Popen([sys.executable, str(HOST), "127.0.0.1:1"],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(channel).result(timeout=30)
+        yield language_pb2_grpc.LanguageRuntimeStub(channel)
+        channel.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def program_info(root: Path, virtualenv: str = "venv") -> language_pb2.ProgramInfo:
+    options = struct_pb2.Struct()
+    options.update({"toolchain": "pip", "virtualenv": virtualenv})
+    return language_pb2.ProgramInfo(root_directory=str(root), program_directory=str(root),
+                                    entry_point=".", options=options)
+
+
+def pinned(package: str) -> str:
+    for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines():
+        if line.startswith(f"{package}=="):
+            return line.split("==", 1)[1].strip()
+    raise AssertionError(f"{package} is not pinned in requirements.txt")
+
+
+def test_the_program_requires_exactly_the_docker_plugin_of_the_pinned_sdk(host):
+    response = host.GetRequiredPlugins(language_pb2.GetRequiredPluginsRequest(
+        project="alphapulse-redis-cluster", pwd=str(PROJECT_ROOT), program=".",
+        info=program_info(PROJECT_ROOT)))
+    required = [(p.name, p.kind, p.version) for p in response.plugins]
+    assert required == [("docker", "resource", pinned("pulumi-docker"))]
+
+
+def test_a_missing_virtualenv_is_named_with_the_fix(host, tmp_path: Path):
+    response = host.Run(language_pb2.RunRequest(
+        project="p", stack="s", pwd=str(tmp_path), program=".",
+        info=program_info(tmp_path, "no-such-venv")))
+    assert "no-such-venv" in response.error
+    assert "python3 -m venv" in response.error

@@ -1,0 +1,36 @@
+"""requirements.txt carries no Pulumi provider package that the program does not use.
+
+Pulumi's Python language host reports every installed package that ships a pulumi-plugin.json
+as a plugin the program requires, and the engine then insists on that plugin: an unused
+pulumi-kubernetes in requirements.txt made an offline `pulumi up` fail looking for it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PROGRAM_SOURCES = [ROOT / "__main__.py", *sorted((ROOT / "components").glob("*.py"))]
+
+
+def provider_packages() -> list[str]:
+    names = []
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        name = re.split(r"[=<>~!\[ ;]", line.strip(), maxsplit=1)[0]
+        if name.startswith("pulumi-") and name != "pulumi-policy":
+            names.append(name)
+    return names
+
+
+def test_every_provider_package_in_requirements_is_imported_by_the_program():
+    source = "\n".join(path.read_text() for path in PROGRAM_SOURCES)
+    unused = [
+        name for name in provider_packages()
+        if not re.search(rf"^\s*(import|from)\s+{name.replace('-', '_')}\b", source, re.M)
+    ]
+    assert provider_packages(), "requirements.txt names no provider package at all"
+    assert unused == [], (
+        f"{unused} are in requirements.txt but the program imports none of them; the language "
+        "host would make every `pulumi up` require their plugins"
+    )
