@@ -51,6 +51,8 @@ class RecordedResource:
     protect: bool
     retain_on_delete: bool
     delete_before_replace: bool
+    ignore_changes: list[str] = field(default_factory=list)
+    replace_on_changes: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -144,6 +146,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             protect=bool(request.protect),
             retain_on_delete=bool(request.retainOnDelete),
             delete_before_replace=bool(request.deleteBeforeReplace),
+            ignore_changes=list(request.ignoreChanges),
+            replace_on_changes=list(request.replaceOnChanges),
         )
         state = self.on_resource(resource)
         resource.outputs = state
@@ -171,7 +175,8 @@ def run_program(
     pulumi.runtime.set_mocks(
         monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor
     )
-    full = {f"{PROJECT}:{k}": v for k, v in config.items()}
+    # Keys of other packages (e.g. `docker:host`) keep their own namespace.
+    full = {(k if ":" in k else f"{PROJECT}:{k}"): v for k, v in config.items()}
     pulumi.runtime.set_all_config(
         full, [f"{PROJECT}:{k}" for k in secret_keys if k in config]
     )
