@@ -46,6 +46,11 @@ def test_files_are_written_private_and_rewritten_in_place(local_images, unique_n
         assert listing(volume, image)["password"] == ("400 999:999", "second-secret")
         inspect = docker("volume", "inspect", volume).stdout
         assert "second-secret" not in inspect and "first-secret" not in inspect
+
+        # A file dropped from the set must not linger in the volume with an old secret.
+        dropped = {**rotated, "files": {"password": "third-secret"}}
+        provider.update(created.id, updated.outs, dropped)
+        assert listing(volume, image) == {"password": ("400 999:999", "third-secret")}
     finally:
         subprocess.run(["docker", "volume", "rm", "-f", volume], capture_output=True, check=False)
 
