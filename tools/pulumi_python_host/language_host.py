@@ -103,12 +103,16 @@ class PythonLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
     def GetPluginInfo(self, request, context):  # noqa: N802
         return plugin_pb2.PluginInfo(version=importlib.metadata.version("pulumi"))
 
-    def GetRequiredPlugins(self, request, context):  # noqa: N802
+    def _ask_program_python(self, request, context, script: str) -> Any:
+        """Run `script` under the program's interpreter; a setup problem aborts the call."""
         try:
             root, _, python = self._where(request.info, request.pwd)
-            plugins = _run_json(python, _LIST_PLUGINS, root)
+            return _run_json(python, script, root)
         except LanguageHostError as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+
+    def GetRequiredPlugins(self, request, context):  # noqa: N802
+        plugins = self._ask_program_python(request, context, _LIST_PLUGINS)
         return language_pb2.GetRequiredPluginsResponse(
             plugins=[
                 plugin_pb2.PluginDependency(
@@ -119,11 +123,7 @@ class PythonLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         )
 
     def GetProgramDependencies(self, request, context):  # noqa: N802
-        try:
-            root, _, python = self._where(request.info, request.pwd)
-            dependencies = _run_json(python, _LIST_DEPENDENCIES, root)
-        except LanguageHostError as exc:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        dependencies = self._ask_program_python(request, context, _LIST_DEPENDENCIES)
         return language_pb2.GetProgramDependenciesResponse(
             dependencies=[language_pb2.DependencyInfo(name=n, version=v) for n, v in dependencies]
         )
