@@ -37,10 +37,13 @@ def fresh(tmp_path: Path, stack: str, **config: str) -> PulumiStack:
 
 
 def docker_names(kind: str, label: str) -> list[str]:
+    """This stack's docker objects with `label` (namePrefix `alphapulse`): other stacks on the
+    same engine (other test runs, other prefixes) are not ours to count."""
     command = {"container": ["ps", "-a"], "volume": ["volume", "ls"]}[kind]
     fmt = "{{.Names}}" if kind == "container" else "{{.Name}}"
-    return subprocess.run(["docker", *command, "--filter", f"label={label}", "--format", fmt],
-                          capture_output=True, text=True, check=True).stdout.split()
+    names = subprocess.run(["docker", *command, "--filter", f"label={label}", "--format", fmt],
+                           capture_output=True, text=True, check=True).stdout.split()
+    return [name for name in names if name.startswith("alphapulse-")]
 
 
 def test_first_preview_of_a_fresh_dev_stack_lists_every_resource(tmp_path: Path):
