@@ -94,6 +94,14 @@ def test_prod_destroy_stops_at_protected_data_and_keeps_it(tmp_path: Path):
     with the same password adopts them, data and cluster identity included."""
     password = secrets.token_urlsafe(24)
     stack = fresh(tmp_path / "first", "prod")
+    try:
+        check_prod_destroy(stack, password, tmp_path)
+    finally:
+        # Whatever failed above, leave no prod container, network or volume on the engine.
+        purge_leftovers({**stack_file_config("prod"), **local_image_config()}, "prod")
+
+
+def check_prod_destroy(stack: PulumiStack, password: str, tmp_path: Path) -> None:
     stack.set_config({"password": password}, secret=True)
     outputs = stack.up()
     assert outputs["cluster_state"] == "ok"
@@ -123,26 +131,22 @@ def test_prod_destroy_stops_at_protected_data_and_keeps_it(tmp_path: Path):
     stack.destroy()
     assert docker_names("container", "com.alphapulse.cluster=alphapulse") == []
     kept = docker_names("volume", "com.alphapulse.node")
+    assert sorted(kept) == sorted(
+        f"alphapulse-redis-{role}-{i}-data" for role in ("master", "replica") for i in (1, 2, 3)
+    ), kept
+    assert docker_names("volume", "com.alphapulse.secrets") == []
+
+    again = new_stack(tmp_path / "second", "prod", {**local_image_config()},
+                      secret_config={"password": password})
     try:
-        assert sorted(kept) == sorted(
-            f"alphapulse-redis-{role}-{i}-data" for role in ("master", "replica")
-            for i in (1, 2, 3)
-        ), kept
-        assert docker_names("volume", "com.alphapulse.secrets") == []
-        again = new_stack(tmp_path / "second", "prod", {**local_image_config()},
-                          secret_config={"password": password})
-        try:
-            adopted = again.up()
-            assert adopted["node_ids"] == outputs["node_ids"]
-            client = cluster_client(adopted)
-            assert [client.get(f"prod:{i}") for i in range(200)] == [
-                str(i).encode() for i in range(200)]
-            client.close()
-        finally:
-            state = again.state()["deployment"].get("resources") or []
-            for resource in state:
-                if resource.get("protect"):
-                    again.run("state", "unprotect", "--stack", "prod", "--yes", resource["urn"])
-            again.destroy(check=False)
+        adopted = again.up()
+        assert adopted["node_ids"] == outputs["node_ids"]
+        client = cluster_client(adopted)
+        assert [client.get(f"prod:{i}") for i in range(200)] == [
+            str(i).encode() for i in range(200)]
+        client.close()
     finally:
-        subprocess.run(["docker", "volume", "rm", "-f", *kept], capture_output=True, check=False)
+        for resource in again.state()["deployment"].get("resources") or []:
+            if resource.get("protect"):
+                again.run("state", "unprotect", "--stack", "prod", "--yes", resource["urn"])
+        again.destroy(check=False)
