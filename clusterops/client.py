@@ -125,8 +125,13 @@ class ConnectionPlan:
         return self.address_map.get(address, address)
 
 
+def _integer(value: Any) -> Any:
+    """Numbers read through a StackReference are protobuf doubles (6379 -> 6379.0)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def check_version(outputs: Mapping[str, Any]) -> None:
-    version = outputs.get("outputs_version")
+    version = _integer(outputs.get("outputs_version"))
     if version != OUTPUTS_VERSION:
         raise OutputsContractError(
             f"the stack outputs have outputs_version {version!r}; this client understands "
@@ -154,8 +159,9 @@ def connection_plan(outputs: Mapping[str, Any], location: str = "network",
                 "location 'remote' needs host_address: the Docker host's address as this client "
                 "reaches it (the stack must publish there: bindAddress)")
         host = host_address
-        published = [(host, node["host_port"]) for node in nodes]
-    address_map = {(node["ip"], node["port"]): (host, node["host_port"]) for node in nodes}
+        published = [(host, _integer(node["host_port"])) for node in nodes]
+    address_map = {(node["ip"], _integer(node["port"])): (host, _integer(node["host_port"]))
+                   for node in nodes}
     return ConnectionPlan(location, published, address_map)
 
 
