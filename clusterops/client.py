@@ -35,7 +35,9 @@ from redis.cluster import ClusterNode, RedisCluster
 
 OUTPUTS_VERSION = 1
 
-# Type language: "str", "int", "bool", "endpoint" ("host:port"), a trailing "?" allows null;
+# Type language: "str", "int", "bool", "endpoint" ("host:port"), a trailing "?" allows null
+# or absent (the engine does not store a null stack output: `prometheus_url` without
+# deployPrometheus is missing from `pulumi stack output`, while mocks show it as None);
 # [schema] is a list of schema; {"key": schema, ...} is a record with exactly these keys;
 # {"*": schema} is a map from any string key to schema.
 OUTPUTS_SCHEMAS: dict[int, dict[str, Any]] = {
@@ -98,7 +100,8 @@ def schema_problems(value: Any, schema: Any, path: str = "outputs") -> list[str]
     if set(schema) == {"*"}:
         return [p for key, item in value.items()
                 for p in schema_problems(item, schema["*"], f"{path}.{key}")]
-    problems = [f"{path}.{key}: missing" for key in schema if key not in value]
+    problems = [f"{path}.{key}: missing" for key in schema
+                if key not in value and not _nullable(schema[key])]
     problems += [f"{path}.{key}: not in the schema" for key in value if key not in schema]
     problems += [p for key in schema if key in value
                  for p in schema_problems(value[key], schema[key], f"{path}.{key}")]
@@ -106,6 +109,10 @@ def schema_problems(value: Any, schema: Any, path: str = "outputs") -> list[str]
 
 
 _ENDPOINT = re.compile(r"[^\s:]+:\d{1,5}")
+
+
+def _nullable(schema: Any) -> bool:
+    return isinstance(schema, str) and schema.endswith("?")
 
 
 def parse_endpoint(endpoint: str) -> Address:

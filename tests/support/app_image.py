@@ -88,7 +88,8 @@ def app_recipe() -> ImageRecipe:
             "ENV PYTHONDONTWRITEBYTECODE=1",
             "USER app",
             "WORKDIR /app",
-            'ENTRYPOINT ["python3"]',
+            # Like python:3.11-slim: no entrypoint, so a container's command runs as given.
+            'CMD ["python3"]',
             *_labels("app", description),
         ),
         description=description,
