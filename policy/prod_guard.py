@@ -105,6 +105,9 @@ def is_secret(value: Any) -> bool:
 
 
 # -- reading inputs ----------------------------------------------------------------------------
+_UNKNOWN = object()  # a default that tells "missing or unknown" apart from every real value
+
+
 def _get(props: Mapping[str, Any], key: str, default: Any = None) -> Any:
     """props[key], or `default` when it is missing or unknown during preview."""
     try:
@@ -162,7 +165,10 @@ def password_secret_not_generated(args: ResourceValidationArgs) -> list[str]:
                     "Pulumi secret (config.get_secret / Output.secret)"]
     if args.resource_type == SECRET_FILES:
         files = _get(args.props, "files", {})
-        plain = sorted(name for name in files if not is_secret(_get(files, name)))
+        # A file unknown in preview (a password generated on `up`) is not known to be plain.
+        plain = sorted(name for name in files
+                       if (value := _get(files, name, _UNKNOWN)) is not _UNKNOWN
+                       and not is_secret(value))
         if plain:
             return [f"{args.name}: secret file(s) {', '.join(plain)} are plain text inputs. "
                     "Fix: pass the password to SecretFiles as a Pulumi secret"]

@@ -22,6 +22,7 @@ from pulumi_policy import (
     ResourceValidationArgs,
 )
 from pulumi_policy.policy import _PolicyAnalyzerServicer
+from pulumi_policy.proxy import unknown_checking_proxy
 
 from policy.prod_guard import (
     BOOTSTRAP,
@@ -29,6 +30,7 @@ from policy.prod_guard import (
     PACK_NAME,
     POLICIES,
     REMOTE_IMAGE,
+    SECRET_FILES,
     SecretText,
     image_is_pinned,
     is_prod_stack,
@@ -152,6 +154,15 @@ def test_a_plain_text_password_violates_and_a_secret_passes():
                       args(BOOTSTRAP, {"password": SecretText(PASSWORD)}))
     assert len(plain) == 1 and "plain text" in plain[0] and PASSWORD not in plain[0]
     assert secret == []
+
+
+def test_plain_secret_files_violate_and_unknown_ones_do_not():
+    unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi_policy's unknown-string sentinel
+    files = {"auth.conf": "requirepass x", "password": SecretText("x")}
+    found = reported("password-secret-not-generated", args(SECRET_FILES, {"files": files}))
+    assert len(found) == 1 and "auth.conf are plain text" in found[0]
+    props = unknown_checking_proxy({"files": {"password": SecretText(unknown)}})
+    assert reported("password-secret-not-generated", args(SECRET_FILES, props)) == []
 
 
 def test_an_open_port_on_a_node_without_auth_violates():
