@@ -210,25 +210,35 @@ def node_timeout_bounds(args: ResourceValidationArgs) -> list[str]:
             f"{NODE_TIMEOUT_MAX_MS} (1000 recommended)"]
 
 
+def _authenticated_port(conf: str | None) -> int | None:
+    """The client port of a node whose redis.conf requires a password, else None.
+
+    requirepass guards only the client port: the cluster bus (port + 10000) has no
+    authentication at all, so whoever reaches it can join or confuse the cluster."""
+    if conf is None or not re.search(r"^(include\s+\S*auth\.conf|requirepass\s+\S+)\s*$",
+                                     conf, re.M):
+        return None
+    port = re.search(r"^port\s+(\d+)\s*$", conf, re.M)
+    return int(port.group(1)) if port else 6379
+
+
 def no_open_publish_without_auth(args: ResourceValidationArgs) -> list[str]:
     if args.resource_type != CONTAINER:
         return []
-    conf = _uploaded_config(args.props)
-    # A node authenticates clients when its redis.conf loads auth.conf (requirepass) or sets
-    # requirepass itself; the exporter and Prometheus serve HTTP without any authentication.
-    authenticated = conf is not None and bool(
-        re.search(r"^(include\s+\S*auth\.conf|requirepass\s+\S+)\s*$", conf, re.M)
-    )
+    # The exporter and Prometheus serve HTTP without any authentication; a node authenticates
+    # clients on its client port only.
+    authenticated = _authenticated_port(_uploaded_config(args.props))
     open_ports = [
         str(_get(port, "external", "?"))
         for port in _get(args.props, "ports", [])
         if str(_get(port, "ip", "")) in ALL_INTERFACES
+        and _get(port, "internal") != authenticated
     ]
-    if not open_ports or authenticated:
+    if not open_ports:
         return []
     return [f"{args.name} publishes port(s) {', '.join(open_ports)} on all interfaces without "
-            "authentication. Fix: set alphapulse-redis-cluster:bindAddress to 127.0.0.1 (or "
-            "one internal address)"]
+            "authentication (HTTP endpoints and the cluster bus have none). Fix: set "
+            "alphapulse-redis-cluster:bindAddress to 127.0.0.1 (or one internal address)"]
 
 
 def images_pinned(args: ResourceValidationArgs) -> list[str]:

@@ -121,10 +121,23 @@ def test_node_timeout_outside_bounds_violates(timeout_ms: str):
     assert {p for p, _ in found} == {"node-timeout-bounds"} and len(found) == 6
 
 
-def test_all_interfaces_is_refused_only_for_services_without_auth():
+def test_all_interfaces_is_refused_for_every_port_without_auth():
     found = violations(prod_run(bindAddress="0.0.0.0"))
-    # The nodes require a password (auth.conf); the exporter's HTTP endpoint has none.
-    assert found == [("no-open-publish-without-auth", "redis-cluster-redis-exporter")]
+    # The exporter's HTTP endpoint has no authentication, nor has each node's cluster bus.
+    assert {p for p, _ in found} == {"no-open-publish-without-auth"}
+    assert len(found) == 7 and ("no-open-publish-without-auth",
+                                "redis-cluster-redis-exporter") in found
+
+
+def test_a_node_client_port_with_auth_may_be_public_but_its_bus_may_not():
+    conf = "port 6379\ninclude /run/secrets/redis/auth.conf\n"
+    props = {"uploads": [{"file": "/usr/local/etc/redis/redis.conf", "content": conf}],
+             "ports": [{"internal": 6379, "external": 7001, "ip": "0.0.0.0"},
+                       {"internal": 16379, "external": 17001, "ip": "127.0.0.1"}]}
+    assert reported("no-open-publish-without-auth", args(CONTAINER, props)) == []
+    props["ports"][1]["ip"] = "0.0.0.0"
+    found = reported("no-open-publish-without-auth", args(CONTAINER, props))
+    assert len(found) == 1 and "port(s) 17001 on all interfaces" in found[0]
 
 
 def test_an_unpinned_image_violates():
