@@ -2,6 +2,7 @@
 
 import pulumi
 
+from clusterops.client import OUTPUTS_VERSION
 from components.docker_cluster import RedisCluster, RedisClusterArgs
 from components.docker_host import stack_docker_host, supports_swap_limit
 from components.generated_password import GeneratedPassword
@@ -27,6 +28,8 @@ cluster = RedisCluster(
     ),
 )
 
+# The outputs' shape is a contract (clusterops/client.py: OUTPUTS_SCHEMAS); bump it on any change.
+pulumi.export("outputs_version", OUTPUTS_VERSION)
 pulumi.export("cluster_name", spec.name_prefix)
 pulumi.export("password", cluster.password)
 pulumi.export("network_name", cluster.network_name)

@@ -30,6 +30,8 @@ declare -A PACKAGE_COMMANDS=(
   [iptables]="iptables"
   [procps]="ps pgrep pkill"
   [curl]="curl"
+  # No command: python3.11 + redis-py for examples/app-stack's image (tests/support/app_image.py).
+  [python3-redis]=""
 )
 # Services Debian starts when these packages are installed. The tests start their own servers on
 # other ports and never use these; the exporter's 9121 would even collide with the stack's

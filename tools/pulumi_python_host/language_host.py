@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -26,6 +27,10 @@ from google.protobuf import json_format
 from pulumi.runtime.proto import language_pb2, language_pb2_grpc, plugin_pb2
 
 RUN_PROGRAM = Path(__file__).with_name("run_program.py")
+# How a Python policy pack is served: the module the official distribution's
+# `pulumi-analyzer-policy-python` script runs. It takes the engine address and the pack's
+# directory, and runs the pack's __main__.py (which starts pulumi_policy's Analyzer server).
+POLICY_MODULE = "pulumi.policy"
 ERROR_REPORTED = 32  # run_program.py's exit code when the engine already has the error
 
 # Runs under the program's interpreter: every installed package that ships a pulumi-plugin.json
@@ -159,6 +164,37 @@ class PythonLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
             if done.returncode != 0:
                 context.abort(grpc.StatusCode.UNKNOWN, f"{' '.join(command)} failed")
 
+    def RunPlugin(self, request, context) -> Iterator[Any]:  # noqa: N802
+        """Serve a Python policy pack (`pulumi preview --policy-pack DIR`).
+
+        The v3.274 engine runs a pack through the language host named by PulumiPolicy.yaml's
+        runtime whenever that host exists, instead of the legacy `pulumi-analyzer-policy-python`
+        script (sdk/go/common/resource/plugin/analyzer_plugin.go, NewPolicyAnalyzer). It reads
+        the analyzer's port from the first stdout line streamed back here, and cancels the call
+        to stop the plugin. Other plugin kinds (Python resource providers) are not served.
+        """
+        if request.kind != "analyzer":
+            context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                          f"this Python language host runs policy packs only, not {request.kind!r} "
+                          "plugins (see tools/pulumi_python_host/README.md)")
+        try:
+            root, program, python = self._where(request.info, request.pwd)
+        except LanguageHostError as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"policy pack: {exc}")
+        # The engine's arguments end with its address; logging/tracing flags may come first and
+        # pulumi.policy's parser would misread `-v=N`, so pass only the address and the pack.
+        engine_address = request.args[-1] if request.args else self.engine_address
+        env = dict(item.split("=", 1) for item in request.env if "=" in item) or dict(os.environ)
+        process = subprocess.Popen(
+            [python, "-u", "-m", POLICY_MODULE, engine_address, str(program)],
+            cwd=request.pwd or root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        # The engine cancels the call when it is done with the pack; the server in the pack
+        # then runs forever unless stopped here.
+        context.add_callback(process.terminate)
+        yield from _stream(process)
+
+
     def Run(self, request, context):  # noqa: N802
         try:
             root, program, python = self._where(request.info, request.pwd)
@@ -196,6 +232,38 @@ class PythonLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         return language_pb2.RunResponse(
             error=f"the Python program exited with code {done.returncode}"
         )
+
+
+def _stream(process: subprocess.Popen[bytes]) -> Iterator[Any]:
+    """The child's stdout and stderr as RunPluginResponse chunks, then its exit code."""
+    chunks: list[tuple[str, bytes]] = []
+    ready = threading.Condition()
+    open_pipes = 2
+
+    def pump(name: str, pipe: Any) -> None:
+        nonlocal open_pipes
+        # read1: forward what is there now (the port line) without waiting for a full buffer.
+        while data := pipe.read1(65536):
+            with ready:
+                chunks.append((name, data))
+                ready.notify()
+        with ready:
+            open_pipes -= 1
+            ready.notify()
+
+    for name, pipe in (("stdout", process.stdout), ("stderr", process.stderr)):
+        threading.Thread(target=pump, args=(name, pipe), daemon=True).start()
+    while True:
+        with ready:
+            while not chunks and open_pipes:
+                ready.wait()
+            pending, chunks[:] = list(chunks), []
+            finished = not open_pipes
+        for name, data in pending:
+            yield language_pb2.RunPluginResponse(**{name: data})
+        if finished and not pending:
+            break
+    yield language_pb2.RunPluginResponse(exitcode=process.wait())
 
 
 def main() -> None:

@@ -1,0 +1,88 @@
+"""Our language host's RunPlugin, spoken to over gRPC as the v3.274 engine does for
+`pulumi preview --policy-pack policy`: it must start the pack, stream the analyzer's port on
+stdout, and stop the pack when the engine cancels the call."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from google.protobuf import empty_pb2, struct_pb2
+from pulumi.runtime.proto import analyzer_pb2_grpc, language_pb2, language_pb2_grpc
+
+from policy.prod_guard import PACK_NAME, POLICIES
+from tests.support.pulumi_cli import PROJECT_ROOT
+from tests.support.team_stacks import POLICY_DIR, ensure_policy_venv
+
+pytestmark = pytest.mark.e2e
+HOST = PROJECT_ROOT / "tools" / "pulumi_python_host" / "language_host.py"
+START_DEADLINE_S = 60
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[language_pb2_grpc.LanguageRuntimeStub]:
+    ensure_policy_venv()
+    process = subprocess.Popen([sys.executable, str(HOST), "127.0.0.1:1"],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(channel).result(timeout=30)
+        yield language_pb2_grpc.LanguageRuntimeStub(channel)
+        channel.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def plugin_request(kind: str) -> language_pb2.RunPluginRequest:
+    options = struct_pb2.Struct()
+    options.update({"virtualenv": "venv"})
+    info = language_pb2.ProgramInfo(root_directory=str(POLICY_DIR),
+                                    program_directory=str(POLICY_DIR), entry_point=".",
+                                    options=options)
+    # As the engine sends it: its address last, the project directory as pwd.
+    return language_pb2.RunPluginRequest(pwd=str(PROJECT_ROOT), args=["127.0.0.1:1"],
+                                         info=info, kind=kind)
+
+
+def test_run_plugin_serves_the_policy_pack_and_stops_it_on_cancel(host):
+    stream = host.RunPlugin(plugin_request("analyzer"), timeout=START_DEADLINE_S)
+    first_line = b""
+    for message in stream:
+        first_line += message.stdout
+        if b"\n" in first_line:
+            break
+    port = int(first_line.split(b"\n", 1)[0])
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    analyzer = analyzer_pb2_grpc.AnalyzerStub(channel)
+    info = analyzer.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
+    assert info.name == PACK_NAME
+    assert sorted(p.name for p in info.policies) == sorted(p.name for p in POLICIES)
+
+    stream.cancel()  # what the engine does when it closes the plugin
+    deadline = time.monotonic() + 20
+    last = "still answering"
+    while time.monotonic() < deadline:
+        try:
+            analyzer.GetAnalyzerInfo(empty_pb2.Empty(), timeout=1)
+        except grpc.RpcError as exc:
+            last = exc.code().name
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the policy pack kept running after the call was cancelled ({last})")
+    channel.close()
+
+
+def test_run_plugin_refuses_other_plugin_kinds(host):
+    with pytest.raises(grpc.RpcError) as caught:
+        list(host.RunPlugin(plugin_request("resource"), timeout=30))
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "policy packs only" in caught.value.details()

@@ -1,0 +1,129 @@
+"""The stack outputs are a versioned contract (clusterops/client.py), and the client helper
+turns them into the right RedisCluster for each client location.
+
+The program runs under Pulumi's mocks for dev and prod; its outputs must match the schema of
+the version it exports. Changing an output's shape without a new version fails here, and so does
+editing a schema that was already released (its fingerprint is pinned below).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any
+
+import pytest
+
+from clusterops.client import (
+    OUTPUTS_SCHEMAS,
+    OUTPUTS_VERSION,
+    SECRET_OUTPUTS,
+    OutputsContractError,
+    connection_plan,
+    from_stack_outputs,
+    schema_problems,
+)
+from tests.support.program_runner import ProgramRun, run_program, stack_config_file
+
+# sha256 of each released schema (canonical JSON). A released version never changes: a new
+# shape is a new version. Add the new version's fingerprint here when you add its schema.
+RELEASED_SCHEMAS = {
+    1: "a874a4ab92afed1439f792ac7d816c628979595a81411c244ae851311f2b5a02",
+}
+PASSWORD = "prod-secret-password-0123456789"
+
+
+def fingerprint(schema: Any) -> str:
+    return hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def run(request: pytest.FixtureRequest) -> ProgramRun:
+    config = stack_config_file(request.param)
+    if request.param == "prod":
+        config["password"] = PASSWORD
+    return run_program(request.param, config)
+
+
+def test_the_program_exports_the_current_version(run: ProgramRun):
+    assert run.outputs["outputs_version"] == OUTPUTS_VERSION
+
+
+def test_every_output_has_the_shape_its_version_promises(run: ProgramRun):
+    problems = schema_problems(run.outputs, OUTPUTS_SCHEMAS[run.outputs["outputs_version"]])
+    assert problems == [], (
+        "the stack outputs changed shape without a new outputs_version: "
+        f"{problems}. Fix: add OUTPUTS_SCHEMAS[{OUTPUTS_VERSION + 1}] in clusterops/client.py, "
+        "set OUTPUTS_VERSION to it and pin its fingerprint in this test"
+    )
+
+
+def test_secret_outputs_are_secret(run: ProgramRun):
+    assert run.secret_outputs == set(SECRET_OUTPUTS)
+
+
+def test_released_schemas_are_never_edited():
+    assert set(OUTPUTS_SCHEMAS) == set(RELEASED_SCHEMAS), "pin the new schema's fingerprint"
+    for version, schema in OUTPUTS_SCHEMAS.items():
+        assert fingerprint(schema) == RELEASED_SCHEMAS[version], (
+            f"OUTPUTS_SCHEMAS[{version}] was edited after release; add a new version instead")
+
+
+@pytest.fixture(scope="module")
+def outputs() -> dict[str, Any]:
+    return run_program("dev", stack_config_file("dev")).outputs
+
+
+@pytest.mark.parametrize("change", [
+    lambda o: o.update(seed_endpoints=",".join(o["seed_endpoints"])),  # list -> string
+    lambda o: o["nodes"][0].pop("host_port"),  # a field removed
+    lambda o: o["nodes"][0].update(zone="a"),  # a field added
+    lambda o: o.update(maxmemory_bytes="512mb"),  # int -> string
+    lambda o: o.update(new_output="x"),  # an output added
+])
+def test_a_shape_change_is_caught(outputs: dict[str, Any], change):
+    changed = copy.deepcopy(outputs)
+    change(changed)
+    assert schema_problems(changed, OUTPUTS_SCHEMAS[OUTPUTS_VERSION]) != []
+
+
+def test_network_clients_start_at_the_container_ips(outputs: dict[str, Any]):
+    plan = connection_plan(outputs, "network")
+    assert plan.startup_nodes == [(n["ip"], n["port"]) for n in outputs["nodes"]]
+    assert plan.address_map == {}
+
+
+def test_docker_host_clients_use_published_ports_for_every_announced_address(outputs):
+    plan = connection_plan(outputs, "docker-host")
+    assert plan.startup_nodes[0] == ("127.0.0.1", 7001)
+    replica = outputs["nodes"][-1]
+    assert plan.remap((replica["ip"], 6379)) == ("127.0.0.1", replica["host_port"])
+
+
+def test_remote_clients_need_the_hosts_address(outputs: dict[str, Any]):
+    with pytest.raises(OutputsContractError, match="host_address"):
+        connection_plan(outputs, "remote")
+    plan = connection_plan(outputs, "remote", host_address="10.1.2.3")
+    assert plan.startup_nodes[0] == ("10.1.2.3", 7001)
+    assert set(plan.address_map.values()) == {("10.1.2.3", n["host_port"])
+                                               for n in outputs["nodes"]}
+
+
+def test_other_versions_and_locations_are_refused_with_the_fix(outputs: dict[str, Any]):
+    with pytest.raises(OutputsContractError, match="outputs_version 2"):
+        connection_plan({**outputs, "outputs_version": 2})
+    with pytest.raises(OutputsContractError, match="outputs_version None"):
+        connection_plan({k: v for k, v in outputs.items() if k != "outputs_version"})
+    with pytest.raises(OutputsContractError, match="one of network, docker-host, remote"):
+        connection_plan(outputs, "moon")
+
+
+def test_the_client_is_built_without_connecting(outputs: dict[str, Any]):
+    # RedisCluster connects in its constructor; a refused connection proves which seed it
+    # tried first (no cluster listens on these test addresses).
+    with pytest.raises(Exception) as caught:
+        from_stack_outputs(outputs, "remote", host_address="127.0.0.1",
+                           socket_connect_timeout=0.2)
+    assert "7001" in str(caught.value) or "Redis Cluster cannot be connected" in str(
+        caught.value)
