@@ -64,16 +64,21 @@ install_cli() {
 }
 
 install_python_host() {
-  local python
-  python="$(command -v "$PYTHON")" || die "$PYTHON not found"
+  local python host="$TOOLS_DIR/python-host"
+  command -v "$PYTHON" >/dev/null || die "$PYTHON not found"
+  # The interpreter itself, not a shim (pyenv's depend on the directory they run in).
+  python="$("$PYTHON" -c 'import sys; print(sys.executable)')"
   "$python" -c "import grpc, pulumi" 2>/dev/null \
     || die "$python lacks grpcio/pulumi: pip install -r $PROJECT_ROOT/requirements-dev.txt"
+  # A copy, not a link into this checkout: the tools outlive any one clone (CI's goes away).
+  mkdir -p "$host"
+  cp "$HOST_DIR"/*.py "$HOST_DIR/dynamic_provider.sh" "$host/"
   # The host itself runs under this interpreter; each program runs under its own virtualenv.
-  printf '#!/bin/sh\nexec "%s" "%s/language_host.py" "$@"\n' "$python" "$HOST_DIR" \
+  printf '#!/bin/sh\nexec "%s" "%s/language_host.py" "$@"\n' "$python" "$host" \
     >"$BIN/pulumi-language-python"
-  chmod 0755 "$BIN/pulumi-language-python"
-  ln -sf "$HOST_DIR/dynamic_provider.sh" "$BIN/pulumi-resource-pulumi-python"
-  say "Python language host: $BIN/pulumi-language-python -> $HOST_DIR"
+  chmod 0755 "$BIN/pulumi-language-python" "$host/dynamic_provider.sh"
+  ln -sf "$host/dynamic_provider.sh" "$BIN/pulumi-resource-pulumi-python"
+  say "Python language host: $BIN/pulumi-language-python (from $HOST_DIR)"
 }
 
 docker_sdk_version() {
