@@ -17,21 +17,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import redis
+
 from clusterops.cluster_view import parse_cluster_nodes
 from clusterops.connection import no_retry_client
-from clusterops.errors import redact
-from clusterops.targets import (
-    TargetNode,
-    Targets,
-    TargetsError,
-    add_target_arguments,
-    load_targets,
-)
+from clusterops.errors import AuthError, ClusterOpsError, TargetsError, UsageError, redact
+from clusterops.targets import TargetNode, Targets, add_target_arguments, load_targets
 
 DEFAULT_TIMEOUT_S = 300.0
 
@@ -59,10 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
 
+class SnapshotError(ClusterOpsError):
+    """One node's snapshot could not be taken or did not check out (recorded per node)."""
+
+
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise TargetsError(f"{name} is not on PATH (Debian/Ubuntu package redis-tools)")
+        raise UsageError(f"{name} is not on PATH (Debian/Ubuntu package redis-tools)")
     return path
 
 
@@ -73,8 +72,14 @@ def current_masters(targets: Targets) -> list[tuple[TargetNode, str, list[list[i
         try:
             with no_retry_client(node.host, node.port, targets.password) as conn:
                 entries = parse_cluster_nodes(str(conn.execute_command("CLUSTER", "NODES")))
-        except Exception:  # noqa: BLE001 - an unreachable node is simply not a source
-            continue
+        except redis.AuthenticationError as exc:
+            # A wrong password is not a missing master: say so (exit 2), do not look elsewhere.
+            raise AuthError(
+                f"{node.name} ({node.address}) refused the password: "
+                f"{redact(str(exc), targets.password)}"
+            ) from None
+        except (redis.ConnectionError, redis.TimeoutError):
+            continue  # an unreachable node is simply not a source; coverage shows the gap
         me = next((e for e in entries if e.is_myself), None)
         if me is not None and me.is_master and me.slots:
             masters.append((node, me.node_id, [list(r) for r in me.slots]))
@@ -98,15 +103,16 @@ def backup_node(
             env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
         )
         if fetched.returncode != 0 or not target.exists():
-            raise RuntimeError(f"redis-cli --rdb failed: {fetched.stderr.strip()[-300:]}")
+            raise SnapshotError(f"redis-cli --rdb failed: {fetched.stderr.strip()[-300:]}")
         checked = subprocess.run([_tool("redis-check-rdb"), str(target)], capture_output=True,
                                  text=True, timeout=timeout_s, check=False)
         if checked.returncode != 0:
-            raise RuntimeError(f"redis-check-rdb rejected the file: {checked.stdout[-300:]}")
+            raise SnapshotError(f"redis-check-rdb rejected the file: {checked.stdout[-300:]}")
         result.file = target.name
         result.bytes = target.stat().st_size
         result.sha256 = hashlib.sha256(target.read_bytes()).hexdigest()
-    except Exception as exc:  # noqa: BLE001 - reported per node, never with the password
+    except (SnapshotError, redis.RedisError, OSError, subprocess.SubprocessError) as exc:
+        # Reported per node (the others are still backed up), never with the password.
         result.error = redact(f"{type(exc).__name__}: {exc}", password)
     result.seconds = round(time.monotonic() - started, 3)
     return result
@@ -128,12 +134,11 @@ def run_backup(targets: Targets, dest: Path, timeout_s: float) -> tuple[Path, li
 
 
 def run(args: argparse.Namespace) -> int:
+    targets = load_targets(args)
     try:
-        targets = load_targets(args)
         folder, results = run_backup(targets, args.dest, args.timeout)
-    except (TargetsError, OSError) as exc:
-        print(f"backup: {exc}", file=sys.stderr)
-        return 2
+    except OSError as exc:  # the destination cannot be written
+        raise UsageError(f"cannot write the backup under {args.dest}: {exc}") from None
     manifest = json.loads((folder / "manifest.json").read_text())
     if args.json:
         print(json.dumps({"folder": str(folder), **manifest}, indent=2))

@@ -39,13 +39,16 @@ from redis.retry import Retry
 
 from clusterops.cluster_view import ClusterNodeEntry, parse_cluster_nodes
 from clusterops.connection import no_retry_client
-from clusterops.node_control import (
-    CommandNodeControl,
-    DockerNodeControl,
-    NodeControl,
+from clusterops.errors import (
+    AuthError,
+    ClusterOpsError,
+    DrillError,
     NodeControlError,
+    UsageError,
+    redact,
 )
-from clusterops.targets import Targets, TargetsError, add_target_arguments, load_targets
+from clusterops.node_control import CommandNodeControl, DockerNodeControl, NodeControl
+from clusterops.targets import Targets, add_target_arguments, load_targets
 
 MODES = ("kill", "stop", "partition")
 DEFAULT_MAX_RECOVERY_S = 5.0
@@ -68,10 +71,6 @@ UNACKED = "unacked"  # SET ok, no replica confirmed it in time
 REJECTED = "rejected"  # an error reply (MOVED, CLUSTERDOWN, ...): not applied
 UNSENT = "unsent"  # could not connect: not applied
 INDETERMINATE = "indeterminate"  # sent, but the reply never came: may or may not be applied
-
-
-class DrillError(RuntimeError):
-    """The drill could not run or could not restore the node; the message says why."""
 
 
 # --- reading the cluster ------------------------------------------------------------------
@@ -183,6 +182,8 @@ def readiness_problems(conns: Connections, names: Sequence[str]) -> list[str]:
                 link = conns.client(name).info("replication").get("master_link_status")
                 if link == "up" and me.master_id:
                     replicas_up.add(me.master_id)
+        except redis.AuthenticationError as exc:
+            raise AuthError(f"{name} refused the password: {exc}") from None
         except (redis.RedisError, StopIteration) as exc:
             conns.drop(name)
             problems.append(f"{name}: not answering ({type(exc).__name__}: {exc})")
@@ -210,19 +211,26 @@ def wait_until_ready(
             return
         if time.monotonic() >= deadline:
             raise DrillError(
-                f"cluster not ready within {timeout_s:.0f}s: " + "; ".join(problems)
+                f"cluster not ready within {timeout_s:g}s: " + "; ".join(problems)
             )
         time.sleep(0.1)
+
+
+def _myself(conns: Connections, name: str) -> ClusterNodeEntry:
+    """The node's own CLUSTER NODES line; DrillError (AuthError) when it cannot say."""
+    try:
+        return next(v for v in conns.cluster_nodes(name) if v.is_myself)
+    except redis.AuthenticationError as exc:
+        raise AuthError(f"{name} refused the password: {exc}") from None
+    except (redis.RedisError, StopIteration) as exc:
+        raise DrillError(f"{name} did not report its role: {exc}") from None
 
 
 def live_masters(conns: Connections, names: Sequence[str]) -> list[str]:
     """Names of the nodes that are masters serving slots right now (each asked itself)."""
     masters = []
     for name in names:
-        try:
-            me = next(v for v in conns.cluster_nodes(name) if v.is_myself)
-        except (redis.RedisError, StopIteration) as exc:
-            raise DrillError(f"{name} did not report its role: {exc}") from None
+        me = _myself(conns, name)
         if me.is_master and me.slots:
             masters.append(name)
     return masters
@@ -579,16 +587,16 @@ def run_master_failure_drill(
     result's ``errors`` and the node is always restored.
     """
     if mode not in MODES:
-        raise DrillError(f"unknown mode {mode!r}; choose one of {MODES}")
+        raise UsageError(f"unknown mode {mode!r}; choose one of {MODES}")
     names = [node.name for node in targets.nodes]
     if master not in names:
-        raise DrillError(f"unknown node {master!r}; known: {', '.join(names)}")
+        raise UsageError(f"unknown node {master!r}; known: {', '.join(names)}")
     others = [name for name in names if name != master]
     conns = Connections(targets)
     try:
         wait_until_ready(conns, names, ready_timeout_s)
         id_to_name = identify_nodes(conns, names)
-        me = next(v for v in conns.cluster_nodes(master) if v.is_myself)
+        me = _myself(conns, master)
         if not (me.is_master and me.slots):
             raise DrillError(
                 f"{master} is not a master serving slots now (live masters: "
@@ -772,6 +780,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        metavar="S", help="give up waiting for recovery after this long")
     drill.add_argument("--rejoin-timeout", type=float, default=DEFAULT_REJOIN_TIMEOUT_S,
                        metavar="S", help="give up waiting for the node to rejoin after this long")
+    drill.add_argument("--ready-timeout", type=float, default=DEFAULT_READY_TIMEOUT_S,
+                       metavar="S", help="give up waiting for a drill-ready cluster after this")
     drill.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -779,7 +789,7 @@ def build_control(args: argparse.Namespace, targets: Targets) -> NodeControl:
     if getattr(args, "control_command", None):
         return CommandNodeControl(args.control_command)
     if not targets.network_name:
-        raise DrillError(
+        raise UsageError(
             "no way to inject faults: give --control-command CMD, or --stack-outputs/--stack "
             "of a Docker deployment (they name the network and containers)"
         )
@@ -787,17 +797,18 @@ def build_control(args: argparse.Namespace, targets: Targets) -> NodeControl:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        targets = load_targets(args)
-        control = build_control(args, targets)
-    except (TargetsError, DrillError, NodeControlError) as exc:
-        print(f"drill: {exc}", file=sys.stderr)
-        return 2
+    """Drill each chosen master; 1 when any drill fails the bar.
+
+    An error that stops the drills is raised for the CLI to print (exit 1, or 2 for usage,
+    target and auth errors) after the report of the drills done so far; a JSON report names
+    it too, so a consumer of stdout alone still sees why it stopped.
+    """
+    targets = load_targets(args)
+    control = build_control(args, targets)
     results: list[DrillResult] = []
-    setup_error = ""
+    report = render_json if args.json else render_table
     try:
-        masters = _masters_to_drill(targets, args.master)
-        for master in masters:
+        for master in _masters_to_drill(targets, args.master):
             if not args.json:
                 print(f"drilling {master} ({args.mode}) ...", file=sys.stderr, flush=True)
             results.append(
@@ -807,16 +818,26 @@ def run(args: argparse.Namespace) -> int:
                     wait_timeout_ms=args.wait_timeout_ms,
                     recovery_timeout_s=args.recovery_timeout,
                     rejoin_timeout_s=args.rejoin_timeout,
+                    ready_timeout_s=args.ready_timeout,
                     hold_s=args.hold_seconds,
                 )
             )
-    except DrillError as exc:
-        setup_error = str(exc)
-    report = render_json if args.json else render_table
-    print(report(results, args.max_recovery_seconds, setup_error))
-    if setup_error:
-        return 2
+    except (ClusterOpsError, redis.RedisError) as exc:
+        error = _as_clusterops_error(exc, targets.password)
+        if results or args.json:
+            print(report(results, args.max_recovery_seconds, str(error)))
+        raise error from None
+    print(report(results, args.max_recovery_seconds, ""))
     return 1 if any(r.failures(args.max_recovery_seconds) for r in results) else 0
+
+
+def _as_clusterops_error(exc: Exception, password: str | None) -> ClusterOpsError:
+    """What stopped the drills, as the error the CLI prints (a RedisError never escapes raw)."""
+    if isinstance(exc, ClusterOpsError):
+        return exc
+    if isinstance(exc, redis.AuthenticationError):
+        return AuthError(redact(f"a node refused the password: {exc}", password))
+    return DrillError(redact(f"{type(exc).__name__}: {exc}", password))
 
 
 def _masters_to_drill(targets: Targets, choice: str) -> list[str]:
@@ -826,7 +847,7 @@ def _masters_to_drill(targets: Targets, choice: str) -> list[str]:
         if choice == "all":
             return live_masters(conns, names)
         if choice not in names:
-            raise DrillError(f"unknown node {choice!r}; known: {', '.join(names)}")
+            raise UsageError(f"unknown node {choice!r}; known: {', '.join(names)}")
         return [choice]
     finally:
         conns.close()
@@ -859,8 +880,7 @@ def render_table(results: Sequence[DrillResult], max_recovery_s: float, setup_er
     for r in results:
         lines += [f"note {r.master}: {note}" for note in r.notes]
         lines += [f"FAIL {r.master}: {reason}" for reason in r.failures(max_recovery_s)]
-    if setup_error:
-        lines.append(f"ERROR: {setup_error}")
+    # ``setup_error`` is the CLI's to print (on stderr): the table only reports drills.
     return "\n".join(lines)
 
 

@@ -43,6 +43,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from clusterops.cluster_view import ClusterNodeEntry, parse_cluster_nodes
@@ -722,7 +723,9 @@ def check_write_read(report: Report, targets: Targets, snapshots: Sequence[NodeS
             address_remap=targets.remap,
             retry=Retry(NoBackoff(), 1),
         )
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
+        # RedisClusterException is not a RedisError: redis-py raises it when the startup nodes
+        # disagree on the slot map, the very state this command exists to report.
         reason = describe_error(exc, targets.password, timeout_s)
         report.add("write_read", CLUSTER, Status.FAIL, f"cluster client could not start: {reason}")
         return
@@ -750,7 +753,7 @@ def _round_trip(report: Report, client: RedisCluster, master: ClusterNodeEntry, 
         else:
             report.add("write_read", label, Status.FAIL,
                        f"slot {slot}: read back {value!r}, expected the value just written")
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:  # e.g. SlotNotCoveredError
         report.add("write_read", label, Status.FAIL,
                    f"slot {slot}: {describe_error(exc, password, timeout_s)}")
     finally:

@@ -12,9 +12,11 @@ variable ``REDIS_PASSWORD``. There is deliberately no ``--password VALUE`` flag:
 command line is visible to every user in the process list.
 
 Address choice: by default a node is reached at its container ``ip:port``, which works inside
-the Docker network and from a Linux Docker host. ``--via-host-ports`` uses the published
-``127.0.0.1:host_port`` instead (e.g. Docker Desktop); the cluster still announces container
-IPs, so clients must remap those to the published ports (see :meth:`Targets.address_map`).
+the Docker network and from a Linux Docker host. ``--via-host-ports`` uses the published port
+instead (e.g. Docker Desktop), at the address the outputs' ``host_seed_endpoints`` give for it
+(``bindAddress`` is configurable, so it is not always 127.0.0.1); the cluster still announces
+container IPs, so clients must remap those to the published ports (see
+:meth:`Targets.address_map`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clusterops.errors import TargetsError
 from clusterops.units import parse_memory
 
 PASSWORD_ENV = "REDIS_PASSWORD"
@@ -37,15 +40,6 @@ ROLES = ("master", "replica")
 PULUMI_TIMEOUT_S = 120.0
 # What `pulumi stack output --json` prints for a secret when --show-secrets was forgotten.
 UNREVEALED_SECRET = "[secret]"
-LOOPBACK = "127.0.0.1"
-
-
-
-class TargetsError(ValueError):
-    """The targets or the password could not be determined; the message says why and what to do.
-
-    Messages never contain the password.
-    """
 
 
 @dataclass(frozen=True)
@@ -138,7 +132,8 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--via-host-ports", action="store_true",
-        help="connect to 127.0.0.1:<host_port> from the outputs instead of the container ip:port",
+        help="connect to the published ports (host_seed_endpoints in the outputs) instead of "
+        "the container ip:port",
     )
     group.add_argument(
         "--password-file", metavar="FILE", type=Path,
@@ -294,9 +289,10 @@ def targets_from_outputs(
     raw_nodes = outputs.get("nodes")
     if not isinstance(raw_nodes, list) or not raw_nodes:
         raise TargetsError(f"{source}: 'nodes' is missing or empty")
+    published = _published_hosts(outputs, source) if via_host_ports else None
     nodes = []
     for index, raw in enumerate(raw_nodes):
-        nodes.append(_node_from_output(raw, index, via_host_ports, source))
+        nodes.append(_node_from_output(raw, index, published, source))
     _check_unique(nodes, source)
 
     masters = [n for n in nodes if n.role == "master"]
@@ -345,7 +341,26 @@ def _replicas_per_master(masters: Sequence[TargetNode], replicas: Sequence[Targe
     return min(counts.values())
 
 
-def _node_from_output(raw: Any, index: int, via_host_ports: bool, source: str) -> TargetNode:
+def _published_hosts(outputs: Mapping[str, Any], source: str) -> dict[int, str]:
+    """Published port -> the host address it is reached at, from ``host_seed_endpoints``."""
+    endpoints = outputs.get("host_seed_endpoints")
+    if not isinstance(endpoints, list) or not endpoints:
+        raise TargetsError(
+            f"{source}: --via-host-ports needs 'host_seed_endpoints' (the published "
+            "host:port of every node); re-export the stack outputs"
+        )
+    hosts: dict[int, str] = {}
+    for endpoint in endpoints:
+        host, _, port = str(endpoint).rpartition(":")
+        if not host or not port.isdigit():
+            raise TargetsError(f"{source}: host_seed_endpoints entry {endpoint!r} is not host:port")
+        hosts[int(port)] = host
+    return hosts
+
+
+def _node_from_output(
+    raw: Any, index: int, published: Mapping[int, str] | None, source: str
+) -> TargetNode:
     where = f"{source}: nodes[{index}]"
     if not isinstance(raw, dict):
         raise TargetsError(f"{where} is not an object")
@@ -362,11 +377,13 @@ def _node_from_output(raw: Any, index: int, via_host_ports: bool, source: str) -
     role = raw.get("role")
     if role is not None and role not in ROLES:
         raise TargetsError(f"{where}: role must be one of {ROLES}, got {role!r}")
-    if via_host_ports:
+    if published is not None:
         host_port = raw.get("host_port")
         if not _is_port(host_port):
             raise TargetsError(f"{where} has no valid 'host_port' (needed by --via-host-ports)")
-        host, connect_port = LOOPBACK, int(host_port)
+        if host_port not in published:
+            raise TargetsError(f"{where}: host_port {host_port} is not in host_seed_endpoints")
+        host, connect_port = published[host_port], int(host_port)
     else:
         host, connect_port = ip, int(port)
     return TargetNode(

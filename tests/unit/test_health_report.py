@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 from dataclasses import dataclass, field, replace
 
 import pytest
 import redis
 from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
 
 from clusterops import cli
+from clusterops.errors import AuthError, ClusterOpsError, DrillError, NodeControlError, TargetsError
 from clusterops.health import (
     CHECKS,
     CLUSTER,
@@ -24,6 +27,7 @@ from clusterops.health import (
     NodeSnapshot,
     Status,
     Thresholds,
+    check_write_read,
     describe_error,
     evaluate,
     failing_nodes,
@@ -428,9 +432,8 @@ def test_missing_command_module_breaks_only_its_own_command(
     monkeypatch.setitem(cli.COMMANDS, "ghost", "clusterops.no_such_module_for_tests")
     assert cli.main(["ghost", "--help"]) == 2
     assert "command 'ghost' is not available" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:  # argparse --help exits 0 inside parse_args
-        raise SystemExit(cli.main(["health", "--help"]))
-    assert exit_info.value.code == 0
+    # argparse exits 0 inside parse_args on --help; main must turn that into a return value.
+    assert cli.main(["health", "--help"]) == 0
     assert "--stack-outputs" in capsys.readouterr().out
 
 
@@ -442,3 +445,62 @@ def test_cli_usage_and_target_errors_exit_2(
     assert cli.main(["health"]) == 2  # no target source
     assert cli.main(["health", "--stack-outputs", str(tmp_path / "missing.json")]) == 2
     assert "cannot read --stack-outputs" in capsys.readouterr().err
+
+
+def fake_command(monkeypatch: pytest.MonkeyPatch, raises: BaseException) -> None:
+    """Register a command ``fake`` whose run() raises ``raises``."""
+    module = types.ModuleType("clusterops_fake_command_for_tests")
+    module.add_arguments = lambda parser: None  # type: ignore[attr-defined]
+
+    def run(_args: object) -> int:
+        raise raises
+
+    module.run = run  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(cli.COMMANDS, "fake", module.__name__)
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (DrillError("cluster not ready within 1s: n1: cluster_state:fail"), 1),
+        (NodeControlError("n1: `docker kill` exited 1"), 2),
+        (AuthError("n1 refused the password"), 2),
+        (TargetsError("no targets"), 2),
+        (redis.AuthenticationError("invalid username-password pair"), 2),
+        (redis.ConnectionError("Connection refused"), 1),
+        (RedisClusterException("startup_nodes could not agree"), 1),
+    ],
+)
+def test_cli_alone_prints_each_error_once_with_its_exit_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    error: BaseException, code: int,
+) -> None:
+    fake_command(monkeypatch, error)
+    assert cli.main(["fake"]) == code
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("python -m clusterops fake: error: ")
+    assert str(error) in captured.err and captured.err.count("\n") == 1
+
+
+def test_every_clusterops_error_is_one_family() -> None:
+    for error in (DrillError, NodeControlError, AuthError, TargetsError):
+        assert issubclass(error, ClusterOpsError), error
+
+
+def test_write_read_reports_a_cluster_client_that_cannot_start() -> None:
+    # redis-py raises RedisClusterException (not a RedisError) when startup nodes disagree.
+    nodes = healthy_nodes()
+    snaps = [snapshot(n, nodes) for n in nodes.values()]
+    addresses = {f"{n.ip}:{n.port}": n.name for n in nodes.values()}
+    report, view, names = evaluate(snaps, expectations(nodes), addresses)
+
+    def refuses(**_kwargs: object) -> object:
+        raise RedisClusterException("startup_nodes could not agree on a valid slots cache")
+
+    targets = health_run(nodes).targets
+    check_write_read(report, targets, snaps, view, names, 1.0, cluster_factory=refuses)
+    (result,) = [r for r in report.results if r.check == "write_read"]
+    assert result.status is Status.FAIL and result.node == CLUSTER
+    assert "could not agree" in result.message
