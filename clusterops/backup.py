@@ -26,7 +26,8 @@ import redis
 from clusterops.cluster_view import parse_cluster_nodes
 from clusterops.connection import no_retry_client
 from clusterops.errors import AuthError, ClusterOpsError, TargetsError, UsageError, redact
-from clusterops.targets import TargetNode, Targets, add_target_arguments, load_targets
+from clusterops.model import HASH_SLOTS, NodeTarget
+from clusterops.targets import Targets, add_target_arguments, load_targets
 
 DEFAULT_TIMEOUT_S = 300.0
 
@@ -65,7 +66,7 @@ def _tool(name: str) -> str:
     return path
 
 
-def current_masters(targets: Targets) -> list[tuple[TargetNode, str, list[list[int]]]]:
+def current_masters(targets: Targets) -> list[tuple[NodeTarget, str, list[list[int]]]]:
     """(target, node id, slot ranges) of every node that is a master serving slots now."""
     masters = []
     for node in targets.nodes:
@@ -87,7 +88,7 @@ def current_masters(targets: Targets) -> list[tuple[TargetNode, str, list[list[i
 
 
 def backup_node(
-    node: TargetNode, node_id: str, slots: list[list[int]], password: str | None, folder: Path,
+    node: NodeTarget, node_id: str, slots: list[list[int]], password: str | None, folder: Path,
     timeout_s: float,
 ) -> NodeBackup:
     result = NodeBackup(node=node.name, node_id=node_id, slots=slots)
@@ -148,6 +149,6 @@ def run(args: argparse.Namespace) -> int:
                 f"{r.bytes} bytes, {r.keys_before} keys, sha256 {r.sha256[:12]}, {r.seconds}s")
             ranges = ",".join(f"{a}-{b}" for a, b in r.slots)
             print(f"{r.node:32} slots {ranges:18} {state}")
-        print(f"backup in {folder}: {manifest['slots_covered']} of 16384 slots")
-    complete = manifest["slots_covered"] == 16384 and not any(r.error for r in results)
+        print(f"backup in {folder}: {manifest['slots_covered']} of {HASH_SLOTS} slots")
+    complete = manifest["slots_covered"] == HASH_SLOTS and not any(r.error for r in results)
     return 0 if complete else 1

@@ -134,7 +134,7 @@ def wait_until_reachable(
             return [snapshots[target.name] for target in nodes]
         if _remaining(deadline) <= 0:
             failures = {
-                t.name: f"{t.admin_address}: {snapshots[t.name].error}" for t in pending
+                t.name: f"{t.address}: {snapshots[t.name].error}" for t in pending
             }
             raise NodesUnreachableError(failures, timeout_s)
         time.sleep(min(POLL_INTERVAL_S * 5, max(0.0, _remaining(deadline))))

@@ -4,7 +4,7 @@ Checks (each yields per-node results: ok / warn / fail, with a message):
 
 - ``reachable``          every node answers PING with the password (names NOAUTH/WRONGPASS)
 - ``cluster_state``      CLUSTER INFO says ``cluster_state:ok`` on every node
-- ``slot_coverage``      16384 slots assigned and ok, none pfail/fail, on every node
+- ``slot_coverage``      every hash slot assigned and ok, none pfail/fail, on every node
 - ``node_count``         every node knows the expected number of nodes; every target is in the
                          cluster; the expected number of masters serves slots
 - ``node_flags``         no node is flagged ``fail`` (or ``fail?``) by its peers
@@ -49,9 +49,9 @@ from redis.retry import Retry
 from clusterops.cluster_view import ClusterNodeEntry, parse_cluster_nodes
 from clusterops.connection import no_retry_client
 from clusterops.errors import redact
-from clusterops.targets import TargetNode, Targets, add_target_arguments, load_targets
+from clusterops.model import HASH_SLOTS, NodeTarget
+from clusterops.targets import Targets, add_target_arguments, load_targets
 
-SLOT_COUNT = 16384
 CLUSTER = "cluster"  # the "node" column of results about the cluster as a whole
 KEY_PREFIX = "clusterops:health"
 KEY_TTL_S = 60  # the probe key expires even if this process dies before deleting it
@@ -218,7 +218,7 @@ def _text(reply: Any) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
-def node_client(node: TargetNode, password: str | None, timeout_s: float) -> redis.Redis:
+def node_client(node: NodeTarget, password: str | None, timeout_s: float) -> redis.Redis:
     # RESP2: a missing password yields a plain NOAUTH instead of a HELLO error.
     client = no_retry_client(node.host, node.port, password, timeout_s, timeout_s, protocol=2)
     # Raw INFO text: parsed here, the same way for every reply (see parse_info).
@@ -226,7 +226,7 @@ def node_client(node: TargetNode, password: str | None, timeout_s: float) -> red
     return client
 
 
-def collect_snapshot(node: TargetNode, password: str | None, timeout_s: float) -> NodeSnapshot:
+def collect_snapshot(node: NodeTarget, password: str | None, timeout_s: float) -> NodeSnapshot:
     client = node_client(node, password, timeout_s)
     try:
         started = time.perf_counter()
@@ -289,11 +289,11 @@ class NameBook:
 
 
 def slot_owners(view: Sequence[ClusterNodeEntry]) -> list[str | None]:
-    owners: list[str | None] = [None] * SLOT_COUNT
+    owners: list[str | None] = [None] * HASH_SLOTS
     for entry in view:
         if entry.is_master:
             for start, end in entry.slots:
-                for slot in range(max(0, start), min(SLOT_COUNT - 1, end) + 1):
+                for slot in range(max(0, start), min(HASH_SLOTS - 1, end) + 1):
                     owners[slot] = entry.node_id
     return owners
 
@@ -404,8 +404,8 @@ def check_slot_coverage(report: Report, snapshots: Sequence[NodeSnapshot]) -> No
         ok = _int(info, "cluster_slots_ok")
         pfail = _int(info, "cluster_slots_pfail")
         failed = _int(info, "cluster_slots_fail")
-        text = f"assigned {assigned}, ok {ok}, pfail {pfail}, fail {failed} of {SLOT_COUNT}"
-        if assigned != SLOT_COUNT or failed or ok + pfail != SLOT_COUNT:
+        text = f"assigned {assigned}, ok {ok}, pfail {pfail}, fail {failed} of {HASH_SLOTS}"
+        if assigned != HASH_SLOTS or failed or ok + pfail != HASH_SLOTS:
             status = Status.FAIL
         elif pfail:
             status = Status.WARN  # a peer missed pings; it becomes fail only if others agree
@@ -494,7 +494,7 @@ def check_slot_map(report: Report, snapshots: Sequence[NodeSnapshot], view: Clus
                        f"agrees with the majority map ({len(view.masters)} masters)")
             continue
         owners = _expand(mine)
-        differing = [s for s in range(SLOT_COUNT) if owners[s] != ref_owners[s]]
+        differing = [s for s in range(HASH_SLOTS) if owners[s] != ref_owners[s]]
         first = differing[0]
         here = names.label_id(owners[first], snap.cluster_nodes) if owners[first] else "nobody"
         there = names.label_id(ref_owners[first], view.reference) if ref_owners[first] \
@@ -505,7 +505,7 @@ def check_slot_map(report: Report, snapshots: Sequence[NodeSnapshot], view: Clus
 
 
 def _expand(ranges: Sequence[tuple[int, int, str | None]]) -> list[str | None]:
-    owners: list[str | None] = [None] * SLOT_COUNT
+    owners: list[str | None] = [None] * HASH_SLOTS
     for start, end, owner in ranges:
         owners[start:end + 1] = [owner] * (end - start + 1)
     return owners

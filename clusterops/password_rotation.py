@@ -55,11 +55,11 @@ def _connect(
         except redis.RedisError as exc:
             if not _is_auth_failure(exc):
                 raise PasswordRotationError(
-                    f"{node.name} ({node.admin_address}) is not reachable: "
+                    f"{node.name} ({node.address}) is not reachable: "
                     f"{redact(str(exc), *secrets)}. Nothing was changed."
                 ) from exc
     raise PasswordRotationError(
-        f"{node.name} ({node.admin_address}) accepts neither the old nor the new password. "
+        f"{node.name} ({node.address}) accepts neither the old nor the new password. "
         "Nothing was changed."
     )
 

@@ -33,42 +33,20 @@ from pathlib import Path
 from typing import Any
 
 from clusterops.errors import TargetsError
+from clusterops.model import ROLES, NodeTarget
 from clusterops.units import parse_memory
 
 PASSWORD_ENV = "REDIS_PASSWORD"
-ROLES = ("master", "replica")
 PULUMI_TIMEOUT_S = 120.0
 # What `pulumi stack output --json` prints for a secret when --show-secrets was forgotten.
 UNREVEALED_SECRET = "[secret]"
 
 
 @dataclass(frozen=True)
-class TargetNode:
-    """One Redis node: where this process connects, and how the cluster itself knows it."""
-
-    name: str
-    host: str  # where THIS process connects
-    port: int
-    cluster_host: str  # the address the node announces inside the cluster (CLUSTER NODES)
-    cluster_port: int
-    role: str | None = None  # planned role ("master"/"replica"); live roles may be swapped
-    master: str | None = None  # planned master's name, replicas only
-    container_name: str | None = None
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def cluster_address(self) -> str:
-        return f"{self.cluster_host}:{self.cluster_port}"
-
-
-@dataclass(frozen=True)
 class Targets:
     """Everything an operator command needs to reach the cluster and judge it."""
 
-    nodes: tuple[TargetNode, ...]
+    nodes: tuple[NodeTarget, ...]
     password: str | None = field(repr=False)
     expected_masters: int
     replicas_per_master: int
@@ -82,7 +60,7 @@ class Targets:
     def expected_nodes(self) -> int:
         return len(self.nodes)
 
-    def by_name(self, name: str) -> TargetNode:
+    def by_name(self, name: str) -> NodeTarget:
         for node in self.nodes:
             if node.name == name:
                 return node
@@ -328,7 +306,7 @@ def targets_from_outputs(
     )
 
 
-def _replicas_per_master(masters: Sequence[TargetNode], replicas: Sequence[TargetNode]) -> int:
+def _replicas_per_master(masters: Sequence[NodeTarget], replicas: Sequence[NodeTarget]) -> int:
     """The planned replica count per master: the smallest, so every master must reach it."""
     if not masters:
         return 0
@@ -360,7 +338,7 @@ def _published_hosts(outputs: Mapping[str, Any], source: str) -> dict[int, str]:
 
 def _node_from_output(
     raw: Any, index: int, published: Mapping[int, str] | None, source: str
-) -> TargetNode:
+) -> NodeTarget:
     where = f"{source}: nodes[{index}]"
     if not isinstance(raw, dict):
         raise TargetsError(f"{where} is not an object")
@@ -386,7 +364,7 @@ def _node_from_output(
         host, connect_port = published[host_port], int(host_port)
     else:
         host, connect_port = ip, int(port)
-    return TargetNode(
+    return NodeTarget(
         name=name,
         host=host,
         port=connect_port,
@@ -423,7 +401,7 @@ def targets_from_node_flags(specs: Sequence[str]) -> Targets:
 _NODE_FLAG = re.compile(r"^(?P<name>[^=\s]+)=(?P<host>[^\s:]+):(?P<port>\d+)(?::(?P<role>\w+))?$")
 
 
-def parse_node_flag(spec: str) -> TargetNode:
+def parse_node_flag(spec: str) -> NodeTarget:
     match = _NODE_FLAG.match(spec.strip())
     if not match:
         raise TargetsError(f"--node {spec!r}: expected NAME=HOST:PORT[:ROLE]")
@@ -433,7 +411,7 @@ def parse_node_flag(spec: str) -> TargetNode:
     role = match["role"]
     if role is not None and role not in ROLES:
         raise TargetsError(f"--node {spec!r}: ROLE must be one of {ROLES}")
-    return TargetNode(
+    return NodeTarget(
         name=match["name"],
         host=match["host"],
         port=port,
@@ -457,7 +435,7 @@ def _is_port(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
 
 
-def _check_unique(nodes: Sequence[TargetNode], source: str) -> None:
+def _check_unique(nodes: Sequence[NodeTarget], source: str) -> None:
     seen_names: set[str] = set()
     seen_addresses: dict[str, str] = {}
     for node in nodes:

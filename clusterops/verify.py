@@ -2,7 +2,7 @@
 
 ``assess`` is pure (it works on snapshots); ``verify_cluster`` observes the nodes and assesses.
 Healthy means, on every node: cluster_state ok; the planned node set and nothing else, each
-known at its planned address; one identical slot map; all 16384 slots covered; no open
+known at its planned address; one identical slot map; every hash slot covered; no open
 (importing/migrating) slots; every slot-owning master has a replica that is not failing; and each
 planned shard (master + its replicas) serves exactly its planned slots. A failover that swapped a
 master with its own replica is healthy: roles are judged per shard, not per node.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from clusterops.cluster_view import NodeSnapshot, observe_nodes
 from clusterops.model import (
-    CLUSTER_SLOTS,
+    HASH_SLOTS,
     NodeTarget,
     expand_ranges,
     masters_of,
@@ -135,10 +135,10 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
     for owner_id, ranges in consensus:
         for slot in expand_ranges(ranges):
             owner_of[slot] = owner_id
-    if len(owner_of) != CLUSTER_SLOTS:
-        missing = merge_ranges(set(range(CLUSTER_SLOTS)) - set(owner_of))
+    if len(owner_of) != HASH_SLOTS:
+        missing = merge_ranges(set(range(HASH_SLOTS)) - set(owner_of))
         problems.append(
-            f"{CLUSTER_SLOTS - len(owner_of)} slot(s) not covered: "
+            f"{HASH_SLOTS - len(owner_of)} slot(s) not covered: "
             + ", ".join(f"{a}-{b}" for a, b in missing[:5])
         )
 

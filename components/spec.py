@@ -17,14 +17,13 @@ from typing import Any
 
 import pulumi
 
+from clusterops.model import BUS_PORT_OFFSET
 from clusterops.units import format_memory, parse_memory
 
 PROJECT = "alphapulse-redis-cluster"
-CLUSTER_SLOTS = 16384
 # Addresses below this host offset are kept for the gateway, exporter and Prometheus.
 FIRST_NODE_HOST_OFFSET = 11
 REDIS_PORT = 6379
-BUS_PORT_OFFSET = 10000
 MAX_MASTERS = 100
 MAX_REPLICAS_PER_MASTER = 5
 

@@ -9,10 +9,8 @@ from collections.abc import Callable, Sequence
 import pytest
 import redis
 
-from clusterops.model import NodeTarget
+from clusterops.model import NodeTarget, split_slots
 from tests.support.redis_nodes import RedisNode, RedisNodes, redis_nodes_factory  # noqa: F401
-
-SLOTS = 16384
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -27,37 +25,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason=f"not installed: {', '.join(missing)}"))
 
 
-def even_slot_ranges(masters: int) -> list[tuple[int, int]]:
-    """redis-cli's split: 3 masters -> 0-5460, 5461-10922, 10923-16383."""
-    ranges, first, cursor = [], 0, 0.0
-    for index in range(masters):
-        last = SLOTS - 1 if index == masters - 1 else int(cursor + SLOTS / masters - 1 + 0.5)
-        ranges.append((first, last))
-        first, cursor = last + 1, cursor + SLOTS / masters
-    return ranges
-
-
 def plan_for(nodes: Sequence[RedisNode], masters: int = 3) -> list[NodeTarget]:
     """First ``masters`` nodes are masters, the rest replicas round-robin (names as deployed)."""
-    ranges = even_slot_ranges(masters)
+    ranges = split_slots(masters)
     plan = []
     for index, node in enumerate(nodes):
         common = {
-            "admin_host": node.host,
-            "admin_port": node.port,
+            "host": node.host,
+            "port": node.port,
             "cluster_host": node.host,
             "cluster_port": node.port,
         }
         if index < masters:
             plan.append(
-                NodeTarget(f"alphapulse-redis-master-{index + 1}", "master",
+                NodeTarget(f"alphapulse-redis-master-{index + 1}", role="master",
                            slots=(ranges[index],), **common)
             )
         else:
             ordinal = index - masters + 1
             master = f"alphapulse-redis-master-{(ordinal - 1) % masters + 1}"
             plan.append(
-                NodeTarget(f"alphapulse-redis-replica-{ordinal}", "replica", master=master,
+                NodeTarget(f"alphapulse-redis-replica-{ordinal}", role="replica", master=master,
                            **common)
             )
     return plan

@@ -37,7 +37,8 @@ from clusterops.health import (
     render_json,
     render_table,
 )
-from clusterops.targets import TargetNode, Targets
+from clusterops.model import NodeTarget
+from clusterops.targets import Targets
 from tests.conftest import PROJECT_ROOT
 
 MIB = 1024 * 1024
@@ -365,7 +366,7 @@ def test_error_messages_explain_auth_and_never_carry_the_password() -> None:
 def health_run(nodes: dict[str, FakeNode], snaps: list[NodeSnapshot] | None = None) -> HealthRun:
     report = run_checks(nodes, snaps)
     targets = Targets(
-        nodes=tuple(TargetNode(n.name, n.ip, n.port, n.ip, n.port) for n in nodes.values()),
+        nodes=tuple(NodeTarget(n.name, n.ip, n.port, n.ip, n.port) for n in nodes.values()),
         password="pw", expected_masters=3, replicas_per_master=1, source="test",
     )
     return HealthRun(targets, tuple(report.sorted(list(nodes))), 0.01)
