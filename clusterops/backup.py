@@ -23,10 +23,10 @@ from pathlib import Path
 
 import redis
 
-from clusterops.cluster_view import parse_cluster_nodes
 from clusterops.connection import no_retry_client
 from clusterops.errors import AuthError, ClusterOpsError, TargetsError, UsageError, redact
 from clusterops.model import HASH_SLOTS, NodeTarget
+from clusterops.observe import parse_cluster_nodes
 from clusterops.targets import Targets, add_target_arguments, load_targets
 
 DEFAULT_TIMEOUT_S = 300.0

@@ -37,7 +37,6 @@ from redis.connection import Connection
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from clusterops.cluster_view import ClusterNodeEntry, parse_cluster_nodes
 from clusterops.connection import no_retry_client
 from clusterops.errors import (
     AuthError,
@@ -48,6 +47,7 @@ from clusterops.errors import (
     redact,
 )
 from clusterops.node_control import CommandNodeControl, DockerNodeControl, NodeControl
+from clusterops.observe import ClusterNodeEntry, parse_cluster_nodes
 from clusterops.targets import Targets, add_target_arguments, load_targets
 
 MODES = ("kill", "stop", "partition")
@@ -74,10 +74,6 @@ INDETERMINATE = "indeterminate"  # sent, but the reply never came: may or may no
 
 
 # --- reading the cluster ------------------------------------------------------------------
-
-
-def _owns(entry: ClusterNodeEntry, slot: int) -> bool:
-    return any(first <= slot <= last for first, last in entry.slots)
 
 
 def pick_hash_tags(slot_ranges: Sequence[tuple[int, int]], count: int = KEY_TAGS) -> list[str]:
@@ -147,7 +143,7 @@ def slot_owner_candidates(
         except redis.RedisError:
             continue
         for view in views:
-            if view.is_master and _owns(view, slot) and view.node_id in id_to_name:
+            if view.is_master and view.owns(slot) and view.node_id in id_to_name:
                 claims[view.node_id] = max(claims.get(view.node_id, -1), view.config_epoch)
     ordered = sorted(claims, key=lambda node_id: claims[node_id], reverse=True)
     return [id_to_name[node_id] for node_id in ordered]

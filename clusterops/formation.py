@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 
 import redis
 
-from clusterops.cluster_view import NodeSnapshot, observe_node
 from clusterops.connection import admin_client
 from clusterops.errors import (
     ClusterCommandError,
@@ -46,14 +45,13 @@ from clusterops.model import (
     plan_problems,
     shard_of,
 )
+from clusterops.observe import NodeSnapshot, observe_node
 from clusterops.verify import ClusterAssessment, assess
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.02
 MAX_SOCKET_TIMEOUT_S = 2.0
-# Errors that waiting cannot fix: fail at once instead of polling until the deadline.
-AUTH_ERRORS = ("WRONGPASS", "NOAUTH", "invalid password", "invalid username-password")
 
 
 @dataclass(frozen=True)
@@ -93,10 +91,6 @@ def _socket_timeout(deadline: float) -> float:
     return max(0.05, min(MAX_SOCKET_TIMEOUT_S, _remaining(deadline)))
 
 
-def _is_auth_error(text: str) -> bool:
-    return any(marker.lower() in text.lower() for marker in AUTH_ERRORS)
-
-
 def wait_until_reachable(
     nodes: Sequence[NodeTarget],
     password: str,
@@ -120,14 +114,10 @@ def wait_until_reachable(
             conn = conns.pop(target.name, None)
             snapshot = observe_node(target, password, _socket_timeout(deadline), conn)
             snapshots[target.name] = snapshot
-            if not snapshot.reachable and not _is_auth_error(snapshot.error or ""):
+            if not snapshot.reachable and not snapshot.auth_failed:
                 still.append(target)
         pending = still
-        auth_failed = {
-            name: f"authentication failed ({s.error})"
-            for name, s in snapshots.items()
-            if not s.reachable and _is_auth_error(s.error or "")
-        }
+        auth_failed = {name: str(s.error) for name, s in snapshots.items() if s.auth_failed}
         if auth_failed:
             raise NodesUnreachableError(auth_failed, timeout_s)
         if not pending:
@@ -151,7 +141,7 @@ def unsafe_reasons(
     reasons: dict[str, list[str]] = defaultdict(list)
     by_name = {t.name: t for t in plan}
     by_address = {t.cluster_address: t for t in plan}
-    ids = {s.target.name: s.my_id for s in snapshots if s.my_id}
+    ids = {s.name: s.my_id for s in snapshots if s.my_id}
     name_of: dict[str, str] = {}
     for name, node_id in ids.items():
         if node_id in name_of:
@@ -162,7 +152,7 @@ def unsafe_reasons(
         name_of[node_id] = name
 
     for snapshot in snapshots:
-        me = snapshot.target.name
+        me = snapshot.node.name
         if not snapshot.cluster_enabled:
             reasons[me].append("cluster support is disabled (cluster-enabled no)")
             continue
@@ -196,7 +186,7 @@ def unsafe_reasons(
                 )
         myself = snapshot.myself
         if myself is not None and myself.is_replica:
-            shard = shard_of(plan, snapshot.target)
+            shard = shard_of(plan, snapshot.node)
             if myself.master_id not in _shard_ids(plan, ids, shard):
                 followed = name_of.get(myself.master_id or "", myself.master_id)
                 reasons[me].append(f"replicates {followed}, outside its planned shard {shard.name}")
@@ -221,8 +211,8 @@ def plan_actions(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) 
     reasons = unsafe_reasons(plan, snapshots)
     if reasons:
         raise UnsafeClusterStateError(reasons)
-    by_name = {s.target.name: s for s in snapshots}
-    ids = {s.target.name: s.my_id for s in snapshots}
+    by_name = {s.name: s for s in snapshots}
+    ids = {s.name: s.my_id for s in snapshots}
     actions = FormationActions()
     actions.all_fresh = all(
         len(s.entries) == 1 and not (s.myself and s.myself.slots) and s.key_count == 0
@@ -254,7 +244,7 @@ def plan_actions(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) 
             )
 
     known = {
-        s.target.name: {e.node_id for e in s.entries if not e.in_handshake} for s in snapshots
+        s.name: {e.node_id for e in s.entries if not e.in_handshake} for s in snapshots
     }
     for i, first in enumerate(plan):
         for second in plan[i + 1 :]:
@@ -276,7 +266,7 @@ def plan_actions(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) 
             continue  # already follows its shard (checked above), or took over after failover
         actions.replicate.append((target.name, _shard_master(plan, by_name, target)))
 
-    holders = {s.target.name: s.key_count for s in snapshots if s.key_count}
+    holders = {s.name: s.key_count for s in snapshots if s.key_count}
     if holders and not actions.nothing_to_do:
         raise UnsafeClusterStateError(
             {
@@ -309,22 +299,22 @@ def _observe_all(
 
 def _join_lag(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> dict[str, str]:
     """Planned node -> why it has not joined yet (empty when every node knows every other)."""
-    ids = {s.target.name: s.my_id for s in snapshots}
+    ids = {s.name: s.my_id for s in snapshots}
     lag: dict[str, list[str]] = defaultdict(list)
     for snapshot in snapshots:
         if not snapshot.reachable:
-            lag[snapshot.target.name].append(f"unreachable ({snapshot.error})")
+            lag[snapshot.node.name].append(f"unreachable ({snapshot.error})")
             continue
         seen = {e.node_id: e for e in snapshot.entries if not e.in_handshake}
         for target in plan:
-            if target.name == snapshot.target.name:
+            if target.name == snapshot.node.name:
                 continue
             entry = seen.get(ids[target.name])
             if entry is None:
-                lag[target.name].append(f"unknown to {snapshot.target.name}")
+                lag[target.name].append(f"unknown to {snapshot.node.name}")
             elif entry.address != target.cluster_address:
                 lag[target.name].append(
-                    f"{snapshot.target.name} sees it at {entry.address}, planned "
+                    f"{snapshot.node.name} sees it at {entry.address}, planned "
                     f"{target.cluster_address}"
                 )
     return {name: "; ".join(why) for name, why in lag.items()}
@@ -451,7 +441,7 @@ def form_cluster(
         }
         snapshots = wait_until_reachable(nodes, password, deadline, timeout_s, conns)
         actions = plan_actions(nodes, snapshots)
-        ids = {s.target.name: s.my_id for s in snapshots}
+        ids = {s.name: s.my_id for s in snapshots}
         for command in actions.add_slots + actions.set_epochs + actions.meets:
             _run(conns, command, password)
             commands.append(command.describe())

@@ -33,11 +33,9 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -46,10 +44,15 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from clusterops.cluster_view import ClusterNodeEntry, parse_cluster_nodes
-from clusterops.connection import no_retry_client
 from clusterops.errors import redact
-from clusterops.model import HASH_SLOTS, NodeTarget
+from clusterops.model import HASH_SLOTS, format_ranges
+from clusterops.observe import (
+    ClusterNodeEntry,
+    NodeSnapshot,
+    describe_error,
+    observe_nodes,
+    parse_kv_list,
+)
 from clusterops.targets import Targets, add_target_arguments, load_targets
 
 CLUSTER = "cluster"  # the "node" column of results about the cluster as a whole
@@ -131,28 +134,6 @@ class Expectations:
 # --------------------------------------------------------------------------- parsing (pure)
 
 
-def parse_info(text: str) -> dict[str, str]:
-    """``key:value`` lines of INFO / CLUSTER INFO; section headers and blanks are skipped."""
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or ":" not in line:
-            continue
-        key, _, value = line.partition(":")
-        fields[key] = value
-    return fields
-
-
-def parse_kv_list(text: str) -> dict[str, str]:
-    """``ip=1.2.3.4,port=6379,state=online`` (INFO's slaveN values)."""
-    pairs = (item.partition("=") for item in text.split(",") if item)
-    return {key: value for key, _, value in pairs}
-
-
-def format_ranges(ranges: Iterable[tuple[int, int]]) -> str:
-    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in ranges)
-
-
 def format_bytes(value: float) -> str:
     if abs(value) < 1024:
         return f"{value:.0f} B"
@@ -168,95 +149,6 @@ def _int(fields: Mapping[str, str], key: str, default: int = 0) -> int:
         return int(fields.get(key, default))
     except (TypeError, ValueError):
         return default
-
-
-# --------------------------------------------------------------------------- snapshots
-
-
-@dataclass(frozen=True)
-class NodeSnapshot:
-    """What one node said (or why it could not be asked)."""
-
-    name: str
-    address: str
-    error: str | None = None
-    cluster_info: Mapping[str, str] = field(default_factory=dict)
-    cluster_nodes: tuple[ClusterNodeEntry, ...] = ()
-    replication: Mapping[str, str] = field(default_factory=dict)
-    memory: Mapping[str, str] = field(default_factory=dict)
-    ping_ms: float | None = None
-
-    @property
-    def reachable(self) -> bool:
-        return self.error is None
-
-    @property
-    def myself(self) -> ClusterNodeEntry | None:
-        return next((e for e in self.cluster_nodes if e.is_myself), None)
-
-
-def describe_error(exc: BaseException, password: str | None, timeout_s: float) -> str:
-    """A message for an operator; the password never appears in it."""
-    if isinstance(exc, redis.AuthenticationError):
-        if not password:
-            text = ("authentication required (NOAUTH) but no password was given: use "
-                    "--password-file, the stack outputs or $REDIS_PASSWORD")
-        else:
-            text = f"authentication failed: the password was refused (WRONGPASS: {exc})"
-    elif isinstance(exc, redis.TimeoutError):
-        text = f"no answer within {timeout_s:g}s (timeout): node down, frozen or unreachable"
-    elif isinstance(exc, redis.ConnectionError):
-        text = f"unreachable: {exc}"
-    elif isinstance(exc, redis.ResponseError) and str(exc).startswith("NOAUTH"):
-        text = "authentication required (NOAUTH)"
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    return redact(text, password)
-
-
-def _text(reply: Any) -> str:
-    return reply.decode() if isinstance(reply, bytes) else str(reply)
-
-
-def node_client(node: NodeTarget, password: str | None, timeout_s: float) -> redis.Redis:
-    # RESP2: a missing password yields a plain NOAUTH instead of a HELLO error.
-    client = no_retry_client(node.host, node.port, password, timeout_s, timeout_s, protocol=2)
-    # Raw INFO text: parsed here, the same way for every reply (see parse_info).
-    client.set_response_callback("INFO", lambda reply, **_: _text(reply))
-    return client
-
-
-def collect_snapshot(node: NodeTarget, password: str | None, timeout_s: float) -> NodeSnapshot:
-    client = node_client(node, password, timeout_s)
-    try:
-        started = time.perf_counter()
-        client.ping()
-        ping_ms = (time.perf_counter() - started) * 1000
-        cluster_info = parse_info(_text(client.execute_command("CLUSTER", "INFO")))
-        cluster_nodes = parse_cluster_nodes(_text(client.execute_command("CLUSTER", "NODES")))
-        replication = parse_info(client.execute_command("INFO", "replication"))
-        memory = parse_info(client.execute_command("INFO", "memory"))
-    except redis.RedisError as exc:
-        return NodeSnapshot(node.name, node.address, error=describe_error(exc, password, timeout_s))
-    finally:
-        client.close()
-    return NodeSnapshot(
-        name=node.name,
-        address=node.address,
-        cluster_info=cluster_info,
-        cluster_nodes=tuple(cluster_nodes),
-        replication=replication,
-        memory=memory,
-        ping_ms=ping_ms,
-    )
-
-
-def collect_snapshots(targets: Targets, timeout_s: float) -> list[NodeSnapshot]:
-    """Ask every node at once, so a dead node costs one timeout, not one per node."""
-    with ThreadPoolExecutor(max_workers=min(16, max(1, len(targets.nodes)))) as pool:
-        return list(
-            pool.map(lambda n: collect_snapshot(n, targets.password, timeout_s), targets.nodes)
-        )
 
 
 # --------------------------------------------------------------------------- naming
@@ -326,7 +218,7 @@ class ClusterView:
 
 def build_view(snapshots: Sequence[NodeSnapshot]) -> ClusterView:
     signatures = {
-        s.name: _owner_ranges(slot_owners(s.cluster_nodes)) for s in snapshots if s.reachable
+        s.name: _owner_ranges(slot_owners(s.entries)) for s in snapshots if s.reachable
     }
     if not signatures:
         return ClusterView((), None, {})
@@ -334,7 +226,7 @@ def build_view(snapshots: Sequence[NodeSnapshot]) -> ClusterView:
     # Most common map wins; ties go to the first node in target order (Counter keeps order).
     majority = counts.most_common(1)[0][0]
     ref_snap = next(s for s in snapshots if s.reachable and signatures[s.name] == majority)
-    return ClusterView(ref_snap.cluster_nodes, ref_snap.name, signatures)
+    return ClusterView(ref_snap.entries, ref_snap.name, signatures)
 
 
 class _Verdict:
@@ -378,7 +270,10 @@ class Report(_Verdict):
 
 def check_reachable(report: Report, snapshots: Sequence[NodeSnapshot]) -> None:
     for snap in snapshots:
-        if snap.reachable:
+        if snap.reachable and not snap.cluster_enabled:
+            report.add("reachable", snap.name, Status.FAIL,
+                       f"{snap.address} answers but has cluster support disabled")
+        elif snap.reachable:
             role = snap.replication.get("role", "?")
             report.add("reachable", snap.name, Status.OK,
                        f"PONG from {snap.address} in {snap.ping_ms or 0:.1f} ms, role {role}")
@@ -447,7 +342,7 @@ def check_node_flags(report: Report, snapshots: Sequence[NodeSnapshot],
     failed_by: dict[str, list[str]] = {}
     suspected_by: dict[str, list[str]] = {}
     for snap in _reachable(snapshots):
-        for entry in snap.cluster_nodes:
+        for entry in snap.entries:
             if entry.failed:
                 failed_by.setdefault(names.label(entry), []).append(snap.name)
             elif entry.possibly_failed:
@@ -473,7 +368,7 @@ def check_open_slots(report: Report, snapshots: Sequence[NodeSnapshot],
             report.add("open_slots", snap.name, Status.OK, "no importing/migrating slots")
             continue
         described = [
-            f"slot {slot} {verb} {names.label_id(peer, snap.cluster_nodes)}"
+            f"slot {slot} {verb} {names.label_id(peer, snap.entries)}"
             for slot, verb, peer in opened
         ]
         report.add("open_slots", snap.name, Status.FAIL,
@@ -496,7 +391,7 @@ def check_slot_map(report: Report, snapshots: Sequence[NodeSnapshot], view: Clus
         owners = _expand(mine)
         differing = [s for s in range(HASH_SLOTS) if owners[s] != ref_owners[s]]
         first = differing[0]
-        here = names.label_id(owners[first], snap.cluster_nodes) if owners[first] else "nobody"
+        here = names.label_id(owners[first], snap.entries) if owners[first] else "nobody"
         there = names.label_id(ref_owners[first], view.reference) if ref_owners[first] \
             else "nobody"
         report.add("slot_map", snap.name, Status.FAIL,
@@ -776,7 +671,7 @@ def run_health(targets: Targets, timeout_s: float = DEFAULT_TIMEOUT_S,
                thresholds: Thresholds | None = None, write_read: bool = True) -> HealthRun:
     started = time.monotonic()
     expect = Expectations.from_targets(targets, thresholds)
-    snapshots = collect_snapshots(targets, timeout_s)
+    snapshots = observe_nodes(targets.nodes, targets.password, timeout_s)
     cluster_addresses = {n.cluster_address: n.name for n in targets.nodes}
     report, view, names = evaluate(snapshots, expect, cluster_addresses, targets.node_ids)
     if write_read and any(s.reachable for s in snapshots):

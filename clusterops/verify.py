@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from clusterops.cluster_view import NodeSnapshot, observe_nodes
 from clusterops.model import (
     HASH_SLOTS,
     NodeTarget,
@@ -23,6 +22,7 @@ from clusterops.model import (
     merge_ranges,
     shard_of,
 )
+from clusterops.observe import NodeSnapshot, observe_nodes
 
 SlotMap = tuple[tuple[str, tuple[tuple[int, int], ...]], ...]  # ((owner id, ranges), ...)
 
@@ -54,7 +54,7 @@ def _slot_map(snapshot: NodeSnapshot) -> SlotMap:
 
 def _resolve_ids(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> dict[str, str]:
     """Planned name -> node id: from the node itself, else from how the others know it."""
-    ids = {s.target.name: s.my_id for s in snapshots if s.reachable and s.my_id}
+    ids = {s.name: s.my_id for s in snapshots if s.reachable and s.my_id}
     for target in plan:
         if target.name in ids:
             continue
@@ -72,9 +72,9 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
     live = [s for s in snapshots if s.reachable and s.cluster_enabled]
     for snapshot in snapshots:
         if not snapshot.reachable:
-            problems.append(f"{snapshot.target.name} is unreachable: {snapshot.error}")
+            problems.append(f"{snapshot.node.name} is unreachable: {snapshot.error}")
         elif not snapshot.cluster_enabled:
-            problems.append(f"{snapshot.target.name} has cluster support disabled")
+            problems.append(f"{snapshot.node.name} has cluster support disabled")
 
     ids = _resolve_ids(plan, snapshots)
     result.node_ids = ids
@@ -82,7 +82,7 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
     by_name = {target.name: target for target in plan}
 
     for snapshot in live:
-        me = snapshot.target.name
+        me = snapshot.node.name
         if snapshot.state != "ok":
             problems.append(f"{me}: cluster_state is {snapshot.state}")
         known = {e.node_id for e in snapshot.entries if not e.in_handshake}
@@ -125,7 +125,7 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
         return result
 
     # One slot map everywhere; judge coverage and shards on the map most nodes agree on.
-    maps = {s.target.name: _slot_map(s) for s in live}
+    maps = {s.name: _slot_map(s) for s in live}
     consensus, _votes = Counter(maps.values()).most_common(1)[0]
     dissent = [name for name, slot_map in maps.items() if slot_map != consensus]
     if dissent:
@@ -143,7 +143,7 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
         )
 
     # Replicas per slot-owning master, from the consensus holders' own views.
-    reference = next(s for s in live if maps[s.target.name] == consensus)
+    reference = next(s for s in live if maps[s.name] == consensus)
     replicas_of_id = Counter(
         e.master_id for e in reference.entries if e.is_replica and "fail" not in e.flags
     )

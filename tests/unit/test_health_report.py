@@ -24,20 +24,17 @@ from clusterops.health import (
     CLUSTER,
     Expectations,
     HealthRun,
-    NodeSnapshot,
     Status,
     Thresholds,
     check_write_read,
-    describe_error,
     evaluate,
     failing_nodes,
-    parse_cluster_nodes,
-    parse_info,
     probe_key,
     render_json,
     render_table,
 )
 from clusterops.model import NodeTarget
+from clusterops.observe import NodeSnapshot, describe_error, parse_cluster_nodes, parse_info
 from clusterops.targets import Targets
 from tests.conftest import PROJECT_ROOT
 
@@ -118,14 +115,19 @@ def snapshot(me: FakeNode, nodes: dict[str, FakeNode],
     memory = (f"# Memory\r\nused_memory:{me.used_memory}\r\nmaxmemory:{me.maxmemory}\r\n"
               "maxmemory_policy:noeviction\r\n")
     return NodeSnapshot(
-        name=me.name,
-        address=f"{me.ip}:{me.port}",
+        node=target(me.name, f"{me.ip}:{me.port}"),
+        cluster_enabled=True,
         cluster_info=parse_info(cluster_info),
-        cluster_nodes=tuple(parse_cluster_nodes(text)),
+        entries=parse_cluster_nodes(text),
         replication=parse_info(replication),
         memory=parse_info(memory),
         ping_ms=0.3,
     )
+
+
+def target(name: str, address: str) -> NodeTarget:
+    host, _, port = address.rpartition(":")
+    return NodeTarget(name, host, int(port), host, int(port))
 
 
 def expectations(nodes: dict[str, FakeNode], **kwargs: object) -> Expectations:
@@ -169,7 +171,6 @@ def test_parse_cluster_nodes_reads_redis_7_lines() -> None:
                                             "127.0.0.1", 30001)
     assert me.is_myself and me.is_master and me.master_id is None
     assert me.slots == ((0, 5460), (5463, 5463))
-    assert me.slot_count == 5462
     assert me.open_slots == (
         (5461, "migrating to", "292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f"),
         (5462, "importing from", "67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1"),
@@ -234,7 +235,8 @@ def test_unreachable_node_is_named_and_others_still_checked() -> None:
     nodes["r1"].link = "down"  # its master no longer lists it
     flags = {"r1": {"fail"}}
     snaps = [snapshot(n, nodes, flags) for n in nodes.values() if n.name != "r1"]
-    snaps.insert(3, NodeSnapshot("r1", "10.0.0.4:6379", error="unreachable: connection refused"))
+    snaps.insert(3, NodeSnapshot(target("r1", "10.0.0.4:6379"),
+                                 error="unreachable: connection refused"))
     report = run_checks(nodes, snaps)
 
     assert statuses(report, "reachable")["r1"] is Status.FAIL
@@ -252,7 +254,7 @@ def test_dead_master_flagged_fail_breaks_coverage_and_state() -> None:
         node.state = "fail"
     flags = {"m2": {"fail"}}
     snaps = [snapshot(n, nodes, flags) for n in nodes.values() if n.name != "m2"]
-    snaps.insert(1, NodeSnapshot("m2", "10.0.0.2:6379", error="unreachable"))
+    snaps.insert(1, NodeSnapshot(target("m2", "10.0.0.2:6379"), error="unreachable"))
     report = run_checks(nodes, snaps)
 
     flagged = next(r for r in report.results if r.check == "node_flags")
@@ -391,7 +393,7 @@ def test_table_and_json_for_a_healthy_cluster() -> None:
 def test_table_and_json_name_the_failing_node_and_check() -> None:
     nodes = healthy_nodes()
     snaps = [snapshot(n, nodes, {"m3": {"fail"}}) for n in nodes.values() if n.name != "m3"]
-    snaps.insert(2, NodeSnapshot("m3", "10.0.0.3:6379", error="unreachable: refused"))
+    snaps.insert(2, NodeSnapshot(target("m3", "10.0.0.3:6379"), error="unreachable: refused"))
     run = health_run(nodes, snaps)
 
     assert run.exit_code == 1
@@ -505,3 +507,12 @@ def test_write_read_reports_a_cluster_client_that_cannot_start() -> None:
     (result,) = [r for r in report.results if r.check == "write_read"]
     assert result.status is Status.FAIL and result.node == CLUSTER
     assert "could not agree" in result.message
+
+
+def test_a_node_with_cluster_support_disabled_fails_reachable() -> None:
+    nodes = healthy_nodes()
+    snaps = [snapshot(n, nodes) for n in nodes.values()]
+    snaps[0] = replace(snaps[0], cluster_enabled=False, cluster_info={}, entries=[])
+    report = run_checks(nodes, snaps)
+    (result,) = [r for r in report.results if r.check == "reachable" and r.node == "m1"]
+    assert result.status is Status.FAIL and "cluster support disabled" in result.message
