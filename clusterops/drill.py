@@ -23,6 +23,7 @@ call :func:`run_master_failure_drill` directly with their own control.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import secrets
 import sys
@@ -37,6 +38,7 @@ from redis.connection import Connection
 from redis.crc import key_slot
 from redis.retry import Retry
 
+from clusterops import checks
 from clusterops.connection import no_retry_client
 from clusterops.errors import (
     AuthError,
@@ -47,7 +49,8 @@ from clusterops.errors import (
     redact,
 )
 from clusterops.node_control import CommandNodeControl, DockerNodeControl, NodeControl
-from clusterops.observe import ClusterNodeEntry, parse_cluster_nodes
+from clusterops.observe import ClusterNodeEntry, NodeSnapshot, observe_nodes, parse_cluster_nodes
+from clusterops.poll import Deadline, poll
 from clusterops.targets import Targets, add_target_arguments, load_targets
 
 MODES = ("kill", "stop", "partition")
@@ -58,6 +61,9 @@ DEFAULT_RECOVERY_TIMEOUT_S = 60.0
 DEFAULT_REJOIN_TIMEOUT_S = 60.0
 DEFAULT_READY_TIMEOUT_S = 60.0
 ADMIN_TIMEOUT_S = 0.5
+READY_POLL_S = 0.1
+REJOIN_POLL_S = 0.05
+WRITER_POLL_S = 0.02
 WRITER_TIMEOUT_S = 1.0
 WRITER_INTERVAL_S = 0.005
 MIN_ACKED_BEFORE_FAULT = 100
@@ -127,6 +133,10 @@ class Connections:
     def cluster_nodes(self, name: str) -> list[ClusterNodeEntry]:
         return parse_cluster_nodes(str(self.call(name, "CLUSTER", "NODES")))
 
+    def observe(self, names: Sequence[str]) -> list[NodeSnapshot]:
+        """Fresh snapshots of ``names`` (own connections: observing never disturbs ours)."""
+        return observe_nodes([self._nodes[n] for n in names], self._password, self._timeout_s)
+
     def close(self) -> None:
         for name in list(self._clients):
             self.drop(name)
@@ -161,55 +171,25 @@ def identify_nodes(conns: Connections, names: Iterable[str]) -> dict[str, str]:
 
 
 def readiness_problems(conns: Connections, names: Sequence[str]) -> list[str]:
-    """What stops the cluster from being drill-ready (empty when ready).
-
-    Ready: every node answers with cluster_state:ok, nobody sees a failing node, and every
-    master serving slots has a replica whose link is up (so a failover is possible).
-    """
-    problems = []
-    masters: dict[str, str] = {}  # node id -> name, masters with slots
-    replicas_up: set[str] = set()  # master ids with a replica whose link is up
-    for name in names:
-        try:
-            state = conns.client(name).cluster("info").get("cluster_state")
-            views = conns.cluster_nodes(name)
-            me = next(view for view in views if view.is_myself)
-            if me.is_replica:
-                link = conns.client(name).info("replication").get("master_link_status")
-                if link == "up" and me.master_id:
-                    replicas_up.add(me.master_id)
-        except redis.AuthenticationError as exc:
-            raise AuthError(f"{name} refused the password: {exc}") from None
-        except (redis.RedisError, StopIteration) as exc:
-            conns.drop(name)
-            problems.append(f"{name}: not answering ({type(exc).__name__}: {exc})")
-            continue
-        if state != "ok":
-            problems.append(f"{name}: cluster_state:{state}")
-        failing = sorted(view.address for view in views if view.is_failing)
-        if failing:
-            problems.append(f"{name}: sees failing nodes {', '.join(failing)}")
-        if me.is_master and me.slots:
-            masters[me.node_id] = name
-    for node_id, name in masters.items():
-        if node_id not in replicas_up:
-            problems.append(f"{name}: master without a replica whose link is up")
-    return problems
+    """What stops the cluster from being drill-ready (empty when ready); see
+    :func:`clusterops.checks.drill_readiness`. A refused password raises AuthError at once."""
+    snapshots = conns.observe(names)
+    refused = [s for s in snapshots if s.auth_failed]
+    if refused:
+        raise AuthError(f"{refused[0].name} refused the password: {refused[0].error}")
+    return checks.drill_readiness(snapshots)
 
 
 def wait_until_ready(
     conns: Connections, names: Sequence[str], timeout_s: float = DEFAULT_READY_TIMEOUT_S
 ) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def ready() -> tuple[bool, list[str]]:
         problems = readiness_problems(conns, names)
-        if not problems:
-            return
-        if time.monotonic() >= deadline:
-            raise DrillError(
-                f"cluster not ready within {timeout_s:g}s: " + "; ".join(problems)
-            )
-        time.sleep(0.1)
+        return not problems, problems
+
+    done, problems = poll(ready, Deadline.after(timeout_s), READY_POLL_S)
+    if not done:
+        raise DrillError(f"cluster not ready within {timeout_s:g}s: " + "; ".join(problems))
 
 
 def _myself(conns: Connections, name: str) -> ClusterNodeEntry:
@@ -476,11 +456,10 @@ def _measure_recovery(
     """
     probe = _Probe()
     slot = key_slot(probe_key.encode())
-    deadline = started + timeout_s
-    attempt = 0
-    while time.monotonic() < deadline:
-        tick = time.monotonic()
-        attempt += 1
+    attempts = itertools.count(1)
+
+    def write_lands() -> tuple[bool, _Probe]:
+        attempt = next(attempts)
         for name in slot_owner_candidates(conns, ask, id_to_name, slot):
             if name == faulted:
                 continue
@@ -490,11 +469,13 @@ def _measure_recovery(
                 probe.last_error = f"{name}: {exc}"
                 if stop_on_noreplicas and str(exc).startswith("NOREPLICAS"):
                     probe.refused_for_replicas = name
-                    return probe
+                    return True, probe
                 continue
             probe.seconds, probe.node = time.monotonic() - started, name
-            return probe
-        time.sleep(max(0.0, poll_interval_s - (time.monotonic() - tick)))
+            return True, probe
+        return False, probe
+
+    poll(write_lands, Deadline(started + timeout_s), poll_interval_s)
     return probe
 
 
@@ -502,21 +483,17 @@ def _wait_rejoined(
     conns: Connections, node: str, new_master_id: str, timeout_s: float
 ) -> tuple[bool, str]:
     """Poll until ``node`` calls itself a replica of ``new_master_id`` with its link up."""
-    deadline = time.monotonic() + timeout_s
-    seen = "not polled"
-    while True:
-        try:
-            me = next(v for v in conns.cluster_nodes(node) if v.is_myself)
-            link = conns.client(node).info("replication").get("master_link_status")
-            seen = f"flags={','.join(sorted(me.flags))} master={me.master_id} link={link}"
-            if me.is_replica and me.master_id == new_master_id and link == "up":
-                return True, seen
-        except (redis.RedisError, StopIteration) as exc:
-            conns.drop(node)
-            seen = f"{type(exc).__name__}: {exc}"
-        if time.monotonic() >= deadline:
-            return False, seen
-        time.sleep(0.05)
+
+    def rejoined() -> tuple[bool, str]:
+        (snapshot,) = conns.observe([node])
+        me = snapshot.myself
+        if me is None:
+            return False, snapshot.error or "no CLUSTER NODES line for itself"
+        link = checks.replica_link(snapshot)
+        seen = f"flags={','.join(sorted(me.flags))} master={me.master_id} link={link}"
+        return me.is_replica and me.master_id == new_master_id and link == "up", seen
+
+    return poll(rejoined, Deadline.after(timeout_s), REJOIN_POLL_S)
 
 
 def _read_back(
@@ -630,17 +607,18 @@ def run_master_failure_drill(
 
 
 def _wait_for_acked_writes(writer: AckedWriter, count: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while writer.count(ACKED) < count:
+    def enough() -> tuple[bool, dict[str, int]]:
         if writer.error is not None or not writer.is_alive():
             raise DrillError(f"the writer stopped before the fault: {writer.error!r}")
-        if time.monotonic() >= deadline:
-            outcomes = {o: writer.count(o) for o in (ACKED, UNACKED, REJECTED, UNSENT)}
-            raise DrillError(
-                f"no {count} replica-acknowledged writes within {timeout_s:.0f}s before the "
-                f"fault (saw {outcomes}); is a replica connected?"
-            )
-        time.sleep(0.02)
+        outcomes = {o: writer.count(o) for o in (ACKED, UNACKED, REJECTED, UNSENT)}
+        return outcomes[ACKED] >= count, outcomes
+
+    done, outcomes = poll(enough, Deadline.after(timeout_s), WRITER_POLL_S)
+    if not done:
+        raise DrillError(
+            f"no {count} replica-acknowledged writes within {timeout_s:.0f}s before the "
+            f"fault (saw {outcomes}); is a replica connected?"
+        )
 
 
 def _fault_and_restore(

@@ -44,6 +44,8 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
+from clusterops import checks
+from clusterops.checks import ClusterView, expand_runs, majority_view
 from clusterops.errors import redact
 from clusterops.model import HASH_SLOTS, format_ranges
 from clusterops.observe import (
@@ -180,55 +182,6 @@ class NameBook:
 # --------------------------------------------------------------------------- checks (pure)
 
 
-def slot_owners(view: Sequence[ClusterNodeEntry]) -> list[str | None]:
-    owners: list[str | None] = [None] * HASH_SLOTS
-    for entry in view:
-        if entry.is_master:
-            for start, end in entry.slots:
-                for slot in range(max(0, start), min(HASH_SLOTS - 1, end) + 1):
-                    owners[slot] = entry.node_id
-    return owners
-
-
-def _owner_ranges(owners: Sequence[str | None]) -> tuple[tuple[int, int, str | None], ...]:
-    ranges: list[tuple[int, int, str | None]] = []
-    for slot, owner in enumerate(owners):
-        if ranges and ranges[-1][2] == owner and ranges[-1][1] == slot - 1:
-            ranges[-1] = (ranges[-1][0], slot, owner)
-        else:
-            ranges.append((slot, slot, owner))
-    return tuple(ranges)
-
-
-@dataclass(frozen=True)
-class ClusterView:
-    """The slot map most nodes agree on, and each node's own map."""
-
-    reference: tuple[ClusterNodeEntry, ...]  # CLUSTER NODES of a node holding the majority map
-    reference_node: str | None
-    signatures: Mapping[str, tuple[tuple[int, int, str | None], ...]]  # node name -> map
-
-    @property
-    def masters(self) -> list[ClusterNodeEntry]:
-        return [e for e in self.reference if e.is_master and e.slots]
-
-    def replicas_of(self, master: ClusterNodeEntry) -> list[ClusterNodeEntry]:
-        return [e for e in self.reference if e.master_id == master.node_id]
-
-
-def build_view(snapshots: Sequence[NodeSnapshot]) -> ClusterView:
-    signatures = {
-        s.name: _owner_ranges(slot_owners(s.entries)) for s in snapshots if s.reachable
-    }
-    if not signatures:
-        return ClusterView((), None, {})
-    counts = Counter(signatures.values())
-    # Most common map wins; ties go to the first node in target order (Counter keeps order).
-    majority = counts.most_common(1)[0][0]
-    ref_snap = next(s for s in snapshots if s.reachable and signatures[s.name] == majority)
-    return ClusterView(ref_snap.entries, ref_snap.name, signatures)
-
-
 class _Verdict:
     """Failures fail the run; warnings are reported but allowed."""
 
@@ -339,23 +292,17 @@ def check_node_count(report: Report, snapshots: Sequence[NodeSnapshot], view: Cl
 def check_node_flags(report: Report, snapshots: Sequence[NodeSnapshot],
                      names: NameBook) -> None:
     """A node is only as healthy as its peers think: collect fail / fail? flags from all views."""
-    failed_by: dict[str, list[str]] = {}
-    suspected_by: dict[str, list[str]] = {}
-    for snap in _reachable(snapshots):
-        for entry in snap.entries:
-            if entry.failed:
-                failed_by.setdefault(names.label(entry), []).append(snap.name)
-            elif entry.possibly_failed:
-                suspected_by.setdefault(names.label(entry), []).append(snap.name)
+    failed = checks.flagged(snapshots)
+    suspected = checks.flagged(snapshots, possibly=True)
     viewers = len(_reachable(snapshots))
-    for node, by in failed_by.items():
-        report.add("node_flags", node, Status.FAIL,
+    for entry, by in failed.values():
+        report.add("node_flags", names.label(entry), Status.FAIL,
                    f"flagged fail by {len(by)} of {viewers} reachable nodes ({', '.join(by)})")
-    for node, by in suspected_by.items():
-        if node not in failed_by:
-            report.add("node_flags", node, Status.WARN,
+    for node_id, (entry, by) in suspected.items():
+        if node_id not in failed:
+            report.add("node_flags", names.label(entry), Status.WARN,
                        f"flagged fail? (no pong) by {len(by)} of {viewers}: {', '.join(by)}")
-    if viewers and not failed_by and not suspected_by:
+    if viewers and not failed and not suspected:
         report.add("node_flags", CLUSTER, Status.OK, "no node is flagged fail or fail?")
 
 
@@ -378,32 +325,22 @@ def check_open_slots(report: Report, snapshots: Sequence[NodeSnapshot],
 
 def check_slot_map(report: Report, snapshots: Sequence[NodeSnapshot], view: ClusterView,
                    names: NameBook) -> None:
-    if not view.signatures:
-        return
-    reference = view.signatures[view.reference_node or ""]
-    ref_owners = _expand(reference)
-    for snap in _reachable(snapshots):
-        mine = view.signatures[snap.name]
-        if mine == reference:
-            report.add("slot_map", snap.name, Status.OK,
+    entries = {s.name: s.entries for s in snapshots}
+    ref_owners = expand_runs(view.majority)
+    for name, mine in view.maps.items():
+        if mine == view.majority:
+            report.add("slot_map", name, Status.OK,
                        f"agrees with the majority map ({len(view.masters)} masters)")
             continue
-        owners = _expand(mine)
+        owners = expand_runs(mine)
         differing = [s for s in range(HASH_SLOTS) if owners[s] != ref_owners[s]]
         first = differing[0]
-        here = names.label_id(owners[first], snap.entries) if owners[first] else "nobody"
+        here = names.label_id(owners[first], entries[name]) if owners[first] else "nobody"
         there = names.label_id(ref_owners[first], view.reference) if ref_owners[first] \
             else "nobody"
-        report.add("slot_map", snap.name, Status.FAIL,
+        report.add("slot_map", name, Status.FAIL,
                    f"disagrees on {len(differing)} slots: slot {first} owned by {here} here, "
                    f"by {there} in the majority map (from {view.reference_node})")
-
-
-def _expand(ranges: Sequence[tuple[int, int, str | None]]) -> list[str | None]:
-    owners: list[str | None] = [None] * HASH_SLOTS
-    for start, end, owner in ranges:
-        owners[start:end + 1] = [owner] * (end - start + 1)
-    return owners
 
 
 def check_replication(report: Report, snapshots: Sequence[NodeSnapshot], view: ClusterView,
@@ -566,7 +503,7 @@ def evaluate(snapshots: Sequence[NodeSnapshot], expect: Expectations,
     """All checks that need no further I/O, over the gathered snapshots."""
     report = Report()
     names = NameBook(snapshots, cluster_addresses, planned_ids)
-    view = build_view(snapshots)
+    view = majority_view(snapshots)
     check_reachable(report, snapshots)
     check_cluster_state(report, snapshots)
     check_slot_coverage(report, snapshots)

@@ -14,17 +14,16 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from clusterops import checks
 from clusterops.model import (
-    HASH_SLOTS,
     NodeTarget,
     expand_ranges,
+    format_ranges,
     masters_of,
     merge_ranges,
     shard_of,
 )
 from clusterops.observe import NodeSnapshot, observe_nodes
-
-SlotMap = tuple[tuple[str, tuple[tuple[int, int], ...]], ...]  # ((owner id, ranges), ...)
 
 
 @dataclass
@@ -41,15 +40,6 @@ class ClusterAssessment:
     @property
     def healthy(self) -> bool:
         return not self.problems
-
-
-def _slot_map(snapshot: NodeSnapshot) -> SlotMap:
-    owners = [
-        (entry.node_id, tuple(sorted(entry.slots)))
-        for entry in snapshot.entries
-        if entry.slots and not entry.in_handshake
-    ]
-    return tuple(sorted(owners))
 
 
 def _resolve_ids(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> dict[str, str]:
@@ -107,17 +97,13 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
                 problems.append(f"{me} does not know {name}")
         myself = snapshot.myself
         if myself is not None:
-            for slot, target in myself.migrating:
-                problems.append(f"{me}: slot {slot} is open (migrating to {target})")
-            for slot, source in myself.importing:
-                problems.append(f"{me}: slot {slot} is open (importing from {source})")
+            for slot, verb, peer in myself.open_slots:
+                problems.append(f"{me}: slot {slot} is open ({verb} {peer})")
             result.live_roles[me] = "replica" if myself.is_replica else "master"
             if myself.is_replica and myself.master_id:
                 master_name = name_of.get(myself.master_id, myself.master_id)
                 result.live_master_of[me] = master_name
-                # Attached is not enough: until the first sync finishes the replica holds
-                # no copy, and the shard has no failover target.
-                link = snapshot.replication.get("master_link_status", "unknown")
+                link = checks.replica_link(snapshot)
                 if link != "up":
                     problems.append(f"{me}: replication link to {master_name} is {link}")
 
@@ -125,38 +111,26 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
         return result
 
     # One slot map everywhere; judge coverage and shards on the map most nodes agree on.
-    maps = {s.name: _slot_map(s) for s in live}
-    consensus, _votes = Counter(maps.values()).most_common(1)[0]
-    dissent = [name for name, slot_map in maps.items() if slot_map != consensus]
-    if dissent:
-        problems.append(f"slot map differs from the majority's on: {', '.join(dissent)}")
-
-    owner_of: dict[int, str] = {}
-    for owner_id, ranges in consensus:
-        for slot in expand_ranges(ranges):
-            owner_of[slot] = owner_id
-    if len(owner_of) != HASH_SLOTS:
-        missing = merge_ranges(set(range(HASH_SLOTS)) - set(owner_of))
+    view = checks.majority_view(live)
+    if view.dissenters:
+        problems.append(f"slot map differs from the majority's on: {', '.join(view.dissenters)}")
+    missing = view.uncovered()
+    if missing:
         problems.append(
-            f"{HASH_SLOTS - len(owner_of)} slot(s) not covered: "
-            + ", ".join(f"{a}-{b}" for a, b in missing[:5])
+            f"{sum(b - a + 1 for a, b in missing)} slot(s) not covered: "
+            + format_ranges(missing, limit=5)
         )
-
-    # Replicas per slot-owning master, from the consensus holders' own views.
-    reference = next(s for s in live if maps[s.name] == consensus)
-    replicas_of_id = Counter(
-        e.master_id for e in reference.entries if e.is_replica and "fail" not in e.flags
-    )
-    for owner_id in {owner for owner, _ in consensus}:
-        if replicas_of_id[owner_id] < 1:
-            problems.append(f"master {name_of.get(owner_id, owner_id)} has no working replica")
+    for master in view.masters_without_replica():
+        problems.append(f"master {name_of.get(master.node_id, master.node_id)} has no working "
+                        "replica")
+    owner_of = dict(enumerate(checks.expand_runs(view.majority)))
 
     # Shards: the planned master's slots must be served by a member of its own shard.
     for master in masters_of(plan):
         members = {ids.get(t.name) for t in plan if shard_of(plan, t).name == master.name}
         members.discard(None)
         planned = expand_ranges(master.slots)
-        served_by = Counter(owner_of.get(slot) for slot in planned)
+        served_by = Counter(owner_of[slot] for slot in planned)
         strangers = [o for o in served_by if o not in members]
         if strangers:
             who = ", ".join(
@@ -168,7 +142,7 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
             extra = merge_ranges(shard_serves - planned)
             problems.append(
                 f"{master.name}'s shard also serves unplanned slots "
-                + ", ".join(f"{a}-{b}" for a, b in extra[:5])
+                + format_ranges(extra, limit=5)
             )
         result.shard_slots[master.name] = merge_ranges(shard_serves)
 
