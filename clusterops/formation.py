@@ -46,11 +46,13 @@ from clusterops.model import (
     shard_of,
 )
 from clusterops.observe import NodeSnapshot, observe_node
+from clusterops.poll import Deadline, poll
 from clusterops.verify import ClusterAssessment, assess
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.02
+REACHABLE_POLL_S = 0.1  # a node still starting needs a moment; no need to hammer it
 MAX_SOCKET_TIMEOUT_S = 2.0
 
 
@@ -83,18 +85,14 @@ class FormationActions:
         return len(self.add_slots) + len(self.set_epochs) + len(self.meets) + len(self.replicate)
 
 
-def _remaining(deadline: float) -> float:
-    return deadline - time.monotonic()
-
-
-def _socket_timeout(deadline: float) -> float:
-    return max(0.05, min(MAX_SOCKET_TIMEOUT_S, _remaining(deadline)))
+def _socket_timeout(deadline: Deadline) -> float:
+    return max(0.05, min(MAX_SOCKET_TIMEOUT_S, deadline.remaining))
 
 
 def wait_until_reachable(
     nodes: Sequence[NodeTarget],
     password: str,
-    deadline: float,
+    deadline: Deadline,
     timeout_s: float,
     conns: dict[str, redis.Redis] | None = None,
 ) -> list[NodeSnapshot]:
@@ -106,28 +104,25 @@ def wait_until_reachable(
     conns = dict(conns or {})
     snapshots: dict[str, NodeSnapshot] = {}
     pending = list(nodes)
-    while True:
-        still: list[NodeTarget] = []
+
+    def all_answer() -> tuple[bool, list[NodeTarget]]:
+        nonlocal pending
         for target in pending:
             # Retries use a fresh client whose timeouts shrink with the time left, so a
             # black-holed address cannot carry us far past the deadline.
             conn = conns.pop(target.name, None)
-            snapshot = observe_node(target, password, _socket_timeout(deadline), conn)
-            snapshots[target.name] = snapshot
-            if not snapshot.reachable and not snapshot.auth_failed:
-                still.append(target)
-        pending = still
-        auth_failed = {name: str(s.error) for name, s in snapshots.items() if s.auth_failed}
-        if auth_failed:
-            raise NodesUnreachableError(auth_failed, timeout_s)
-        if not pending:
-            return [snapshots[target.name] for target in nodes]
-        if _remaining(deadline) <= 0:
-            failures = {
-                t.name: f"{t.address}: {snapshots[t.name].error}" for t in pending
-            }
-            raise NodesUnreachableError(failures, timeout_s)
-        time.sleep(min(POLL_INTERVAL_S * 5, max(0.0, _remaining(deadline))))
+            snapshots[target.name] = observe_node(target, password, _socket_timeout(deadline), conn)
+        refused = {name: str(s.error) for name, s in snapshots.items() if s.auth_failed}
+        if refused:
+            raise NodesUnreachableError(refused, timeout_s)
+        pending = [t for t in pending if not snapshots[t.name].reachable]
+        return not pending, pending
+
+    done, lagging = poll(all_answer, deadline, REACHABLE_POLL_S)
+    if not done:
+        failures = {t.name: f"{t.address}: {snapshots[t.name].error}" for t in lagging}
+        raise NodesUnreachableError(failures, timeout_s)
+    return [snapshots[target.name] for target in nodes]
 
 
 def _shard_ids(plan: Sequence[NodeTarget], ids: dict[str, str], master: NodeTarget) -> set[str]:
@@ -291,7 +286,7 @@ def _run(conns: dict[str, redis.Redis], command: AdminCommand, password: str) ->
 
 
 def _observe_all(
-    plan: Sequence[NodeTarget], conns: dict[str, redis.Redis], password: str, deadline: float
+    plan: Sequence[NodeTarget], conns: dict[str, redis.Redis], password: str, deadline: Deadline
 ) -> list[NodeSnapshot]:
     timeout = _socket_timeout(deadline)
     return [observe_node(t, password, timeout, conns[t.name]) for t in plan]
@@ -328,21 +323,20 @@ def _wait_for_join(
     plan: Sequence[NodeTarget],
     conns: dict[str, redis.Redis],
     password: str,
-    deadline: float,
+    deadline: Deadline,
     timeout_s: float,
 ) -> None:
-    while True:
+    def joined() -> tuple[bool, tuple[dict[str, str], list[NodeSnapshot]]]:
         snapshots = _observe_all(plan, conns, password, deadline)
         lag = _join_lag(plan, snapshots)
-        if not lag:
-            return
-        if _remaining(deadline) <= 0:
-            lagging = [f"{name} ({why})" for name, why in lag.items()]
-            raise FormationTimeoutError(
-                "waiting for all nodes to know each other", lagging, _describe_all(snapshots),
-                timeout_s,
-            )
-        time.sleep(POLL_INTERVAL_S)
+        return not lag, (lag, snapshots)
+
+    done, (lag, snapshots) = poll(joined, deadline, POLL_INTERVAL_S)
+    if not done:
+        raise FormationTimeoutError(
+            "waiting for all nodes to know each other",
+            [f"{name} ({why})" for name, why in lag.items()], _describe_all(snapshots), timeout_s,
+        )
 
 
 def _attach_replicas(
@@ -350,14 +344,16 @@ def _attach_replicas(
     conns: dict[str, redis.Redis],
     ids: dict[str, str],
     password: str,
-    deadline: float,
+    deadline: Deadline,
     timeout_s: float,
 ) -> list[str]:
     """CLUSTER REPLICATE each (replica, master), retrying while the replica can't see it yet."""
     pending = list(pairs)
     sent: list[str] = []
     last_error: dict[str, str] = {}
-    while pending:
+
+    def all_attached() -> tuple[bool, list[tuple[str, str]]]:
+        nonlocal pending
         still = []
         for replica, master in pending:
             command = AdminCommand(replica, ("CLUSTER", "REPLICATE", ids[master]))
@@ -373,15 +369,16 @@ def _attach_replicas(
             log.info("sent %s", command.describe())
             sent.append(command.describe())
         pending = still
-        if pending:
-            if _remaining(deadline) <= 0:
-                raise FormationTimeoutError(
-                    "attaching replicas",
-                    [f"{r} (master {m}: {last_error.get(r)})" for r, m in pending],
-                    "replicas do not know their master yet",
-                    timeout_s,
-                )
-            time.sleep(POLL_INTERVAL_S)
+        return not pending, pending
+
+    done, lagging = poll(all_attached, deadline, POLL_INTERVAL_S)
+    if not done:
+        raise FormationTimeoutError(
+            "attaching replicas",
+            [f"{r} (master {m}: {last_error.get(r)})" for r, m in lagging],
+            "replicas do not know their master yet",
+            timeout_s,
+        )
     return sent
 
 
@@ -389,21 +386,20 @@ def _wait_until_healthy(
     plan: Sequence[NodeTarget],
     conns: dict[str, redis.Redis],
     password: str,
-    deadline: float,
+    deadline: Deadline,
     timeout_s: float,
 ) -> ClusterAssessment:
-    while True:
+    def healthy() -> tuple[bool, ClusterAssessment]:
         assessment = assess(plan, _observe_all(plan, conns, password, deadline))
-        if assessment.healthy:
-            return assessment
-        if _remaining(deadline) <= 0:
-            named = sorted(
-                {t.name for t in plan for p in assessment.problems if p.startswith(t.name)}
-            )
-            raise FormationTimeoutError(
-                "verifying the cluster", named, "; ".join(assessment.problems), timeout_s
-            )
-        time.sleep(POLL_INTERVAL_S)
+        return assessment.healthy, assessment
+
+    done, assessment = poll(healthy, deadline, POLL_INTERVAL_S)
+    if not done:
+        named = sorted({t.name for t in plan for p in assessment.problems if p.startswith(t.name)})
+        raise FormationTimeoutError(
+            "verifying the cluster", named, "; ".join(assessment.problems), timeout_s
+        )
+    return assessment
 
 
 def form_cluster(
@@ -422,7 +418,7 @@ def form_cluster(
     :class:`ClusterCommandError`. All within ``timeout_s`` (plus one socket timeout at most).
     """
     started = time.monotonic()
-    deadline = started + timeout_s
+    deadline = Deadline(started + timeout_s)
     problems = plan_problems(nodes)
     if problems:
         raise PlanError(reason for _field, reason in problems)

@@ -13,7 +13,6 @@ recreated with the new config) is brought in line instead of failing.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import redis
 from clusterops.connection import admin_client
 from clusterops.errors import PasswordRotationError, redact
 from clusterops.model import NodeTarget
+from clusterops.poll import Deadline, poll
 
 POLL_INTERVAL_S = 0.05
 NO_CONFIG_FILE = "without a config file"
@@ -82,7 +82,7 @@ def rotate_password(
         raise PasswordRotationError("the new password is empty")
     secrets = (old_password, new_password)
     report = RotationReport()
-    deadline = time.monotonic() + timeout_s
+    deadline = Deadline.after(timeout_s)
     with ExitStack() as stack:
         conns: dict[str, redis.Redis] = {}
         for node in nodes:
@@ -120,10 +120,11 @@ def rotate_password(
 
 
 def _wait_for_replica_links(
-    nodes: Sequence[NodeTarget], password: str, deadline: float, timeout_s: float
+    nodes: Sequence[NodeTarget], password: str, deadline: Deadline, timeout_s: float
 ) -> dict[str, str]:
     """Log in with the new password everywhere; every replica's master link must be up."""
-    while True:
+
+    def linked() -> tuple[bool, dict[str, str]]:
         links: dict[str, str] = {}
         for node in nodes:
             try:
@@ -134,12 +135,12 @@ def _wait_for_replica_links(
                 continue
             if info.get("role") == "slave":
                 links[node.name] = str(info.get("master_link_status"))
-        down = {name: status for name, status in links.items() if status != "up"}
-        if not down:
-            return links
-        if time.monotonic() >= deadline:
-            detail = ", ".join(f"{name}: {status}" for name, status in down.items())
-            raise PasswordRotationError(
-                f"after {timeout_s:g}s with the new password, not every replica is linked: {detail}"
-            )
-        time.sleep(POLL_INTERVAL_S)
+        return all(status == "up" for status in links.values()), links
+
+    done, links = poll(linked, deadline, POLL_INTERVAL_S)
+    if not done:
+        detail = ", ".join(f"{name}: {status}" for name, status in links.items() if status != "up")
+        raise PasswordRotationError(
+            f"after {timeout_s:g}s with the new password, not every replica is linked: {detail}"
+        )
+    return links
