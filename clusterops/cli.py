@@ -28,9 +28,9 @@ EXIT_INTERRUPTED = 130
 
 # command -> module; every module provides add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, str] = {
-    "health": "clusterops.health",
-    "drill": "clusterops.drill",
-    "backup": "clusterops.backup",
+    "health": "clusterops.commands.health",
+    "drill": "clusterops.commands.drill",
+    "backup": "clusterops.commands.backup",
 }
 # One-line summaries kept here so `--help` lists commands without importing any of them.
 SUMMARIES: dict[str, str] = {

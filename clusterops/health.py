@@ -1,4 +1,5 @@
-"""``python -m clusterops health``: the deployment guide's health checks, and what it lacks.
+"""The health checks: the deployment guide's, and what it lacks (``python -m clusterops health``
+is their command line, clusterops/commands/health.py).
 
 Checks (each yields per-node results: ok / warn / fail, with a message):
 
@@ -20,19 +21,15 @@ Gathering talks to the nodes concurrently with short timeouts, so a dead or froz
 one timeout and is reported, never a crash. The checks themselves are pure functions over the
 gathered snapshots, so they are tested without servers.
 
-Exit code: 0 when nothing failed (warnings allowed), 1 when any check failed. Target errors
-(no password source, unreadable outputs) exit 2 through the CLI.
+A run is ok when nothing failed (warnings allowed); see :attr:`HealthRun.exit_code`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import re
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -47,7 +44,7 @@ from redis.retry import Retry
 from clusterops import checks
 from clusterops.checks import ClusterView, expand_runs, majority_view
 from clusterops.errors import redact
-from clusterops.model import HASH_SLOTS, format_ranges
+from clusterops.model import HASH_SLOTS, format_ranges, hash_tags
 from clusterops.observe import (
     ClusterNodeEntry,
     NodeSnapshot,
@@ -55,7 +52,7 @@ from clusterops.observe import (
     observe_nodes,
     parse_kv_list,
 )
-from clusterops.targets import Targets, add_target_arguments, load_targets
+from clusterops.targets import Targets
 
 CLUSTER = "cluster"  # the "node" column of results about the cluster as a whole
 KEY_PREFIX = "clusterops:health"
@@ -522,12 +519,8 @@ def evaluate(snapshots: Sequence[NodeSnapshot], expect: Expectations,
 
 def probe_key(slots: Sequence[tuple[int, int]], token: str) -> str:
     """A unique key whose hash tag lands in one of ``slots``."""
-    for index in range(200_000):
-        tag = f"h{index}"
-        slot = key_slot(tag.encode())
-        if any(start <= slot <= end for start, end in slots):
-            return f"{KEY_PREFIX}:{{{tag}}}:{token}"
-    raise ValueError(f"no hash tag found for slots {format_ranges(slots)}")
+    (tag,) = hash_tags(slots, 1, "h")
+    return f"{KEY_PREFIX}:{{{tag}}}:{token}"
 
 
 def check_write_read(report: Report, targets: Targets, snapshots: Sequence[NodeSnapshot],
@@ -594,7 +587,7 @@ def _round_trip(report: Report, client: RedisCluster, master: ClusterNodeEntry, 
                 client.delete(key)
 
 
-# --------------------------------------------------------------------------- run + render
+# --------------------------------------------------------------------------- run
 
 
 @dataclass(frozen=True)
@@ -629,87 +622,3 @@ def failing_nodes(run: _Verdict) -> dict[str, list[str]]:
         if result.check not in checks:
             checks.append(result.check)
     return by_node
-
-
-def summary_line(run: HealthRun) -> str:
-    if run.ok:
-        head = "HEALTHY" if not run.warnings else f"HEALTHY with {len(run.warnings)} warning(s)"
-        return f"{head}: {len(run.results)} results, no failures"
-    named = "; ".join(
-        f"{node} ({', '.join(checks)})" for node, checks in failing_nodes(run).items()
-    )
-    return f"UNHEALTHY: {len(run.failures)} failure(s) on {named}"
-
-
-def render_table(run: HealthRun) -> str:
-    rows = [("CHECK", "NODE", "STATUS", "MESSAGE")]
-    rows += [(r.check, r.node, r.status.upper(), r.message) for r in run.results]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [
-        f"Redis cluster health: {run.targets.source or 'targets'} - {run.targets.expected_nodes} "
-        f"nodes, {run.targets.expected_masters} masters x {run.targets.replicas_per_master} "
-        f"replica(s) expected ({run.duration_s:.2f}s)",
-        "",
-    ]
-    for row in rows:
-        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3]))
-                     + "  " + row[3])
-    lines += ["", summary_line(run)]
-    return "\n".join(lines)
-
-
-def render_json(run: HealthRun) -> str:
-    counts = Counter(str(r.status) for r in run.results)
-    document = {
-        "ok": run.ok,
-        "exit_code": run.exit_code,
-        "source": run.targets.source,
-        "expected": {
-            "nodes": run.targets.expected_nodes,
-            "masters": run.targets.expected_masters,
-            "replicas_per_master": run.targets.replicas_per_master,
-            "maxmemory_bytes": run.targets.maxmemory_bytes,
-        },
-        "summary": {status.value: counts.get(status.value, 0) for status in Status},
-        "failing_nodes": failing_nodes(run),
-        "failures": [r.as_dict() for r in run.failures],
-        "results": [r.as_dict() for r in run.results],
-        "duration_seconds": round(run.duration_s, 3),
-    }
-    return json.dumps(document, indent=2)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_target_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print a JSON document")
-    parser.add_argument("--skip-write", action="store_true",
-                        help="skip the write/read round trip (read-only health check)")
-    limits = parser.add_argument_group("limits")
-    limits.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
-                        help="per-node connect/read timeout (default %(default)s)")
-    limits.add_argument("--max-lag-seconds", type=float, default=DEFAULT_MAX_LAG_SECONDS,
-                        metavar="SECONDS",
-                        help="replica ack lag that fails the check (default %(default)s)")
-    limits.add_argument("--max-lag-bytes", type=int, default=DEFAULT_MAX_LAG_BYTES,
-                        metavar="BYTES",
-                        help="replication offset lag that warns (default %(default)s)")
-    limits.add_argument("--memory-warn-percent", type=float,
-                        default=DEFAULT_MEMORY_WARN_PERCENT, metavar="PERCENT",
-                        help="used/maxmemory that warns (default %(default)s)")
-    limits.add_argument("--memory-fail-percent", type=float,
-                        default=DEFAULT_MEMORY_FAIL_PERCENT, metavar="PERCENT",
-                        help="used/maxmemory that fails (default %(default)s)")
-
-
-def run(args: argparse.Namespace) -> int:
-    targets = load_targets(args)
-    thresholds = Thresholds(
-        max_lag_seconds=args.max_lag_seconds,
-        max_lag_bytes=args.max_lag_bytes,
-        memory_warn_percent=args.memory_warn_percent,
-        memory_fail_percent=args.memory_fail_percent,
-    )
-    result = run_health(targets, timeout_s=args.timeout, thresholds=thresholds,
-                        write_read=not args.skip_write)
-    print(render_json(result) if args.json else render_table(result))
-    return result.exit_code

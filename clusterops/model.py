@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS as HASH_SLOTS
+from redis.crc import key_slot
 
 # Redis puts a node's cluster bus on its client port + 10000 (cluster.h CLUSTER_PORT_INCR).
 BUS_PORT_OFFSET = 10000
@@ -159,6 +160,22 @@ def format_ranges(ranges: Iterable[Sequence[int]], limit: int | None = None) -> 
     if limit is not None and len(shown) > limit:
         shown = [*shown[:limit], "..."]
     return ",".join(shown)
+
+
+def hash_tags(slot_ranges: Iterable[Sequence[int]], count: int, prefix: str) -> list[str]:
+    """``count`` hash tags (``{prefix}N``) whose keys land in ``slot_ranges``, each in its own
+    slot: a key ``x:{tag}:y`` is then stored by whoever serves that slot."""
+    ranges = [tuple(r) for r in slot_ranges]
+    tags: list[str] = []
+    used: set[int] = set()
+    for index in range(1_000_000):
+        slot = key_slot(f"{prefix}{index}".encode())
+        if slot not in used and any(first <= slot <= last for first, last in ranges):
+            tags.append(f"{prefix}{index}")
+            used.add(slot)
+            if len(tags) == count:
+                return tags
+    raise ValueError(f"no {count} hash tags found in slots {format_ranges(ranges)}")
 
 
 def plan_problems(nodes: Sequence[NodeTarget]) -> list[tuple[str, str]]:

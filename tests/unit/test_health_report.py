@@ -18,6 +18,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
 from clusterops import cli
+from clusterops.commands.health import render_json, render_table
 from clusterops.errors import AuthError, ClusterOpsError, DrillError, NodeControlError, TargetsError
 from clusterops.health import (
     CHECKS,
@@ -30,8 +31,6 @@ from clusterops.health import (
     evaluate,
     failing_nodes,
     probe_key,
-    render_json,
-    render_table,
 )
 from clusterops.model import NodeTarget
 from clusterops.observe import NodeSnapshot, describe_error, parse_cluster_nodes, parse_info
@@ -427,6 +426,8 @@ def test_cli_lists_commands_without_importing_them() -> None:
     assert done.returncode == 0, done.stderr
     assert "health" in done.stdout and "drill" in done.stdout and "backup" in done.stdout
     assert "clusterops.health" not in done.stdout and "clusterops.drill" not in done.stdout
+    assert "clusterops.commands.health" not in done.stdout
+    assert "clusterops.commands.drill" not in done.stdout
 
 
 def test_missing_command_module_breaks_only_its_own_command(
