@@ -9,7 +9,7 @@ open slots, fail flags and replication links.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from clusterops.model import HASH_SLOTS, merge_ranges
@@ -92,6 +92,29 @@ def majority_view(snapshots: Sequence[NodeSnapshot]) -> ClusterView:
     majority = Counter(maps.values()).most_common(1)[0][0]
     reference = next(s for s in snapshots if maps.get(s.name) == majority)
     return ClusterView(tuple(reference.entries), reference.name, maps)
+
+
+@dataclass(frozen=True)
+class Membership:
+    """How one node's view compares with the planned members (handshakes not judged yet)."""
+
+    unknown: list[str]  # planned names this node does not know
+    misplaced: list[tuple[str, str]]  # (planned name, address it is known at) off the plan
+    strangers: list[ClusterNodeEntry]  # nodes it knows that are not planned
+
+
+def membership(snapshot: NodeSnapshot, planned: Mapping[str, tuple[str, str]]) -> Membership:
+    """``planned``: name -> (node id, planned cluster address) of every member but this one."""
+    seen = {e.node_id: e for e in snapshot.others if not e.in_handshake}
+    names = {node_id: name for name, (node_id, _address) in planned.items()}
+    result = Membership([], [], [s for s in seen.values() if s.node_id not in names])
+    for name, (node_id, address) in planned.items():
+        entry = seen.get(node_id)
+        if entry is None:
+            result.unknown.append(name)
+        elif entry.address != address:
+            result.misplaced.append((name, entry.address))
+    return result
 
 
 def flagged(snapshots: Sequence[NodeSnapshot], *, possibly: bool = False

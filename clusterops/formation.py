@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from clusterops import checks
 from clusterops.connection import admin_client
 from clusterops.errors import (
     ClusterCommandError,
@@ -298,20 +299,14 @@ def _join_lag(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> 
     lag: dict[str, list[str]] = defaultdict(list)
     for snapshot in snapshots:
         if not snapshot.reachable:
-            lag[snapshot.node.name].append(f"unreachable ({snapshot.error})")
+            lag[snapshot.name].append(f"unreachable ({snapshot.error})")
             continue
-        seen = {e.node_id: e for e in snapshot.entries if not e.in_handshake}
-        for target in plan:
-            if target.name == snapshot.node.name:
-                continue
-            entry = seen.get(ids[target.name])
-            if entry is None:
-                lag[target.name].append(f"unknown to {snapshot.node.name}")
-            elif entry.address != target.cluster_address:
-                lag[target.name].append(
-                    f"{snapshot.node.name} sees it at {entry.address}, planned "
-                    f"{target.cluster_address}"
-                )
+        planned = {t.name: (ids[t.name], t.cluster_address) for t in plan if t != snapshot.node}
+        seen = checks.membership(snapshot, planned)
+        for name in seen.unknown:
+            lag[name].append(f"unknown to {snapshot.name}")
+        for name, address in seen.misplaced:
+            lag[name].append(f"{snapshot.name} sees it at {address}, planned {planned[name][1]}")
     return {name: "; ".join(why) for name, why in lag.items()}
 
 

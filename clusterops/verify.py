@@ -75,26 +75,16 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
         me = snapshot.node.name
         if snapshot.state != "ok":
             problems.append(f"{me}: cluster_state is {snapshot.state}")
-        known = {e.node_id for e in snapshot.entries if not e.in_handshake}
-        for entry in snapshot.others:
-            if entry.in_handshake:
-                continue  # transient: it either completes (and is judged) or times out
-            name = name_of.get(entry.node_id)
-            if name is None:
-                problems.append(
-                    f"{me} knows node {entry.node_id} at {entry.address}, which is not planned"
-                )
-                continue
-            if entry.address != by_name[name].cluster_address:
-                problems.append(
-                    f"{me} knows {name} at {entry.address}, planned "
-                    f"{by_name[name].cluster_address}"
-                )
-            if "fail" in entry.flags:
-                problems.append(f"{me} flags {name} as failed")
-        for name, node_id in ids.items():
-            if node_id not in known:
-                problems.append(f"{me} does not know {name}")
+        # Handshakes are transient: they either complete (and are judged) or time out.
+        planned = {n: (i, by_name[n].cluster_address) for n, i in ids.items() if n != me}
+        seen = checks.membership(snapshot, planned)
+        problems += [f"{me} knows node {e.node_id} at {e.address}, which is not planned"
+                     for e in seen.strangers]
+        problems += [f"{me} knows {name} at {address}, planned {planned[name][1]}"
+                     for name, address in seen.misplaced]
+        problems += [f"{me} does not know {name}" for name in seen.unknown]
+        problems += [f"{me} flags {name_of[e.node_id]} as failed"
+                     for e in snapshot.others if e.failed and e.node_id in name_of]
         myself = snapshot.myself
         if myself is not None:
             for slot, verb, peer in myself.open_slots:
