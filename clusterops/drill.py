@@ -23,10 +23,11 @@ records each write's outcome is clusterops.writes.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import redis
@@ -264,46 +265,44 @@ def _wait_rejoined(
     return poll(rejoined, Deadline.after(timeout_s), REJOIN_POLL_S)
 
 
-def _read_back(
-    conns: Connections,
-    names: Sequence[str],
-    id_to_name: dict[str, str],
-    records: Sequence[WriteRecord],
-) -> set[str]:
-    """Keys of ``records`` whose value is not there, read from each slot's owner."""
-    by_slot: dict[int, list[WriteRecord]] = {}
-    for record in records:
-        by_slot.setdefault(key_slot(record.key.encode()), []).append(record)
-    missing: set[str] = set()
-    for slot, group in by_slot.items():
-        owners = slot_owner_candidates(conns, names, id_to_name, slot)
-        if not owners:
-            raise DrillError(f"no node owns slot {slot} when reading the writes back")
-        for start in range(0, len(group), READ_CHUNK):
-            chunk = group[start : start + READ_CHUNK]
-            try:
-                values = conns.call(owners[0], "MGET", *[r.key for r in chunk])
-            except redis.RedisError as exc:
-                raise DrillError(f"reading writes back from {owners[0]}: {exc}") from None
-            missing.update(
-                r.key for r, value in zip(chunk, values, strict=True) if value != r.value
-            )
-    return missing
-
-
-def _delete_keys(conns: Connections, names: Sequence[str], id_to_name: dict[str, str],
-                 keys: Iterable[str]) -> None:
-    """Best effort: drills should not leave their keys behind in a production cluster."""
+def _chunks_by_owner(
+    conns: Connections, names: Sequence[str], id_to_name: dict[str, str], keys: Iterable[str]
+) -> Iterator[tuple[int, str | None, list[str]]]:
+    """(slot, its owner now or None, up to READ_CHUNK of the keys in that slot)."""
     by_slot: dict[int, list[str]] = {}
     for key in keys:
         by_slot.setdefault(key_slot(key.encode()), []).append(key)
     for slot, group in by_slot.items():
         owners = slot_owner_candidates(conns, names, id_to_name, slot)
         for start in range(0, len(group), READ_CHUNK):
-            try:
-                conns.call(owners[0], "UNLINK", *group[start : start + READ_CHUNK])
-            except (redis.RedisError, IndexError):
-                break
+            yield slot, owners[0] if owners else None, group[start : start + READ_CHUNK]
+
+
+def _read_back(
+    conns: Connections, names: Sequence[str], id_to_name: dict[str, str],
+    records: Sequence[WriteRecord],
+) -> set[str]:
+    """Keys of ``records`` whose value is not there, read from each slot's owner."""
+    expected = {r.key: r.value for r in records}
+    missing: set[str] = set()
+    for slot, owner, keys in _chunks_by_owner(conns, names, id_to_name, expected):
+        if owner is None:
+            raise DrillError(f"no node owns slot {slot} when reading the writes back")
+        try:
+            values = conns.call(owner, "MGET", *keys)
+        except redis.RedisError as exc:
+            raise DrillError(f"reading writes back from {owner}: {exc}") from None
+        missing.update(k for k, v in zip(keys, values, strict=True) if v != expected[k])
+    return missing
+
+
+def _delete_keys(conns: Connections, names: Sequence[str], id_to_name: dict[str, str],
+                 keys: Iterable[str]) -> None:
+    """Best effort: drills should not leave their keys behind in a production cluster."""
+    for _slot, owner, chunk in _chunks_by_owner(conns, names, id_to_name, keys):
+        if owner is not None:
+            with contextlib.suppress(redis.RedisError):
+                conns.call(owner, "UNLINK", *chunk)
 
 
 def run_master_failure_drill(

@@ -22,7 +22,6 @@ def redact(text: str, *secrets: str | None) -> str:
     return text
 
 
-EXIT_OK = 0
 EXIT_FAILED = 1  # a check or drill failed, or data is at risk
 EXIT_USAGE = 2  # usage, target or authentication error
 

@@ -26,7 +26,6 @@ from typing import Protocol, runtime_checkable
 from clusterops.errors import NodeControlError
 from clusterops.targets import Targets
 
-ACTIONS = ("kill", "stop", "start", "isolate", "heal")
 DEFAULT_COMMAND_TIMEOUT_S = 60.0
 
 

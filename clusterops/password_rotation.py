@@ -22,6 +22,7 @@ import redis
 from clusterops.connection import admin_client
 from clusterops.errors import PasswordRotationError, redact
 from clusterops.model import NodeTarget
+from clusterops.observe import is_auth_error
 from clusterops.poll import Deadline, poll
 
 POLL_INTERVAL_S = 0.05
@@ -37,11 +38,6 @@ class RotationReport:
     replica_links: dict[str, str] = field(default_factory=dict)  # replica -> link status after
 
 
-def _is_auth_failure(exc: redis.RedisError) -> bool:
-    text = str(exc).upper()
-    return isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text
-
-
 def _connect(
     node: NodeTarget, old_password: str, new_password: str, stack: ExitStack
 ) -> tuple[redis.Redis, bool]:
@@ -53,7 +49,7 @@ def _connect(
             conn.ping()
             return conn, already
         except redis.RedisError as exc:
-            if not _is_auth_failure(exc):
+            if not is_auth_error(exc):
                 raise PasswordRotationError(
                     f"{node.name} ({node.address}) is not reachable: "
                     f"{redact(str(exc), *secrets)}. Nothing was changed."

@@ -28,7 +28,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -151,31 +151,26 @@ def load_targets(args: argparse.Namespace, environ: Mapping[str, str] | None = N
     else:
         raise TargetsError("no targets: give --stack-outputs FILE, --stack NAME or --node ...")
 
-    password = resolve_password(getattr(args, "password_file", None), base.password, environ)
-    expected_masters = base.expected_masters
-    if getattr(args, "expected_masters", None) is not None:
-        expected_masters = args.expected_masters
-    replicas_per_master = base.replicas_per_master
-    if getattr(args, "replicas_per_master", None) is not None:
-        replicas_per_master = args.replicas_per_master
-    maxmemory = base.maxmemory_bytes
-    if getattr(args, "maxmemory", None) is not None:
-        maxmemory = args.maxmemory
-    if expected_masters < 1:
-        raise TargetsError(f"expected masters must be >= 1, got {expected_masters}")
-    if replicas_per_master < 0:
-        raise TargetsError(f"replicas per master must be >= 0, got {replicas_per_master}")
-    return Targets(
-        nodes=base.nodes,
-        password=password,
-        expected_masters=expected_masters,
-        replicas_per_master=replicas_per_master,
-        maxmemory_bytes=maxmemory,
-        cluster_name=base.cluster_name,
-        network_name=base.network_name,
-        node_ids=base.node_ids,
-        source=base.source,
+    # Options given on the command line override what the outputs or roles imply.
+    overrides = {
+        attr: getattr(args, option)
+        for option, attr in (("expected_masters", "expected_masters"),
+                              ("replicas_per_master", "replicas_per_master"),
+                              ("maxmemory", "maxmemory_bytes"))
+        if getattr(args, option, None) is not None
+    }
+    targets = replace(
+        base,
+        password=resolve_password(getattr(args, "password_file", None), base.password, environ),
+        **overrides,
     )
+    if targets.expected_masters < 1:
+        raise TargetsError(f"expected masters must be >= 1, got {targets.expected_masters}")
+    if targets.replicas_per_master < 0:
+        raise TargetsError(
+            f"replicas per master must be >= 0, got {targets.replicas_per_master}"
+        )
+    return targets
 
 
 def resolve_password(
