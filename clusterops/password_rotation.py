@@ -22,7 +22,7 @@ import redis
 from clusterops.connection import admin_client
 from clusterops.errors import PasswordRotationError, redact
 from clusterops.model import NodeTarget
-from clusterops.observe import is_auth_error
+from clusterops.observe import is_auth_error, observe_nodes
 from clusterops.poll import Deadline, poll
 
 POLL_INTERVAL_S = 0.05
@@ -121,16 +121,12 @@ def _wait_for_replica_links(
     """Log in with the new password everywhere; every replica's master link must be up."""
 
     def linked() -> tuple[bool, dict[str, str]]:
-        links: dict[str, str] = {}
-        for node in nodes:
-            try:
-                with admin_client(node, password) as conn:
-                    info = conn.info("replication")
-            except redis.RedisError as exc:
-                links[node.name] = f"error: {redact(str(exc), password)}"
-                continue
-            if info.get("role") == "slave":
-                links[node.name] = str(info.get("master_link_status"))
+        links = {
+            s.name: f"error: {s.error}" if not s.reachable
+            else s.replication.get("master_link_status", "unknown")
+            for s in observe_nodes(nodes, password)
+            if not s.reachable or s.replication.get("role") == "slave"
+        }
         return all(status == "up" for status in links.values()), links
 
     done, links = poll(linked, deadline, POLL_INTERVAL_S)
