@@ -32,13 +32,13 @@ from clusterops.health import (
     failing_nodes,
     probe_key,
 )
-from clusterops.model import NodeTarget
+from clusterops.model import NodeTarget, split_slots
 from clusterops.observe import NodeSnapshot, describe_error, parse_cluster_nodes, parse_info
 from clusterops.targets import Targets
 from tests.conftest import PROJECT_ROOT
 
 MIB = 1024 * 1024
-THIRDS = [(0, 5460), (5461, 10922), (10923, 16383)]
+THIRDS = list(split_slots(3))  # the plan's split: 0-5460, 5461-10922, 10923-16383
 
 
 @dataclass
