@@ -44,6 +44,7 @@ from clusterops.model import (
     masters_of,
     merge_ranges,
     plan_problems,
+    shard_ids,
     shard_of,
 )
 from clusterops.observe import NodeSnapshot, observe_node
@@ -126,10 +127,6 @@ def wait_until_reachable(
     return [snapshots[target.name] for target in nodes]
 
 
-def _shard_ids(plan: Sequence[NodeTarget], ids: dict[str, str], master: NodeTarget) -> set[str]:
-    return {ids[t.name] for t in plan if shard_of(plan, t).name == master.name and t.name in ids}
-
-
 def unsafe_reasons(
     plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]
 ) -> dict[str, list[str]]:
@@ -183,7 +180,7 @@ def unsafe_reasons(
         myself = snapshot.myself
         if myself is not None and myself.is_replica:
             shard = shard_of(plan, snapshot.node)
-            if myself.master_id not in _shard_ids(plan, ids, shard):
+            if myself.master_id not in shard_ids(plan, ids, shard):
                 followed = name_of.get(myself.master_id or "", myself.master_id)
                 reasons[me].append(f"replicates {followed}, outside its planned shard {shard.name}")
     return dict(reasons)
@@ -216,7 +213,7 @@ def plan_actions(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) 
     )
 
     for master in masters_of(plan):
-        members = _shard_ids(plan, ids, master)
+        members = shard_ids(plan, ids, master)
         owned: set[int] = set()
         for snapshot in snapshots:
             for entry in snapshot.entries:

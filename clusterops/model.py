@@ -136,6 +136,11 @@ def shard_of(nodes: Sequence[NodeTarget], node: NodeTarget) -> NodeTarget:
     raise KeyError(f"{node.name} follows unknown master {node.master!r}")
 
 
+def shard_ids(nodes: Sequence[NodeTarget], ids: Mapping[str, str], master: NodeTarget) -> set[str]:
+    """Node ids (``ids``: name -> id, where known) of ``master``'s planned shard."""
+    return {ids[n.name] for n in nodes if shard_of(nodes, n).name == master.name and n.name in ids}
+
+
 def merge_ranges(slots: Iterable[int]) -> list[list[int]]:
     """Slot numbers -> sorted inclusive [[first, last], ...] ranges."""
     ranges: list[list[int]] = []

@@ -21,6 +21,7 @@ from clusterops.model import (
     format_ranges,
     masters_of,
     merge_ranges,
+    shard_ids,
     shard_of,
 )
 from clusterops.observe import NodeSnapshot, observe_nodes
@@ -117,8 +118,7 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
 
     # Shards: the planned master's slots must be served by a member of its own shard.
     for master in masters_of(plan):
-        members = {ids.get(t.name) for t in plan if shard_of(plan, t).name == master.name}
-        members.discard(None)
+        members = shard_ids(plan, ids, master)
         planned = expand_ranges(master.slots)
         served_by = Counter(owner_of[slot] for slot in planned)
         strangers = [o for o in served_by if o not in members]
