@@ -39,13 +39,12 @@ if str(PROJECT_ROOT) not in sys.path:
 import redis  # noqa: E402
 
 from clusterops.drill import (  # noqa: E402
-    Connections,
-    DrillError,
     DrillResult,
     live_masters,
     run_master_failure_drill,
     wait_until_ready,
 )
+from clusterops.errors import DrillError  # noqa: E402
 from clusterops.node_control import DockerNodeControl, NodeControl  # noqa: E402
 from clusterops.targets import (  # noqa: E402
     Targets,
@@ -53,6 +52,7 @@ from clusterops.targets import (  # noqa: E402
     resolve_password,
     targets_from_outputs,
 )
+from clusterops.writes import Connections  # noqa: E402
 
 PROJECT_NODE_TIMEOUT_MS = 1000  # Pulumi.dev.yaml / Pulumi.prod.yaml nodeTimeoutMs
 REFERENCE_NODE_TIMEOUT_MS = 2000  # the reference the issue compares against

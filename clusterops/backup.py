@@ -1,4 +1,4 @@
-"""``python -m clusterops backup``: an RDB snapshot of every master, verified, with a manifest.
+"""Backups: a fresh RDB snapshot of every master, verified, with a manifest of its slots.
 
 The guide's §7 copies ``dump.rdb`` out of each container, which backs up whatever the last
 BGSAVE left on disk (possibly minutes old) and needs ``docker`` on the same host. Instead each
@@ -7,31 +7,27 @@ handshake, so no file access and no restart), the file is checked with ``redis-c
 and a manifest records which slots it holds, so a restore knows where each file belongs.
 
 The password reaches redis-cli through its environment (``REDISCLI_AUTH``), never its argv.
+``python -m clusterops backup`` is clusterops/commands/backup.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from clusterops.cluster_view import parse_cluster_nodes
+import redis
+
 from clusterops.connection import no_retry_client
-from clusterops.errors import redact
-from clusterops.targets import (
-    TargetNode,
-    Targets,
-    TargetsError,
-    add_target_arguments,
-    load_targets,
-)
+from clusterops.errors import AuthError, ClusterOpsError, TargetsError, UsageError, redact
+from clusterops.model import NodeTarget
+from clusterops.observe import observe_nodes
+from clusterops.targets import Targets
 
 DEFAULT_TIMEOUT_S = 300.0
 
@@ -49,40 +45,34 @@ class NodeBackup:
     error: str = ""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_target_arguments(parser)
-    parser.add_argument("--dest", type=Path, default=Path("backups"),
-                        help="directory for a new timestamped backup folder [backups]")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
-                        help="give up on one node's snapshot after this long "
-                        f"[{DEFAULT_TIMEOUT_S:g}]")
-    parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
+class SnapshotError(ClusterOpsError):
+    """One node's snapshot could not be taken or did not check out (recorded per node)."""
 
 
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise TargetsError(f"{name} is not on PATH (Debian/Ubuntu package redis-tools)")
+        raise UsageError(f"{name} is not on PATH (Debian/Ubuntu package redis-tools)")
     return path
 
 
-def current_masters(targets: Targets) -> list[tuple[TargetNode, str, list[list[int]]]]:
+def current_masters(targets: Targets) -> list[tuple[NodeTarget, str, list[list[int]]]]:
     """(target, node id, slot ranges) of every node that is a master serving slots now."""
-    masters = []
-    for node in targets.nodes:
-        try:
-            with no_retry_client(node.host, node.port, targets.password) as conn:
-                entries = parse_cluster_nodes(str(conn.execute_command("CLUSTER", "NODES")))
-        except Exception:  # noqa: BLE001 - an unreachable node is simply not a source
-            continue
-        me = next((e for e in entries if e.is_myself), None)
-        if me is not None and me.is_master and me.slots:
-            masters.append((node, me.node_id, [list(r) for r in me.slots]))
-    return masters
+    snapshots = observe_nodes(targets.nodes, targets.password)
+    refused = [s for s in snapshots if s.auth_failed]
+    if refused:
+        # A wrong password is not a missing master: say so (exit 2), do not look elsewhere.
+        raise AuthError(f"{refused[0].name} ({refused[0].address}): {refused[0].error}")
+    # An unreachable node is simply not a source: the manifest's coverage shows the gap.
+    return [
+        (s.node, s.my_id, [list(r) for r in s.myself.slots])
+        for s in snapshots
+        if s.myself is not None and s.myself.is_master and s.myself.slots
+    ]
 
 
 def backup_node(
-    node: TargetNode, node_id: str, slots: list[list[int]], password: str | None, folder: Path,
+    node: NodeTarget, node_id: str, slots: list[list[int]], password: str | None, folder: Path,
     timeout_s: float,
 ) -> NodeBackup:
     result = NodeBackup(node=node.name, node_id=node_id, slots=slots)
@@ -98,15 +88,16 @@ def backup_node(
             env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
         )
         if fetched.returncode != 0 or not target.exists():
-            raise RuntimeError(f"redis-cli --rdb failed: {fetched.stderr.strip()[-300:]}")
+            raise SnapshotError(f"redis-cli --rdb failed: {fetched.stderr.strip()[-300:]}")
         checked = subprocess.run([_tool("redis-check-rdb"), str(target)], capture_output=True,
                                  text=True, timeout=timeout_s, check=False)
         if checked.returncode != 0:
-            raise RuntimeError(f"redis-check-rdb rejected the file: {checked.stdout[-300:]}")
+            raise SnapshotError(f"redis-check-rdb rejected the file: {checked.stdout[-300:]}")
         result.file = target.name
         result.bytes = target.stat().st_size
         result.sha256 = hashlib.sha256(target.read_bytes()).hexdigest()
-    except Exception as exc:  # noqa: BLE001 - reported per node, never with the password
+    except (SnapshotError, redis.RedisError, OSError, subprocess.SubprocessError) as exc:
+        # Reported per node (the others are still backed up), never with the password.
         result.error = redact(f"{type(exc).__name__}: {exc}", password)
     result.seconds = round(time.monotonic() - started, 3)
     return result
@@ -125,24 +116,3 @@ def run_backup(targets: Targets, dest: Path, timeout_s: float) -> tuple[Path, li
                 "nodes": [asdict(r) for r in results]}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return folder, results
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        targets = load_targets(args)
-        folder, results = run_backup(targets, args.dest, args.timeout)
-    except (TargetsError, OSError) as exc:
-        print(f"backup: {exc}", file=sys.stderr)
-        return 2
-    manifest = json.loads((folder / "manifest.json").read_text())
-    if args.json:
-        print(json.dumps({"folder": str(folder), **manifest}, indent=2))
-    else:
-        for r in results:
-            state = f"FAILED: {r.error}" if r.error else (
-                f"{r.bytes} bytes, {r.keys_before} keys, sha256 {r.sha256[:12]}, {r.seconds}s")
-            ranges = ",".join(f"{a}-{b}" for a, b in r.slots)
-            print(f"{r.node:32} slots {ranges:18} {state}")
-        print(f"backup in {folder}: {manifest['slots_covered']} of 16384 slots")
-    complete = manifest["slots_covered"] == 16384 and not any(r.error for r in results)
-    return 0 if complete else 1

@@ -4,8 +4,10 @@ Each command lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``. Modules are imported only when their command is chosen, so a command
 whose module is missing or broken fails on its own and never takes the others down.
 
-Exit codes: what the command returns (0 = healthy/success, 1 = the check or drill failed),
-2 = usage or target errors, 130 = interrupted.
+Exit codes: 0 healthy / done; 1 a check or drill failed, or data is at risk; 2 usage, target
+or authentication error; 130 interrupted. A command returns 0 or 1 for what it measured and
+raises :class:`~clusterops.errors.ClusterOpsError` when it cannot; this module alone prints
+errors, and maps each to its ``exit_code``.
 """
 
 from __future__ import annotations
@@ -16,17 +18,19 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from clusterops.targets import TargetsError
+import redis
+from redis.exceptions import RedisClusterException
+
+from clusterops.errors import EXIT_FAILED, EXIT_USAGE, ClusterOpsError
 
 PROG = "python -m clusterops"
-EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 # command -> module; every module provides add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, str] = {
-    "health": "clusterops.health",
-    "drill": "clusterops.drill",
-    "backup": "clusterops.backup",
+    "health": "clusterops.commands.health",
+    "drill": "clusterops.commands.drill",
+    "backup": "clusterops.commands.backup",
 }
 # One-line summaries kept here so `--help` lists commands without importing any of them.
 SUMMARIES: dict[str, str] = {
@@ -102,9 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return int(module.run(args))
-    except TargetsError as exc:
+    except ClusterOpsError as exc:
         print(f"{PROG} {name}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
+    except (redis.RedisError, RedisClusterException) as exc:
+        # Commands turn what they expect into ClusterOpsErrors; anything else from redis-py is
+        # still an answer about the cluster, never a traceback. Auth cannot fix itself: 2.
+        print(f"{PROG} {name}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, redis.AuthenticationError) else EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{PROG} {name}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -49,7 +49,7 @@ def admin_client(
     socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> redis.Redis:
-    """A client for ``node``'s admin address (see :func:`no_retry_client`)."""
+    """A client for the address this process reaches ``node`` at (see :func:`no_retry_client`)."""
     return no_retry_client(
-        node.admin_host, node.admin_port, password, socket_timeout_s, connect_timeout_s
+        node.host, node.port, password, socket_timeout_s, connect_timeout_s
     )

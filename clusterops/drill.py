@@ -16,142 +16,58 @@ One drill, for one master:
 6. read every write back from the slot's current owner: acknowledged writes must all be
    there; accepted-but-unacknowledged writes that vanished are counted, not forgiven.
 
-``python -m clusterops drill`` wraps this (``add_arguments``/``run``); the bench and the tests
-call :func:`run_master_failure_drill` directly with their own control.
+``python -m clusterops drill`` (clusterops/commands/drill.py) wraps this; the bench and the
+tests call :func:`run_master_failure_drill` directly with their own control. The writer that
+records each write's outcome is clusterops.writes.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import contextlib
+import itertools
 import secrets
-import sys
-import threading
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import redis
-from redis.backoff import NoBackoff
-from redis.connection import Connection
 from redis.crc import key_slot
-from redis.retry import Retry
 
-from clusterops.cluster_view import ClusterNodeEntry, parse_cluster_nodes
-from clusterops.connection import no_retry_client
-from clusterops.node_control import (
-    CommandNodeControl,
-    DockerNodeControl,
-    NodeControl,
-    NodeControlError,
+from clusterops import checks
+from clusterops.errors import AuthError, DrillError, NodeControlError, UsageError
+from clusterops.model import hash_tags
+from clusterops.node_control import NodeControl
+from clusterops.observe import ClusterNodeEntry
+from clusterops.poll import Deadline, poll
+from clusterops.targets import Targets
+from clusterops.writes import (
+    ACKED,
+    DEFAULT_WAIT_TIMEOUT_MS,
+    INDETERMINATE,
+    REJECTED,
+    UNACKED,
+    UNSENT,
+    WRITER_TIMEOUT_S,
+    AckedWriter,
+    Connections,
+    WriteRecord,
+    slot_owner_candidates,
 )
-from clusterops.targets import Targets, TargetsError, add_target_arguments, load_targets
 
 MODES = ("kill", "stop", "partition")
 DEFAULT_MAX_RECOVERY_S = 5.0
 DEFAULT_POLL_INTERVAL_S = 0.02
-DEFAULT_WAIT_TIMEOUT_MS = 500
 DEFAULT_RECOVERY_TIMEOUT_S = 60.0
 DEFAULT_REJOIN_TIMEOUT_S = 60.0
 DEFAULT_READY_TIMEOUT_S = 60.0
-ADMIN_TIMEOUT_S = 0.5
-WRITER_TIMEOUT_S = 1.0
-WRITER_INTERVAL_S = 0.005
+READY_POLL_S = 0.1
+REJOIN_POLL_S = 0.05
+WRITER_POLL_S = 0.02
 MIN_ACKED_BEFORE_FAULT = 100
 KEY_TAGS = 4  # writes spread over this many slots of the master
 READ_CHUNK = 500
 LOST_SAMPLE = 5
 
-# Write outcomes, as the client saw them.
-ACKED = "acked"  # SET ok and WAIT counted >= 1 replica
-UNACKED = "unacked"  # SET ok, no replica confirmed it in time
-REJECTED = "rejected"  # an error reply (MOVED, CLUSTERDOWN, ...): not applied
-UNSENT = "unsent"  # could not connect: not applied
-INDETERMINATE = "indeterminate"  # sent, but the reply never came: may or may not be applied
-
-
-class DrillError(RuntimeError):
-    """The drill could not run or could not restore the node; the message says why."""
-
-
-# --- reading the cluster ------------------------------------------------------------------
-
-
-def _owns(entry: ClusterNodeEntry, slot: int) -> bool:
-    return any(first <= slot <= last for first, last in entry.slots)
-
-
-def pick_hash_tags(slot_ranges: Sequence[tuple[int, int]], count: int = KEY_TAGS) -> list[str]:
-    """Hash tags whose slots lie in ``slot_ranges``, each on a different slot."""
-    tags: list[str] = []
-    used: set[int] = set()
-    for index in range(1_000_000):
-        tag = f"d{index}"
-        slot = key_slot(tag.encode())
-        if slot not in used and any(a <= slot <= b for a, b in slot_ranges):
-            tags.append(tag)
-            used.add(slot)
-            if len(tags) == count:
-                break
-    if not tags:
-        raise DrillError(f"no hash tag found in slots {list(slot_ranges)}")
-    return tags
-
-
-class Connections:
-    """One client per node with short timeouts and NO retries (a retry would hide latency)."""
-
-    def __init__(self, targets: Targets, timeout_s: float = ADMIN_TIMEOUT_S) -> None:
-        self._nodes = {node.name: node for node in targets.nodes}
-        self._password = targets.password
-        self._timeout_s = timeout_s
-        self._clients: dict[str, redis.Redis] = {}
-
-    def client(self, name: str) -> redis.Redis:
-        if name not in self._clients:
-            node = self._nodes[name]
-            self._clients[name] = no_retry_client(
-                node.host, node.port, self._password, self._timeout_s, self._timeout_s,
-                single_connection_client=True,
-            )
-        return self._clients[name]
-
-    def drop(self, name: str) -> None:
-        """Forget a client after an error so the next call reconnects cleanly."""
-        client = self._clients.pop(name, None)
-        if client is not None:
-            client.close()
-
-    def call(self, name: str, *command: object) -> object:
-        try:
-            return self.client(name).execute_command(*command)
-        except redis.RedisError:
-            self.drop(name)
-            raise
-
-    def cluster_nodes(self, name: str) -> list[ClusterNodeEntry]:
-        return parse_cluster_nodes(str(self.call(name, "CLUSTER", "NODES")))
-
-    def close(self) -> None:
-        for name in list(self._clients):
-            self.drop(name)
-
-
-def slot_owner_candidates(
-    conns: Connections, ask: Iterable[str], id_to_name: dict[str, str], slot: int
-) -> list[str]:
-    """Names of nodes that some live node says own ``slot``, newest config epoch first."""
-    claims: dict[str, int] = {}
-    for name in ask:
-        try:
-            views = conns.cluster_nodes(name)
-        except redis.RedisError:
-            continue
-        for view in views:
-            if view.is_master and _owns(view, slot) and view.node_id in id_to_name:
-                claims[view.node_id] = max(claims.get(view.node_id, -1), view.config_epoch)
-    ordered = sorted(claims, key=lambda node_id: claims[node_id], reverse=True)
-    return [id_to_name[node_id] for node_id in ordered]
 
 
 def identify_nodes(conns: Connections, names: Iterable[str]) -> dict[str, str]:
@@ -166,63 +82,42 @@ def identify_nodes(conns: Connections, names: Iterable[str]) -> dict[str, str]:
 
 
 def readiness_problems(conns: Connections, names: Sequence[str]) -> list[str]:
-    """What stops the cluster from being drill-ready (empty when ready).
-
-    Ready: every node answers with cluster_state:ok, nobody sees a failing node, and every
-    master serving slots has a replica whose link is up (so a failover is possible).
-    """
-    problems = []
-    masters: dict[str, str] = {}  # node id -> name, masters with slots
-    replicas_up: set[str] = set()  # master ids with a replica whose link is up
-    for name in names:
-        try:
-            state = conns.client(name).cluster("info").get("cluster_state")
-            views = conns.cluster_nodes(name)
-            me = next(view for view in views if view.is_myself)
-            if me.is_replica:
-                link = conns.client(name).info("replication").get("master_link_status")
-                if link == "up" and me.master_id:
-                    replicas_up.add(me.master_id)
-        except (redis.RedisError, StopIteration) as exc:
-            conns.drop(name)
-            problems.append(f"{name}: not answering ({type(exc).__name__}: {exc})")
-            continue
-        if state != "ok":
-            problems.append(f"{name}: cluster_state:{state}")
-        failing = sorted(view.address for view in views if view.is_failing)
-        if failing:
-            problems.append(f"{name}: sees failing nodes {', '.join(failing)}")
-        if me.is_master and me.slots:
-            masters[me.node_id] = name
-    for node_id, name in masters.items():
-        if node_id not in replicas_up:
-            problems.append(f"{name}: master without a replica whose link is up")
-    return problems
+    """What stops the cluster from being drill-ready (empty when ready); see
+    :func:`clusterops.checks.drill_readiness`. A refused password raises AuthError at once."""
+    snapshots = conns.observe(names)
+    refused = [s for s in snapshots if s.auth_failed]
+    if refused:
+        raise AuthError(f"{refused[0].name} ({refused[0].address}): {refused[0].error}")
+    return checks.drill_readiness(snapshots)
 
 
 def wait_until_ready(
     conns: Connections, names: Sequence[str], timeout_s: float = DEFAULT_READY_TIMEOUT_S
 ) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def ready() -> tuple[bool, list[str]]:
         problems = readiness_problems(conns, names)
-        if not problems:
-            return
-        if time.monotonic() >= deadline:
-            raise DrillError(
-                f"cluster not ready within {timeout_s:.0f}s: " + "; ".join(problems)
-            )
-        time.sleep(0.1)
+        return not problems, problems
+
+    done, problems = poll(ready, Deadline.after(timeout_s), READY_POLL_S)
+    if not done:
+        raise DrillError(f"cluster not ready within {timeout_s:g}s: " + "; ".join(problems))
+
+
+def _myself(conns: Connections, name: str) -> ClusterNodeEntry:
+    """The node's own CLUSTER NODES line; DrillError (AuthError) when it cannot say."""
+    try:
+        return next(v for v in conns.cluster_nodes(name) if v.is_myself)
+    except redis.AuthenticationError as exc:
+        raise AuthError(f"{name}: the password was refused ({exc})") from None
+    except (redis.RedisError, StopIteration) as exc:
+        raise DrillError(f"{name} did not report its role: {exc}") from None
 
 
 def live_masters(conns: Connections, names: Sequence[str]) -> list[str]:
     """Names of the nodes that are masters serving slots right now (each asked itself)."""
     masters = []
     for name in names:
-        try:
-            me = next(v for v in conns.cluster_nodes(name) if v.is_myself)
-        except (redis.RedisError, StopIteration) as exc:
-            raise DrillError(f"{name} did not report its role: {exc}") from None
+        me = _myself(conns, name)
         if me.is_master and me.slots:
             masters.append(name)
     return masters
@@ -235,148 +130,6 @@ def node_timeout_ms(conns: Connections, name: str) -> int | None:
         return int(reply["cluster-node-timeout"])
     except (redis.RedisError, KeyError, ValueError):
         return None
-
-
-# --- the writer -----------------------------------------------------------------------------
-
-
-@dataclass
-class WriteRecord:
-    seq: int
-    key: str
-    value: str
-    node: str  # where the client sent it
-    sent_at: float  # monotonic
-    outcome: str = INDETERMINATE
-
-
-class AckedWriter(threading.Thread):
-    """Writes on one connection: SET, then WAIT 1 on that same connection, and records each.
-
-    Like a real client it follows the cluster's view of who owns the slot; unlike redis-py it
-    never retries a write, so every outcome is exactly what the client saw.
-    """
-
-    def __init__(
-        self,
-        targets: Targets,
-        id_to_name: dict[str, str],
-        tags: Sequence[str],
-        run_id: str,
-        wait_timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS,
-        interval_s: float = WRITER_INTERVAL_S,
-        socket_timeout_s: float = WRITER_TIMEOUT_S,
-    ) -> None:
-        super().__init__(name="drill-writer", daemon=True)
-        self._targets = targets
-        self._nodes = {node.name: node for node in targets.nodes}
-        self._id_to_name = id_to_name
-        self._tags = list(tags)
-        self._run_id = run_id
-        self._wait_timeout_ms = wait_timeout_ms
-        self._interval_s = interval_s
-        self._socket_timeout_s = socket_timeout_s
-        self._stop_event = threading.Event()
-        self._lock = threading.Lock()
-        self._records: list[WriteRecord] = []
-        self.error: BaseException | None = None
-        # Nodes not asked for the slot map (the faulted one: asking it would only stall us).
-        self.dont_ask: set[str] = set()
-
-    def records(self) -> list[WriteRecord]:
-        with self._lock:
-            return list(self._records)
-
-    def count(self, outcome: str) -> int:
-        with self._lock:
-            return sum(1 for r in self._records if r.outcome == outcome)
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop_event.set()
-        self.join(timeout_s)
-
-    def run(self) -> None:
-        try:
-            self._loop()
-        except BaseException as exc:  # surfaced by the drill; a dead writer must not go unseen
-            self.error = exc
-
-    def _connect(self, name: str) -> Connection:
-        node = self._nodes[name]
-        conn = Connection(
-            host=node.host,
-            port=node.port,
-            password=self._targets.password,
-            socket_timeout=self._socket_timeout_s,
-            socket_connect_timeout=self._socket_timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
-        )
-        conn.connect()
-        return conn
-
-    def _loop(self) -> None:
-        lookups = Connections(self._targets, ADMIN_TIMEOUT_S)
-        conn: Connection | None = None
-        owner: str | None = None
-        slot = key_slot(self._tags[0].encode())
-        seq = 0
-        try:
-            while not self._stop_event.is_set():
-                if owner is None:
-                    ask = [n for n in self._nodes if n not in self.dont_ask]
-                    found = slot_owner_candidates(lookups, ask, self._id_to_name, slot)
-                    if not found:
-                        self._stop_event.wait(self._interval_s)
-                        continue
-                    owner = found[0]
-                seq += 1
-                tag = self._tags[seq % len(self._tags)]
-                record = WriteRecord(
-                    seq, f"drill:{{{tag}}}:{self._run_id}:{seq}", f"{self._run_id}:{seq}",
-                    owner, time.monotonic(),
-                )
-                if conn is None:
-                    try:
-                        conn = self._connect(owner)
-                    except redis.RedisError:
-                        record.outcome = UNSENT
-                        self._append(record)
-                        owner = None
-                        self._stop_event.wait(self._interval_s)
-                        continue
-                record.outcome = self._write(conn, record)
-                self._append(record)
-                if record.outcome in (REJECTED, INDETERMINATE):
-                    conn.disconnect()
-                    conn, owner = None, None
-                self._stop_event.wait(self._interval_s)
-        finally:
-            if conn is not None:
-                conn.disconnect()
-            lookups.close()
-
-    def _write(self, conn: Connection, record: WriteRecord) -> str:
-        try:
-            conn.send_command("SET", record.key, record.value)
-            conn.read_response()
-        except redis.ResponseError:
-            return REJECTED
-        except redis.RedisError:
-            return INDETERMINATE
-        try:
-            conn.send_command("WAIT", 1, self._wait_timeout_ms)
-            replicas = int(conn.read_response())
-        except (redis.RedisError, ValueError):
-            return UNACKED
-        return ACKED if replicas >= 1 else UNACKED
-
-    def _append(self, record: WriteRecord) -> None:
-        with self._lock:
-            self._records.append(record)
-
-
-# --- one drill ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -472,11 +225,10 @@ def _measure_recovery(
     """
     probe = _Probe()
     slot = key_slot(probe_key.encode())
-    deadline = started + timeout_s
-    attempt = 0
-    while time.monotonic() < deadline:
-        tick = time.monotonic()
-        attempt += 1
+    attempts = itertools.count(1)
+
+    def write_lands() -> tuple[bool, _Probe]:
+        attempt = next(attempts)
         for name in slot_owner_candidates(conns, ask, id_to_name, slot):
             if name == faulted:
                 continue
@@ -486,11 +238,13 @@ def _measure_recovery(
                 probe.last_error = f"{name}: {exc}"
                 if stop_on_noreplicas and str(exc).startswith("NOREPLICAS"):
                     probe.refused_for_replicas = name
-                    return probe
+                    return True, probe
                 continue
             probe.seconds, probe.node = time.monotonic() - started, name
-            return probe
-        time.sleep(max(0.0, poll_interval_s - (time.monotonic() - tick)))
+            return True, probe
+        return False, probe
+
+    poll(write_lands, Deadline(started + timeout_s), poll_interval_s)
     return probe
 
 
@@ -498,63 +252,57 @@ def _wait_rejoined(
     conns: Connections, node: str, new_master_id: str, timeout_s: float
 ) -> tuple[bool, str]:
     """Poll until ``node`` calls itself a replica of ``new_master_id`` with its link up."""
-    deadline = time.monotonic() + timeout_s
-    seen = "not polled"
-    while True:
-        try:
-            me = next(v for v in conns.cluster_nodes(node) if v.is_myself)
-            link = conns.client(node).info("replication").get("master_link_status")
-            seen = f"flags={','.join(sorted(me.flags))} master={me.master_id} link={link}"
-            if me.is_replica and me.master_id == new_master_id and link == "up":
-                return True, seen
-        except (redis.RedisError, StopIteration) as exc:
-            conns.drop(node)
-            seen = f"{type(exc).__name__}: {exc}"
-        if time.monotonic() >= deadline:
-            return False, seen
-        time.sleep(0.05)
+
+    def rejoined() -> tuple[bool, str]:
+        (snapshot,) = conns.observe([node])
+        me = snapshot.myself
+        if me is None:
+            return False, snapshot.error or "no CLUSTER NODES line for itself"
+        link = checks.replica_link(snapshot)
+        seen = f"flags={','.join(sorted(me.flags))} master={me.master_id} link={link}"
+        return me.is_replica and me.master_id == new_master_id and link == "up", seen
+
+    return poll(rejoined, Deadline.after(timeout_s), REJOIN_POLL_S)
 
 
-def _read_back(
-    conns: Connections,
-    names: Sequence[str],
-    id_to_name: dict[str, str],
-    records: Sequence[WriteRecord],
-) -> set[str]:
-    """Keys of ``records`` whose value is not there, read from each slot's owner."""
-    by_slot: dict[int, list[WriteRecord]] = {}
-    for record in records:
-        by_slot.setdefault(key_slot(record.key.encode()), []).append(record)
-    missing: set[str] = set()
-    for slot, group in by_slot.items():
-        owners = slot_owner_candidates(conns, names, id_to_name, slot)
-        if not owners:
-            raise DrillError(f"no node owns slot {slot} when reading the writes back")
-        for start in range(0, len(group), READ_CHUNK):
-            chunk = group[start : start + READ_CHUNK]
-            try:
-                values = conns.call(owners[0], "MGET", *[r.key for r in chunk])
-            except redis.RedisError as exc:
-                raise DrillError(f"reading writes back from {owners[0]}: {exc}") from None
-            missing.update(
-                r.key for r, value in zip(chunk, values, strict=True) if value != r.value
-            )
-    return missing
-
-
-def _delete_keys(conns: Connections, names: Sequence[str], id_to_name: dict[str, str],
-                 keys: Iterable[str]) -> None:
-    """Best effort: drills should not leave their keys behind in a production cluster."""
+def _chunks_by_owner(
+    conns: Connections, names: Sequence[str], id_to_name: dict[str, str], keys: Iterable[str]
+) -> Iterator[tuple[int, str | None, list[str]]]:
+    """(slot, its owner now or None, up to READ_CHUNK of the keys in that slot)."""
     by_slot: dict[int, list[str]] = {}
     for key in keys:
         by_slot.setdefault(key_slot(key.encode()), []).append(key)
     for slot, group in by_slot.items():
         owners = slot_owner_candidates(conns, names, id_to_name, slot)
         for start in range(0, len(group), READ_CHUNK):
-            try:
-                conns.call(owners[0], "UNLINK", *group[start : start + READ_CHUNK])
-            except (redis.RedisError, IndexError):
-                break
+            yield slot, owners[0] if owners else None, group[start : start + READ_CHUNK]
+
+
+def _read_back(
+    conns: Connections, names: Sequence[str], id_to_name: dict[str, str],
+    records: Sequence[WriteRecord],
+) -> set[str]:
+    """Keys of ``records`` whose value is not there, read from each slot's owner."""
+    expected = {r.key: r.value for r in records}
+    missing: set[str] = set()
+    for slot, owner, keys in _chunks_by_owner(conns, names, id_to_name, expected):
+        if owner is None:
+            raise DrillError(f"no node owns slot {slot} when reading the writes back")
+        try:
+            values = conns.call(owner, "MGET", *keys)
+        except redis.RedisError as exc:
+            raise DrillError(f"reading writes back from {owner}: {exc}") from None
+        missing.update(k for k, v in zip(keys, values, strict=True) if v != expected[k])
+    return missing
+
+
+def _delete_keys(conns: Connections, names: Sequence[str], id_to_name: dict[str, str],
+                 keys: Iterable[str]) -> None:
+    """Best effort: drills should not leave their keys behind in a production cluster."""
+    for _slot, owner, chunk in _chunks_by_owner(conns, names, id_to_name, keys):
+        if owner is not None:
+            with contextlib.suppress(redis.RedisError):
+                conns.call(owner, "UNLINK", *chunk)
 
 
 def run_master_failure_drill(
@@ -579,16 +327,16 @@ def run_master_failure_drill(
     result's ``errors`` and the node is always restored.
     """
     if mode not in MODES:
-        raise DrillError(f"unknown mode {mode!r}; choose one of {MODES}")
+        raise UsageError(f"unknown mode {mode!r}; choose one of {MODES}")
     names = [node.name for node in targets.nodes]
     if master not in names:
-        raise DrillError(f"unknown node {master!r}; known: {', '.join(names)}")
+        raise UsageError(f"unknown node {master!r}; known: {', '.join(names)}")
     others = [name for name in names if name != master]
     conns = Connections(targets)
     try:
         wait_until_ready(conns, names, ready_timeout_s)
         id_to_name = identify_nodes(conns, names)
-        me = next(v for v in conns.cluster_nodes(master) if v.is_myself)
+        me = _myself(conns, master)
         if not (me.is_master and me.slots):
             raise DrillError(
                 f"{master} is not a master serving slots now (live masters: "
@@ -596,7 +344,7 @@ def run_master_failure_drill(
             )
         result = DrillResult(master, mode, node_timeout_ms=node_timeout_ms(conns, master))
         run_id = secrets.token_hex(4)
-        tags = pick_hash_tags(me.slots)
+        tags = hash_tags(me.slots, KEY_TAGS, "d")
         probe_key = f"drill:{{{tags[0]}}}:{run_id}:probe"
         writer = AckedWriter(
             targets, id_to_name, tags, run_id, wait_timeout_ms, socket_timeout_s=writer_timeout_s
@@ -626,17 +374,18 @@ def run_master_failure_drill(
 
 
 def _wait_for_acked_writes(writer: AckedWriter, count: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while writer.count(ACKED) < count:
+    def enough() -> tuple[bool, dict[str, int]]:
         if writer.error is not None or not writer.is_alive():
             raise DrillError(f"the writer stopped before the fault: {writer.error!r}")
-        if time.monotonic() >= deadline:
-            outcomes = {o: writer.count(o) for o in (ACKED, UNACKED, REJECTED, UNSENT)}
-            raise DrillError(
-                f"no {count} replica-acknowledged writes within {timeout_s:.0f}s before the "
-                f"fault (saw {outcomes}); is a replica connected?"
-            )
-        time.sleep(0.02)
+        outcomes = {o: writer.count(o) for o in (ACKED, UNACKED, REJECTED, UNSENT)}
+        return outcomes[ACKED] >= count, outcomes
+
+    done, outcomes = poll(enough, Deadline.after(timeout_s), WRITER_POLL_S)
+    if not done:
+        raise DrillError(
+            f"no {count} replica-acknowledged writes within {timeout_s:.0f}s before the "
+            f"fault (saw {outcomes}); is a replica connected?"
+        )
 
 
 def _fault_and_restore(
@@ -741,138 +490,3 @@ def account_writes(
     result.lost_keys_sample = [r.key for r in acked if r.key in missing][:LOST_SAMPLE]
 
 
-# --- the command ----------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_target_arguments(parser)
-    drill = parser.add_argument_group("drill")
-    drill.add_argument(
-        "--master", required=True, metavar="NAME|all",
-        help="the master to fault, or 'all' for every current master in turn",
-    )
-    drill.add_argument("--mode", choices=MODES, default="kill",
-                       help="kill (SIGKILL), stop (graceful) or partition (isolate) [kill]")
-    drill.add_argument(
-        "--max-recovery-seconds", type=float, default=DEFAULT_MAX_RECOVERY_S, metavar="S",
-        help=f"fail when client-observed recovery exceeds this [{DEFAULT_MAX_RECOVERY_S:g}]",
-    )
-    drill.add_argument(
-        "--control-command", metavar="CMD",
-        help="program that injects faults, called as `CMD ACTION NODE` with ACTION one of "
-        "kill/stop/start/isolate/heal (default: Docker, from the stack outputs)",
-    )
-    drill.add_argument("--hold-seconds", type=float, default=0.0, metavar="S",
-                       help="keep the fault in place this long after recovery [0]")
-    drill.add_argument("--poll-interval", type=float, default=DEFAULT_POLL_INTERVAL_S,
-                       metavar="S", help=f"recovery probe interval [{DEFAULT_POLL_INTERVAL_S:g}]")
-    drill.add_argument("--wait-timeout-ms", type=int, default=DEFAULT_WAIT_TIMEOUT_MS,
-                       metavar="MS", help=f"WAIT 1 timeout per write [{DEFAULT_WAIT_TIMEOUT_MS}]")
-    drill.add_argument("--recovery-timeout", type=float, default=DEFAULT_RECOVERY_TIMEOUT_S,
-                       metavar="S", help="give up waiting for recovery after this long")
-    drill.add_argument("--rejoin-timeout", type=float, default=DEFAULT_REJOIN_TIMEOUT_S,
-                       metavar="S", help="give up waiting for the node to rejoin after this long")
-    drill.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
-def build_control(args: argparse.Namespace, targets: Targets) -> NodeControl:
-    if getattr(args, "control_command", None):
-        return CommandNodeControl(args.control_command)
-    if not targets.network_name:
-        raise DrillError(
-            "no way to inject faults: give --control-command CMD, or --stack-outputs/--stack "
-            "of a Docker deployment (they name the network and containers)"
-        )
-    return DockerNodeControl.from_targets(targets)
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        targets = load_targets(args)
-        control = build_control(args, targets)
-    except (TargetsError, DrillError, NodeControlError) as exc:
-        print(f"drill: {exc}", file=sys.stderr)
-        return 2
-    results: list[DrillResult] = []
-    setup_error = ""
-    try:
-        masters = _masters_to_drill(targets, args.master)
-        for master in masters:
-            if not args.json:
-                print(f"drilling {master} ({args.mode}) ...", file=sys.stderr, flush=True)
-            results.append(
-                run_master_failure_drill(
-                    targets, control, master, args.mode,
-                    poll_interval_s=args.poll_interval,
-                    wait_timeout_ms=args.wait_timeout_ms,
-                    recovery_timeout_s=args.recovery_timeout,
-                    rejoin_timeout_s=args.rejoin_timeout,
-                    hold_s=args.hold_seconds,
-                )
-            )
-    except DrillError as exc:
-        setup_error = str(exc)
-    report = render_json if args.json else render_table
-    print(report(results, args.max_recovery_seconds, setup_error))
-    if setup_error:
-        return 2
-    return 1 if any(r.failures(args.max_recovery_seconds) for r in results) else 0
-
-
-def _masters_to_drill(targets: Targets, choice: str) -> list[str]:
-    names = [node.name for node in targets.nodes]
-    conns = Connections(targets)
-    try:
-        if choice == "all":
-            return live_masters(conns, names)
-        if choice not in names:
-            raise DrillError(f"unknown node {choice!r}; known: {', '.join(names)}")
-        return [choice]
-    finally:
-        conns.close()
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def render_table(results: Sequence[DrillResult], max_recovery_s: float, setup_error: str) -> str:
-    header = ("master", "mode", "new master", "recovery s", "acked", "acked lost",
-              "unacked lost", "indeterminate", "rejoined", "result")
-    rows = [header]
-    for r in results:
-        failed = r.failures(max_recovery_s)
-        rows.append((
-            r.master, r.mode, r.new_master or "-", _seconds(r.recovery_seconds),
-            str(r.acked_writes), str(r.acked_lost), f"{r.unacked_lost}/{r.unacked_accepted}",
-            str(r.indeterminate_writes),
-            f"yes ({_seconds(r.rejoin_seconds)}s)" if r.rejoined else "NO",
-            "FAIL" if failed else "ok",
-        ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in rows]
-    timeouts = sorted({r.node_timeout_ms for r in results if r.node_timeout_ms is not None})
-    if timeouts:
-        lines.append(f"cluster-node-timeout: {', '.join(map(str, timeouts))} ms; "
-                     f"recovery limit {max_recovery_s:g}s")
-    for r in results:
-        lines += [f"note {r.master}: {note}" for note in r.notes]
-        lines += [f"FAIL {r.master}: {reason}" for reason in r.failures(max_recovery_s)]
-    if setup_error:
-        lines.append(f"ERROR: {setup_error}")
-    return "\n".join(lines)
-
-
-def render_json(results: Sequence[DrillResult], max_recovery_s: float, setup_error: str) -> str:
-    drills = []
-    for r in results:
-        entry = asdict(r)
-        entry["failures"] = r.failures(max_recovery_s)
-        drills.append(entry)
-    ok = not setup_error and not any(d["failures"] for d in drills)
-    return json.dumps(
-        {"ok": ok, "max_recovery_seconds": max_recovery_s, "error": setup_error or None,
-         "drills": drills},
-        indent=2,
-    )

@@ -1,4 +1,8 @@
-"""Exceptions raised by the cluster operations.
+"""Exceptions raised by the cluster operations: one base, one exit-code policy.
+
+Every error clusterops raises is a :class:`ClusterOpsError`; its ``exit_code`` is what the CLI
+exits with (the CLI alone prints errors): 1 when a check failed or data is at risk, 2 for
+usage, target and authentication errors (:class:`UsageError`), which no retry can fix.
 
 Every message names the node(s) concerned and says what was seen. No message ever contains the
 password: text that comes from elsewhere (server replies, redis-py errors) is passed through
@@ -18,8 +22,39 @@ def redact(text: str, *secrets: str | None) -> str:
     return text
 
 
+EXIT_FAILED = 1  # a check or drill failed, or data is at risk
+EXIT_USAGE = 2  # usage, target or authentication error
+
+
 class ClusterOpsError(RuntimeError):
     """Base class of every error raised by clusterops."""
+
+    exit_code = EXIT_FAILED
+
+
+class UsageError(ClusterOpsError):
+    """The command cannot run as asked: bad options, unusable targets, no way to act."""
+
+    exit_code = EXIT_USAGE
+
+
+class TargetsError(UsageError, ValueError):
+    """The targets or the password could not be determined; the message says why and what to do.
+
+    Messages never contain the password.
+    """
+
+
+class AuthError(UsageError):
+    """A node refused the password (or wants one and got none): waiting cannot fix it."""
+
+
+class DrillError(ClusterOpsError):
+    """The drill could not run or could not restore the node; the message says why."""
+
+
+class NodeControlError(UsageError):
+    """A fault could not be injected or undone; the message says which node and why."""
 
 
 class PlanError(ClusterOpsError, ValueError):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from clusterops.cluster_view import NodeSnapshot, observe_node
+from clusterops import checks
 from clusterops.connection import admin_client
 from clusterops.errors import (
     ClusterCommandError,
@@ -44,16 +44,18 @@ from clusterops.model import (
     masters_of,
     merge_ranges,
     plan_problems,
+    shard_ids,
     shard_of,
 )
+from clusterops.observe import NodeSnapshot, observe_node
+from clusterops.poll import Deadline, poll
 from clusterops.verify import ClusterAssessment, assess
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.02
+REACHABLE_POLL_S = 0.1  # a node still starting needs a moment; no need to hammer it
 MAX_SOCKET_TIMEOUT_S = 2.0
-# Errors that waiting cannot fix: fail at once instead of polling until the deadline.
-AUTH_ERRORS = ("WRONGPASS", "NOAUTH", "invalid password", "invalid username-password")
 
 
 @dataclass(frozen=True)
@@ -85,22 +87,14 @@ class FormationActions:
         return len(self.add_slots) + len(self.set_epochs) + len(self.meets) + len(self.replicate)
 
 
-def _remaining(deadline: float) -> float:
-    return deadline - time.monotonic()
-
-
-def _socket_timeout(deadline: float) -> float:
-    return max(0.05, min(MAX_SOCKET_TIMEOUT_S, _remaining(deadline)))
-
-
-def _is_auth_error(text: str) -> bool:
-    return any(marker.lower() in text.lower() for marker in AUTH_ERRORS)
+def _socket_timeout(deadline: Deadline) -> float:
+    return max(0.05, min(MAX_SOCKET_TIMEOUT_S, deadline.remaining))
 
 
 def wait_until_reachable(
     nodes: Sequence[NodeTarget],
     password: str,
-    deadline: float,
+    deadline: Deadline,
     timeout_s: float,
     conns: dict[str, redis.Redis] | None = None,
 ) -> list[NodeSnapshot]:
@@ -112,36 +106,25 @@ def wait_until_reachable(
     conns = dict(conns or {})
     snapshots: dict[str, NodeSnapshot] = {}
     pending = list(nodes)
-    while True:
-        still: list[NodeTarget] = []
+
+    def all_answer() -> tuple[bool, list[NodeTarget]]:
+        nonlocal pending
         for target in pending:
             # Retries use a fresh client whose timeouts shrink with the time left, so a
             # black-holed address cannot carry us far past the deadline.
             conn = conns.pop(target.name, None)
-            snapshot = observe_node(target, password, _socket_timeout(deadline), conn)
-            snapshots[target.name] = snapshot
-            if not snapshot.reachable and not _is_auth_error(snapshot.error or ""):
-                still.append(target)
-        pending = still
-        auth_failed = {
-            name: f"authentication failed ({s.error})"
-            for name, s in snapshots.items()
-            if not s.reachable and _is_auth_error(s.error or "")
-        }
-        if auth_failed:
-            raise NodesUnreachableError(auth_failed, timeout_s)
-        if not pending:
-            return [snapshots[target.name] for target in nodes]
-        if _remaining(deadline) <= 0:
-            failures = {
-                t.name: f"{t.admin_address}: {snapshots[t.name].error}" for t in pending
-            }
-            raise NodesUnreachableError(failures, timeout_s)
-        time.sleep(min(POLL_INTERVAL_S * 5, max(0.0, _remaining(deadline))))
+            snapshots[target.name] = observe_node(target, password, _socket_timeout(deadline), conn)
+        refused = {name: str(s.error) for name, s in snapshots.items() if s.auth_failed}
+        if refused:
+            raise NodesUnreachableError(refused, timeout_s)
+        pending = [t for t in pending if not snapshots[t.name].reachable]
+        return not pending, pending
 
-
-def _shard_ids(plan: Sequence[NodeTarget], ids: dict[str, str], master: NodeTarget) -> set[str]:
-    return {ids[t.name] for t in plan if shard_of(plan, t).name == master.name and t.name in ids}
+    done, lagging = poll(all_answer, deadline, REACHABLE_POLL_S)
+    if not done:
+        failures = {t.name: f"{t.address}: {snapshots[t.name].error}" for t in lagging}
+        raise NodesUnreachableError(failures, timeout_s)
+    return [snapshots[target.name] for target in nodes]
 
 
 def unsafe_reasons(
@@ -151,7 +134,7 @@ def unsafe_reasons(
     reasons: dict[str, list[str]] = defaultdict(list)
     by_name = {t.name: t for t in plan}
     by_address = {t.cluster_address: t for t in plan}
-    ids = {s.target.name: s.my_id for s in snapshots if s.my_id}
+    ids = {s.name: s.my_id for s in snapshots if s.my_id}
     name_of: dict[str, str] = {}
     for name, node_id in ids.items():
         if node_id in name_of:
@@ -162,7 +145,7 @@ def unsafe_reasons(
         name_of[node_id] = name
 
     for snapshot in snapshots:
-        me = snapshot.target.name
+        me = snapshot.node.name
         if not snapshot.cluster_enabled:
             reasons[me].append("cluster support is disabled (cluster-enabled no)")
             continue
@@ -196,8 +179,8 @@ def unsafe_reasons(
                 )
         myself = snapshot.myself
         if myself is not None and myself.is_replica:
-            shard = shard_of(plan, snapshot.target)
-            if myself.master_id not in _shard_ids(plan, ids, shard):
+            shard = shard_of(plan, snapshot.node)
+            if myself.master_id not in shard_ids(plan, ids, shard):
                 followed = name_of.get(myself.master_id or "", myself.master_id)
                 reasons[me].append(f"replicates {followed}, outside its planned shard {shard.name}")
     return dict(reasons)
@@ -221,8 +204,8 @@ def plan_actions(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) 
     reasons = unsafe_reasons(plan, snapshots)
     if reasons:
         raise UnsafeClusterStateError(reasons)
-    by_name = {s.target.name: s for s in snapshots}
-    ids = {s.target.name: s.my_id for s in snapshots}
+    by_name = {s.name: s for s in snapshots}
+    ids = {s.name: s.my_id for s in snapshots}
     actions = FormationActions()
     actions.all_fresh = all(
         len(s.entries) == 1 and not (s.myself and s.myself.slots) and s.key_count == 0
@@ -230,7 +213,7 @@ def plan_actions(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) 
     )
 
     for master in masters_of(plan):
-        members = _shard_ids(plan, ids, master)
+        members = shard_ids(plan, ids, master)
         owned: set[int] = set()
         for snapshot in snapshots:
             for entry in snapshot.entries:
@@ -254,7 +237,7 @@ def plan_actions(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) 
             )
 
     known = {
-        s.target.name: {e.node_id for e in s.entries if not e.in_handshake} for s in snapshots
+        s.name: {e.node_id for e in s.entries if not e.in_handshake} for s in snapshots
     }
     for i, first in enumerate(plan):
         for second in plan[i + 1 :]:
@@ -276,7 +259,7 @@ def plan_actions(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) 
             continue  # already follows its shard (checked above), or took over after failover
         actions.replicate.append((target.name, _shard_master(plan, by_name, target)))
 
-    holders = {s.target.name: s.key_count for s in snapshots if s.key_count}
+    holders = {s.name: s.key_count for s in snapshots if s.key_count}
     if holders and not actions.nothing_to_do:
         raise UnsafeClusterStateError(
             {
@@ -301,7 +284,7 @@ def _run(conns: dict[str, redis.Redis], command: AdminCommand, password: str) ->
 
 
 def _observe_all(
-    plan: Sequence[NodeTarget], conns: dict[str, redis.Redis], password: str, deadline: float
+    plan: Sequence[NodeTarget], conns: dict[str, redis.Redis], password: str, deadline: Deadline
 ) -> list[NodeSnapshot]:
     timeout = _socket_timeout(deadline)
     return [observe_node(t, password, timeout, conns[t.name]) for t in plan]
@@ -309,24 +292,18 @@ def _observe_all(
 
 def _join_lag(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> dict[str, str]:
     """Planned node -> why it has not joined yet (empty when every node knows every other)."""
-    ids = {s.target.name: s.my_id for s in snapshots}
+    ids = {s.name: s.my_id for s in snapshots}
     lag: dict[str, list[str]] = defaultdict(list)
     for snapshot in snapshots:
         if not snapshot.reachable:
-            lag[snapshot.target.name].append(f"unreachable ({snapshot.error})")
+            lag[snapshot.name].append(f"unreachable ({snapshot.error})")
             continue
-        seen = {e.node_id: e for e in snapshot.entries if not e.in_handshake}
-        for target in plan:
-            if target.name == snapshot.target.name:
-                continue
-            entry = seen.get(ids[target.name])
-            if entry is None:
-                lag[target.name].append(f"unknown to {snapshot.target.name}")
-            elif entry.address != target.cluster_address:
-                lag[target.name].append(
-                    f"{snapshot.target.name} sees it at {entry.address}, planned "
-                    f"{target.cluster_address}"
-                )
+        planned = {t.name: (ids[t.name], t.cluster_address) for t in plan if t != snapshot.node}
+        seen = checks.membership(snapshot, planned)
+        for name in seen.unknown:
+            lag[name].append(f"unknown to {snapshot.name}")
+        for name, address in seen.misplaced:
+            lag[name].append(f"{snapshot.name} sees it at {address}, planned {planned[name][1]}")
     return {name: "; ".join(why) for name, why in lag.items()}
 
 
@@ -338,21 +315,20 @@ def _wait_for_join(
     plan: Sequence[NodeTarget],
     conns: dict[str, redis.Redis],
     password: str,
-    deadline: float,
+    deadline: Deadline,
     timeout_s: float,
 ) -> None:
-    while True:
+    def joined() -> tuple[bool, tuple[dict[str, str], list[NodeSnapshot]]]:
         snapshots = _observe_all(plan, conns, password, deadline)
         lag = _join_lag(plan, snapshots)
-        if not lag:
-            return
-        if _remaining(deadline) <= 0:
-            lagging = [f"{name} ({why})" for name, why in lag.items()]
-            raise FormationTimeoutError(
-                "waiting for all nodes to know each other", lagging, _describe_all(snapshots),
-                timeout_s,
-            )
-        time.sleep(POLL_INTERVAL_S)
+        return not lag, (lag, snapshots)
+
+    done, (lag, snapshots) = poll(joined, deadline, POLL_INTERVAL_S)
+    if not done:
+        raise FormationTimeoutError(
+            "waiting for all nodes to know each other",
+            [f"{name} ({why})" for name, why in lag.items()], _describe_all(snapshots), timeout_s,
+        )
 
 
 def _attach_replicas(
@@ -360,14 +336,16 @@ def _attach_replicas(
     conns: dict[str, redis.Redis],
     ids: dict[str, str],
     password: str,
-    deadline: float,
+    deadline: Deadline,
     timeout_s: float,
 ) -> list[str]:
     """CLUSTER REPLICATE each (replica, master), retrying while the replica can't see it yet."""
     pending = list(pairs)
     sent: list[str] = []
     last_error: dict[str, str] = {}
-    while pending:
+
+    def all_attached() -> tuple[bool, list[tuple[str, str]]]:
+        nonlocal pending
         still = []
         for replica, master in pending:
             command = AdminCommand(replica, ("CLUSTER", "REPLICATE", ids[master]))
@@ -383,15 +361,16 @@ def _attach_replicas(
             log.info("sent %s", command.describe())
             sent.append(command.describe())
         pending = still
-        if pending:
-            if _remaining(deadline) <= 0:
-                raise FormationTimeoutError(
-                    "attaching replicas",
-                    [f"{r} (master {m}: {last_error.get(r)})" for r, m in pending],
-                    "replicas do not know their master yet",
-                    timeout_s,
-                )
-            time.sleep(POLL_INTERVAL_S)
+        return not pending, pending
+
+    done, lagging = poll(all_attached, deadline, POLL_INTERVAL_S)
+    if not done:
+        raise FormationTimeoutError(
+            "attaching replicas",
+            [f"{r} (master {m}: {last_error.get(r)})" for r, m in lagging],
+            "replicas do not know their master yet",
+            timeout_s,
+        )
     return sent
 
 
@@ -399,21 +378,20 @@ def _wait_until_healthy(
     plan: Sequence[NodeTarget],
     conns: dict[str, redis.Redis],
     password: str,
-    deadline: float,
+    deadline: Deadline,
     timeout_s: float,
 ) -> ClusterAssessment:
-    while True:
+    def healthy() -> tuple[bool, ClusterAssessment]:
         assessment = assess(plan, _observe_all(plan, conns, password, deadline))
-        if assessment.healthy:
-            return assessment
-        if _remaining(deadline) <= 0:
-            named = sorted(
-                {t.name for t in plan for p in assessment.problems if p.startswith(t.name)}
-            )
-            raise FormationTimeoutError(
-                "verifying the cluster", named, "; ".join(assessment.problems), timeout_s
-            )
-        time.sleep(POLL_INTERVAL_S)
+        return assessment.healthy, assessment
+
+    done, assessment = poll(healthy, deadline, POLL_INTERVAL_S)
+    if not done:
+        named = sorted({t.name for t in plan for p in assessment.problems if p.startswith(t.name)})
+        raise FormationTimeoutError(
+            "verifying the cluster", named, "; ".join(assessment.problems), timeout_s
+        )
+    return assessment
 
 
 def form_cluster(
@@ -432,7 +410,7 @@ def form_cluster(
     :class:`ClusterCommandError`. All within ``timeout_s`` (plus one socket timeout at most).
     """
     started = time.monotonic()
-    deadline = started + timeout_s
+    deadline = Deadline(started + timeout_s)
     problems = plan_problems(nodes)
     if problems:
         raise PlanError(reason for _field, reason in problems)
@@ -451,7 +429,7 @@ def form_cluster(
         }
         snapshots = wait_until_reachable(nodes, password, deadline, timeout_s, conns)
         actions = plan_actions(nodes, snapshots)
-        ids = {s.target.name: s.my_id for s in snapshots}
+        ids = {s.name: s.my_id for s in snapshots}
         for command in actions.add_slots + actions.set_epochs + actions.meets:
             _run(conns, command, password)
             commands.append(command.describe())

@@ -1,10 +1,11 @@
-"""``python -m clusterops health``: the deployment guide's health checks, and what it lacks.
+"""The health checks: the deployment guide's, and what it lacks (``python -m clusterops health``
+is their command line, clusterops/commands/health.py).
 
 Checks (each yields per-node results: ok / warn / fail, with a message):
 
 - ``reachable``          every node answers PING with the password (names NOAUTH/WRONGPASS)
 - ``cluster_state``      CLUSTER INFO says ``cluster_state:ok`` on every node
-- ``slot_coverage``      16384 slots assigned and ok, none pfail/fail, on every node
+- ``slot_coverage``      every hash slot assigned and ok, none pfail/fail, on every node
 - ``node_count``         every node knows the expected number of nodes; every target is in the
                          cluster; the expected number of masters serves slots
 - ``node_flags``         no node is flagged ``fail`` (or ``fail?``) by its peers
@@ -20,37 +21,39 @@ Gathering talks to the nodes concurrently with short timeouts, so a dead or froz
 one timeout and is reported, never a crash. The checks themselves are pure functions over the
 gathered snapshots, so they are tested without servers.
 
-Exit code: 0 when nothing failed (warnings allowed), 1 when any check failed. Target errors
-(no password source, unreadable outputs) exit 2 through the CLI.
+A run is ok when nothing failed (warnings allowed); see :attr:`HealthRun.exit_code`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import re
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from clusterops.cluster_view import ClusterNodeEntry, parse_cluster_nodes
-from clusterops.connection import no_retry_client
+from clusterops import checks
+from clusterops.checks import ClusterView, expand_runs, majority_view
 from clusterops.errors import redact
-from clusterops.targets import TargetNode, Targets, add_target_arguments, load_targets
+from clusterops.model import HASH_SLOTS, format_ranges, hash_tags
+from clusterops.observe import (
+    ClusterNodeEntry,
+    NodeSnapshot,
+    describe_error,
+    observe_nodes,
+    parse_kv_list,
+)
+from clusterops.targets import Targets
 
-SLOT_COUNT = 16384
 CLUSTER = "cluster"  # the "node" column of results about the cluster as a whole
 KEY_PREFIX = "clusterops:health"
 KEY_TTL_S = 60  # the probe key expires even if this process dies before deleting it
@@ -130,28 +133,6 @@ class Expectations:
 # --------------------------------------------------------------------------- parsing (pure)
 
 
-def parse_info(text: str) -> dict[str, str]:
-    """``key:value`` lines of INFO / CLUSTER INFO; section headers and blanks are skipped."""
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or ":" not in line:
-            continue
-        key, _, value = line.partition(":")
-        fields[key] = value
-    return fields
-
-
-def parse_kv_list(text: str) -> dict[str, str]:
-    """``ip=1.2.3.4,port=6379,state=online`` (INFO's slaveN values)."""
-    pairs = (item.partition("=") for item in text.split(",") if item)
-    return {key: value for key, _, value in pairs}
-
-
-def format_ranges(ranges: Iterable[tuple[int, int]]) -> str:
-    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in ranges)
-
-
 def format_bytes(value: float) -> str:
     if abs(value) < 1024:
         return f"{value:.0f} B"
@@ -167,95 +148,6 @@ def _int(fields: Mapping[str, str], key: str, default: int = 0) -> int:
         return int(fields.get(key, default))
     except (TypeError, ValueError):
         return default
-
-
-# --------------------------------------------------------------------------- snapshots
-
-
-@dataclass(frozen=True)
-class NodeSnapshot:
-    """What one node said (or why it could not be asked)."""
-
-    name: str
-    address: str
-    error: str | None = None
-    cluster_info: Mapping[str, str] = field(default_factory=dict)
-    cluster_nodes: tuple[ClusterNodeEntry, ...] = ()
-    replication: Mapping[str, str] = field(default_factory=dict)
-    memory: Mapping[str, str] = field(default_factory=dict)
-    ping_ms: float | None = None
-
-    @property
-    def reachable(self) -> bool:
-        return self.error is None
-
-    @property
-    def myself(self) -> ClusterNodeEntry | None:
-        return next((e for e in self.cluster_nodes if e.is_myself), None)
-
-
-def describe_error(exc: BaseException, password: str | None, timeout_s: float) -> str:
-    """A message for an operator; the password never appears in it."""
-    if isinstance(exc, redis.AuthenticationError):
-        if not password:
-            text = ("authentication required (NOAUTH) but no password was given: use "
-                    "--password-file, the stack outputs or $REDIS_PASSWORD")
-        else:
-            text = f"authentication failed: the password was refused (WRONGPASS: {exc})"
-    elif isinstance(exc, redis.TimeoutError):
-        text = f"no answer within {timeout_s:g}s (timeout): node down, frozen or unreachable"
-    elif isinstance(exc, redis.ConnectionError):
-        text = f"unreachable: {exc}"
-    elif isinstance(exc, redis.ResponseError) and str(exc).startswith("NOAUTH"):
-        text = "authentication required (NOAUTH)"
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    return redact(text, password)
-
-
-def _text(reply: Any) -> str:
-    return reply.decode() if isinstance(reply, bytes) else str(reply)
-
-
-def node_client(node: TargetNode, password: str | None, timeout_s: float) -> redis.Redis:
-    # RESP2: a missing password yields a plain NOAUTH instead of a HELLO error.
-    client = no_retry_client(node.host, node.port, password, timeout_s, timeout_s, protocol=2)
-    # Raw INFO text: parsed here, the same way for every reply (see parse_info).
-    client.set_response_callback("INFO", lambda reply, **_: _text(reply))
-    return client
-
-
-def collect_snapshot(node: TargetNode, password: str | None, timeout_s: float) -> NodeSnapshot:
-    client = node_client(node, password, timeout_s)
-    try:
-        started = time.perf_counter()
-        client.ping()
-        ping_ms = (time.perf_counter() - started) * 1000
-        cluster_info = parse_info(_text(client.execute_command("CLUSTER", "INFO")))
-        cluster_nodes = parse_cluster_nodes(_text(client.execute_command("CLUSTER", "NODES")))
-        replication = parse_info(client.execute_command("INFO", "replication"))
-        memory = parse_info(client.execute_command("INFO", "memory"))
-    except redis.RedisError as exc:
-        return NodeSnapshot(node.name, node.address, error=describe_error(exc, password, timeout_s))
-    finally:
-        client.close()
-    return NodeSnapshot(
-        name=node.name,
-        address=node.address,
-        cluster_info=cluster_info,
-        cluster_nodes=tuple(cluster_nodes),
-        replication=replication,
-        memory=memory,
-        ping_ms=ping_ms,
-    )
-
-
-def collect_snapshots(targets: Targets, timeout_s: float) -> list[NodeSnapshot]:
-    """Ask every node at once, so a dead node costs one timeout, not one per node."""
-    with ThreadPoolExecutor(max_workers=min(16, max(1, len(targets.nodes)))) as pool:
-        return list(
-            pool.map(lambda n: collect_snapshot(n, targets.password, timeout_s), targets.nodes)
-        )
 
 
 # --------------------------------------------------------------------------- naming
@@ -285,55 +177,6 @@ class NameBook:
 
 
 # --------------------------------------------------------------------------- checks (pure)
-
-
-def slot_owners(view: Sequence[ClusterNodeEntry]) -> list[str | None]:
-    owners: list[str | None] = [None] * SLOT_COUNT
-    for entry in view:
-        if entry.is_master:
-            for start, end in entry.slots:
-                for slot in range(max(0, start), min(SLOT_COUNT - 1, end) + 1):
-                    owners[slot] = entry.node_id
-    return owners
-
-
-def _owner_ranges(owners: Sequence[str | None]) -> tuple[tuple[int, int, str | None], ...]:
-    ranges: list[tuple[int, int, str | None]] = []
-    for slot, owner in enumerate(owners):
-        if ranges and ranges[-1][2] == owner and ranges[-1][1] == slot - 1:
-            ranges[-1] = (ranges[-1][0], slot, owner)
-        else:
-            ranges.append((slot, slot, owner))
-    return tuple(ranges)
-
-
-@dataclass(frozen=True)
-class ClusterView:
-    """The slot map most nodes agree on, and each node's own map."""
-
-    reference: tuple[ClusterNodeEntry, ...]  # CLUSTER NODES of a node holding the majority map
-    reference_node: str | None
-    signatures: Mapping[str, tuple[tuple[int, int, str | None], ...]]  # node name -> map
-
-    @property
-    def masters(self) -> list[ClusterNodeEntry]:
-        return [e for e in self.reference if e.is_master and e.slots]
-
-    def replicas_of(self, master: ClusterNodeEntry) -> list[ClusterNodeEntry]:
-        return [e for e in self.reference if e.master_id == master.node_id]
-
-
-def build_view(snapshots: Sequence[NodeSnapshot]) -> ClusterView:
-    signatures = {
-        s.name: _owner_ranges(slot_owners(s.cluster_nodes)) for s in snapshots if s.reachable
-    }
-    if not signatures:
-        return ClusterView((), None, {})
-    counts = Counter(signatures.values())
-    # Most common map wins; ties go to the first node in target order (Counter keeps order).
-    majority = counts.most_common(1)[0][0]
-    ref_snap = next(s for s in snapshots if s.reachable and signatures[s.name] == majority)
-    return ClusterView(ref_snap.cluster_nodes, ref_snap.name, signatures)
 
 
 class _Verdict:
@@ -377,7 +220,10 @@ class Report(_Verdict):
 
 def check_reachable(report: Report, snapshots: Sequence[NodeSnapshot]) -> None:
     for snap in snapshots:
-        if snap.reachable:
+        if snap.reachable and not snap.cluster_enabled:
+            report.add("reachable", snap.name, Status.FAIL,
+                       f"{snap.address} answers but has cluster support disabled")
+        elif snap.reachable:
             role = snap.replication.get("role", "?")
             report.add("reachable", snap.name, Status.OK,
                        f"PONG from {snap.address} in {snap.ping_ms or 0:.1f} ms, role {role}")
@@ -403,8 +249,8 @@ def check_slot_coverage(report: Report, snapshots: Sequence[NodeSnapshot]) -> No
         ok = _int(info, "cluster_slots_ok")
         pfail = _int(info, "cluster_slots_pfail")
         failed = _int(info, "cluster_slots_fail")
-        text = f"assigned {assigned}, ok {ok}, pfail {pfail}, fail {failed} of {SLOT_COUNT}"
-        if assigned != SLOT_COUNT or failed or ok + pfail != SLOT_COUNT:
+        text = f"assigned {assigned}, ok {ok}, pfail {pfail}, fail {failed} of {HASH_SLOTS}"
+        if assigned != HASH_SLOTS or failed or ok + pfail != HASH_SLOTS:
             status = Status.FAIL
         elif pfail:
             status = Status.WARN  # a peer missed pings; it becomes fail only if others agree
@@ -443,23 +289,17 @@ def check_node_count(report: Report, snapshots: Sequence[NodeSnapshot], view: Cl
 def check_node_flags(report: Report, snapshots: Sequence[NodeSnapshot],
                      names: NameBook) -> None:
     """A node is only as healthy as its peers think: collect fail / fail? flags from all views."""
-    failed_by: dict[str, list[str]] = {}
-    suspected_by: dict[str, list[str]] = {}
-    for snap in _reachable(snapshots):
-        for entry in snap.cluster_nodes:
-            if entry.failed:
-                failed_by.setdefault(names.label(entry), []).append(snap.name)
-            elif entry.possibly_failed:
-                suspected_by.setdefault(names.label(entry), []).append(snap.name)
+    failed = checks.flagged(snapshots)
+    suspected = checks.flagged(snapshots, possibly=True)
     viewers = len(_reachable(snapshots))
-    for node, by in failed_by.items():
-        report.add("node_flags", node, Status.FAIL,
+    for entry, by in failed.values():
+        report.add("node_flags", names.label(entry), Status.FAIL,
                    f"flagged fail by {len(by)} of {viewers} reachable nodes ({', '.join(by)})")
-    for node, by in suspected_by.items():
-        if node not in failed_by:
-            report.add("node_flags", node, Status.WARN,
+    for node_id, (entry, by) in suspected.items():
+        if node_id not in failed:
+            report.add("node_flags", names.label(entry), Status.WARN,
                        f"flagged fail? (no pong) by {len(by)} of {viewers}: {', '.join(by)}")
-    if viewers and not failed_by and not suspected_by:
+    if viewers and not failed and not suspected:
         report.add("node_flags", CLUSTER, Status.OK, "no node is flagged fail or fail?")
 
 
@@ -472,7 +312,7 @@ def check_open_slots(report: Report, snapshots: Sequence[NodeSnapshot],
             report.add("open_slots", snap.name, Status.OK, "no importing/migrating slots")
             continue
         described = [
-            f"slot {slot} {verb} {names.label_id(peer, snap.cluster_nodes)}"
+            f"slot {slot} {verb} {names.label_id(peer, snap.entries)}"
             for slot, verb, peer in opened
         ]
         report.add("open_slots", snap.name, Status.FAIL,
@@ -482,32 +322,22 @@ def check_open_slots(report: Report, snapshots: Sequence[NodeSnapshot],
 
 def check_slot_map(report: Report, snapshots: Sequence[NodeSnapshot], view: ClusterView,
                    names: NameBook) -> None:
-    if not view.signatures:
-        return
-    reference = view.signatures[view.reference_node or ""]
-    ref_owners = _expand(reference)
-    for snap in _reachable(snapshots):
-        mine = view.signatures[snap.name]
-        if mine == reference:
-            report.add("slot_map", snap.name, Status.OK,
+    entries = {s.name: s.entries for s in snapshots}
+    ref_owners = expand_runs(view.majority)
+    for name, mine in view.maps.items():
+        if mine == view.majority:
+            report.add("slot_map", name, Status.OK,
                        f"agrees with the majority map ({len(view.masters)} masters)")
             continue
-        owners = _expand(mine)
-        differing = [s for s in range(SLOT_COUNT) if owners[s] != ref_owners[s]]
+        owners = expand_runs(mine)
+        differing = [s for s in range(HASH_SLOTS) if owners[s] != ref_owners[s]]
         first = differing[0]
-        here = names.label_id(owners[first], snap.cluster_nodes) if owners[first] else "nobody"
+        here = names.label_id(owners[first], entries[name]) if owners[first] else "nobody"
         there = names.label_id(ref_owners[first], view.reference) if ref_owners[first] \
             else "nobody"
-        report.add("slot_map", snap.name, Status.FAIL,
+        report.add("slot_map", name, Status.FAIL,
                    f"disagrees on {len(differing)} slots: slot {first} owned by {here} here, "
                    f"by {there} in the majority map (from {view.reference_node})")
-
-
-def _expand(ranges: Sequence[tuple[int, int, str | None]]) -> list[str | None]:
-    owners: list[str | None] = [None] * SLOT_COUNT
-    for start, end, owner in ranges:
-        owners[start:end + 1] = [owner] * (end - start + 1)
-    return owners
 
 
 def check_replication(report: Report, snapshots: Sequence[NodeSnapshot], view: ClusterView,
@@ -670,7 +500,7 @@ def evaluate(snapshots: Sequence[NodeSnapshot], expect: Expectations,
     """All checks that need no further I/O, over the gathered snapshots."""
     report = Report()
     names = NameBook(snapshots, cluster_addresses, planned_ids)
-    view = build_view(snapshots)
+    view = majority_view(snapshots)
     check_reachable(report, snapshots)
     check_cluster_state(report, snapshots)
     check_slot_coverage(report, snapshots)
@@ -689,12 +519,8 @@ def evaluate(snapshots: Sequence[NodeSnapshot], expect: Expectations,
 
 def probe_key(slots: Sequence[tuple[int, int]], token: str) -> str:
     """A unique key whose hash tag lands in one of ``slots``."""
-    for index in range(200_000):
-        tag = f"h{index}"
-        slot = key_slot(tag.encode())
-        if any(start <= slot <= end for start, end in slots):
-            return f"{KEY_PREFIX}:{{{tag}}}:{token}"
-    raise ValueError(f"no hash tag found for slots {format_ranges(slots)}")
+    (tag,) = hash_tags(slots, 1, "h")
+    return f"{KEY_PREFIX}:{{{tag}}}:{token}"
 
 
 def check_write_read(report: Report, targets: Targets, snapshots: Sequence[NodeSnapshot],
@@ -722,7 +548,9 @@ def check_write_read(report: Report, targets: Targets, snapshots: Sequence[NodeS
             address_remap=targets.remap,
             retry=Retry(NoBackoff(), 1),
         )
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
+        # RedisClusterException is not a RedisError: redis-py raises it when the startup nodes
+        # disagree on the slot map, the very state this command exists to report.
         reason = describe_error(exc, targets.password, timeout_s)
         report.add("write_read", CLUSTER, Status.FAIL, f"cluster client could not start: {reason}")
         return
@@ -750,7 +578,7 @@ def _round_trip(report: Report, client: RedisCluster, master: ClusterNodeEntry, 
         else:
             report.add("write_read", label, Status.FAIL,
                        f"slot {slot}: read back {value!r}, expected the value just written")
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:  # e.g. SlotNotCoveredError
         report.add("write_read", label, Status.FAIL,
                    f"slot {slot}: {describe_error(exc, password, timeout_s)}")
     finally:
@@ -759,7 +587,7 @@ def _round_trip(report: Report, client: RedisCluster, master: ClusterNodeEntry, 
                 client.delete(key)
 
 
-# --------------------------------------------------------------------------- run + render
+# --------------------------------------------------------------------------- run
 
 
 @dataclass(frozen=True)
@@ -773,7 +601,7 @@ def run_health(targets: Targets, timeout_s: float = DEFAULT_TIMEOUT_S,
                thresholds: Thresholds | None = None, write_read: bool = True) -> HealthRun:
     started = time.monotonic()
     expect = Expectations.from_targets(targets, thresholds)
-    snapshots = collect_snapshots(targets, timeout_s)
+    snapshots = observe_nodes(targets.nodes, targets.password, timeout_s)
     cluster_addresses = {n.cluster_address: n.name for n in targets.nodes}
     report, view, names = evaluate(snapshots, expect, cluster_addresses, targets.node_ids)
     if write_read and any(s.reachable for s in snapshots):
@@ -794,87 +622,3 @@ def failing_nodes(run: _Verdict) -> dict[str, list[str]]:
         if result.check not in checks:
             checks.append(result.check)
     return by_node
-
-
-def summary_line(run: HealthRun) -> str:
-    if run.ok:
-        head = "HEALTHY" if not run.warnings else f"HEALTHY with {len(run.warnings)} warning(s)"
-        return f"{head}: {len(run.results)} results, no failures"
-    named = "; ".join(
-        f"{node} ({', '.join(checks)})" for node, checks in failing_nodes(run).items()
-    )
-    return f"UNHEALTHY: {len(run.failures)} failure(s) on {named}"
-
-
-def render_table(run: HealthRun) -> str:
-    rows = [("CHECK", "NODE", "STATUS", "MESSAGE")]
-    rows += [(r.check, r.node, r.status.upper(), r.message) for r in run.results]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [
-        f"Redis cluster health: {run.targets.source or 'targets'} - {run.targets.expected_nodes} "
-        f"nodes, {run.targets.expected_masters} masters x {run.targets.replicas_per_master} "
-        f"replica(s) expected ({run.duration_s:.2f}s)",
-        "",
-    ]
-    for row in rows:
-        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3]))
-                     + "  " + row[3])
-    lines += ["", summary_line(run)]
-    return "\n".join(lines)
-
-
-def render_json(run: HealthRun) -> str:
-    counts = Counter(str(r.status) for r in run.results)
-    document = {
-        "ok": run.ok,
-        "exit_code": run.exit_code,
-        "source": run.targets.source,
-        "expected": {
-            "nodes": run.targets.expected_nodes,
-            "masters": run.targets.expected_masters,
-            "replicas_per_master": run.targets.replicas_per_master,
-            "maxmemory_bytes": run.targets.maxmemory_bytes,
-        },
-        "summary": {status.value: counts.get(status.value, 0) for status in Status},
-        "failing_nodes": failing_nodes(run),
-        "failures": [r.as_dict() for r in run.failures],
-        "results": [r.as_dict() for r in run.results],
-        "duration_seconds": round(run.duration_s, 3),
-    }
-    return json.dumps(document, indent=2)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_target_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print a JSON document")
-    parser.add_argument("--skip-write", action="store_true",
-                        help="skip the write/read round trip (read-only health check)")
-    limits = parser.add_argument_group("limits")
-    limits.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
-                        help="per-node connect/read timeout (default %(default)s)")
-    limits.add_argument("--max-lag-seconds", type=float, default=DEFAULT_MAX_LAG_SECONDS,
-                        metavar="SECONDS",
-                        help="replica ack lag that fails the check (default %(default)s)")
-    limits.add_argument("--max-lag-bytes", type=int, default=DEFAULT_MAX_LAG_BYTES,
-                        metavar="BYTES",
-                        help="replication offset lag that warns (default %(default)s)")
-    limits.add_argument("--memory-warn-percent", type=float,
-                        default=DEFAULT_MEMORY_WARN_PERCENT, metavar="PERCENT",
-                        help="used/maxmemory that warns (default %(default)s)")
-    limits.add_argument("--memory-fail-percent", type=float,
-                        default=DEFAULT_MEMORY_FAIL_PERCENT, metavar="PERCENT",
-                        help="used/maxmemory that fails (default %(default)s)")
-
-
-def run(args: argparse.Namespace) -> int:
-    targets = load_targets(args)
-    thresholds = Thresholds(
-        max_lag_seconds=args.max_lag_seconds,
-        max_lag_bytes=args.max_lag_bytes,
-        memory_warn_percent=args.memory_warn_percent,
-        memory_fail_percent=args.memory_fail_percent,
-    )
-    result = run_health(targets, timeout_s=args.timeout, thresholds=thresholds,
-                        write_read=not args.skip_write)
-    print(render_json(result) if args.json else render_table(result))
-    return result.exit_code

@@ -23,14 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from clusterops.errors import NodeControlError
 from clusterops.targets import Targets
 
-ACTIONS = ("kill", "stop", "start", "isolate", "heal")
 DEFAULT_COMMAND_TIMEOUT_S = 60.0
-
-
-class NodeControlError(RuntimeError):
-    """A fault could not be injected or undone; the message says which node and why."""
 
 
 @runtime_checkable

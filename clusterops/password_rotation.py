@@ -13,7 +13,6 @@ recreated with the new config) is brought in line instead of failing.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ import redis
 from clusterops.connection import admin_client
 from clusterops.errors import PasswordRotationError, redact
 from clusterops.model import NodeTarget
+from clusterops.observe import is_auth_error, observe_nodes
+from clusterops.poll import Deadline, poll
 
 POLL_INTERVAL_S = 0.05
 NO_CONFIG_FILE = "without a config file"
@@ -37,11 +38,6 @@ class RotationReport:
     replica_links: dict[str, str] = field(default_factory=dict)  # replica -> link status after
 
 
-def _is_auth_failure(exc: redis.RedisError) -> bool:
-    text = str(exc).upper()
-    return isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text
-
-
 def _connect(
     node: NodeTarget, old_password: str, new_password: str, stack: ExitStack
 ) -> tuple[redis.Redis, bool]:
@@ -53,13 +49,13 @@ def _connect(
             conn.ping()
             return conn, already
         except redis.RedisError as exc:
-            if not _is_auth_failure(exc):
+            if not is_auth_error(exc):
                 raise PasswordRotationError(
-                    f"{node.name} ({node.admin_address}) is not reachable: "
+                    f"{node.name} ({node.address}) is not reachable: "
                     f"{redact(str(exc), *secrets)}. Nothing was changed."
                 ) from exc
     raise PasswordRotationError(
-        f"{node.name} ({node.admin_address}) accepts neither the old nor the new password. "
+        f"{node.name} ({node.address}) accepts neither the old nor the new password. "
         "Nothing was changed."
     )
 
@@ -82,7 +78,7 @@ def rotate_password(
         raise PasswordRotationError("the new password is empty")
     secrets = (old_password, new_password)
     report = RotationReport()
-    deadline = time.monotonic() + timeout_s
+    deadline = Deadline.after(timeout_s)
     with ExitStack() as stack:
         conns: dict[str, redis.Redis] = {}
         for node in nodes:
@@ -120,26 +116,23 @@ def rotate_password(
 
 
 def _wait_for_replica_links(
-    nodes: Sequence[NodeTarget], password: str, deadline: float, timeout_s: float
+    nodes: Sequence[NodeTarget], password: str, deadline: Deadline, timeout_s: float
 ) -> dict[str, str]:
     """Log in with the new password everywhere; every replica's master link must be up."""
-    while True:
-        links: dict[str, str] = {}
-        for node in nodes:
-            try:
-                with admin_client(node, password) as conn:
-                    info = conn.info("replication")
-            except redis.RedisError as exc:
-                links[node.name] = f"error: {redact(str(exc), password)}"
-                continue
-            if info.get("role") == "slave":
-                links[node.name] = str(info.get("master_link_status"))
-        down = {name: status for name, status in links.items() if status != "up"}
-        if not down:
-            return links
-        if time.monotonic() >= deadline:
-            detail = ", ".join(f"{name}: {status}" for name, status in down.items())
-            raise PasswordRotationError(
-                f"after {timeout_s:g}s with the new password, not every replica is linked: {detail}"
-            )
-        time.sleep(POLL_INTERVAL_S)
+
+    def linked() -> tuple[bool, dict[str, str]]:
+        links = {
+            s.name: f"error: {s.error}" if not s.reachable
+            else s.replication.get("master_link_status", "unknown")
+            for s in observe_nodes(nodes, password)
+            if not s.reachable or s.replication.get("role") == "slave"
+        }
+        return all(status == "up" for status in links.values()), links
+
+    done, links = poll(linked, deadline, POLL_INTERVAL_S)
+    if not done:
+        detail = ", ".join(f"{name}: {status}" for name, status in links.items() if status != "up")
+        raise PasswordRotationError(
+            f"after {timeout_s:g}s with the new password, not every replica is linked: {detail}"
+        )
+    return links

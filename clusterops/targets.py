@@ -12,9 +12,11 @@ variable ``REDIS_PASSWORD``. There is deliberately no ``--password VALUE`` flag:
 command line is visible to every user in the process list.
 
 Address choice: by default a node is reached at its container ``ip:port``, which works inside
-the Docker network and from a Linux Docker host. ``--via-host-ports`` uses the published
-``127.0.0.1:host_port`` instead (e.g. Docker Desktop); the cluster still announces container
-IPs, so clients must remap those to the published ports (see :meth:`Targets.address_map`).
+the Docker network and from a Linux Docker host. ``--via-host-ports`` uses the published port
+instead (e.g. Docker Desktop), at the address the outputs' ``host_seed_endpoints`` give for it
+(``bindAddress`` is configurable, so it is not always 127.0.0.1); the cluster still announces
+container IPs, so clients must remap those to the published ports (see
+:meth:`Targets.address_map`).
 """
 
 from __future__ import annotations
@@ -26,55 +28,25 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from clusterops.errors import TargetsError
+from clusterops.model import ROLES, NodeTarget
 from clusterops.units import parse_memory
 
 PASSWORD_ENV = "REDIS_PASSWORD"
-ROLES = ("master", "replica")
 PULUMI_TIMEOUT_S = 120.0
 # What `pulumi stack output --json` prints for a secret when --show-secrets was forgotten.
 UNREVEALED_SECRET = "[secret]"
-LOOPBACK = "127.0.0.1"
-
-
-
-class TargetsError(ValueError):
-    """The targets or the password could not be determined; the message says why and what to do.
-
-    Messages never contain the password.
-    """
-
-
-@dataclass(frozen=True)
-class TargetNode:
-    """One Redis node: where this process connects, and how the cluster itself knows it."""
-
-    name: str
-    host: str  # where THIS process connects
-    port: int
-    cluster_host: str  # the address the node announces inside the cluster (CLUSTER NODES)
-    cluster_port: int
-    role: str | None = None  # planned role ("master"/"replica"); live roles may be swapped
-    master: str | None = None  # planned master's name, replicas only
-    container_name: str | None = None
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def cluster_address(self) -> str:
-        return f"{self.cluster_host}:{self.cluster_port}"
 
 
 @dataclass(frozen=True)
 class Targets:
     """Everything an operator command needs to reach the cluster and judge it."""
 
-    nodes: tuple[TargetNode, ...]
+    nodes: tuple[NodeTarget, ...]
     password: str | None = field(repr=False)
     expected_masters: int
     replicas_per_master: int
@@ -88,7 +60,7 @@ class Targets:
     def expected_nodes(self) -> int:
         return len(self.nodes)
 
-    def by_name(self, name: str) -> TargetNode:
+    def by_name(self, name: str) -> NodeTarget:
         for node in self.nodes:
             if node.name == name:
                 return node
@@ -138,7 +110,8 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--via-host-ports", action="store_true",
-        help="connect to 127.0.0.1:<host_port> from the outputs instead of the container ip:port",
+        help="connect to the published ports (host_seed_endpoints in the outputs) instead of "
+        "the container ip:port",
     )
     group.add_argument(
         "--password-file", metavar="FILE", type=Path,
@@ -178,31 +151,26 @@ def load_targets(args: argparse.Namespace, environ: Mapping[str, str] | None = N
     else:
         raise TargetsError("no targets: give --stack-outputs FILE, --stack NAME or --node ...")
 
-    password = resolve_password(getattr(args, "password_file", None), base.password, environ)
-    expected_masters = base.expected_masters
-    if getattr(args, "expected_masters", None) is not None:
-        expected_masters = args.expected_masters
-    replicas_per_master = base.replicas_per_master
-    if getattr(args, "replicas_per_master", None) is not None:
-        replicas_per_master = args.replicas_per_master
-    maxmemory = base.maxmemory_bytes
-    if getattr(args, "maxmemory", None) is not None:
-        maxmemory = args.maxmemory
-    if expected_masters < 1:
-        raise TargetsError(f"expected masters must be >= 1, got {expected_masters}")
-    if replicas_per_master < 0:
-        raise TargetsError(f"replicas per master must be >= 0, got {replicas_per_master}")
-    return Targets(
-        nodes=base.nodes,
-        password=password,
-        expected_masters=expected_masters,
-        replicas_per_master=replicas_per_master,
-        maxmemory_bytes=maxmemory,
-        cluster_name=base.cluster_name,
-        network_name=base.network_name,
-        node_ids=base.node_ids,
-        source=base.source,
+    # Options given on the command line override what the outputs or roles imply.
+    overrides = {
+        attr: getattr(args, option)
+        for option, attr in (("expected_masters", "expected_masters"),
+                              ("replicas_per_master", "replicas_per_master"),
+                              ("maxmemory", "maxmemory_bytes"))
+        if getattr(args, option, None) is not None
+    }
+    targets = replace(
+        base,
+        password=resolve_password(getattr(args, "password_file", None), base.password, environ),
+        **overrides,
     )
+    if targets.expected_masters < 1:
+        raise TargetsError(f"expected masters must be >= 1, got {targets.expected_masters}")
+    if targets.replicas_per_master < 0:
+        raise TargetsError(
+            f"replicas per master must be >= 0, got {targets.replicas_per_master}"
+        )
+    return targets
 
 
 def resolve_password(
@@ -294,9 +262,10 @@ def targets_from_outputs(
     raw_nodes = outputs.get("nodes")
     if not isinstance(raw_nodes, list) or not raw_nodes:
         raise TargetsError(f"{source}: 'nodes' is missing or empty")
+    published = _published_hosts(outputs, source) if via_host_ports else None
     nodes = []
     for index, raw in enumerate(raw_nodes):
-        nodes.append(_node_from_output(raw, index, via_host_ports, source))
+        nodes.append(_node_from_output(raw, index, published, source))
     _check_unique(nodes, source)
 
     masters = [n for n in nodes if n.role == "master"]
@@ -332,7 +301,7 @@ def targets_from_outputs(
     )
 
 
-def _replicas_per_master(masters: Sequence[TargetNode], replicas: Sequence[TargetNode]) -> int:
+def _replicas_per_master(masters: Sequence[NodeTarget], replicas: Sequence[NodeTarget]) -> int:
     """The planned replica count per master: the smallest, so every master must reach it."""
     if not masters:
         return 0
@@ -345,7 +314,26 @@ def _replicas_per_master(masters: Sequence[TargetNode], replicas: Sequence[Targe
     return min(counts.values())
 
 
-def _node_from_output(raw: Any, index: int, via_host_ports: bool, source: str) -> TargetNode:
+def _published_hosts(outputs: Mapping[str, Any], source: str) -> dict[int, str]:
+    """Published port -> the host address it is reached at, from ``host_seed_endpoints``."""
+    endpoints = outputs.get("host_seed_endpoints")
+    if not isinstance(endpoints, list) or not endpoints:
+        raise TargetsError(
+            f"{source}: --via-host-ports needs 'host_seed_endpoints' (the published "
+            "host:port of every node); re-export the stack outputs"
+        )
+    hosts: dict[int, str] = {}
+    for endpoint in endpoints:
+        host, _, port = str(endpoint).rpartition(":")
+        if not host or not port.isdigit():
+            raise TargetsError(f"{source}: host_seed_endpoints entry {endpoint!r} is not host:port")
+        hosts[int(port)] = host
+    return hosts
+
+
+def _node_from_output(
+    raw: Any, index: int, published: Mapping[int, str] | None, source: str
+) -> NodeTarget:
     where = f"{source}: nodes[{index}]"
     if not isinstance(raw, dict):
         raise TargetsError(f"{where} is not an object")
@@ -362,14 +350,16 @@ def _node_from_output(raw: Any, index: int, via_host_ports: bool, source: str) -
     role = raw.get("role")
     if role is not None and role not in ROLES:
         raise TargetsError(f"{where}: role must be one of {ROLES}, got {role!r}")
-    if via_host_ports:
+    if published is not None:
         host_port = raw.get("host_port")
         if not _is_port(host_port):
             raise TargetsError(f"{where} has no valid 'host_port' (needed by --via-host-ports)")
-        host, connect_port = LOOPBACK, int(host_port)
+        if host_port not in published:
+            raise TargetsError(f"{where}: host_port {host_port} is not in host_seed_endpoints")
+        host, connect_port = published[host_port], int(host_port)
     else:
         host, connect_port = ip, int(port)
-    return TargetNode(
+    return NodeTarget(
         name=name,
         host=host,
         port=connect_port,
@@ -406,7 +396,7 @@ def targets_from_node_flags(specs: Sequence[str]) -> Targets:
 _NODE_FLAG = re.compile(r"^(?P<name>[^=\s]+)=(?P<host>[^\s:]+):(?P<port>\d+)(?::(?P<role>\w+))?$")
 
 
-def parse_node_flag(spec: str) -> TargetNode:
+def parse_node_flag(spec: str) -> NodeTarget:
     match = _NODE_FLAG.match(spec.strip())
     if not match:
         raise TargetsError(f"--node {spec!r}: expected NAME=HOST:PORT[:ROLE]")
@@ -416,7 +406,7 @@ def parse_node_flag(spec: str) -> TargetNode:
     role = match["role"]
     if role is not None and role not in ROLES:
         raise TargetsError(f"--node {spec!r}: ROLE must be one of {ROLES}")
-    return TargetNode(
+    return NodeTarget(
         name=match["name"],
         host=match["host"],
         port=port,
@@ -440,7 +430,7 @@ def _is_port(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
 
 
-def _check_unique(nodes: Sequence[TargetNode], source: str) -> None:
+def _check_unique(nodes: Sequence[NodeTarget], source: str) -> None:
     seen_names: set[str] = set()
     seen_addresses: dict[str, str] = {}
     for node in nodes:

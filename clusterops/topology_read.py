@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from clusterops.cluster_view import observe_nodes
 from clusterops.model import NodeTarget
+from clusterops.observe import observe_nodes
 from clusterops.verify import assess
 
 

@@ -2,7 +2,7 @@
 
 ``assess`` is pure (it works on snapshots); ``verify_cluster`` observes the nodes and assesses.
 Healthy means, on every node: cluster_state ok; the planned node set and nothing else, each
-known at its planned address; one identical slot map; all 16384 slots covered; no open
+known at its planned address; one identical slot map; every hash slot covered; no open
 (importing/migrating) slots; every slot-owning master has a replica that is not failing; and each
 planned shard (master + its replicas) serves exactly its planned slots. A failover that swapped a
 master with its own replica is healthy: roles are judged per shard, not per node.
@@ -14,17 +14,17 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from clusterops.cluster_view import NodeSnapshot, observe_nodes
+from clusterops import checks
 from clusterops.model import (
-    CLUSTER_SLOTS,
     NodeTarget,
     expand_ranges,
+    format_ranges,
     masters_of,
     merge_ranges,
+    shard_ids,
     shard_of,
 )
-
-SlotMap = tuple[tuple[str, tuple[tuple[int, int], ...]], ...]  # ((owner id, ranges), ...)
+from clusterops.observe import NodeSnapshot, observe_nodes
 
 
 @dataclass
@@ -43,18 +43,9 @@ class ClusterAssessment:
         return not self.problems
 
 
-def _slot_map(snapshot: NodeSnapshot) -> SlotMap:
-    owners = [
-        (entry.node_id, tuple(sorted(entry.slots)))
-        for entry in snapshot.entries
-        if entry.slots and not entry.in_handshake
-    ]
-    return tuple(sorted(owners))
-
-
 def _resolve_ids(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> dict[str, str]:
     """Planned name -> node id: from the node itself, else from how the others know it."""
-    ids = {s.target.name: s.my_id for s in snapshots if s.reachable and s.my_id}
+    ids = {s.name: s.my_id for s in snapshots if s.reachable and s.my_id}
     for target in plan:
         if target.name in ids:
             continue
@@ -72,9 +63,9 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
     live = [s for s in snapshots if s.reachable and s.cluster_enabled]
     for snapshot in snapshots:
         if not snapshot.reachable:
-            problems.append(f"{snapshot.target.name} is unreachable: {snapshot.error}")
+            problems.append(f"{snapshot.node.name} is unreachable: {snapshot.error}")
         elif not snapshot.cluster_enabled:
-            problems.append(f"{snapshot.target.name} has cluster support disabled")
+            problems.append(f"{snapshot.node.name} has cluster support disabled")
 
     ids = _resolve_ids(plan, snapshots)
     result.node_ids = ids
@@ -82,42 +73,28 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
     by_name = {target.name: target for target in plan}
 
     for snapshot in live:
-        me = snapshot.target.name
+        me = snapshot.node.name
         if snapshot.state != "ok":
             problems.append(f"{me}: cluster_state is {snapshot.state}")
-        known = {e.node_id for e in snapshot.entries if not e.in_handshake}
-        for entry in snapshot.others:
-            if entry.in_handshake:
-                continue  # transient: it either completes (and is judged) or times out
-            name = name_of.get(entry.node_id)
-            if name is None:
-                problems.append(
-                    f"{me} knows node {entry.node_id} at {entry.address}, which is not planned"
-                )
-                continue
-            if entry.address != by_name[name].cluster_address:
-                problems.append(
-                    f"{me} knows {name} at {entry.address}, planned "
-                    f"{by_name[name].cluster_address}"
-                )
-            if "fail" in entry.flags:
-                problems.append(f"{me} flags {name} as failed")
-        for name, node_id in ids.items():
-            if node_id not in known:
-                problems.append(f"{me} does not know {name}")
+        # Handshakes are transient: they either complete (and are judged) or time out.
+        planned = {n: (i, by_name[n].cluster_address) for n, i in ids.items() if n != me}
+        seen = checks.membership(snapshot, planned)
+        problems += [f"{me} knows node {e.node_id} at {e.address}, which is not planned"
+                     for e in seen.strangers]
+        problems += [f"{me} knows {name} at {address}, planned {planned[name][1]}"
+                     for name, address in seen.misplaced]
+        problems += [f"{me} does not know {name}" for name in seen.unknown]
+        problems += [f"{me} flags {name_of[e.node_id]} as failed"
+                     for e in snapshot.others if e.failed and e.node_id in name_of]
         myself = snapshot.myself
         if myself is not None:
-            for slot, target in myself.migrating:
-                problems.append(f"{me}: slot {slot} is open (migrating to {target})")
-            for slot, source in myself.importing:
-                problems.append(f"{me}: slot {slot} is open (importing from {source})")
+            for slot, verb, peer in myself.open_slots:
+                problems.append(f"{me}: slot {slot} is open ({verb} {peer})")
             result.live_roles[me] = "replica" if myself.is_replica else "master"
             if myself.is_replica and myself.master_id:
                 master_name = name_of.get(myself.master_id, myself.master_id)
                 result.live_master_of[me] = master_name
-                # Attached is not enough: until the first sync finishes the replica holds
-                # no copy, and the shard has no failover target.
-                link = snapshot.replication.get("master_link_status", "unknown")
+                link = checks.replica_link(snapshot)
                 if link != "up":
                     problems.append(f"{me}: replication link to {master_name} is {link}")
 
@@ -125,38 +102,25 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
         return result
 
     # One slot map everywhere; judge coverage and shards on the map most nodes agree on.
-    maps = {s.target.name: _slot_map(s) for s in live}
-    consensus, _votes = Counter(maps.values()).most_common(1)[0]
-    dissent = [name for name, slot_map in maps.items() if slot_map != consensus]
-    if dissent:
-        problems.append(f"slot map differs from the majority's on: {', '.join(dissent)}")
-
-    owner_of: dict[int, str] = {}
-    for owner_id, ranges in consensus:
-        for slot in expand_ranges(ranges):
-            owner_of[slot] = owner_id
-    if len(owner_of) != CLUSTER_SLOTS:
-        missing = merge_ranges(set(range(CLUSTER_SLOTS)) - set(owner_of))
+    view = checks.majority_view(live)
+    if view.dissenters:
+        problems.append(f"slot map differs from the majority's on: {', '.join(view.dissenters)}")
+    missing = view.uncovered()
+    if missing:
         problems.append(
-            f"{CLUSTER_SLOTS - len(owner_of)} slot(s) not covered: "
-            + ", ".join(f"{a}-{b}" for a, b in missing[:5])
+            f"{sum(b - a + 1 for a, b in missing)} slot(s) not covered: "
+            + format_ranges(missing, limit=5)
         )
-
-    # Replicas per slot-owning master, from the consensus holders' own views.
-    reference = next(s for s in live if maps[s.target.name] == consensus)
-    replicas_of_id = Counter(
-        e.master_id for e in reference.entries if e.is_replica and "fail" not in e.flags
-    )
-    for owner_id in {owner for owner, _ in consensus}:
-        if replicas_of_id[owner_id] < 1:
-            problems.append(f"master {name_of.get(owner_id, owner_id)} has no working replica")
+    for master in view.masters_without_replica():
+        problems.append(f"master {name_of.get(master.node_id, master.node_id)} has no working "
+                        "replica")
+    owner_of = dict(enumerate(checks.expand_runs(view.majority)))
 
     # Shards: the planned master's slots must be served by a member of its own shard.
     for master in masters_of(plan):
-        members = {ids.get(t.name) for t in plan if shard_of(plan, t).name == master.name}
-        members.discard(None)
+        members = shard_ids(plan, ids, master)
         planned = expand_ranges(master.slots)
-        served_by = Counter(owner_of.get(slot) for slot in planned)
+        served_by = Counter(owner_of[slot] for slot in planned)
         strangers = [o for o in served_by if o not in members]
         if strangers:
             who = ", ".join(
@@ -168,7 +132,7 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
             extra = merge_ranges(shard_serves - planned)
             problems.append(
                 f"{master.name}'s shard also serves unplanned slots "
-                + ", ".join(f"{a}-{b}" for a, b in extra[:5])
+                + format_ranges(extra, limit=5)
             )
         result.shard_slots[master.name] = merge_ranges(shard_serves)
 

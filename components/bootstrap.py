@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -40,9 +41,27 @@ from clusterops.model import ClusterReport, NodeTarget, plan_problems
 from clusterops.password_rotation import rotate_password
 from clusterops.topology_read import read_live_topology
 
-# Bump whenever the provider's behaviour changes, so existing stacks run `update` once with
-# the new code (a changed pickle alone never triggers an update: see diff()).
-PROVIDER_VERSION = "1"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def provider_sources(root: Path = PROJECT_ROOT) -> list[Path]:
+    """The files whose code the provider runs: this module and the whole clusterops package."""
+    return [root / "components" / "bootstrap.py", *sorted((root / "clusterops").rglob("*.py"))]
+
+
+def source_version(paths: Sequence[Path], root: Path = PROJECT_ROOT) -> str:
+    """A digest of the files' paths (relative to ``root``) and bytes: changes with any edit."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+# Derived, not bumped by hand (a manual bump was missed once): any change to the provider's
+# code makes existing stacks run `update` once with the new code, since a changed pickle alone
+# never triggers an update (see diff()). An update of an unchanged cluster only verifies it.
+PROVIDER_VERSION = source_version(provider_sources())
 DEFAULT_TIMEOUT_SECONDS = 120
 MAX_TIMEOUT_SECONDS = 3600
 INPUT_KEYS = ("nodes", "password", "provider_version", "timeout_seconds", "rewrite_config")

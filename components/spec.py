@@ -3,23 +3,27 @@
 Every later step (plan, redis.conf, resources, bootstrap) reads this spec; nothing reads
 pulumi.Config on its own. Validation collects every problem and raises one ConfigError that
 names each config key, what is wrong and how to fix it, before any resource is registered.
+ConfigError is a ``pulumi.RunError``: Pulumi prints its message alone, without the Python
+traceback that would bury the list of problems.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pulumi
+
+from clusterops.model import BUS_PORT_OFFSET
 from clusterops.units import format_memory, parse_memory
 
 PROJECT = "alphapulse-redis-cluster"
-CLUSTER_SLOTS = 16384
 # Addresses below this host offset are kept for the gateway, exporter and Prometheus.
 FIRST_NODE_HOST_OFFSET = 11
 REDIS_PORT = 6379
-BUS_PORT_OFFSET = 10000
 MAX_MASTERS = 100
 MAX_REPLICAS_PER_MASTER = 5
 
@@ -43,7 +47,7 @@ DEFAULT_EXPORTER_IMAGE = "oliver006/redis_exporter:v1.45.0"
 DEFAULT_PROMETHEUS_IMAGE = "prom/prometheus:v2.42.0"
 
 
-class ConfigError(ValueError):
+class ConfigError(pulumi.RunError):
     """Every problem found in the stack config, one line per key."""
 
     def __init__(self, problems: list[str]):
@@ -255,6 +259,14 @@ def _check_subnet(reader: _Reader, subnet: str, node_count: int) -> None:
         )
 
 
+def _unknown_key_fix(key: str) -> str:
+    """Suggest the closest known key for a typo; list them all when nothing is close."""
+    close = difflib.get_close_matches(key, CONFIG_KEYS, n=1)
+    if close:
+        return f"did you mean {close[0]}? Rename it, or remove it"
+    return f"remove it or use one of {', '.join(CONFIG_KEYS)}"
+
+
 def build_spec(raw: Mapping[str, Any], stack: str, password_set: bool) -> ClusterSpec:
     """Validate raw config values (key -> string, without the project prefix).
 
@@ -263,8 +275,7 @@ def build_spec(raw: Mapping[str, Any], stack: str, password_set: bool) -> Cluste
     reader = _Reader(raw)
     for key in sorted(raw):
         if key not in CONFIG_KEYS:
-            known = ", ".join(CONFIG_KEYS)
-            reader.fail(key, f"unknown setting. Fix: remove it or use one of {known}")
+            reader.fail(key, f"unknown setting. Fix: {_unknown_key_fix(key)}")
 
     prod = _is_prod_stack(stack)
     masters = reader.integer(

@@ -1,7 +1,8 @@
 """The node plan: names, roles, ports, static IPs and slot ranges, computed once from the spec.
 
 Pure code. Every later step (redis.conf, containers, bootstrap, outputs, operator tools) reads
-this plan; nothing re-derives names, ports or slots on its own.
+this plan; nothing re-derives names, ports or slots on its own. A PlannedNode is the Docker
+placement of a node; :meth:`PlannedNode.target` turns it into clusterops' one node type.
 """
 
 from __future__ import annotations
@@ -9,18 +10,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from components.spec import (
-    BUS_PORT_OFFSET,
-    CLUSTER_SLOTS,
-    FIRST_NODE_HOST_OFFSET,
-    REDIS_PORT,
-    ClusterSpec,
-)
+from clusterops.model import BUS_PORT_OFFSET, NodeTarget, SlotRange, split_slots
+from components.spec import FIRST_NODE_HOST_OFFSET, REDIS_PORT, ClusterSpec
 
 EXPORTER_HOST_OFFSET = 5
 PROMETHEUS_HOST_OFFSET = 6
-
-SlotRange = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -40,6 +34,17 @@ class PlannedNode:
     @property
     def is_master(self) -> bool:
         return self.role == "master"
+
+    def target(self, host: str, port: int) -> NodeTarget:
+        """This node in clusterops' terms, reached by the deploying process at host:port.
+
+        The one conversion from the Docker placement to the cluster vocabulary: the cluster
+        knows the node at its static IP and container port.
+        """
+        return NodeTarget(
+            name=self.name, host=host, port=port, cluster_host=self.ip, cluster_port=self.port,
+            role=self.role, master=self.master, slots=self.slots, container_name=self.name,
+        )
 
 
 @dataclass(frozen=True)
@@ -62,29 +67,6 @@ class ClusterPlan:
             if candidate.name == name:
                 return candidate
         raise KeyError(name)
-
-
-def split_slots(masters: int) -> tuple[SlotRange, ...]:
-    """Split 16384 slots into contiguous ranges the way `redis-cli --cluster create` does.
-
-    redis-cli walks a float cursor of 16384/N per master and rounds with lround (half away
-    from zero), giving 0-5460, 5461-10922, 10923-16383 for three masters.
-    """
-    if masters < 1:
-        raise ValueError("at least one master is needed to hold slots")
-    per_master = CLUSTER_SLOTS / masters
-    ranges: list[SlotRange] = []
-    first = 0
-    cursor = 0.0
-    for index in range(masters):
-        last = int(cursor + per_master - 1 + 0.5)
-        if last > CLUSTER_SLOTS - 1 or index == masters - 1:
-            last = CLUSTER_SLOTS - 1
-        last = max(last, first)
-        ranges.append((first, last))
-        first = last + 1
-        cursor += per_master
-    return tuple(ranges)
 
 
 def plan_cluster(spec: ClusterSpec) -> ClusterPlan:

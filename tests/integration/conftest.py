@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import pytest
 import redis
 
-from clusterops.model import NodeTarget
+from clusterops.model import NodeTarget, split_slots
+from clusterops.poll import Deadline, poll
 from tests.support.redis_nodes import RedisNode, RedisNodes, redis_nodes_factory  # noqa: F401
 
-SLOTS = 16384
+T = TypeVar("T")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -27,37 +28,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason=f"not installed: {', '.join(missing)}"))
 
 
-def even_slot_ranges(masters: int) -> list[tuple[int, int]]:
-    """redis-cli's split: 3 masters -> 0-5460, 5461-10922, 10923-16383."""
-    ranges, first, cursor = [], 0, 0.0
-    for index in range(masters):
-        last = SLOTS - 1 if index == masters - 1 else int(cursor + SLOTS / masters - 1 + 0.5)
-        ranges.append((first, last))
-        first, cursor = last + 1, cursor + SLOTS / masters
-    return ranges
-
-
 def plan_for(nodes: Sequence[RedisNode], masters: int = 3) -> list[NodeTarget]:
     """First ``masters`` nodes are masters, the rest replicas round-robin (names as deployed)."""
-    ranges = even_slot_ranges(masters)
+    ranges = split_slots(masters)
     plan = []
     for index, node in enumerate(nodes):
         common = {
-            "admin_host": node.host,
-            "admin_port": node.port,
+            "host": node.host,
+            "port": node.port,
             "cluster_host": node.host,
             "cluster_port": node.port,
         }
         if index < masters:
             plan.append(
-                NodeTarget(f"alphapulse-redis-master-{index + 1}", "master",
+                NodeTarget(f"alphapulse-redis-master-{index + 1}", role="master",
                            slots=(ranges[index],), **common)
             )
         else:
             ordinal = index - masters + 1
             master = f"alphapulse-redis-master-{(ordinal - 1) % masters + 1}"
             plan.append(
-                NodeTarget(f"alphapulse-redis-replica-{ordinal}", "replica", master=master,
+                NodeTarget(f"alphapulse-redis-replica-{ordinal}", role="replica", master=master,
                            **common)
             )
     return plan
@@ -69,22 +60,40 @@ def six_nodes(redis_nodes_factory: Callable[..., RedisNodes]) -> RedisNodes:  # 
     return redis_nodes_factory(6)
 
 
+# What a probe may raise while the thing it waits for is on its way (a node restarting, an
+# HTTP endpoint not up yet): remembered as "last seen", never a test error on its own.
+TRANSIENT_ERRORS = (redis.RedisError, OSError, ValueError, KeyError)
+
+
+def wait_until(
+    what: str, probe: Callable[[], tuple[bool, T]], timeout_s: float = 15.0,
+    interval_s: float = 0.05,
+) -> T:
+    """Poll ``probe`` (returns ``(done, what it saw)``) with clusterops' polling helper; fail
+    the test with the last thing seen when the deadline passes."""
+
+    def guarded() -> tuple[bool, object]:
+        try:
+            return probe()
+        except TRANSIENT_ERRORS as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+
+    done, seen = poll(guarded, Deadline.after(timeout_s), interval_s)
+    if not done:
+        pytest.fail(f"timed out after {timeout_s}s waiting for {what}; last seen: {seen!r}")
+    return seen  # type: ignore[return-value]
+
+
 def wait_for(
     what: str, probe: Callable[[], object], timeout_s: float = 15.0, interval_s: float = 0.05
 ) -> object:
-    """Poll ``probe`` until it returns a truthy value; fail with the last value/error seen."""
-    deadline = time.monotonic() + timeout_s
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except redis.RedisError as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval_s)
-    pytest.fail(f"timed out after {timeout_s}s waiting for {what}; last seen: {last!r}")
+    """Poll ``probe`` until it returns a truthy value (see :func:`wait_until`)."""
+
+    def truthy() -> tuple[bool, object]:
+        value = probe()
+        return bool(value), value
+
+    return wait_until(what, truthy, timeout_s, interval_s)
 
 
 def wait_for_replica_links(nodes: RedisNodes, password: str | None = None) -> None:

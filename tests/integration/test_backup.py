@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from tests.conftest import PROJECT_ROOT
+from tests.integration.conftest import wait_until
 from tests.support.process_control import form_cluster_with_redis_cli
 from tests.support.redis_nodes import RedisNodes, pick_free_port
 
@@ -31,15 +31,8 @@ def load_rdb(path: Path) -> dict[str, bytes]:
     )
     try:
         client = redis.Redis(port=port, socket_timeout=2)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if client.info("persistence")["loading"] == 0:
-                    break
-            except redis.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, f"redis-server did not load {path}"
-            time.sleep(0.05)
+        wait_until(f"redis-server to load {path}",
+                   lambda: (client.info("persistence")["loading"] == 0, "loading"), 15)
         return {key.decode(): client.get(key) for key in client.scan_iter(count=1000)}
     finally:
         server.terminate()

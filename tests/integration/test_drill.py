@@ -21,11 +21,7 @@ import pytest
 import redis
 
 from clusterops.drill import (
-    ACKED,
-    UNACKED,
-    Connections,
     DrillResult,
-    WriteRecord,
     account_writes,
     identify_nodes,
     live_masters,
@@ -33,6 +29,7 @@ from clusterops.drill import (
     wait_until_ready,
 )
 from clusterops.targets import Targets
+from clusterops.writes import ACKED, UNACKED, Connections, WriteRecord
 from tests.support.process_control import (
     LoopbackPartitionControl,
     ProcessNodeControl,

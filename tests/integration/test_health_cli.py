@@ -14,14 +14,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import PROJECT_ROOT
+from tests.integration.conftest import wait_until
 from tests.support.redis_nodes import RedisNode, RedisNodes
 
 pytestmark = pytest.mark.integration
@@ -39,21 +39,6 @@ ALL_CHECKS = {"reachable", "cluster_state", "slot_coverage", "node_count", "node
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def wait_for(what: str, probe: Callable[[], tuple[bool, Any]], deadline_s: float) -> None:
-    """Poll ``probe`` (returns (done, what_was_seen)) until done or the deadline."""
-    deadline = time.monotonic() + deadline_s
-    seen: Any = "not polled"
-    while time.monotonic() < deadline:
-        try:
-            done, seen = probe()
-        except Exception as exc:  # a node mid-restart: keep polling, remember why
-            done, seen = False, f"{type(exc).__name__}: {exc}"
-        if done:
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {deadline_s}s waiting for {what}; last seen: {seen}")
 
 
 def role_of(node: RedisNode) -> str:
@@ -102,7 +87,7 @@ def form_cluster(nodes: RedisNodes, distinct_hosts: bool) -> None:
     done = subprocess.run(command, env=env, capture_output=True, text=True,
                           timeout=FORM_DEADLINE_S, stdin=subprocess.DEVNULL, check=False)
     assert done.returncode == 0, f"redis-cli --cluster create failed:\n{done.stdout}{done.stderr}"
-    wait_for("the new cluster to settle", lambda: cluster_settled(nodes), FORM_DEADLINE_S)
+    wait_until("the new cluster to settle", lambda: cluster_settled(nodes), FORM_DEADLINE_S)
 
 
 def write_outputs(nodes: RedisNodes, path: Path, with_password: bool = True) -> dict[str, str]:
@@ -302,8 +287,8 @@ def test_killed_master_fails_naming_it_before_and_after_failover(fresh: Cluster)
         views = {n.name: flags_seen_by(n, victim) for n in fresh.nodes if n is not victim}
         return all("fail" in flags for flags in views.values()), views
 
-    wait_for(f"{heir.name} to be promoted", promoted, FAILOVER_DEADLINE_S)
-    wait_for(f"every live node to flag {victim.name} fail", flagged_everywhere,
+    wait_until(f"{heir.name} to be promoted", promoted, FAILOVER_DEADLINE_S)
+    wait_until(f"every live node to flag {victim.name} fail", flagged_everywhere,
              FAILOVER_DEADLINE_S)
 
     done = health("--stack-outputs", str(fresh.outputs))
@@ -329,7 +314,7 @@ def test_killed_replica_fails_naming_it_and_its_master(fresh: Cluster) -> None:
             connected = client.info("replication")["connected_slaves"]
         return connected == 0, f"connected_slaves={connected}"
 
-    wait_for(f"{master.name} to notice its replica is gone", replica_gone, FAILOVER_DEADLINE_S)
+    wait_until(f"{master.name} to notice its replica is gone", replica_gone, FAILOVER_DEADLINE_S)
 
     code, document = health_json("--stack-outputs", str(fresh.outputs))
 

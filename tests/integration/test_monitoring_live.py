@@ -21,14 +21,13 @@ import secrets
 import shutil
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
@@ -41,6 +40,7 @@ from components.exporter_conf import (
     node_target_uri,
     prometheus_config,
 )
+from tests.integration.conftest import wait_until
 from tests.support.prom_metrics import (
     PROMETHEUS_BUILTIN_METRICS,
     RULES_PATH,
@@ -68,7 +68,6 @@ NODE_SETTINGS = {
     # A replica that just synced may always fail over (the deployed config does the same).
     "cluster-replica-validity-factor": "0",
 }
-T = TypeVar("T")
 
 
 def require_binary(name: str, package: str) -> str:
@@ -89,23 +88,6 @@ def free_port() -> int:
 def http_get(url: str, timeout: float = 3.0) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)
         return response.read().decode()
-
-
-def poll(what: str, probe: Callable[[], tuple[bool, T]], deadline_s: float,
-         interval_s: float = 0.2) -> T:
-    """Call probe until it reports done; fail with the last thing seen at the deadline."""
-    deadline = time.monotonic() + deadline_s
-    last: Any = "never probed"
-    while True:
-        try:
-            done, last = probe()
-            if done:
-                return last
-        except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {deadline_s}s waiting for {what}; last seen: {last}")
-        time.sleep(interval_s)
 
 
 class ManagedProcess:
@@ -187,7 +169,7 @@ def form_cluster(redis: RedisNodes, password: str) -> None:
                     problems.append(f"{node.name}: master link {replication['master_link_status']}")
         return not problems, problems
 
-    poll("all nodes cluster_state:ok and replicas linked", healthy, deadline_s=30)
+    wait_until("all nodes cluster_state:ok and replicas linked", healthy, timeout_s=30)
 
 
 def plan_from_live_roles(redis: RedisNodes) -> tuple[list[dict[str, Any]], dict[str, RedisNode]]:
@@ -249,7 +231,7 @@ def live_cluster(workdir: Path) -> Iterator[LiveCluster]:
                 exporter.assert_running()
                 return True, http_get(f"{cluster.exporter_url}/metrics")
 
-            poll("the exporter's /metrics", exporter_up, deadline_s=15)
+            wait_until("the exporter's /metrics", exporter_up, timeout_s=15)
             yield cluster
         finally:
             exporter.stop()
@@ -337,7 +319,7 @@ def test_password_file_keys_without_scheme_do_not_authenticate(
             exporter.assert_running()
             return True, http_get(f"http://127.0.0.1:{port}/scrape?{query}")
 
-        text = poll("a scrape from the exporter with scheme-less keys", scraped, 15)
+        text = wait_until("a scrape from the exporter with scheme-less keys", scraped, 15)
         assert sample_value(parse_exposition(text), "redis_up") == 0
         assert "NOAUTH" in exporter.log()
     finally:
@@ -391,7 +373,7 @@ def _check_healthy_cluster_through_prometheus(
         prometheus.assert_running()
         return True, http_get(f"{api.base_url}/-/ready")
 
-    poll("Prometheus /-/ready", ready, deadline_s=30)
+    wait_until("Prometheus /-/ready", ready, timeout_s=30)
 
     # Every node target carries the labels the rules and the dashboard rely on.
     def targets_up() -> tuple[bool, list[dict[str, Any]]]:
@@ -399,7 +381,7 @@ def _check_healthy_cluster_through_prometheus(
         return len(targets) == len(cluster.nodes) + 1 and all(
             t["health"] == "up" for t in targets), targets
 
-    targets = poll("every target discovered and scraped", targets_up, deadline_s=30)
+    targets = wait_until("every target discovered and scraped", targets_up, timeout_s=30)
     node_targets = {t["labels"]["node"]: t for t in targets if t["labels"]["job"] == NODES_JOB}
     assert set(node_targets) == {node["name"] for node in cluster.nodes}
     for node in cluster.nodes:
@@ -416,7 +398,8 @@ def _check_healthy_cluster_through_prometheus(
         values = sorted(f"{r['metric']['node']}={r['value'][1]}" for r in result)
         return len(result) == len(cluster.nodes) and all(v.endswith("=1") for v in values), values
 
-    poll("redis_cluster_state == 1 for every node via the Prometheus API", cluster_state_ok, 30)
+    wait_until("redis_cluster_state == 1 for every node via the Prometheus API",
+               cluster_state_ok, 30)
 
     # Every dashboard panel query returns data from this live Prometheus.
     queries = [(title, substitute_grafana_variables(expr))
@@ -426,7 +409,7 @@ def _check_healthy_cluster_through_prometheus(
         empty = [f"{title}: {expr}" for title, expr in queries if not api.query(expr)]
         return not empty, empty
 
-    poll("data for every dashboard query", all_panels_have_data, 30)
+    wait_until("data for every dashboard query", all_panels_have_data, 30)
 
     # Every rule loaded and evaluates without error.
     groups = api.get("/api/v1/rules")["groups"]
@@ -440,7 +423,7 @@ def _check_healthy_cluster_through_prometheus(
         planned = [r["value"][1] for r in api.query("redis_cluster:planned_masters:count")]
         return (live, planned) == (["3"], ["3"]), (live, planned)
 
-    poll("3 live and 3 planned masters from the recording rules", master_counts, 15)
+    wait_until("3 live and 3 planned masters from the recording rules", master_counts, 15)
 
     # A healthy cluster raises nothing.
     assert api.alerts() == []
@@ -465,20 +448,20 @@ def _kill_a_master_and_watch_the_alerts(
             return alert["state"] in ("pending", "firing"), alert
         return probe
 
-    down = poll(f"RedisNodeDown for {master['name']}",
-                alert_active("RedisNodeDown", master["name"]), deadline_s=30)
+    down = wait_until(f"RedisNodeDown for {master['name']}",
+                alert_active("RedisNodeDown", master["name"]), timeout_s=30)
     assert down["labels"]["instance"] == f"{master['ip']}:{master['port']}"
     assert down["labels"]["severity"] == "warning"
     assert master["name"] in down["annotations"]["summary"]
 
     # The replica really was promoted, and the role-change rule saw it.
-    failover = poll(f"RedisFailoverHappened for {replica['name']}",
-                    alert_active("RedisFailoverHappened", replica["name"]), deadline_s=30)
+    failover = wait_until(f"RedisFailoverHappened for {replica['name']}",
+                    alert_active("RedisFailoverHappened", replica["name"]), timeout_s=30)
     assert failover["state"] == "firing"  # no `for:`: an event fires at once
     assert failover["labels"]["planned_role"] == "replica"
     with cluster.members[replica["name"]].client() as client:
         assert client.info("replication")["role"] == "master"
 
     # ... and it now has no replica of its own (its old master is dead).
-    poll(f"RedisMasterWithoutReplica for {replica['name']}",
-         alert_active("RedisMasterWithoutReplica", replica["name"]), deadline_s=30)
+    wait_until(f"RedisMasterWithoutReplica for {replica['name']}",
+         alert_active("RedisMasterWithoutReplica", replica["name"]), timeout_s=30)

@@ -2,7 +2,6 @@
 
 import dataclasses
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from components.redis_conf import (
 )
 from components.spec import build_spec
 from components.topology import plan_cluster
+from tests.integration.conftest import wait_until
 from tests.support.redis_nodes import pick_free_port
 
 pytestmark = pytest.mark.integration
@@ -36,16 +36,13 @@ def test_real_redis_server_accepts_the_rendered_config(tmp_path: Path):
                               stderr=subprocess.STDOUT)
     try:
         client = redis.Redis(port=port, password=PASSWORD, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log_text = (tmp_path / "redis.log").read_text()
-                    pytest.fail(f"redis-server did not start: {log_text}")
-                time.sleep(0.05)
+
+        def answers() -> tuple[bool, str]:
+            if server.poll() is not None:  # it exited: its log says why, waiting will not help
+                pytest.fail(f"redis-server exited: {(tmp_path / 'redis.log').read_text()}")
+            return bool(client.ping()), "PONG"
+
+        wait_until("redis-server to answer PING", answers, 10)
         live = client.config_get("*")
         assert live["cluster-enabled"] == "yes"
         assert live["appendonly"] == "yes" and live["appendfsync"] == "everysec"

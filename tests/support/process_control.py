@@ -33,7 +33,8 @@ from pathlib import Path
 
 import redis
 
-from clusterops.targets import TargetNode, Targets
+from clusterops.model import NodeTarget as TargetNode
+from clusterops.targets import Targets
 from tests.support.redis_nodes import START_DEADLINE_S, STOP_DEADLINE_S, RedisNode, RedisNodes
 
 

@@ -1,6 +1,7 @@
 """Helpers for checking monitoring against real metrics.
 
-- ``parse_exposition``: the Prometheus text exposition format (what /metrics and /scrape serve).
+- ``parse_exposition``: samples of the Prometheus text format (what /metrics and /scrape serve),
+  read with prometheus_client's own parser.
 - ``promql_metric_names``: the metric names a PromQL expression reads. A small tokenizer, not a
   parser: it drops strings, label matchers, ranges and label lists, then keeps identifiers that
   are not keywords and not followed by "(" (functions and aggregations). That is enough for the
@@ -12,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import urllib.parse
 import urllib.request
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 MONITORING_DIR = Path(__file__).resolve().parents[2] / "monitoring"
 RULES_PATH = MONITORING_DIR / "alerts.yml"
@@ -75,70 +76,15 @@ class Sample:
 
 
 def parse_exposition(text: str) -> list[Sample]:
-    """Samples of a text-format scrape; comments (HELP/TYPE) are skipped."""
-    samples = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            samples.append(_parse_sample_line(line))
-        except ValueError as exc:
-            raise ValueError(f"line {number}: {exc}: {raw!r}") from None
-    return samples
+    """Samples of a text-format scrape, parsed by prometheus_client (the reference parser).
 
-
-def _parse_sample_line(line: str) -> Sample:
-    match = _IDENT.match(line)
-    if not match:
-        raise ValueError("no metric name")
-    name = match.group(0)
-    pos = match.end()
-    labels: dict[str, str] = {}
-    if pos < len(line) and line[pos] == "{":
-        pos = _parse_labels(line, pos + 1, labels)
-    fields = line[pos:].split()
-    if len(fields) not in (1, 2):
-        raise ValueError("expected a value and an optional timestamp")
-    return Sample(name, labels, _parse_value(fields[0]))
-
-
-def _parse_labels(line: str, pos: int, labels: dict[str, str]) -> int:
-    """Parse `name="value",...}` starting after "{"; return the index after "}"."""
-    while True:
-        while pos < len(line) and line[pos] in " ,":
-            pos += 1
-        if pos < len(line) and line[pos] == "}":
-            return pos + 1
-        match = _IDENT.match(line, pos)
-        if not match:
-            raise ValueError(f"bad label name at column {pos}")
-        key = match.group(0)
-        pos = match.end()
-        if line[pos : pos + 2] != '="':
-            raise ValueError(f'expected =" after label {key}')
-        pos += 2
-        value = []
-        while True:
-            if pos >= len(line):
-                raise ValueError(f"unterminated value of label {key}")
-            char = line[pos]
-            if char == "\\" and pos + 1 < len(line):
-                value.append({"n": "\n", "\\": "\\", '"': '"'}.get(line[pos + 1], line[pos + 1]))
-                pos += 2
-                continue
-            pos += 1
-            if char == '"':
-                break
-            value.append(char)
-        labels[key] = "".join(value)
-
-
-def _parse_value(text: str) -> float:
-    special = {"+Inf": math.inf, "-Inf": -math.inf, "NaN": math.nan}
-    if text in special:
-        return special[text]
-    return float(text)
+    Raises ValueError on text that is not the exposition format.
+    """
+    return [
+        Sample(sample.name, dict(sample.labels), sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
 
 
 def metric_names(samples: list[Sample]) -> set[str]:

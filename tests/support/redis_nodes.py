@@ -34,7 +34,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +43,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from clusterops.model import BUS_PORT_OFFSET
+from clusterops.poll import Deadline, poll
+
 REDIS_SERVER = "redis-server"
 PORT_RANGE = (20000, 22767)
-BUS_PORT_OFFSET = 10000
 START_ATTEMPTS = 8
 START_DEADLINE_S = 10.0
 STOP_DEADLINE_S = 5.0
@@ -200,9 +201,7 @@ class RedisNode:
         self.wait_until_ready(deadline_s)
 
     def wait_until_ready(self, deadline_s: float = START_DEADLINE_S) -> None:
-        deadline = time.monotonic() + deadline_s
-        last_error = "not polled yet"
-        while time.monotonic() < deadline:
+        def answers() -> tuple[bool, str]:
             if self.process is not None and self.process.poll() is not None:
                 raise RedisNodeError(
                     f"{self.name} ({self.address}) exited with {self.process.returncode}; "
@@ -210,15 +209,16 @@ class RedisNode:
                 )
             try:
                 with self.client(socket_timeout=0.5, socket_connect_timeout=0.5) as conn:
-                    if conn.ping():
-                        return
+                    return bool(conn.ping()), "PONG"
             except redis.RedisError as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-            time.sleep(0.02)
-        raise RedisNodeError(
-            f"{self.name} ({self.address}) did not answer PING within {deadline_s}s "
-            f"(last error: {last_error}); log tail:\n{self.log_tail()}"
-        )
+                return False, f"{type(exc).__name__}: {exc}"
+
+        done, last = poll(answers, Deadline.after(deadline_s), 0.02)
+        if not done:
+            raise RedisNodeError(
+                f"{self.name} ({self.address}) did not answer PING within {deadline_s}s "
+                f"(last error: {last}); log tail:\n{self.log_tail()}"
+            )
 
     def _signal_and_wait(self, sig: int, deadline_s: float) -> bool:
         if not self.is_running():

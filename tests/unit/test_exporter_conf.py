@@ -221,5 +221,5 @@ def test_exposition_parser_reads_labels_escapes_and_specials() -> None:
     assert samples[1].labels == {"role": "master", "os": 'Linux "x", y\\z'}
     assert samples[2].value == 67108864
     assert samples[3].labels == {"a": "}"} and samples[3].value == float("inf")
-    with pytest.raises(ValueError, match="line 1"):
+    with pytest.raises(ValueError):
         parse_exposition('broken{a="1" 2')

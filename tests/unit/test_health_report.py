@@ -9,35 +9,36 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 from dataclasses import dataclass, field, replace
 
 import pytest
 import redis
 from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
 
 from clusterops import cli
+from clusterops.commands.health import render_json, render_table
+from clusterops.errors import AuthError, ClusterOpsError, DrillError, NodeControlError, TargetsError
 from clusterops.health import (
     CHECKS,
     CLUSTER,
     Expectations,
     HealthRun,
-    NodeSnapshot,
     Status,
     Thresholds,
-    describe_error,
+    check_write_read,
     evaluate,
     failing_nodes,
-    parse_cluster_nodes,
-    parse_info,
     probe_key,
-    render_json,
-    render_table,
 )
-from clusterops.targets import TargetNode, Targets
+from clusterops.model import NodeTarget, split_slots
+from clusterops.observe import NodeSnapshot, describe_error, parse_cluster_nodes, parse_info
+from clusterops.targets import Targets
 from tests.conftest import PROJECT_ROOT
 
 MIB = 1024 * 1024
-THIRDS = [(0, 5460), (5461, 10922), (10923, 16383)]
+THIRDS = list(split_slots(3))  # the plan's split: 0-5460, 5461-10922, 10923-16383
 
 
 @dataclass
@@ -113,14 +114,19 @@ def snapshot(me: FakeNode, nodes: dict[str, FakeNode],
     memory = (f"# Memory\r\nused_memory:{me.used_memory}\r\nmaxmemory:{me.maxmemory}\r\n"
               "maxmemory_policy:noeviction\r\n")
     return NodeSnapshot(
-        name=me.name,
-        address=f"{me.ip}:{me.port}",
+        node=target(me.name, f"{me.ip}:{me.port}"),
+        cluster_enabled=True,
         cluster_info=parse_info(cluster_info),
-        cluster_nodes=tuple(parse_cluster_nodes(text)),
+        entries=parse_cluster_nodes(text),
         replication=parse_info(replication),
         memory=parse_info(memory),
         ping_ms=0.3,
     )
+
+
+def target(name: str, address: str) -> NodeTarget:
+    host, _, port = address.rpartition(":")
+    return NodeTarget(name, host, int(port), host, int(port))
 
 
 def expectations(nodes: dict[str, FakeNode], **kwargs: object) -> Expectations:
@@ -164,7 +170,6 @@ def test_parse_cluster_nodes_reads_redis_7_lines() -> None:
                                             "127.0.0.1", 30001)
     assert me.is_myself and me.is_master and me.master_id is None
     assert me.slots == ((0, 5460), (5463, 5463))
-    assert me.slot_count == 5462
     assert me.open_slots == (
         (5461, "migrating to", "292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f"),
         (5462, "importing from", "67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1"),
@@ -229,7 +234,8 @@ def test_unreachable_node_is_named_and_others_still_checked() -> None:
     nodes["r1"].link = "down"  # its master no longer lists it
     flags = {"r1": {"fail"}}
     snaps = [snapshot(n, nodes, flags) for n in nodes.values() if n.name != "r1"]
-    snaps.insert(3, NodeSnapshot("r1", "10.0.0.4:6379", error="unreachable: connection refused"))
+    snaps.insert(3, NodeSnapshot(target("r1", "10.0.0.4:6379"),
+                                 error="unreachable: connection refused"))
     report = run_checks(nodes, snaps)
 
     assert statuses(report, "reachable")["r1"] is Status.FAIL
@@ -247,7 +253,7 @@ def test_dead_master_flagged_fail_breaks_coverage_and_state() -> None:
         node.state = "fail"
     flags = {"m2": {"fail"}}
     snaps = [snapshot(n, nodes, flags) for n in nodes.values() if n.name != "m2"]
-    snaps.insert(1, NodeSnapshot("m2", "10.0.0.2:6379", error="unreachable"))
+    snaps.insert(1, NodeSnapshot(target("m2", "10.0.0.2:6379"), error="unreachable"))
     report = run_checks(nodes, snaps)
 
     flagged = next(r for r in report.results if r.check == "node_flags")
@@ -361,7 +367,7 @@ def test_error_messages_explain_auth_and_never_carry_the_password() -> None:
 def health_run(nodes: dict[str, FakeNode], snaps: list[NodeSnapshot] | None = None) -> HealthRun:
     report = run_checks(nodes, snaps)
     targets = Targets(
-        nodes=tuple(TargetNode(n.name, n.ip, n.port, n.ip, n.port) for n in nodes.values()),
+        nodes=tuple(NodeTarget(n.name, n.ip, n.port, n.ip, n.port) for n in nodes.values()),
         password="pw", expected_masters=3, replicas_per_master=1, source="test",
     )
     return HealthRun(targets, tuple(report.sorted(list(nodes))), 0.01)
@@ -386,7 +392,7 @@ def test_table_and_json_for_a_healthy_cluster() -> None:
 def test_table_and_json_name_the_failing_node_and_check() -> None:
     nodes = healthy_nodes()
     snaps = [snapshot(n, nodes, {"m3": {"fail"}}) for n in nodes.values() if n.name != "m3"]
-    snaps.insert(2, NodeSnapshot("m3", "10.0.0.3:6379", error="unreachable: refused"))
+    snaps.insert(2, NodeSnapshot(target("m3", "10.0.0.3:6379"), error="unreachable: refused"))
     run = health_run(nodes, snaps)
 
     assert run.exit_code == 1
@@ -420,6 +426,8 @@ def test_cli_lists_commands_without_importing_them() -> None:
     assert done.returncode == 0, done.stderr
     assert "health" in done.stdout and "drill" in done.stdout and "backup" in done.stdout
     assert "clusterops.health" not in done.stdout and "clusterops.drill" not in done.stdout
+    assert "clusterops.commands.health" not in done.stdout
+    assert "clusterops.commands.drill" not in done.stdout
 
 
 def test_missing_command_module_breaks_only_its_own_command(
@@ -428,9 +436,8 @@ def test_missing_command_module_breaks_only_its_own_command(
     monkeypatch.setitem(cli.COMMANDS, "ghost", "clusterops.no_such_module_for_tests")
     assert cli.main(["ghost", "--help"]) == 2
     assert "command 'ghost' is not available" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:  # argparse --help exits 0 inside parse_args
-        raise SystemExit(cli.main(["health", "--help"]))
-    assert exit_info.value.code == 0
+    # argparse exits 0 inside parse_args on --help; main must turn that into a return value.
+    assert cli.main(["health", "--help"]) == 0
     assert "--stack-outputs" in capsys.readouterr().out
 
 
@@ -442,3 +449,71 @@ def test_cli_usage_and_target_errors_exit_2(
     assert cli.main(["health"]) == 2  # no target source
     assert cli.main(["health", "--stack-outputs", str(tmp_path / "missing.json")]) == 2
     assert "cannot read --stack-outputs" in capsys.readouterr().err
+
+
+def fake_command(monkeypatch: pytest.MonkeyPatch, raises: BaseException) -> None:
+    """Register a command ``fake`` whose run() raises ``raises``."""
+    module = types.ModuleType("clusterops_fake_command_for_tests")
+    module.add_arguments = lambda parser: None  # type: ignore[attr-defined]
+
+    def run(_args: object) -> int:
+        raise raises
+
+    module.run = run  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(cli.COMMANDS, "fake", module.__name__)
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (DrillError("cluster not ready within 1s: n1: cluster_state:fail"), 1),
+        (NodeControlError("n1: `docker kill` exited 1"), 2),
+        (AuthError("n1 refused the password"), 2),
+        (TargetsError("no targets"), 2),
+        (redis.AuthenticationError("invalid username-password pair"), 2),
+        (redis.ConnectionError("Connection refused"), 1),
+        (RedisClusterException("startup_nodes could not agree"), 1),
+    ],
+)
+def test_cli_alone_prints_each_error_once_with_its_exit_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    error: BaseException, code: int,
+) -> None:
+    fake_command(monkeypatch, error)
+    assert cli.main(["fake"]) == code
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("python -m clusterops fake: error: ")
+    assert str(error) in captured.err and captured.err.count("\n") == 1
+
+
+def test_every_clusterops_error_is_one_family() -> None:
+    for error in (DrillError, NodeControlError, AuthError, TargetsError):
+        assert issubclass(error, ClusterOpsError), error
+
+
+def test_write_read_reports_a_cluster_client_that_cannot_start() -> None:
+    # redis-py raises RedisClusterException (not a RedisError) when startup nodes disagree.
+    nodes = healthy_nodes()
+    snaps = [snapshot(n, nodes) for n in nodes.values()]
+    addresses = {f"{n.ip}:{n.port}": n.name for n in nodes.values()}
+    report, view, names = evaluate(snaps, expectations(nodes), addresses)
+
+    def refuses(**_kwargs: object) -> object:
+        raise RedisClusterException("startup_nodes could not agree on a valid slots cache")
+
+    targets = health_run(nodes).targets
+    check_write_read(report, targets, snaps, view, names, 1.0, cluster_factory=refuses)
+    (result,) = [r for r in report.results if r.check == "write_read"]
+    assert result.status is Status.FAIL and result.node == CLUSTER
+    assert "could not agree" in result.message
+
+
+def test_a_node_with_cluster_support_disabled_fails_reachable() -> None:
+    nodes = healthy_nodes()
+    snaps = [snapshot(n, nodes) for n in nodes.values()]
+    snaps[0] = replace(snaps[0], cluster_enabled=False, cluster_info={}, entries=[])
+    report = run_checks(nodes, snaps)
+    (result,) = [r for r in report.results if r.check == "reachable" and r.node == "m1"]
+    assert result.status is Status.FAIL and "cluster support disabled" in result.message

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pulumi
 import pytest
 
 from components.spec import ConfigError
@@ -15,6 +16,7 @@ from tests.support.program_runner import (
     SECRET_SIG,
     SIG_KEY,
     ProgramRun,
+    default_outputs,
     run_program,
     stack_config_file,
 )
@@ -195,7 +197,21 @@ def test_outputs_are_ready_for_application_stacks(dev: ProgramRun):
     assert out["exporter_url"] == "http://127.0.0.1:9121"
     assert [n["role"] for n in out["nodes"]] == ["master"] * 3 + ["replica"] * 3
     assert out["client_settings"]["startup_nodes"][0] == {"host": "172.28.0.11", "port": 6379}
-    assert out["cluster_state"] == "ok"
+
+
+def test_cluster_state_and_node_ids_outputs_come_from_the_bootstrap():
+    # The outputs must report what the bootstrap resource found, never a constant: give it a
+    # state and ids no program would write itself and expect exactly those.
+    def bootstrap_reports(resource):
+        state = default_outputs(resource)
+        if resource.type == DYNAMIC_TYPE:
+            state["cluster_state"] = "state-from-bootstrap"
+            state["node_ids"] = {n["name"]: f"id-of-{n['name']}" for n in resource.inputs["nodes"]}
+        return state
+
+    out = run_program("dev", stack_config_file("dev"), on_resource=bootstrap_reports).outputs
+    assert out["cluster_state"] == "state-from-bootstrap"
+    assert out["node_ids"] == {n["name"]: f"id-of-{n['name']}" for n in out["nodes"]}
 
 
 def test_prod_without_password_fails_before_any_resource():
@@ -220,6 +236,8 @@ def test_bad_config_fails_before_any_resource_naming_every_key():
     with pytest.raises(ConfigError) as caught:
         run_program("dev", {"masters": "2", "maxmemory": "512 potatoes"}, on_resource=record)
     assert created == []
+    # A RunError: `pulumi up` prints the list of problems without a Python traceback.
+    assert isinstance(caught.value, pulumi.RunError)
     assert "masters" in str(caught.value) and "maxmemory" in str(caught.value)
 
 

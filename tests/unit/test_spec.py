@@ -1,5 +1,6 @@
 """Config validation: every bad value is reported, naming its key, before anything is created."""
 
+import pulumi
 import pytest
 
 from clusterops.units import format_memory, parse_memory
@@ -75,6 +76,22 @@ def test_all_problems_are_reported_at_once():
     assert keys == ["masters", "maxmemory", "nodeTimeoutMs", "password"], problems
     message = str(ConfigError(problems))
     assert "nothing was created or changed" in message
+
+
+def test_a_typo_gets_the_closest_key_suggested():
+    problem = only_problem_about({"nodeTimoutMs": "1000"}, "nodeTimoutMs")
+    assert "unknown setting" in problem and "did you mean nodeTimeoutMs?" in problem
+    # Nothing close: the fix lists the known keys instead of guessing.
+    far = only_problem_about({"zzzz": "1"}, "zzzz")
+    assert "did you mean" not in far and "nodeTimeoutMs" in far
+
+
+def test_config_problems_are_a_pulumi_run_error():
+    # Pulumi prints a RunError's message alone; any other exception comes with a traceback.
+    with pytest.raises(pulumi.RunError) as caught:
+        build_spec({"masters": "2", "nodeTimoutMs": "1"}, "dev", False)
+    assert isinstance(caught.value, ConfigError)
+    assert "masters" in str(caught.value) and "nodeTimoutMs" in str(caught.value)
 
 
 def test_larger_clusters_need_room_in_the_subnet():

@@ -20,7 +20,9 @@ from clusterops.targets import (
 SECRET = "s3cr3t-value-7f1c"
 
 
-def stack_outputs(masters: int = 3, password: str | None = SECRET) -> dict:
+def stack_outputs(
+    masters: int = 3, password: str | None = SECRET, host_address: str = "127.0.0.1"
+) -> dict:
     """Outputs shaped like the project's stack outputs contract."""
     nodes = []
     for i in range(1, masters + 1):
@@ -43,6 +45,7 @@ def stack_outputs(masters: int = 3, password: str | None = SECRET) -> dict:
         "nodes": nodes,
         "maxmemory_bytes": 536870912,
         "node_ids": {"alphapulse-redis-master-1": "a" * 40},
+        "host_seed_endpoints": [f"{host_address}:{n['host_port']}" for n in nodes],
     }
     if password is not None:
         outputs["password"] = password
@@ -90,6 +93,23 @@ def test_via_host_ports_connects_to_published_ports_and_remaps_cluster_addresses
     # The cluster announces container IPs; a client must be sent to the published port.
     assert targets.remap(("172.28.0.15", 6379)) == ("127.0.0.1", 7005)
     assert targets.remap(("10.9.9.9", 6379)) == ("10.9.9.9", 6379)
+
+
+def test_via_host_ports_uses_the_published_address_not_loopback(tmp_path: Path) -> None:
+    # bindAddress 10.1.2.3: the published ports are on that address, not on 127.0.0.1.
+    path = write_outputs(tmp_path, stack_outputs(host_address="10.1.2.3"))
+    targets = load_targets(parse(["--stack-outputs", str(path), "--via-host-ports"]), environ={})
+
+    assert [n.address for n in targets.nodes] == [f"10.1.2.3:{7000 + i}" for i in range(1, 7)]
+    assert targets.remap(("172.28.0.11", 6379)) == ("10.1.2.3", 7001)
+
+
+def test_via_host_ports_needs_host_seed_endpoints(tmp_path: Path) -> None:
+    outputs = stack_outputs()
+    del outputs["host_seed_endpoints"]
+    path = write_outputs(tmp_path, outputs)
+    with pytest.raises(TargetsError, match="host_seed_endpoints"):
+        load_targets(parse(["--stack-outputs", str(path), "--via-host-ports"]), environ={})
 
 
 def test_via_host_ports_needs_host_port(tmp_path: Path) -> None:

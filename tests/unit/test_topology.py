@@ -1,11 +1,13 @@
 """The node plan: slot split, names, ports and static IPs."""
 
 import ipaddress
+from dataclasses import replace
 
 import pytest
 
+from clusterops.model import HASH_SLOTS, NodeTarget, split_slots
 from components.spec import build_spec
-from components.topology import plan_cluster, split_slots
+from components.topology import plan_cluster
 
 
 @pytest.mark.parametrize("masters", range(3, 11))
@@ -13,7 +15,7 @@ def test_slot_ranges_cover_every_slot_exactly_once(masters):
     ranges = split_slots(masters)
     assert len(ranges) == masters
     covered = [slot for first, last in ranges for slot in range(first, last + 1)]
-    assert covered == list(range(16384))
+    assert covered == list(range(HASH_SLOTS))
     sizes = [last - first + 1 for first, last in ranges]
     assert max(sizes) - min(sizes) <= 1, sizes
 
@@ -62,3 +64,18 @@ def test_static_ips_are_inside_the_subnet_and_clear_of_service_addresses():
         assert ipaddress.ip_address(node.ip) in network
         assert node.ip not in reserved
     assert plan.gateway_ip == "192.168.77.1"
+
+
+def test_a_planned_node_converts_to_the_cluster_node_type_once():
+    plan = plan_cluster(build_spec({}, "dev", False))
+    replica = plan.node("alphapulse-redis-replica-2")
+    target = replica.target("127.0.0.1", replica.host_port)
+    assert target == NodeTarget(
+        name="alphapulse-redis-replica-2", host="127.0.0.1", port=7005,
+        cluster_host="172.28.0.15", cluster_port=6379, role="replica",
+        master="alphapulse-redis-master-2", container_name="alphapulse-redis-replica-2",
+    )
+    master = plan.masters[0].target(plan.masters[0].ip, plan.masters[0].port)
+    assert master.slots == ((0, 5460),) and master.bus_port == plan.masters[0].bus_port
+    # Round trip through the bootstrap resource's stored JSON shape.
+    assert NodeTarget.from_dict(master.to_dict()) == replace(master, container_name=None)
