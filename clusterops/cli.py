@@ -31,12 +31,14 @@ COMMANDS: dict[str, str] = {
     "health": "clusterops.commands.health",
     "drill": "clusterops.commands.drill",
     "backup": "clusterops.commands.backup",
+    "restore": "clusterops.commands.restore",
 }
 # One-line summaries kept here so `--help` lists commands without importing any of them.
 SUMMARIES: dict[str, str] = {
     "health": "check cluster state, slots, replication, memory and a write/read round trip",
     "drill": "failover drill: fault a master, measure recovery, verify no acknowledged loss",
     "backup": "a fresh, verified RDB snapshot of every master, with a slot manifest",
+    "restore": "load a backup into a cluster of any shape, then verify it key by key",
 }
 
 
