@@ -32,7 +32,6 @@ from typing import Any
 
 import pulumi
 from pulumi import dynamic
-from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
 from clusterops.errors import ClusterOpsError
@@ -40,22 +39,15 @@ from clusterops.formation import form_cluster
 from clusterops.model import ClusterReport, NodeTarget, plan_problems
 from clusterops.password_rotation import rotate_password
 from clusterops.topology_read import read_live_topology
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from components.preview_values import contains_unknown
+from components.provider_version import PROJECT_ROOT, source_version
 
 
 def provider_sources(root: Path = PROJECT_ROOT) -> list[Path]:
-    """The files whose code the provider runs: this module and the whole clusterops package."""
-    return [root / "components" / "bootstrap.py", *sorted((root / "clusterops").rglob("*.py"))]
-
-
-def source_version(paths: Sequence[Path], root: Path = PROJECT_ROOT) -> str:
-    """A digest of the files' paths (relative to ``root``) and bytes: changes with any edit."""
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+    """The files whose code the provider runs: this module, its preview-value test and the
+    whole clusterops package."""
+    return [root / "components" / "bootstrap.py", root / "components" / "preview_values.py",
+            *sorted((root / "clusterops").rglob("*.py"))]
 
 
 # Derived, not bumped by hand (a manual bump was missed once): any change to the provider's
@@ -73,18 +65,6 @@ TOPOLOGY_FIELDS = ("role", "cluster_host", "cluster_port", "slots", "master")
 
 class TopologyChangeError(ClusterOpsError):
     """The requested change would need scaling/resharding, which this provider refuses."""
-
-
-def _contains_unknown(value: Any) -> bool:
-    if isinstance(value, Unknown) or value == rpc.UNKNOWN:
-        return True
-    if rpc.is_rpc_secret(value):
-        return _contains_unknown(rpc.unwrap_rpc_secret(value))
-    if isinstance(value, Mapping):
-        return any(_contains_unknown(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_contains_unknown(v) for v in value)
-    return False
 
 
 def _password(props: Mapping[str, Any]) -> str | None:
@@ -185,17 +165,17 @@ def check_inputs(news: Mapping[str, Any]) -> list[dynamic.CheckFailure]:
     """Pure validation of the resource inputs; unknown (preview) values are not judged."""
     failures: list[dynamic.CheckFailure] = []
     password = news.get("password")
-    if not _contains_unknown(password) and _password(news) is None:
+    if not contains_unknown(password) and _password(news) is None:
         failures.append(dynamic.CheckFailure(
             "password", "a non-empty password is required (pass it as a Pulumi secret)"))
 
     version = news.get("provider_version")
-    if not _contains_unknown(version) and not (isinstance(version, str) and version):
+    if not contains_unknown(version) and not (isinstance(version, str) and version):
         failures.append(dynamic.CheckFailure(
             "provider_version", "a provider_version string is required (use PROVIDER_VERSION)"))
 
     timeout = news.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
-    if not _contains_unknown(timeout) and not (
+    if not contains_unknown(timeout) and not (
         isinstance(timeout, int | float) and not isinstance(timeout, bool)
         and 0 < timeout <= MAX_TIMEOUT_SECONDS
     ):
@@ -203,7 +183,7 @@ def check_inputs(news: Mapping[str, Any]) -> list[dynamic.CheckFailure]:
             "timeout_seconds", f"must be a number of seconds in (0, {MAX_TIMEOUT_SECONDS}]"))
 
     nodes = news.get("nodes")
-    if _contains_unknown(nodes):
+    if contains_unknown(nodes):
         return failures
     if not isinstance(nodes, list) or not nodes:
         failures.append(dynamic.CheckFailure("nodes", "a non-empty list of nodes is required"))
@@ -236,7 +216,7 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
         return dynamic.CheckResult(inputs, check_inputs(news))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        if _contains_unknown({k: news.get(k) for k in INPUT_KEYS}):
+        if contains_unknown({k: news.get(k) for k in INPUT_KEYS}):
             return dynamic.DiffResult(changes=True, replaces=[], delete_before_replace=False)
         _refuse_topology_change(olds, news)
         old, new = _inputs(olds), _inputs(news)

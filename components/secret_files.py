@@ -32,12 +32,18 @@ from typing import Any
 
 import pulumi
 from pulumi import dynamic
-from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
 from components.docker_host import DEFAULT_DOCKER_HOST, docker_cli_env
+from components.preview_values import contains_unknown
+from components.provider_version import PROJECT_ROOT, source_version
 
-PROVIDER_VERSION = "2"
+# Derived from the code the provider runs, like the bootstrap's: a change to it makes existing
+# stacks rewrite their files once with the new code (a changed pickle alone never would).
+PROVIDER_VERSION = source_version([
+    PROJECT_ROOT / "components" / name
+    for name in ("secret_files.py", "docker_host.py", "preview_values.py")
+])
 INPUT_KEYS = ("volume", "image", "files", "owner", "docker_host", "provider_version")
 FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 MOUNT = "/secrets"
@@ -46,19 +52,6 @@ DOCKER_TIMEOUT_S = 120
 
 class SecretFilesError(RuntimeError):
     """Writing the files failed; the message names the volume and never a file's content."""
-
-
-def contains_unknown(value: Any) -> bool:
-    """Whether a preview input is (or holds) a value the engine does not know yet."""
-    if isinstance(value, Unknown) or value == rpc.UNKNOWN:
-        return True
-    if rpc.is_rpc_secret(value):
-        return contains_unknown(rpc.unwrap_rpc_secret(value))
-    if isinstance(value, Mapping):
-        return any(contains_unknown(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(contains_unknown(v) for v in value)
-    return False
 
 
 def _files(props: Mapping[str, Any]) -> dict[str, str]:

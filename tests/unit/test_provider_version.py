@@ -23,7 +23,7 @@ def copy_of_sources(tmp_path: Path) -> Path:
 
 def test_version_is_the_digest_of_the_bootstrap_and_every_clusterops_module() -> None:
     names = {p.relative_to(PROJECT_ROOT).as_posix() for p in provider_sources()}
-    expected = {"components/bootstrap.py"} | {
+    expected = {"components/bootstrap.py", "components/preview_values.py"} | {
         p.relative_to(PROJECT_ROOT).as_posix() for p in (PROJECT_ROOT / "clusterops").rglob("*.py")
     }
     assert names == expected and "clusterops/formation.py" in names
