@@ -23,10 +23,11 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import empty_pb2, json_format, struct_pb2
+from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
 from tests.e2e.conftest import docker
+from tests.support.grpc_plugins import from_struct, to_struct
 
 pytestmark = pytest.mark.e2e
 
@@ -44,16 +45,6 @@ STACK, PROJECT = "smoke", "alphapulse-provider-smoke"
 
 def urn(type_token: str, name: str) -> str:
     return f"urn:pulumi:{STACK}::{PROJECT}::{type_token}::{name}"
-
-
-def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
-    result = struct_pb2.Struct()
-    result.update(values)
-    return result
-
-
-def to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(message)
 
 
 @dataclass
@@ -156,7 +147,7 @@ def check(plugin: Plugin, type_token: str, name: str, news: dict[str, Any]) -> d
     )
     failures = [(f.property, f.reason) for f in response.failures]
     assert not failures, f"Check({type_token}) failed: {failures}"
-    return to_dict(response.inputs)
+    return from_struct(response.inputs)
 
 
 def create(
@@ -173,7 +164,7 @@ def create(
         timeout=RPC_TIMEOUT_S,
     )
     assert response.id, f"Create({type_token}) returned no id"
-    return response.id, to_dict(response.properties)
+    return response.id, from_struct(response.properties)
 
 
 def delete(

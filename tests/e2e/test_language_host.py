@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from google.protobuf import struct_pb2
 from pulumi.runtime.proto import language_pb2, language_pb2_grpc
 
+from tests.support.grpc_plugins import language_host
 from tests.support.pulumi_cli import PROJECT_ROOT, ensure_project_venv
 
 pytestmark = pytest.mark.e2e
-HOST = PROJECT_ROOT / "tools" / "pulumi_python_host" / "language_host.py"
 
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[language_pb2_grpc.LanguageRuntimeStub]:
     ensure_project_venv()
-    process = subprocess.Popen([sys.executable, str(HOST), "127.0.0.1:1"],
-                               stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        port = int(process.stdout.readline())
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        grpc.channel_ready_future(channel).result(timeout=30)
-        yield language_pb2_grpc.LanguageRuntimeStub(channel)
-        channel.close()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with language_host() as stub:
+        yield stub
 
 
 def program_info(root: Path, virtualenv: str = "venv") -> language_pb2.ProgramInfo:

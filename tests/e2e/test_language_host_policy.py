@@ -4,8 +4,6 @@ stdout, and stop the pack when the engine cancels the call."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -15,29 +13,19 @@ from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2_grpc, language_pb2, language_pb2_grpc
 
 from policy.prod_guard import PACK_NAME, POLICIES
+from tests.support.grpc_plugins import language_host
 from tests.support.pulumi_cli import PROJECT_ROOT
 from tests.support.team_stacks import POLICY_DIR, ensure_policy_venv
 
 pytestmark = pytest.mark.e2e
-HOST = PROJECT_ROOT / "tools" / "pulumi_python_host" / "language_host.py"
 START_DEADLINE_S = 60
 
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[language_pb2_grpc.LanguageRuntimeStub]:
     ensure_policy_venv()
-    process = subprocess.Popen([sys.executable, str(HOST), "127.0.0.1:1"],
-                               stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        port = int(process.stdout.readline())
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        grpc.channel_ready_future(channel).result(timeout=30)
-        yield language_pb2_grpc.LanguageRuntimeStub(channel)
-        channel.close()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with language_host() as stub:
+        yield stub
 
 
 def plugin_request(kind: str) -> language_pb2.RunPluginRequest:

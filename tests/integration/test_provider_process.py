@@ -21,12 +21,13 @@ import dill
 import grpc
 import pytest
 import redis
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
 from clusterops.model import NodeTarget
 from components.bootstrap import ClusterBootstrapProvider
 from tests.integration.conftest import plan_for, wait_for_replica_links, wait_until
+from tests.support.grpc_plugins import from_struct, to_struct
 from tests.support.redis_nodes import RedisNodes
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -100,16 +101,6 @@ def provider_stub() -> Iterator[provider_pb2_grpc.ResourceProviderStub]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def to_struct(props: dict[str, Any]) -> struct_pb2.Struct:
-    struct = struct_pb2.Struct()
-    struct.update(props)
-    return struct
-
-
-def from_struct(struct: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(struct)
 
 
 def secret(value: Any) -> dict[str, Any]:

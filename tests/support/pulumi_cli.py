@@ -53,19 +53,23 @@ def pulumi_missing() -> str | None:
     return None
 
 
-def ensure_project_venv() -> Path:
-    """The project's own virtualenv (Pulumi.yaml: runtime.options.virtualenv), as `pulumi
-    install` would make it: created and filled from requirements.txt when missing."""
-    venv = PROJECT_ROOT / "venv"
+def ensure_venv(directory: Path) -> Path:
+    """``directory``/venv filled from ``directory``/requirements.txt, as `pulumi install` makes
+    a project's (Pulumi.yaml or PulumiPolicy.yaml: runtime.options.virtualenv)."""
+    venv = directory / "venv"
     python = venv / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         "-r", str(PROJECT_ROOT / "requirements.txt")],
+         "-r", str(directory / "requirements.txt")],
         check=True,
     )
     return venv
+
+
+def ensure_project_venv() -> Path:
+    return ensure_venv(PROJECT_ROOT)
 
 
 @dataclass

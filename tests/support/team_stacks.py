@@ -4,11 +4,10 @@ stacks (alphapulse, 172.28/172.30, 7001-7006, 9121, 9090) without a collision.""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.support.deploy_fixtures import local_image_config
+from tests.support.pulumi_cli import ensure_venv
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 POLICY_DIR = PROJECT_ROOT / "policy"
@@ -31,13 +30,4 @@ def team_config(**extra: str) -> dict[str, str]:
 def ensure_policy_venv() -> Path:
     """policy/venv (PulumiPolicy.yaml: runtime.options.virtualenv), filled from
     policy/requirements.txt, as `pulumi install` would make it."""
-    venv = POLICY_DIR / "venv"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         "-r", str(POLICY_DIR / "requirements.txt")],
-        check=True,
-    )
-    return venv
+    return ensure_venv(POLICY_DIR)

@@ -1,0 +1,45 @@
+"""Talking to Pulumi plugins over gRPC the way the engine does, for tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+from google.protobuf import json_format, struct_pb2
+from pulumi.runtime.proto import language_pb2_grpc
+
+from tests.support.pulumi_cli import PROJECT_ROOT
+
+LANGUAGE_HOST = PROJECT_ROOT / "tools" / "pulumi_python_host" / "language_host.py"
+
+
+def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
+    result = struct_pb2.Struct()
+    result.update(values)
+    return result
+
+
+def from_struct(message: struct_pb2.Struct) -> dict[str, Any]:
+    return json_format.MessageToDict(message)
+
+
+@contextmanager
+def language_host() -> Iterator[language_pb2_grpc.LanguageRuntimeStub]:
+    """This checkout's language host, started as the engine starts it (engine address last,
+    port on the first line of stdout)."""
+    process = subprocess.Popen([sys.executable, str(LANGUAGE_HOST), "127.0.0.1:1"],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(channel).result(timeout=30)
+        yield language_pb2_grpc.LanguageRuntimeStub(channel)
+        channel.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
