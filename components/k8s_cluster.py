@@ -57,6 +57,7 @@ CLIENT_LABEL = "redis.alphapulse.io/client"
 HOSTNAME_KEY = "kubernetes.io/hostname"
 # Set by the StatefulSet controller on every pod (Kubernetes 1.28+): 0 is the planned master.
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
+CONFIG_DIGEST_ANNOTATION = "redis.alphapulse.io/config-sha256"
 
 
 @dataclass(frozen=True)
@@ -437,7 +438,13 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                     "when_deleted": retention, "when_scaled": "Retain"},
                 "selector": {"match_labels": selector(spec, "node", **shard_labels)},
                 "template": {
-                    "metadata": {"labels": labels(spec, "node", **shard_labels)},
+                    "metadata": {
+                        "labels": labels(spec, "node", **shard_labels),
+                        # Redis reads redis.conf only at start and a ConfigMap change restarts
+                        # nothing: the digest of this shard's files makes a change roll the
+                        # shard's pods (one at a time, RollingUpdate), as Docker replaces them.
+                        "annotations": {CONFIG_DIGEST_ANNOTATION: self._config_digest(shard)},
+                    },
                     "spec": {
                         "affinity": self._affinity(shard),
                         "topology_spread_constraints": self._spread(shard),
@@ -542,6 +549,13 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                 protect=spec.protect_data,
             ),
         )
+
+    def _config_digest(self, shard: int) -> str:
+        text = "".join(
+            render_redis_conf(self.spec, p.node, announce_hostname=p.hostname)
+            for p in self.kplan.shard(shard)
+        ) + REFRESH_SCRIPT.read_text()
+        return hashlib.sha256(text.encode()).hexdigest()
 
     @property
     def _pull_policy(self) -> str:

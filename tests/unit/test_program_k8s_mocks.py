@@ -326,3 +326,21 @@ def test_bad_kubernetes_config_fails_before_any_resource():
     assert created == []
     text = str(caught.value)
     assert ":subnet:" in text and ":storageClass:" in text and ":kubernetesNodes:" in text
+
+
+def test_a_redis_conf_change_rolls_the_pods_and_nothing_else_does():
+    def digests(**overrides: str) -> dict[str, str]:
+        run = run_program("k8s", k8s_config(**overrides))
+        return {
+            m["metadata"]["name"]: m["spec"]["template"]["metadata"]["annotations"][
+                "redis.alphapulse.io/config-sha256"]
+            for m in manifests_from_run(run) if m["kind"] == "StatefulSet"
+        }
+
+    before = digests()
+    assert len(set(before.values())) == 3  # each shard has its own files
+    assert digests(maxmemory="256mb").keys() == before.keys()
+    assert all(a != b for a, b in zip(digests(maxmemory="256mb").values(), before.values(),
+                                      strict=True))
+    # The password lives in the Secret, not in redis.conf: no digest (and no restart) for it.
+    assert digests(password="another-password-0123456789") == before
