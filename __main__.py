@@ -57,19 +57,31 @@ def deploy_kubernetes(spec: ClusterSpec, password: pulumi.Input[str]) -> None:
     from components.k8s_cluster import RedisKubernetesCluster, RedisKubernetesClusterArgs
 
     assert spec.k8s is not None  # build_spec sets it for target kubernetes
-    opts = None
+    render_dir = None
     if spec.k8s.render_dir:
         # Render mode: the real provider writes every manifest under this directory and
         # contacts no API server (GitOps, or machines without a cluster).
         render_dir = Path(spec.k8s.render_dir)
         if not render_dir.is_absolute():
             render_dir = Path.cwd() / render_dir
-        renderer = k8s.Provider("render", render_yaml_to_directory=str(render_dir))
-        opts = pulumi.ResourceOptions(providers=[renderer])
         pulumi.log.warn(
             f"render mode: manifests go to {render_dir}, nothing is applied. The Secret "
             f"manifest there holds the Redis password (base64, not encrypted): do not commit "
             f"that directory as it is.")
+    # Our own provider instance (kubeconfig and context as usual, from the environment or
+    # kubernetes:* config), for two settings. By default pulumi-kubernetes *replaces* a
+    # ConfigMap or Secret whose data changed, and the engine then replaces every resource
+    # referencing it: a redis.conf change or a password rotation would delete and recreate
+    # the StatefulSets, i.e. every Redis pod at once (seen with the real engine). Mutable, they
+    # are updated in place, and the config digest on each pod template rolls a shard's pods
+    # one at a time instead.
+    provider = k8s.Provider(
+        "kubernetes",
+        enable_config_map_mutable=True,
+        enable_secret_mutable=True,
+        render_yaml_to_directory=str(render_dir) if render_dir else None,
+    )
+    opts = pulumi.ResourceOptions(providers=[provider])
     cluster = RedisKubernetesCluster(
         "redis-cluster", RedisKubernetesClusterArgs(spec=spec, password=password), opts=opts
     )

@@ -284,16 +284,22 @@ def test_the_job_name_changes_with_the_plan_only():
 def test_render_mode_sends_every_object_to_the_render_provider(k8s: ProgramRun):
     [provider] = [r for r in k8s.resources if r.type == "pulumi:providers:kubernetes"]
     assert provider.inputs["renderYamlToDirectory"].endswith("/rendered")
+    # Updated in place, never replaced (a replaced ConfigMap/Secret replaces its dependents,
+    # the StatefulSets): checked with the real engine in tests/e2e/test_k8s_render.py.
+    assert provider.inputs["enableConfigMapMutable"] == "true"
+    assert provider.inputs["enableSecretMutable"] == "true"
     objects = [r for r in k8s.resources if r.type.startswith("kubernetes:")]
     assert objects and all(r.provider.startswith(provider.urn) for r in objects)
     assert k8s.outputs["cluster_state"].startswith("not deployed: manifests rendered")
 
 
-def test_without_render_dir_the_default_provider_applies():
+def test_without_render_dir_the_provider_applies():
     config = k8s_config()
     del config["renderDir"]
     run = run_program("k8s", config)
-    assert not [r for r in run.resources if r.type == "pulumi:providers:kubernetes"]
+    [provider] = [r for r in run.resources if r.type == "pulumi:providers:kubernetes"]
+    assert "renderYamlToDirectory" not in provider.inputs
+    assert provider.inputs["enableConfigMapMutable"] == "true"
     # The mock Job has no status: Pulumi does not claim a state it has not seen.
     assert run.outputs["cluster_state"] == "unknown"
 
