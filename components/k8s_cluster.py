@@ -191,8 +191,10 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                 "name": ns_name,
                 "labels": {
                     **labels(spec, "namespace"),
-                    # Everything here runs as the restricted profile allows: enforce it.
+                    # Everything here runs as the restricted profile allows: enforce it (on
+                    # pods), and warn on workload templates so a violation shows at apply time.
                     "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/warn": "restricted",
                 },
             },
             opts=pulumi.ResourceOptions(parent=self, protect=spec.protect_data,
