@@ -53,7 +53,13 @@ say "wrapper module: $(grep -c ' => ' "$BUILD_DIR/go.mod") staging replaces at $
 (
   cd "$BUILD_DIR"
   GOFLAGS=-mod=mod "$GO" mod tidy
-  "$GO" build -trimpath -ldflags "-s -w" -o "$BIN.tmp" k8s.io/kubernetes/cmd/kube-apiserver
+  # The release's version, as Kubernetes' own build stamps it (`kube-apiserver --version`,
+  # /version); without it the binary says v0.0.0-master.
+  minor="${VERSION#v1.}"; minor="${minor%%.*}"
+  "$GO" build -trimpath -o "$BIN.tmp" -ldflags "-s -w \
+    -X k8s.io/component-base/version.gitVersion=$VERSION \
+    -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+    k8s.io/kubernetes/cmd/kube-apiserver
 )
 mv -f "$BIN.tmp" "$BIN"
 printf '%s\n' "$VERSION" >"$BIN.version"

@@ -57,7 +57,12 @@ def namespace(server: KubeApiServer, manifests: list[dict]) -> str:
     [ns] = [m for m in manifests if m["kind"] == "Namespace"]
     created = server.create(ns, dry_run=False)  # namespaced dry-runs need it to exist
     assert created.status == 201, created.body
-    return ns["metadata"]["name"]
+    name = ns["metadata"]["name"]
+    # What the controller manager (not running here) would create: pods need it to be admitted.
+    account = server.create({"apiVersion": "v1", "kind": "ServiceAccount",
+                             "metadata": {"name": "default", "namespace": name}}, dry_run=False)
+    assert account.status == 201, account.body
+    return name
 
 
 def test_every_object_passes_a_server_side_dry_run_without_warnings(

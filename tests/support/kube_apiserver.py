@@ -31,7 +31,7 @@ PLURALS = {
     "Namespace": "namespaces", "Secret": "secrets", "ConfigMap": "configmaps",
     "Service": "services", "StatefulSet": "statefulsets", "Deployment": "deployments",
     "Job": "jobs", "PodDisruptionBudget": "poddisruptionbudgets",
-    "NetworkPolicy": "networkpolicies", "Pod": "pods",
+    "NetworkPolicy": "networkpolicies", "Pod": "pods", "ServiceAccount": "serviceaccounts",
 }
 
 
