@@ -1,12 +1,16 @@
-"""AlphaPulse Redis Cluster: stack config -> ClusterSpec -> RedisCluster -> stack outputs."""
+"""AlphaPulse Redis Cluster: stack config -> ClusterSpec -> RedisCluster -> stack outputs.
+
+`target` picks where the same spec and plan are deployed: Docker (RedisCluster) or Kubernetes
+(RedisKubernetesCluster, which can also only render its manifests to a directory).
+"""
+
+from pathlib import Path
 
 import pulumi
 
 from clusterops.client import OUTPUTS_VERSION
-from components.docker_cluster import RedisCluster, RedisClusterArgs
-from components.docker_host import stack_docker_host, supports_swap_limit
 from components.generated_password import GeneratedPassword
-from components.spec import PROJECT, load_spec
+from components.spec import PROJECT, ClusterSpec, load_spec
 from components.stack_config import raw_project_config
 
 # Validate everything before any resource is registered: a bad config creates nothing.
@@ -17,30 +21,90 @@ if password is None:
     # Only reachable with passwordPolicy=generate (the default outside prod stacks).
     password = GeneratedPassword("redis-password", length=32).result
 
-docker_host = stack_docker_host()
-cluster = RedisCluster(
-    "redis-cluster",
-    RedisClusterArgs(
-        spec=spec,
-        password=password,
-        docker_host=docker_host,
-        swap_limit_supported=supports_swap_limit(docker_host),
-    ),
-)
 
-# The outputs' shape is a contract (clusterops/client.py: OUTPUTS_SCHEMAS); bump it on any change.
-pulumi.export("outputs_version", OUTPUTS_VERSION)
-pulumi.export("cluster_name", spec.name_prefix)
-pulumi.export("password", cluster.password)
-pulumi.export("network_name", cluster.network_name)
-pulumi.export("seed_endpoints", cluster.seed_endpoints)
-pulumi.export("host_seed_endpoints", cluster.host_seed_endpoints)
-pulumi.export("nodes", cluster.nodes)
-pulumi.export("exporter_url", cluster.exporter_url)
-pulumi.export("exporter_internal_url", cluster.exporter_internal_url)
-pulumi.export("prometheus_url", cluster.prometheus_url)
-pulumi.export("client_settings", cluster.client_settings)
-pulumi.export("node_ids", cluster.node_ids)
-pulumi.export("slot_ranges", cluster.slot_ranges)
-pulumi.export("cluster_state", cluster.cluster_state)
-pulumi.export("maxmemory_bytes", spec.maxmemory_bytes)
+def deploy_docker(spec: ClusterSpec, password: pulumi.Input[str]) -> None:
+    from components.docker_cluster import RedisCluster, RedisClusterArgs
+    from components.docker_host import stack_docker_host, supports_swap_limit
+
+    docker_host = stack_docker_host()
+    cluster = RedisCluster(
+        "redis-cluster",
+        RedisClusterArgs(
+            spec=spec,
+            password=password,
+            docker_host=docker_host,
+            swap_limit_supported=supports_swap_limit(docker_host),
+        ),
+    )
+    # The outputs' shape is a contract (clusterops/client.py: OUTPUTS_SCHEMAS); bump it on any
+    # change. (The Kubernetes target's outputs are not under that contract yet.)
+    pulumi.export("outputs_version", OUTPUTS_VERSION)
+    pulumi.export("cluster_name", spec.name_prefix)
+    pulumi.export("password", cluster.password)
+    pulumi.export("network_name", cluster.network_name)
+    pulumi.export("seed_endpoints", cluster.seed_endpoints)
+    pulumi.export("host_seed_endpoints", cluster.host_seed_endpoints)
+    pulumi.export("nodes", cluster.nodes)
+    pulumi.export("exporter_url", cluster.exporter_url)
+    pulumi.export("exporter_internal_url", cluster.exporter_internal_url)
+    pulumi.export("prometheus_url", cluster.prometheus_url)
+    pulumi.export("client_settings", cluster.client_settings)
+    pulumi.export("node_ids", cluster.node_ids)
+    pulumi.export("slot_ranges", cluster.slot_ranges)
+    pulumi.export("cluster_state", cluster.cluster_state)
+    pulumi.export("maxmemory_bytes", spec.maxmemory_bytes)
+
+
+def deploy_kubernetes(spec: ClusterSpec, password: pulumi.Input[str]) -> None:
+    import pulumi_kubernetes as k8s
+
+    from components.k8s_cluster import RedisKubernetesCluster, RedisKubernetesClusterArgs
+
+    assert spec.k8s is not None  # build_spec sets it for target kubernetes
+    render_dir = None
+    if spec.k8s.render_dir:
+        # Render mode: the real provider writes every manifest under this directory and
+        # contacts no API server (GitOps, or machines without a cluster).
+        render_dir = Path(spec.k8s.render_dir)
+        if not render_dir.is_absolute():
+            render_dir = Path.cwd() / render_dir
+        pulumi.log.warn(
+            f"render mode: manifests go to {render_dir}, nothing is applied. The Secret "
+            f"manifest there holds the Redis password (base64, not encrypted): do not commit "
+            f"that directory as it is.")
+    # Our own provider instance (kubeconfig and context as usual, from the environment or
+    # kubernetes:* config), for two settings. By default pulumi-kubernetes *replaces* a
+    # ConfigMap or Secret whose data changed, and the engine then replaces every resource
+    # referencing it: a redis.conf change or a password rotation would delete and recreate
+    # the StatefulSets, i.e. every Redis pod at once (seen with the real engine). Mutable, they
+    # are updated in place, and the config digest on each pod template rolls a shard's pods
+    # one at a time instead.
+    provider = k8s.Provider(
+        "kubernetes",
+        enable_config_map_mutable=True,
+        enable_secret_mutable=True,
+        render_yaml_to_directory=str(render_dir) if render_dir else None,
+    )
+    opts = pulumi.ResourceOptions(providers=[provider])
+    cluster = RedisKubernetesCluster(
+        "redis-cluster", RedisKubernetesClusterArgs(spec=spec, password=password), opts=opts
+    )
+    pulumi.export("cluster_name", spec.name_prefix)
+    pulumi.export("target", spec.target)
+    pulumi.export("namespace", cluster.namespace)
+    pulumi.export("password", cluster.password)
+    pulumi.export("seed_endpoints", cluster.seed_endpoints)
+    pulumi.export("nodes", cluster.nodes)
+    pulumi.export("exporter_internal_url", cluster.exporter_internal_url)
+    pulumi.export("client_settings", cluster.client_settings)
+    pulumi.export("slot_ranges", cluster.slot_ranges)
+    pulumi.export("bootstrap_job", cluster.bootstrap_job)
+    pulumi.export("cluster_state", cluster.cluster_state)
+    pulumi.export("maxmemory_bytes", spec.maxmemory_bytes)
+    pulumi.export("render_dir", spec.k8s.render_dir)
+
+
+if spec.target == "kubernetes":
+    deploy_kubernetes(spec, password)
+else:
+    deploy_docker(spec, password)

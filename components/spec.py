@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,9 @@ class ClusterSpec:
     protect_data: bool
     admin_access: str
     bootstrap_timeout_s: int
+    # Kubernetes target (components/k8s_cluster.py); the defaults describe the Docker target.
+    target: str = "docker"
+    k8s: KubernetesSettings | None = None
 
     @property
     def node_count(self) -> int:
@@ -194,6 +198,164 @@ CONFIG_KEYS: dict[str, str] = {
     "adminAccess": "how the deploying host reaches nodes: container-ip or host-ports",
     "bootstrapTimeoutSeconds": "deadline for forming and validating the cluster",
 }
+
+
+TARGETS = ("docker", "kubernetes")
+# A storageClass value that leaves storageClassName unset, so the cluster's default class applies.
+CLUSTER_DEFAULT_STORAGE_CLASS = "cluster-default"
+DEFAULT_BOOTSTRAP_IMAGE = "alphapulse/redis-cluster-bootstrap:0.1.0"
+DEFAULT_ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone"
+
+# Settings that only mean something on one target. Setting one on the other target is an error:
+# a silently ignored key (a subnet on Kubernetes) would make the reader believe it took effect.
+DOCKER_ONLY_KEYS = ("basePort", "bindAddress", "networkName", "subnet", "adminAccess",
+                    "exporterPort", "prometheusPort", "deployPrometheus", "prometheusImage")
+KUBERNETES_CONFIG_KEYS: dict[str, str] = {
+    "target": "where the cluster runs: docker (default) or kubernetes",
+    "namespace": "Kubernetes namespace of every object (created by the stack)",
+    "storageClass": "StorageClass of the data PVCs (cluster-default: the cluster's default class)",
+    "storageSize": "size of each node's data PVC (Kubernetes quantity, e.g. 4Gi)",
+    "renderDir": "write the manifests to this directory instead of applying them",
+    "clusterDomain": "the Kubernetes cluster DNS domain of the announced hostnames",
+    "kubernetesNodes": "schedulable Kubernetes nodes, when declared (0: not declared)",
+    "zones": "availability zones the nodes span, when declared (0: not declared)",
+    "zoneTopologyKey": "node label that names a node's zone",
+    "cpuRequest": "CPU request of each Redis pod (Kubernetes quantity, e.g. 250m)",
+    "serviceMonitor": "also declare a prometheus-operator ServiceMonitor for the exporter",
+    "bootstrapImage": "image of the bootstrap Job (python + clusterops, k8s/Dockerfile)",
+}
+CONFIG_KEYS.update(KUBERNETES_CONFIG_KEYS)
+KUBERNETES_ONLY_KEYS = tuple(k for k in KUBERNETES_CONFIG_KEYS if k != "target")
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_BYTE_QUANTITY = re.compile(r"^([1-9][0-9]*)(Ki|Mi|Gi|Ti)$")
+_CPU_QUANTITY = re.compile(r"^([1-9][0-9]*m|[0-9]+(\.[0-9]+)?)$")
+_QUANTITY_FACTORS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    """The Kubernetes-only part of the spec (target: kubernetes)."""
+
+    namespace: str
+    storage_class: str | None  # None: the cluster's default StorageClass
+    storage_size: str
+    render_dir: str | None  # set: manifests are written there, nothing is applied
+    cluster_domain: str
+    kubernetes_nodes: int  # 0: not declared
+    zones: int  # 0: not declared
+    zone_topology_key: str
+    cpu_request: str
+    service_monitor: bool
+    bootstrap_image: str
+
+
+def _check_target_keys(reader: _Reader, raw: Mapping[str, Any], target: str) -> None:
+    """A key of the other target is an error, never silently ignored."""
+    foreign = DOCKER_ONLY_KEYS if target == "kubernetes" else KUBERNETES_ONLY_KEYS
+    for key in sorted(k for k in raw if k in foreign):
+        reader.fail(key, f"applies to the {'Docker' if target == 'kubernetes' else 'Kubernetes'} "
+                    f"target only, and this stack's target is {target}. Fix: remove it from "
+                    f"Pulumi.<stack>.yaml (pulumi config rm {PROJECT}:{key})")
+
+
+def _kubernetes_settings(
+    reader: _Reader, raw: Mapping[str, Any], values: Mapping[str, Any]
+) -> KubernetesSettings:
+    """Validate the Kubernetes keys; problems go to `reader` like every other key's."""
+    prefix = values["name_prefix"]
+    members = 1 + values["replicas_per_master"]  # pods of one shard: must not share a node
+    namespace = reader.text("namespace", f"{prefix}-redis".lower())
+    if len(namespace) > 63 or not _DNS_LABEL.match(namespace):
+        reader.fail("namespace", f"{namespace!r} is not a Kubernetes namespace name. Fix: use "
+                    "at most 63 lower-case letters, digits and '-', e.g. alphapulse-redis")
+    if not _DNS_LABEL.match(prefix.lower()) or prefix != prefix.lower() or "_" in prefix:
+        reader.fail("namePrefix", f"{prefix!r} cannot start Kubernetes object names. Fix: use "
+                    "lower-case letters, digits and '-' only, e.g. alphapulse")
+
+    storage_class = reader.text("storageClass", "")
+    if not storage_class:
+        reader.fail("storageClass", "is required on Kubernetes: every Redis node keeps "
+                    "nodes.conf, the AOF and the RDB on its own PersistentVolumeClaim. Fix: "
+                    f"pulumi config set {PROJECT}:storageClass <class> (kubectl get "
+                    f"storageclass lists them), or {CLUSTER_DEFAULT_STORAGE_CLASS} for the "
+                    "cluster's default class")
+    elif storage_class != CLUSTER_DEFAULT_STORAGE_CLASS and not _DNS_SUBDOMAIN.match(
+            storage_class):
+        reader.fail("storageClass", f"{storage_class!r} is not a StorageClass name. Fix: use "
+                    "the NAME column of `kubectl get storageclass`")
+
+    storage_size = reader.text("storageSize", "4Gi")
+    size = _BYTE_QUANTITY.match(storage_size)
+    # AOF (up to twice the data before a rewrite) + RDB + the rewrite's temporary file.
+    needed = 3 * values["maxmemory_bytes"]
+    if not size:
+        reader.fail("storageSize", f"{storage_size!r} is not a Kubernetes byte quantity. Fix: "
+                    "use a whole number with Ki, Mi, Gi or Ti, e.g. 4Gi")
+    elif int(size.group(1)) * _QUANTITY_FACTORS[size.group(2)] < needed:
+        reader.fail("storageSize", f"{storage_size} is less than 3 x maxmemory "
+                    f"({format_memory(needed)}): the AOF, its rewrite and the RDB would not "
+                    f"fit. Fix: set storageSize to at least {-(-needed // 1024**3)}Gi")
+
+    render_dir = reader.text("renderDir", "") or None
+    cluster_domain = reader.text("clusterDomain", "cluster.local")
+    if not _DNS_SUBDOMAIN.match(cluster_domain):
+        reader.fail("clusterDomain", f"{cluster_domain!r} is not a DNS domain. Fix: use the "
+                    "cluster's DNS domain, cluster.local unless the cluster was set up otherwise")
+
+    nodes = reader.integer("kubernetesNodes", 0, 0, 10000, "the number of schedulable "
+                           "Kubernetes nodes, or 0 when not declared")
+    if 0 < nodes < members:
+        reader.fail("kubernetesNodes", f"{nodes} node(s) cannot hold a shard's {members} pods "
+                    "(a master and its replicas never share a node: required anti-affinity), "
+                    f"so pods would stay Pending. Fix: add nodes (at least {members}) or lower "
+                    "replicasPerMaster")
+    zones = reader.integer("zones", 0, 0, 100, "the number of zones, or 0 when not declared")
+    if 0 < zones < members:
+        reader.fail("zones", f"{zones} zone(s) cannot keep a shard's {members} pods in "
+                    "different zones: losing one zone would lose a master and its replica. "
+                    f"Fix: spread the nodes over at least {members} zones, or set zones to 0 "
+                    "to spread by node only")
+    elif zones and nodes and nodes < zones:
+        reader.fail("zones", f"{zones} zones but only {nodes} kubernetesNodes. Fix: declare "
+                    "the real numbers (each zone needs at least one node)")
+    topology_key = reader.text("zoneTopologyKey", DEFAULT_ZONE_TOPOLOGY_KEY)
+    if not topology_key or " " in topology_key:
+        reader.fail("zoneTopologyKey", f"{topology_key!r} is not a node label key. Fix: "
+                    f"use {DEFAULT_ZONE_TOPOLOGY_KEY}")
+
+    cpu_request = reader.text("cpuRequest", "250m")
+    if not _CPU_QUANTITY.match(cpu_request):
+        reader.fail("cpuRequest", f"{cpu_request!r} is not a CPU quantity. Fix: e.g. 250m or 1")
+    bootstrap_image = reader.text("bootstrapImage", DEFAULT_BOOTSTRAP_IMAGE)
+    if not bootstrap_image or " " in bootstrap_image:
+        reader.fail("bootstrapImage", "is empty or contains spaces. Fix: name the image built "
+                    "from k8s/Dockerfile, e.g. registry.example.com/redis-bootstrap:0.1.0")
+    return KubernetesSettings(
+        namespace=namespace,
+        storage_class=None if storage_class == CLUSTER_DEFAULT_STORAGE_CLASS else storage_class,
+        storage_size=storage_size,
+        render_dir=render_dir,
+        cluster_domain=cluster_domain,
+        kubernetes_nodes=nodes,
+        zones=zones,
+        zone_topology_key=topology_key,
+        cpu_request=cpu_request,
+        service_monitor=reader.boolean("serviceMonitor", False),
+        bootstrap_image=bootstrap_image,
+    )
+
+
+def check_target(reader: _Reader, raw: Mapping[str, Any], values: dict[str, Any]) -> None:
+    """The `target` key and its settings, added to `values` (target, k8s)."""
+    target = reader.choice("target", "docker", TARGETS)
+    if target not in TARGETS:
+        return
+    _check_target_keys(reader, raw, target)
+    values["target"] = target
+    if target == "kubernetes":
+        values["k8s"] = _kubernetes_settings(reader, raw, values)
 
 
 def _parse_rdb_save(reader: _Reader) -> tuple[tuple[int, int], ...]:
@@ -368,6 +530,8 @@ def build_spec(raw: Mapping[str, Any], stack: str, password_set: bool) -> Cluste
     if raw.get("password") is not None and any(c in str(raw["password"]) for c in "\r\n\0"):
         reader.fail("password", "contains a line break or NUL, which redis.conf cannot hold. "
                     "Fix: choose a password without them")
+
+    check_target(reader, raw, values)
 
     if reader.problems:
         raise ConfigError(reader.problems)

@@ -7,6 +7,10 @@
 #   pulumi-resource-docker          pulumi-docker's provider (scripts/build-docker-provider.sh),
 #                                   installed into Pulumi's plugin cache ($PULUMI_HOME/plugins)
 #                                   at the version requirements.txt pins
+#   pulumi-resource-kubernetes      pulumi-kubernetes' provider (scripts/build-kubernetes-provider.sh),
+#                                   installed the same way, at the pinned pulumi-kubernetes version:
+#                                   the language host makes every stack require it once the SDK
+#                                   is installed, Docker stacks included
 # into $PULUMI_TOOLS_DIR/bin (default ~/.cache/alphapulse-pulumi/bin). Go's own caches make a
 # second build fast; nothing built is ever committed. Safe to run again: present tools are kept.
 #
@@ -101,6 +105,29 @@ install_docker_provider() {
   say "docker provider $version installed into the plugin cache"
 }
 
+kubernetes_sdk_version() {
+  sed -n 's/^pulumi-kubernetes==\([0-9.]*\).*/\1/p' "$PROJECT_ROOT/requirements.txt"
+}
+
+install_kubernetes_provider() {
+  local version binary installed
+  version="$(kubernetes_sdk_version)"
+  if [ -z "$version" ]; then
+    say "requirements.txt pins no pulumi-kubernetes: no kubernetes provider needed"
+    return
+  fi
+  PULUMI_TOOLS_DIR="$TOOLS_DIR" PULUMI_KUBERNETES_VERSION="$version" PYTHON="$PYTHON" \
+    bash "$PROJECT_ROOT/scripts/build-kubernetes-provider.sh" >&2
+  binary="$TOOLS_DIR/providers/pulumi-resource-kubernetes"
+  installed="${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-kubernetes-v$version/pulumi-resource-kubernetes"
+  if cmp -s "$binary" "$installed"; then
+    say "kubernetes provider $version already in the plugin cache"
+    return
+  fi
+  "$BIN/pulumi" plugin install resource kubernetes "$version" --file "$binary" --reinstall >&2
+  say "kubernetes provider $version installed into the plugin cache"
+}
+
 start=$SECONDS
 install_cli
 if [ -n "$(ambient_pulumi)" ]; then
@@ -110,5 +137,6 @@ if [ -n "$(ambient_pulumi)" ]; then
 fi
 install_python_host
 install_docker_provider
+install_kubernetes_provider
 say "ready in $((SECONDS - start)) s; tools in $BIN"
 echo "$BIN"

@@ -54,6 +54,7 @@ class RecordedResource:
     ignore_changes: list[str] = field(default_factory=list)
     replace_on_changes: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    provider: str = ""  # the explicit provider reference (urn::id), empty for the default
 
     @property
     def plain(self) -> dict[str, Any]:
@@ -148,6 +149,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             delete_before_replace=bool(request.deleteBeforeReplace),
             ignore_changes=list(request.ignoreChanges),
             replace_on_changes=list(request.replaceOnChanges),
+            provider=request.provider,
         )
         state = self.on_resource(resource)
         resource.outputs = state

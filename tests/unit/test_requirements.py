@@ -34,3 +34,26 @@ def test_every_provider_package_in_requirements_is_imported_by_the_program():
         f"{unused} are in requirements.txt but the program imports none of them; the language "
         "host would make every `pulumi up` require their plugins"
     )
+
+
+def test_every_pinned_provider_package_has_its_plugin_built_at_that_version():
+    """The engine insists on exactly the plugin version each SDK names, and no plugin can be
+    downloaded here: scripts/install-pulumi.sh must build and install one per provider package,
+    reading the version from requirements.txt (never a second copy of it)."""
+    installer = (ROOT / "scripts" / "install-pulumi.sh").read_text()
+    pinned = {
+        name: version
+        for name, version in (
+            line.split("==", 1) for line in (ROOT / "requirements.txt").read_text().splitlines()
+            if line.startswith("pulumi-") and "==" in line
+        )
+        if name != "pulumi-policy"
+    }
+    assert set(pinned) == {"pulumi-docker", "pulumi-kubernetes"}, pinned
+    for name, version in pinned.items():
+        plugin = name.removeprefix("pulumi-")
+        builder = ROOT / "scripts" / f"build-{plugin}-provider.sh"
+        assert builder.exists(), f"no {builder.name} for {name}"
+        assert f"s/^{name}==" in installer, f"install-pulumi.sh does not read {name}'s version"
+        assert f"plugin install resource {plugin} " in installer, f"{plugin} never installed"
+        assert version.count(".") == 2, f"{name} must be pinned to an exact version"

@@ -1,0 +1,779 @@
+"""RedisKubernetesCluster: the same spec, plan and redis.conf as the Docker target, on Kubernetes.
+
+Namespace -> Secret (password files) -> ConfigMap (every node's redis.conf, rendered by
+components/redis_conf.py) -> headless Service (stable per-pod DNS names) -> one StatefulSet per
+shard (components/k8s_plan.py says why) with a PVC per pod, plus a PodDisruptionBudget per shard
+-> NetworkPolicies -> the exporter (Deployment + Service, optional ServiceMonitor) -> the
+bootstrap Job (k8s_bootstrap/job.py), awaited by pulumi-kubernetes.
+
+Every object has a fixed name (no Pulumi auto-naming), so manifests rendered to a directory are
+stable and diffable; the bootstrap Job's name carries a hash of what it forms, so a new plan is a
+new Job (Jobs are immutable) and an unchanged one is left alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import exporter_conf
+from components.k8s_plan import KubernetesPlan, PlacedNode, place_cluster
+from components.redis_conf import (
+    AUTH_CONF_NAME,
+    CONF_DIR,
+    DATA_DIR,
+    HEALTHCHECK_COMMAND,
+    PASSWORD_FILE_NAME,
+    REDIS_UID,
+    SECRETS_DIR,
+    render_auth_conf,
+    render_redis_conf,
+)
+from components.spec import ClusterSpec
+
+TYPE_TOKEN = "alphapulse:redis:RedisKubernetesCluster"
+EXPORTER_LISTEN_PORT = 9121
+EXPORTER_UID = 59000  # the official oliver006/redis_exporter image's USER
+BOOTSTRAP_UID = 65532  # k8s_bootstrap/Dockerfile's USER
+MIB = 1024 * 1024
+# redis.conf of every node lives in one ConfigMap, one key per pod, mounted here; the pod picks
+# its own file by name (POD_NAME from the downward API).
+NODE_CONF_DIR = f"{CONF_DIR}/nodes"
+REFRESH_SCRIPT_NAME = "refresh-nodes-conf.sh"
+REFRESH_SCRIPT = Path(__file__).resolve().parent / REFRESH_SCRIPT_NAME
+SCRIPTS_DIR = "/opt/alphapulse"
+PLAN_DIR = "/etc/alphapulse/plan"
+PLAN_FILE_NAME = "plan.json"
+BOOTSTRAP_PASSWORD_DIR = "/etc/alphapulse/secret"
+EXPORTER_PASSWORD_KEY = "exporter-passwords.json"
+# Pods that may use the cluster from other namespaces carry this label (NetworkPolicy).
+CLIENT_LABEL = "redis.alphapulse.io/client"
+HOSTNAME_KEY = "kubernetes.io/hostname"
+# Set by the StatefulSet controller on every pod (Kubernetes 1.28+): 0 is the planned master.
+POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
+CONFIG_DIGEST_ANNOTATION = "redis.alphapulse.io/config-sha256"
+
+
+@dataclass(frozen=True)
+class RedisKubernetesClusterArgs:
+    spec: ClusterSpec
+    password: pulumi.Input[str]  # a Pulumi secret
+
+
+def labels(spec: ClusterSpec, component: str, **extra: str) -> dict[str, str]:
+    """Recommended labels; `component` and `cluster` are what every selector uses."""
+    values = {
+        "app.kubernetes.io/name": "redis-cluster",
+        "app.kubernetes.io/instance": spec.name_prefix,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": "pulumi",
+        "app.kubernetes.io/part-of": "alphapulse",
+    }
+    values.update(extra)
+    return values
+
+
+def selector(spec: ClusterSpec, component: str, **extra: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/instance": spec.name_prefix,
+        "app.kubernetes.io/component": component,
+        **extra,
+    }
+
+
+def node_conf_key(placed: PlacedNode) -> str:
+    return f"{placed.pod}.conf"
+
+
+def exporter_nodes(kplan: KubernetesPlan) -> list[dict[str, Any]]:
+    """The exporter's view of the nodes: exporter_conf keys each node by ``ip``, which here is
+    the node's DNS name (the exporter resolves it at every scrape, so a new pod IP is found)."""
+    return [
+        {"name": p.node.name, "role": p.node.role, "ip": p.hostname, "port": p.node.port}
+        for p in kplan.nodes
+    ]
+
+
+def bootstrap_plan(kplan: KubernetesPlan) -> dict[str, Any]:
+    """What the bootstrap Job forms (plain JSON, no secret): k8s_bootstrap.job.load_plan."""
+    return {
+        "nodes": [
+            {
+                "name": p.node.name,
+                "role": p.node.role,
+                "host": p.hostname,
+                "port": p.node.port,
+                "slots": [list(r) for r in p.node.slots],
+                "master": p.node.master,
+                "pod": p.pod,
+            }
+            for p in kplan.nodes
+        ]
+    }
+
+
+def node_outputs(kplan: KubernetesPlan) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": p.node.name,
+            "role": p.node.role,
+            "master": p.node.master,
+            "host": p.hostname,
+            "port": p.node.port,
+            "pod": p.pod,
+            "statefulset": p.statefulset,
+            "shard": p.shard,
+        }
+        for p in kplan.nodes
+    ]
+
+
+def _restricted_container() -> dict[str, Any]:
+    """The Pod Security Standard "restricted" container settings."""
+    return {
+        "allow_privilege_escalation": False,
+        "read_only_root_filesystem": True,
+        "run_as_non_root": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _pod_security(uid: int) -> dict[str, Any]:
+    return {
+        "run_as_non_root": True,
+        "run_as_user": uid,
+        "run_as_group": uid,
+        "fs_group": uid,
+        # Only walk the volume to fix ownership when it is wrong: a large AOF would slow
+        # every pod start otherwise.
+        "fs_group_change_policy": "OnRootMismatch",
+        "seccomp_profile": {"type": "RuntimeDefault"},
+    }
+
+
+class RedisKubernetesCluster(pulumi.ComponentResource):
+    """3+ shards of StatefulSet pods, an exporter and a bootstrap Job, from one ClusterSpec."""
+
+    namespace: pulumi.Output[str]
+    password: pulumi.Output[str]
+    seed_endpoints: pulumi.Output[list[str]]
+    nodes: pulumi.Output[list[dict[str, Any]]]
+    exporter_internal_url: pulumi.Output[str]
+    client_settings: pulumi.Output[dict[str, Any]]
+    slot_ranges: pulumi.Output[dict[str, Any]]
+    bootstrap_job: pulumi.Output[str]
+    cluster_state: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: RedisKubernetesClusterArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        spec = args.spec
+        if spec.k8s is None:
+            raise ValueError("RedisKubernetesCluster needs a spec with target kubernetes")
+        self.spec = spec
+        self.settings = spec.k8s
+        self.kplan = place_cluster(spec)
+        password = pulumi.Output.secret(args.password)
+        self._name = name
+        ns_name = self.kplan.namespace
+
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={
+                "name": ns_name,
+                "labels": {
+                    **labels(spec, "namespace"),
+                    # Everything here runs as the restricted profile allows: enforce it (on
+                    # pods), and warn on workload templates so a violation shows at apply time.
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, protect=spec.protect_data,
+                                        retain_on_delete=spec.protect_data),
+        )
+        self._child = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+
+        secret = self._secret(password)
+        config = self._config_map()
+        plan_config = self._plan_config_map()
+        headless = self._headless_service()
+        self._client_service()
+        statefulsets = [
+            self._statefulset(shard, config, secret, headless) for shard in self.kplan.shards
+        ]
+        for shard in self.kplan.shards:
+            self._pdb(shard)
+        self._network_policies()
+        self._exporter(secret)
+        job = self._bootstrap_job(plan_config, secret, statefulsets)
+
+        self.namespace = namespace.metadata.name
+        self.password = password
+        self.seed_endpoints = pulumi.Output.from_input(
+            [f"{p.hostname}:{p.node.port}" for p in self.kplan.nodes]
+        )
+        self.nodes = pulumi.Output.from_input(node_outputs(self.kplan))
+        self.exporter_internal_url = pulumi.Output.from_input(
+            f"http://{self._exporter_name}.{ns_name}.svc.{self.settings.cluster_domain}:"
+            f"{EXPORTER_LISTEN_PORT}"
+        )
+        self.client_settings = pulumi.Output.from_input(
+            {
+                "startup_nodes": [
+                    {"host": p.hostname, "port": p.node.port}
+                    for p in self.kplan.nodes if p.node.is_master
+                ],
+                "require_full_coverage": True,
+            }
+        )
+        # Planned, not observed: the Job's report (its log and termination message) has the
+        # live view; Pulumi learns only whether it succeeded.
+        self.slot_ranges = pulumi.Output.from_input(
+            {p.node.name: [list(r) for r in p.node.slots] for p in self.kplan.nodes
+             if p.node.is_master}
+        )
+        self.bootstrap_job = job.metadata.name
+        self.cluster_state = job.status.apply(self._cluster_state)
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "password": self.password,
+                "seed_endpoints": self.seed_endpoints,
+                "nodes": self.nodes,
+                "exporter_internal_url": self.exporter_internal_url,
+                "client_settings": self.client_settings,
+                "slot_ranges": self.slot_ranges,
+                "bootstrap_job": self.bootstrap_job,
+                "cluster_state": self.cluster_state,
+            }
+        )
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _meta(self, name: str, component: str, **extra: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "namespace": self.kplan.namespace,
+            "labels": labels(self.spec, component, **extra),
+        }
+
+    def _cluster_state(self, status: Any) -> str:
+        if self.settings.render_dir:
+            return "not deployed: manifests rendered to " + self.settings.render_dir
+        succeeded = (status or {}).get("succeeded") if isinstance(status, dict) else getattr(
+            status, "succeeded", None)
+        # pulumi-kubernetes only reports the Job created once it has succeeded, and the Job
+        # exits 0 only after clusterops verified cluster_state:ok on every node.
+        return "ok" if succeeded else "unknown"
+
+    @property
+    def _prefix(self) -> str:
+        return f"{self.spec.name_prefix}-redis"
+
+    @property
+    def _exporter_name(self) -> str:
+        return f"{self._prefix}-exporter"
+
+    # -- objects ----------------------------------------------------------------------------
+    def _secret(self, password: pulumi.Output[str]) -> k8s.core.v1.Secret:
+        """The only object holding the password: redis auth.conf + password file, and the
+        exporter's JSON password file. Mounted as files; never an environment variable."""
+        nodes = exporter_nodes(self.kplan)
+        return k8s.core.v1.Secret(
+            f"{self._name}-auth",
+            metadata=self._meta(f"{self._prefix}-auth", "auth"),
+            type="Opaque",
+            string_data={
+                AUTH_CONF_NAME: password.apply(render_auth_conf),
+                PASSWORD_FILE_NAME: password,
+                EXPORTER_PASSWORD_KEY: password.apply(
+                    lambda pw: exporter_conf.exporter_password_file(nodes, pw)),
+            },
+            opts=self._child,
+        )
+
+    def _config_map(self) -> k8s.core.v1.ConfigMap:
+        data = {
+            node_conf_key(p): render_redis_conf(self.spec, p.node, announce_hostname=p.hostname)
+            for p in self.kplan.nodes
+        }
+        data[REFRESH_SCRIPT_NAME] = REFRESH_SCRIPT.read_text()
+        return k8s.core.v1.ConfigMap(
+            f"{self._name}-config",
+            metadata=self._meta(f"{self._prefix}-config", "config"),
+            data=data,
+            opts=self._child,
+        )
+
+    def _plan_config_map(self) -> k8s.core.v1.ConfigMap:
+        return k8s.core.v1.ConfigMap(
+            f"{self._name}-bootstrap-plan",
+            metadata=self._meta(f"{self._prefix}-bootstrap-plan", "bootstrap"),
+            data={PLAN_FILE_NAME: json.dumps(bootstrap_plan(self.kplan), indent=2,
+                                             sort_keys=True) + "\n"},
+            opts=self._child,
+        )
+
+    def _headless_service(self) -> k8s.core.v1.Service:
+        return k8s.core.v1.Service(
+            f"{self._name}-nodes",
+            metadata=self._meta(self.kplan.headless_service, "node"),
+            spec={
+                "cluster_ip": "None",
+                # DNS records exist as soon as a pod has an IP, before it is ready: the nodes
+                # must find each other (and the bootstrap Job them) to become ready at all.
+                "publish_not_ready_addresses": True,
+                "selector": selector(self.spec, "node"),
+                "ports": [
+                    {"name": "redis", "port": 6379, "target_port": "redis"},
+                    {"name": "cluster-bus", "port": 16379, "target_port": "cluster-bus"},
+                ],
+            },
+            opts=self._child,
+        )
+
+    def _client_service(self) -> k8s.core.v1.Service:
+        """One stable seed name for clients; they follow MOVED redirects to the pods' names."""
+        return k8s.core.v1.Service(
+            f"{self._name}-client",
+            metadata=self._meta(self.kplan.client_service, "client"),
+            spec={
+                "type": "ClusterIP",
+                "selector": selector(self.spec, "node"),
+                "ports": [{"name": "redis", "port": 6379, "target_port": "redis"}],
+            },
+            opts=self._child,
+        )
+
+    def _affinity(self, shard: int) -> dict[str, Any]:
+        return {
+            "pod_anti_affinity": {
+                # Hard: a master and the replicas that follow it never share a node, so losing
+                # a node never loses a whole shard.
+                "required_during_scheduling_ignored_during_execution": [
+                    {
+                        "label_selector": {
+                            "match_labels": selector(self.spec, "node", **{
+                                "redis.alphapulse.io/shard": str(shard)})
+                        },
+                        "topology_key": HOSTNAME_KEY,
+                    }
+                ],
+                # Soft: the cluster's pods spread over as many nodes as there are.
+                "preferred_during_scheduling_ignored_during_execution": [
+                    {
+                        "weight": 100,
+                        "pod_affinity_term": {
+                            "label_selector": {"match_labels": selector(self.spec, "node")},
+                            "topology_key": HOSTNAME_KEY,
+                        },
+                    }
+                ],
+            }
+        }
+
+    def _spread(self, shard: int) -> list[dict[str, Any]]:
+        """Zone-aware when zones are declared (spec.py checked there are enough)."""
+        if not self.settings.zones:
+            return []
+        zone_key = self.settings.zone_topology_key
+        return [
+            {
+                # A shard's members in different zones: a zone outage leaves every shard a
+                # member to serve (or be promoted).
+                "max_skew": 1,
+                "topology_key": zone_key,
+                "when_unsatisfiable": "DoNotSchedule",
+                "label_selector": {"match_labels": selector(self.spec, "node", **{
+                    "redis.alphapulse.io/shard": str(shard)})},
+            },
+            {
+                # The planned masters across zones too, so one zone does not hold the
+                # majority of masters that a failover election needs.
+                "max_skew": 1,
+                "topology_key": zone_key,
+                "when_unsatisfiable": "ScheduleAnyway",
+                "label_selector": {"match_labels": selector(self.spec, "node",
+                                                            **{POD_INDEX_LABEL: "0"})},
+            },
+        ]
+
+    def _statefulset(
+        self,
+        shard: int,
+        config: k8s.core.v1.ConfigMap,
+        secret: k8s.core.v1.Secret,
+        headless: k8s.core.v1.Service,
+    ) -> k8s.apps.v1.StatefulSet:
+        spec, settings = self.spec, self.settings
+        members = self.kplan.shard(shard)
+        shard_labels = {"redis.alphapulse.io/shard": str(shard)}
+        memory = f"{spec.memory_limit_bytes // MIB}Mi"
+        conf_mount = {"name": "config", "mount_path": NODE_CONF_DIR, "read_only": True}
+        data_mount = {"name": "data", "mount_path": DATA_DIR}
+        pvc_spec: dict[str, Any] = {
+            "access_modes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": settings.storage_size}},
+        }
+        if settings.storage_class is not None:
+            pvc_spec["storage_class_name"] = settings.storage_class
+        retention = "Retain" if spec.protect_data else "Delete"
+        return k8s.apps.v1.StatefulSet(
+            f"{self._name}-shard-{shard}",
+            metadata=self._meta(members[0].statefulset, "node", **shard_labels),
+            spec={
+                "service_name": self.kplan.headless_service,
+                "replicas": len(members),
+                # All members start together: the cluster is formed by the Job afterwards,
+                # nothing needs the ordered start (it would only slow a full restart).
+                "pod_management_policy": "Parallel",
+                "update_strategy": {"type": "RollingUpdate"},
+                "persistent_volume_claim_retention_policy": {
+                    "when_deleted": retention, "when_scaled": "Retain"},
+                "selector": {"match_labels": selector(spec, "node", **shard_labels)},
+                "template": {
+                    "metadata": {
+                        "labels": labels(spec, "node", **shard_labels),
+                        # Redis reads redis.conf only at start and a ConfigMap change restarts
+                        # nothing: the digest of this shard's files makes a change roll the
+                        # shard's pods (one at a time, RollingUpdate), as Docker replaces them.
+                        "annotations": {CONFIG_DIGEST_ANNOTATION: self._config_digest(shard)},
+                    },
+                    "spec": {
+                        "affinity": self._affinity(shard),
+                        "topology_spread_constraints": self._spread(shard),
+                        "security_context": _pod_security(REDIS_UID),
+                        "automount_service_account_token": False,
+                        # SIGTERM lets Redis fsync the AOF and write its RDB before exiting.
+                        "termination_grace_period_seconds": 30,
+                        "init_containers": [
+                            {
+                                "name": "refresh-nodes-conf",
+                                "image": spec.redis_image,
+                                "image_pull_policy": self._pull_policy,
+                                "command": ["sh", f"{SCRIPTS_DIR}/{REFRESH_SCRIPT_NAME}",
+                                            f"{DATA_DIR}/nodes.conf"],
+                                "volume_mounts": [
+                                    data_mount,
+                                    {"name": "config", "mount_path": SCRIPTS_DIR,
+                                     "read_only": True},
+                                ],
+                                "security_context": _restricted_container(),
+                                "resources": {
+                                    "requests": {"cpu": "10m", "memory": "16Mi"},
+                                    "limits": {"memory": "64Mi"},
+                                },
+                            }
+                        ],
+                        "containers": [
+                            {
+                                "name": "redis",
+                                "image": spec.redis_image,
+                                "image_pull_policy": self._pull_policy,
+                                # $(POD_NAME) is expanded by the kubelet: each pod loads its
+                                # own redis.conf (its announced hostname is in it).
+                                "command": ["redis-server", f"{NODE_CONF_DIR}/$(POD_NAME).conf"],
+                                "env": [
+                                    {"name": "POD_NAME", "value_from": {
+                                        "field_ref": {"field_path": "metadata.name"}}},
+                                ],
+                                "ports": [
+                                    {"name": "redis", "container_port": 6379},
+                                    {"name": "cluster-bus", "container_port": 16379},
+                                ],
+                                "volume_mounts": [
+                                    data_mount,
+                                    conf_mount,
+                                    {"name": "auth", "mount_path": SECRETS_DIR,
+                                     "read_only": True},
+                                ],
+                                "resources": {
+                                    # Memory request = limit: a Redis node is never the pod
+                                    # the kernel picks first under node memory pressure. No
+                                    # CPU limit: CFS throttling stalls the event loop and
+                                    # misses cluster heartbeats (false failovers).
+                                    "requests": {"cpu": settings.cpu_request, "memory": memory},
+                                    "limits": {"memory": memory},
+                                },
+                                # Ready = answers an authenticated PING (also before the cluster
+                                # is formed: the Job needs the pods ready-able first).
+                                "readiness_probe": {
+                                    "exec": {"command": ["sh", "-c", HEALTHCHECK_COMMAND]},
+                                    "period_seconds": 2,
+                                    "timeout_seconds": 2,
+                                    "failure_threshold": 3,
+                                },
+                                # Alive = the port accepts connections. Not the PING: a node
+                                # loading a large AOF answers LOADING and must not be killed.
+                                "liveness_probe": {
+                                    "tcp_socket": {"port": "redis"},
+                                    "initial_delay_seconds": 10,
+                                    "period_seconds": 5,
+                                    "failure_threshold": 6,
+                                },
+                                "security_context": _restricted_container(),
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "config", "config_map": {"name": config.metadata.name,
+                                                              "default_mode": 0o444}},
+                            {"name": "auth", "secret": {
+                                "secret_name": secret.metadata.name,
+                                # Group-readable: files belong to root and the fsGroup (999).
+                                "default_mode": 0o440,
+                                "items": [
+                                    {"key": AUTH_CONF_NAME, "path": AUTH_CONF_NAME},
+                                    {"key": PASSWORD_FILE_NAME, "path": PASSWORD_FILE_NAME},
+                                ],
+                            }},
+                        ],
+                    },
+                },
+                "volume_claim_templates": [
+                    {
+                        "metadata": {"name": "data", "labels": labels(spec, "node",
+                                                                      **shard_labels)},
+                        "spec": pvc_spec,
+                    }
+                ],
+            },
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[config, secret, headless],
+                protect=spec.protect_data,
+            ),
+        )
+
+    def _config_digest(self, shard: int) -> str:
+        text = "".join(
+            render_redis_conf(self.spec, p.node, announce_hostname=p.hostname)
+            for p in self.kplan.shard(shard)
+        ) + REFRESH_SCRIPT.read_text()
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def _pull_policy(self) -> str:
+        # pullImages=false: images already on the nodes (air-gapped clusters), never pulled.
+        return "IfNotPresent" if self.spec.pull_images else "Never"
+
+    def _pdb(self, shard: int) -> k8s.policy.v1.PodDisruptionBudget:
+        members = self.kplan.shard(shard)
+        shard_labels = {"redis.alphapulse.io/shard": str(shard)}
+        return k8s.policy.v1.PodDisruptionBudget(
+            f"{self._name}-shard-{shard}-pdb",
+            metadata=self._meta(members[0].statefulset, "node", **shard_labels),
+            spec={
+                # One member of a shard at a time: a drain never takes a master together with
+                # the replica that would replace it.
+                "max_unavailable": 1,
+                "selector": {"match_labels": selector(self.spec, "node", **shard_labels)},
+            },
+            opts=self._child,
+        )
+
+    def _network_policies(self) -> None:
+        nodes = {"match_labels": selector(self.spec, "node")}
+        k8s.networking.v1.NetworkPolicy(
+            f"{self._name}-nodes-policy",
+            metadata=self._meta(f"{self._prefix}-nodes", "node"),
+            spec={
+                "pod_selector": nodes,
+                "policy_types": ["Ingress"],
+                "ingress": [
+                    # The cluster bus (and replication) only between the nodes themselves.
+                    {"from": [{"pod_selector": nodes}],
+                     "ports": [{"protocol": "TCP", "port": 6379},
+                               {"protocol": "TCP", "port": 16379}]},
+                    # Clients: this namespace (exporter, bootstrap Job, apps deployed here) and
+                    # pods of any namespace that carry the client label.
+                    {"from": [{"pod_selector": {}},
+                              {"namespace_selector": {},
+                               "pod_selector": {"match_labels": {CLIENT_LABEL: "true"}}}],
+                     "ports": [{"protocol": "TCP", "port": 6379}]},
+                ],
+            },
+            opts=self._child,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{self._name}-exporter-policy",
+            metadata=self._meta(self._exporter_name, "exporter"),
+            spec={
+                "pod_selector": {"match_labels": selector(self.spec, "exporter")},
+                "policy_types": ["Ingress"],
+                # Metrics for any scraper in the cluster; only the metrics port.
+                "ingress": [{"from": [{"namespace_selector": {}}],
+                             "ports": [{"protocol": "TCP", "port": EXPORTER_LISTEN_PORT}]}],
+            },
+            opts=self._child,
+        )
+
+    def _exporter(self, secret: k8s.core.v1.Secret) -> None:
+        spec = self.spec
+        file_dir, _, file_name = exporter_conf.EXPORTER_PASSWORD_FILE.rpartition("/")
+        match = selector(spec, "exporter")
+        deployment = k8s.apps.v1.Deployment(
+            f"{self._name}-exporter",
+            metadata=self._meta(self._exporter_name, "exporter"),
+            spec={
+                "replicas": 1,
+                "selector": {"match_labels": match},
+                "template": {
+                    "metadata": {"labels": labels(spec, "exporter")},
+                    "spec": {
+                        "security_context": _pod_security(EXPORTER_UID),
+                        "automount_service_account_token": False,
+                        "containers": [
+                            {
+                                "name": "redis-exporter",
+                                "image": spec.exporter_image,
+                                "image_pull_policy": self._pull_policy,
+                                "args": exporter_conf.exporter_args(
+                                    listen_port=EXPORTER_LISTEN_PORT),
+                                "ports": [{"name": "metrics",
+                                           "container_port": EXPORTER_LISTEN_PORT}],
+                                "volume_mounts": [{"name": "auth", "mount_path": file_dir,
+                                                   "read_only": True}],
+                                "resources": {
+                                    "requests": {"cpu": "20m", "memory": "64Mi"},
+                                    "limits": {"memory": "128Mi"},
+                                },
+                                "readiness_probe": {"tcp_socket": {"port": "metrics"},
+                                                    "period_seconds": 5},
+                                "liveness_probe": {"tcp_socket": {"port": "metrics"},
+                                                   "initial_delay_seconds": 10,
+                                                   "period_seconds": 10},
+                                "security_context": _restricted_container(),
+                            }
+                        ],
+                        "volumes": [{"name": "auth", "secret": {
+                            "secret_name": secret.metadata.name,
+                            "default_mode": 0o440,
+                            "items": [{"key": EXPORTER_PASSWORD_KEY, "path": file_name}],
+                        }}],
+                    },
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[secret]),
+        )
+        k8s.core.v1.Service(
+            f"{self._name}-exporter-service",
+            metadata=self._meta(self._exporter_name, "exporter"),
+            spec={
+                "type": "ClusterIP",
+                "selector": match,
+                "ports": [{"name": "metrics", "port": EXPORTER_LISTEN_PORT,
+                           "target_port": "metrics"}],
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
+        )
+        if self.settings.service_monitor:
+            self._service_monitor()
+
+    def _service_monitor(self) -> None:
+        """prometheus-operator's ServiceMonitor: one endpoint per node (the exporter's
+        multi-target /scrape, like the Docker target's Prometheus config) and the exporter's
+        own /metrics. Needs the operator's CRD in the cluster."""
+        endpoints: list[dict[str, Any]] = []
+        for node in exporter_nodes(self.kplan):
+            endpoints.append({
+                "port": "metrics",
+                "path": "/scrape",
+                "params": {"target": [exporter_conf.node_target_uri(node)]},
+                "relabelings": [
+                    {"targetLabel": "node", "replacement": str(node["name"])},
+                    {"targetLabel": "planned_role", "replacement": str(node["role"])},
+                    {"targetLabel": "cluster", "replacement": self.spec.name_prefix},
+                    {"targetLabel": "instance", "replacement": f"{node['ip']}:{node['port']}"},
+                ],
+            })
+        endpoints.append({"port": "metrics", "path": "/metrics"})
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-service-monitor",
+            api_version="monitoring.coreos.com/v1",
+            kind="ServiceMonitor",
+            metadata=self._meta(self._exporter_name, "exporter"),
+            spec={
+                "selector": {"matchLabels": selector(self.spec, "exporter")},
+                "namespaceSelector": {"matchNames": [self.kplan.namespace]},
+                "endpoints": endpoints,
+            },
+            opts=self._child,
+        )
+
+    def _bootstrap_job(
+        self,
+        plan_config: k8s.core.v1.ConfigMap,
+        secret: k8s.core.v1.Secret,
+        statefulsets: list[k8s.apps.v1.StatefulSet],
+    ) -> k8s.batch.v1.Job:
+        spec = self.spec
+        plan_text = json.dumps(bootstrap_plan(self.kplan), sort_keys=True)
+        # A Job is immutable and runs once: its name carries what it forms, so a new plan
+        # (or image) makes a new Job that adopts or refuses, and an unchanged one stays done.
+        digest = hashlib.sha256(
+            f"{plan_text}|{self.settings.bootstrap_image}".encode()).hexdigest()[:10]
+        timeout = spec.bootstrap_timeout_s
+        return k8s.batch.v1.Job(
+            f"{self._name}-bootstrap",
+            metadata=self._meta(f"{self._prefix}-bootstrap-{digest}", "bootstrap"),
+            spec={
+                # Retries cover pods that were not reachable yet; a refusal (foreign data)
+                # fails the same way each time, so a few attempts are enough.
+                "backoff_limit": 3,
+                "active_deadline_seconds": 4 * (timeout + 30),
+                "template": {
+                    "metadata": {"labels": labels(spec, "bootstrap")},
+                    "spec": {
+                        "restart_policy": "Never",
+                        "security_context": _pod_security(BOOTSTRAP_UID),
+                        "automount_service_account_token": False,
+                        "containers": [
+                            {
+                                "name": "bootstrap",
+                                "image": self.settings.bootstrap_image,
+                                "image_pull_policy": self._pull_policy,
+                                "command": [
+                                    "python", "-m", "k8s_bootstrap",
+                                    "--plan", f"{PLAN_DIR}/{PLAN_FILE_NAME}",
+                                    "--password-file",
+                                    f"{BOOTSTRAP_PASSWORD_DIR}/{PASSWORD_FILE_NAME}",
+                                    "--timeout", str(timeout),
+                                ],
+                                "volume_mounts": [
+                                    {"name": "plan", "mount_path": PLAN_DIR, "read_only": True},
+                                    {"name": "auth", "mount_path": BOOTSTRAP_PASSWORD_DIR,
+                                     "read_only": True},
+                                ],
+                                "resources": {
+                                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                                    "limits": {"memory": "256Mi"},
+                                },
+                                "security_context": _restricted_container(),
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "plan", "config_map": {"name": plan_config.metadata.name}},
+                            {"name": "auth", "secret": {
+                                "secret_name": secret.metadata.name,
+                                "default_mode": 0o440,
+                                "items": [{"key": PASSWORD_FILE_NAME,
+                                           "path": PASSWORD_FILE_NAME}],
+                            }},
+                        ],
+                    },
+                },
+            },
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # The StatefulSets are awaited until every pod is ready (answers PING).
+                depends_on=[plan_config, secret, *statefulsets],
+            ),
+        )

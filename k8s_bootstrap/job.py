@@ -1,0 +1,155 @@
+"""Form (or adopt) the planned cluster from inside Kubernetes, then prove ``cluster_state:ok``.
+
+Why a Job and not the dynamic provider: pod IPs are only reachable from inside the cluster, and
+the machine that runs ``pulumi up`` usually is not (a port-forward per pod through the API
+server would be one fragile tunnel per node). The Job runs the same :func:`clusterops.formation
+.form_cluster` as the Docker target's dynamic provider, so adopt-or-refuse and the validation
+are the same code; pulumi-kubernetes awaits the Job, so ``pulumi up`` fails when it fails.
+
+What is different on Kubernetes: a node is named by its stable DNS name, but ``CLUSTER MEET``
+takes IP addresses only (Redis 7.0: "Invalid node address specified" for a name) and ``CLUSTER
+NODES`` reports IPs. So each name is resolved to the pod's current IP once, at the start, and
+the plan handed to clusterops uses those IPs (waiting, until the deadline, for pods whose DNS
+record does not exist yet).
+
+Input: ``--plan`` (JSON from the ConfigMap: ``{"nodes": [{name, role, host, port, slots,
+master}]}``), ``--password-file`` (the mounted Secret) and ``--timeout``. Output: one JSON line
+on stdout (action, node ids, slot ranges, state; never the password), the same summary in
+``/dev/termination-log`` (``kubectl describe`` shows it), exit 0; on failure the reason, exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import socket
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from clusterops.errors import ClusterOpsError
+from clusterops.formation import form_cluster
+from clusterops.model import NodeTarget
+
+TERMINATION_LOG = Path("/dev/termination-log")
+RESOLVE_POLL_S = 0.5
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+Resolver = Callable[[str], str]
+
+
+class ResolveError(ClusterOpsError):
+    """A planned node's DNS name did not resolve before the deadline."""
+
+
+def resolve_ipv4_or_ipv6(host: str) -> str:
+    """The first address the system resolver gives for ``host`` (the pod's current IP)."""
+    return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+
+
+def load_plan(path: Path) -> list[dict[str, Any]]:
+    document = json.loads(path.read_text())
+    nodes = document.get("nodes") if isinstance(document, Mapping) else None
+    if not isinstance(nodes, list) or not nodes:
+        raise ValueError(f"{path}: no 'nodes' list in the plan")
+    return nodes
+
+
+def resolve_plan(
+    nodes: Sequence[Mapping[str, Any]], deadline: float, resolve: Resolver = resolve_ipv4_or_ipv6
+) -> list[NodeTarget]:
+    """The plan with each node's DNS name replaced by its current IP (admin and cluster)."""
+    addresses: dict[str, str] = {}
+    last_error: dict[str, str] = {}
+    while True:
+        for node in nodes:
+            host = str(node["host"])
+            if host in addresses:
+                continue
+            try:
+                addresses[host] = resolve(host)
+            except OSError as exc:
+                last_error[host] = str(exc)
+        missing = [str(n["host"]) for n in nodes if str(n["host"]) not in addresses]
+        if not missing:
+            break
+        if time.monotonic() >= deadline:
+            detail = "; ".join(f"{h}: {last_error.get(h, '?')}" for h in missing)
+            raise ResolveError(
+                f"{len(missing)} planned node name(s) did not resolve in time: {detail}. Are "
+                "the StatefulSets' pods scheduled (kubectl get pods), and does the headless "
+                "Service publish not-ready addresses?"
+            )
+        time.sleep(RESOLVE_POLL_S)
+    return [
+        NodeTarget.from_dict({
+            "name": node["name"],
+            "role": node["role"],
+            "admin_host": addresses[str(node["host"])],
+            "admin_port": node["port"],
+            "cluster_host": addresses[str(node["host"])],
+            "cluster_port": node["port"],
+            "slots": node.get("slots") or [],
+            "master": node.get("master"),
+        })
+        for node in nodes
+    ]
+
+
+def _report(payload: Mapping[str, Any], termination_log: Path) -> None:
+    line = json.dumps(payload, sort_keys=True)
+    print(line, flush=True)
+    # Not in a pod (tests, a shell) there is no termination log: stdout is enough.
+    with contextlib.suppress(OSError):
+        termination_log.write_text(line[:4000])  # the kubelet keeps at most 4096 bytes
+
+
+def run(
+    plan_path: Path,
+    password_file: Path,
+    timeout_s: float,
+    resolve: Resolver = resolve_ipv4_or_ipv6,
+    termination_log: Path = TERMINATION_LOG,
+) -> int:
+    deadline = time.monotonic() + timeout_s
+    password = password_file.read_text().rstrip("\n")
+    if not password:
+        _report({"error": f"{password_file} is empty"}, termination_log)
+        return EXIT_USAGE
+    try:
+        targets = resolve_plan(load_plan(plan_path), deadline, resolve)
+        report = form_cluster(targets, password, max(1.0, deadline - time.monotonic()))
+    except (ClusterOpsError, ValueError) as exc:
+        # clusterops redacts the password from every message it builds.
+        _report({"error": f"{type(exc).__name__}: {exc}"}, termination_log)
+        return EXIT_FAILED
+    _report(
+        {
+            "action": report.action,
+            "cluster_state": report.state,
+            "node_ids": report.node_ids,
+            "slot_ranges": report.slot_ranges,
+            "live_roles": report.live_roles,
+            "addresses": {t.name: t.cluster_address for t in targets},
+            "elapsed_s": round(report.elapsed_s, 3),
+        },
+        termination_log,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m k8s_bootstrap", allow_abbrev=False)
+    parser.add_argument("--plan", type=Path, required=True)
+    parser.add_argument("--password-file", type=Path, required=True)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    args = parser.parse_args(argv)
+    return run(args.plan, args.password_file, args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""The Kubernetes target's runtime pieces against real redis-server 7.0.15 processes.
+
+- the bootstrap Job's code (k8s_bootstrap.job.run): names resolved to IPs, the cluster formed
+  by clusterops with nodes announcing their DNS names, adopted on a re-run, refused when a node
+  holds foreign data;
+- the init container's script (components/refresh-nodes-conf.sh): after a full restart in
+  which every node got a new IP, the cluster re-forms only because the script pointed nodes.conf
+  at the new addresses (the control restart without it stays broken).
+
+Each node listens on its own loopback address (127.0.0.x), which stands in for a pod IP, and
+the DNS names come from a resolver table (a stub `getent` for the shell script).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from components.k8s_cluster import REFRESH_SCRIPT, bootstrap_plan
+from components.k8s_plan import place_cluster
+from components.spec import build_spec
+from k8s_bootstrap.job import run
+from tests.support.redis_nodes import RedisNodes
+
+FIRST_IPS = [f"127.0.0.{11 + i}" for i in range(6)]
+MOVED_IPS = [f"127.0.0.{31 + i}" for i in range(6)]
+
+
+def plan_and_names(nodes: RedisNodes) -> tuple[dict, list[str]]:
+    """The k8s stack's real bootstrap plan, with each node's port set to its test process."""
+    spec = build_spec({"target": "kubernetes", "storageClass": "cluster-default"}, "k8s", False)
+    plan = bootstrap_plan(place_cluster(spec))
+    for entry, node in zip(plan["nodes"], nodes, strict=True):
+        entry["port"] = node.port
+    return plan, [entry["host"] for entry in plan["nodes"]]
+
+
+def announce(nodes: RedisNodes, names: list[str]) -> None:
+    """What each pod's redis.conf says (render_redis_conf with announce_hostname)."""
+    for node, name in zip(nodes, names, strict=True):
+        with node.client() as conn:
+            # Only for loopback test addresses: a pod has one IP, so its bus connections come
+            # from it; here the kernel would pick 127.0.0.1 unless told otherwise.
+            conn.config_set("bind-source-addr", node.host)
+            conn.config_set("cluster-announce-hostname", name)
+            conn.config_set("cluster-preferred-endpoint-type", "hostname")
+            conn.execute_command("CONFIG", "REWRITE")  # a restart keeps them, like the conf
+
+
+def run_job(tmp_path: Path, plan: dict, nodes: RedisNodes, table: dict[str, str],
+            capsys: pytest.CaptureFixture[str], timeout: float = 30.0) -> tuple[int, dict]:
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    password_file = tmp_path / "password"
+    password_file.write_text(nodes.password + "\n")  # a Secret file may end with a newline
+
+    def resolve(host: str) -> str:
+        if host not in table:
+            raise OSError(f"[Errno -2] Name or service not known: {host}")
+        return table[host]
+
+    code = run(plan_file, password_file, timeout, resolve=resolve,
+               termination_log=tmp_path / "termination-log")
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert json.loads((tmp_path / "termination-log").read_text()) == report
+    assert nodes.password not in json.dumps(report)
+    return code, report
+
+
+def cluster_ok(nodes: RedisNodes) -> bool:
+    try:
+        return all(
+            "cluster_state:ok" in n.client().execute_command("CLUSTER", "INFO") for n in nodes
+        )
+    except redis.RedisError:
+        return False
+
+
+def wait_until(probe, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if probe():
+                return True
+        except redis.RedisError:
+            pass  # not yet (e.g. CLUSTERDOWN while a lone node's rejoin delay runs)
+        time.sleep(0.1)
+    return False
+
+
+def move_to(nodes: RedisNodes, addresses: list[str]) -> None:
+    """Stop every node, then bring it back on a new address (a rescheduled pod's new IP)."""
+    for node in nodes:
+        node.stop()
+    for node, address in zip(nodes, addresses, strict=True):
+        text = node.config_path.read_text()
+        text = re.sub(r"(?m)^bind .*$", f"bind {address}", text)
+        text = re.sub(r"(?m)^bind-source-addr .*$", f"bind-source-addr {address}", text)
+        node.config_path.write_text(text)
+        node.host = address
+
+
+def refresh_nodes_conf(nodes: RedisNodes, table: dict[str, str], tmp_path: Path) -> None:
+    """Run the init container's script on each node's nodes.conf, with `getent` answering
+    from `table` (what the cluster DNS answers for the headless Service's pod records)."""
+    stub = tmp_path / "dns"
+    stub.mkdir(exist_ok=True)
+    (stub / "hosts").write_text("".join(f"{ip} {name}\n" for name, ip in table.items()))
+    getent = stub / "getent"
+    getent.write_text(
+        "#!/bin/sh\n"
+        '[ "$1" = hosts ] || exit 2\n'
+        f"awk -v h=\"$2\" '$2 == h {{print $1 \"  \" $2; found=1}} END {{exit !found}}' "
+        f"{stub / 'hosts'}\n"
+    )
+    getent.chmod(0o755)
+    env = {**os.environ, "PATH": f"{stub}{os.pathsep}{os.environ['PATH']}"}
+    for node in nodes:
+        subprocess.run(["sh", str(REFRESH_SCRIPT), str(node.directory / "nodes.conf")],
+                       env=env, check=True, capture_output=True, text=True)
+
+
+def test_the_job_forms_by_name_then_adopts(redis_nodes_factory, tmp_path, capsys):
+    nodes = redis_nodes_factory(6, hosts=FIRST_IPS)
+    plan, names = plan_and_names(nodes)
+    announce(nodes, names)
+    table = dict(zip(names, FIRST_IPS, strict=True))
+
+    code, report = run_job(tmp_path, plan, nodes, table, capsys)
+    assert code == 0, report
+    assert report["action"] == "created" and report["cluster_state"] == "ok"
+    assert report["addresses"]["alphapulse-redis-replica-3"] == f"{FIRST_IPS[5]}:{nodes[5].port}"
+    # Clients are redirected by name: CLUSTER SLOTS answers with the announced hostnames.
+    slots = nodes[0].client().execute_command("CLUSTER", "SLOTS")
+    endpoints = {entry[2][0] for entry in slots}
+    assert endpoints == set(names[:3]), endpoints
+
+    code, again = run_job(tmp_path, plan, nodes, table, capsys)
+    assert code == 0 and again["action"] == "adopted"
+    assert again["node_ids"] == report["node_ids"]
+
+
+def test_the_job_refuses_a_node_holding_data_and_writes_nothing(
+        redis_nodes_factory, tmp_path, capsys):
+    nodes = redis_nodes_factory(6, hosts=FIRST_IPS)
+    plan, names = plan_and_names(nodes)
+    # A lone node that holds data but no slots (a PVC from an earlier deployment, say).
+    holder = nodes[4].client()
+    holder.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+    assert wait_until(lambda: holder.set("left-over", "1"), 10.0)
+    holder.execute_command("CLUSTER", "DELSLOTSRANGE", 0, 16383)
+    code, report = run_job(tmp_path, plan, nodes, dict(zip(names, FIRST_IPS, strict=True)),
+                           capsys)
+    assert code == 1
+    assert "UnsafeClusterStateError" in report["error"] and "holds 1 key(s)" in report["error"]
+    for node in nodes:  # nothing was sent: every node still knows only itself, no slots
+        lines = node.client().execute_command("CLUSTER", "NODES").strip().splitlines()
+        assert len(lines) == 1 and lines[0].split()[8:] == []
+
+
+def test_the_job_names_a_pod_whose_name_does_not_resolve(redis_nodes_factory, tmp_path, capsys):
+    nodes = redis_nodes_factory(6, hosts=FIRST_IPS)
+    plan, names = plan_and_names(nodes)
+    table = dict(zip(names[:-1], FIRST_IPS[:-1], strict=True))  # the last pod: no DNS record
+    code, report = run_job(tmp_path, plan, nodes, table, capsys, timeout=1.0)
+    assert code == 1
+    assert "ResolveError" in report["error"] and names[-1] in report["error"]
+
+
+@pytest.mark.slow
+def test_a_full_restart_with_new_ips_reforms_only_with_the_refreshed_nodes_conf(
+        redis_nodes_factory, tmp_path, capsys):
+    nodes = redis_nodes_factory(6, hosts=FIRST_IPS)
+    plan, names = plan_and_names(nodes)
+    announce(nodes, names)
+    code, report = run_job(tmp_path, plan, nodes, dict(zip(names, FIRST_IPS, strict=True)),
+                           capsys)
+    assert code == 0, report
+    nodes[0].client().execute_command("CLUSTER", "SAVECONFIG")
+
+    # Control: every node back on a new IP, nodes.conf untouched. Peers are still looked for
+    # at their old IPs: the cluster stays down (several node-timeouts of 1000 ms).
+    move_to(nodes, MOVED_IPS)
+    for node in nodes:
+        node.start()
+    assert not wait_until(lambda: cluster_ok(nodes), 6.0), "re-formed without the refresh"
+
+    # The same restart with the init container's refresh first: it re-forms by itself.
+    moved = dict(zip(names, MOVED_IPS, strict=True))
+    for node in nodes:
+        node.stop()
+    refresh_nodes_conf(nodes, moved, tmp_path)
+    conf = (nodes[0].directory / "nodes.conf").read_text()
+    assert all(ip not in conf for ip in FIRST_IPS[1:]), conf
+    for node in nodes:
+        node.start()
+    assert wait_until(lambda: cluster_ok(nodes), 30.0), [
+        n.client().execute_command("CLUSTER", "NODES") for n in nodes[:1]]
+    # Same identities, and the Job adopts the re-formed cluster at the new addresses.
+    code, after = run_job(tmp_path, plan, nodes, moved, capsys)
+    assert code == 0 and after["action"] == "adopted", after
+    assert after["node_ids"] == report["node_ids"]
