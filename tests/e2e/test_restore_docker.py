@@ -4,6 +4,7 @@ the real `pulumi up`/`destroy` (the guide's recovery procedure, end to end)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
+from tests.integration.test_restore import fill, snapshot
 from tests.support.deploy_fixtures import DeployedStack, deploy_stack
 from tests.support.pulumi_cli import PROJECT_ROOT
 
@@ -58,6 +60,8 @@ def test_backup_under_load_restores_into_a_four_master_cluster(tmp_path: Path):
     source = next(first)
     try:
         client = client_for(source)
+        fill(client)  # every data type, some with TTLs (the integration tier's set)
+        typed = snapshot(client)
         writer = Writer(client)
         writer.start()
         deadline = time.monotonic() + 30
@@ -92,8 +96,22 @@ def test_backup_under_load_restores_into_a_four_master_cluster(tmp_path: Path):
                    if not there]
         assert missing == [], f"{len(missing)} keys acknowledged before the backup are gone"
         assert restored.ttl("load:1") > 0  # expiries came back
+        after = snapshot(restored)
+        assert {k: v for k, v in after.items() if k != "keys"} == {
+            k: v for k, v in typed.items() if k != "keys"}
 
         again = clusterops(target, "restore", "--from", folder)
         assert again.returncode == 2 and "already holds" in again.stderr
+
+        damaged = tmp_path / "damaged"
+        shutil.copytree(folder, damaged)
+        rdb = next(damaged.glob("*.rdb"))
+        data = bytearray(rdb.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        rdb.write_bytes(bytes(data))
+        keys_before = snapshot(restored)["keys"]
+        refused = clusterops(target, "restore", "--from", str(damaged), "--merge", "--replace")
+        assert refused.returncode == 1 and "damaged" in refused.stderr, refused.stderr
+        assert snapshot(restored)["keys"] == keys_before
     finally:
         second.close()
