@@ -30,13 +30,15 @@ declare -A PACKAGE_COMMANDS=(
   [iptables]="iptables"
   [procps]="ps pgrep pkill"
   [curl]="curl"
+  # The API server's store in the server-side dry-run tier (tests/e2e/test_k8s_apiserver.py).
+  [etcd-server]="etcd"
   # No command: python3.11 + redis-py for examples/app-stack's image (tests/support/app_image.py).
   [python3-redis]=""
 )
 # Services Debian starts when these packages are installed. The tests start their own servers on
 # other ports and never use these; the exporter's 9121 would even collide with the stack's
 # published exporter port, so they are stopped and disabled here.
-DEBIAN_SERVICES=(redis-server prometheus-redis-exporter prometheus)
+DEBIAN_SERVICES=(redis-server prometheus-redis-exporter prometheus etcd)
 
 say() { printf '[setup-test-env] %s\n' "$*"; }
 die() { printf '[setup-test-env] ERROR: %s\n' "$*" >&2; exit 1; }

@@ -36,12 +36,15 @@ def pinned(package: str) -> str:
     raise AssertionError(f"{package} is not pinned in requirements.txt")
 
 
-def test_the_program_requires_exactly_the_docker_plugin_of_the_pinned_sdk(host):
+def test_the_program_requires_exactly_the_plugins_of_the_pinned_sdks(host):
     response = host.GetRequiredPlugins(language_pb2.GetRequiredPluginsRequest(
         project="alphapulse-redis-cluster", pwd=str(PROJECT_ROOT), program=".",
         info=program_info(PROJECT_ROOT)))
     required = [(p.name, p.kind, p.version) for p in response.plugins]
-    assert required == [("docker", "resource", pinned("pulumi-docker"))]
+    assert required == [
+        ("docker", "resource", pinned("pulumi-docker")),
+        ("kubernetes", "resource", pinned("pulumi-kubernetes")),
+    ]
 
 
 def test_a_missing_virtualenv_is_named_with_the_fix(host, tmp_path: Path):
