@@ -23,11 +23,14 @@ from components.redis_conf import (
     DATA_DIR,
     HEALTHCHECK_COMMAND,
     PASSWORD_FILE_NAME,
+    REDIS_CONF_NAME,
     REDIS_CONF_PATH,
     REDIS_UID,
     SECRETS_DIR,
+    live_settings,
     render_auth_conf,
     render_redis_conf,
+    restart_digest,
 )
 from components.secret_files import SecretFiles
 from components.spec import ClusterSpec
@@ -172,6 +175,8 @@ class RedisCluster(pulumi.ComponentResource):
             f"{name}-bootstrap",
             nodes=bootstrap_nodes(spec, self.plan),
             password=password,
+            # Applied with CONFIG SET on every node: a setting change restarts nothing.
+            settings=live_settings(spec),
             provider_version=PROVIDER_VERSION,
             timeout_seconds=spec.bootstrap_timeout_s,
             # The secrets volumes carry the password across restarts; the server user could
@@ -261,6 +266,9 @@ class RedisCluster(pulumi.ComponentResource):
             image,
             {AUTH_CONF_NAME: password.apply(render_auth_conf), PASSWORD_FILE_NAME: password},
             owner=REDIS_UID,
+            # Not an upload: an upload is a container input, and changing it would replace
+            # every node at once. Rewritten in place, it is what the next start reads.
+            config_files={REDIS_CONF_NAME: render_redis_conf(spec, node)},
         )
         memory_mb = spec.memory_limit_bytes // MIB
         return docker.Container(
@@ -269,11 +277,6 @@ class RedisCluster(pulumi.ComponentResource):
             hostname=node.name,
             image=image,
             command=["redis-server", REDIS_CONF_PATH],
-            uploads=[
-                docker.ContainerUploadArgs(
-                    file=REDIS_CONF_PATH, content=render_redis_conf(spec, node)
-                ),
-            ],
             volumes=[
                 docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR),
                 docker.ContainerVolumeArgs(
@@ -307,7 +310,10 @@ class RedisCluster(pulumi.ComponentResource):
             log_driver="json-file",
             log_opts={"max-size": "10m", "max-file": "3"},
             labels=_labels(spec, **{"com.alphapulse.node": node.name,
-                                    "com.alphapulse.role": node.role}),
+                                    "com.alphapulse.role": node.role,
+                                    # What the node reads only at start: changing it must
+                                    # be a (previewed) new container, not an unread file.
+                                    "com.alphapulse.restart-config": restart_digest(node)}),
             # SIGTERM lets Redis fsync the AOF and write its final RDB before it exits.
             destroy_grace_seconds=30,
             wait=True,
@@ -341,6 +347,7 @@ class RedisCluster(pulumi.ComponentResource):
         image: pulumi.Input[str],
         files: dict[str, pulumi.Input[str]],
         owner: int,
+        config_files: dict[str, str] | None = None,
     ) -> _Secrets:
         """A small volume holding one container's secret files, written by SecretFiles.
 
@@ -360,6 +367,7 @@ class RedisCluster(pulumi.ComponentResource):
             files=files,
             owner=f"{owner}:{owner}",
             docker_host=self.docker_host,
+            config_files=config_files,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[volume]),
         )
         return _Secrets(volume=volume.name, files=written)
