@@ -134,8 +134,8 @@ def _outputs(props: Mapping[str, Any], generation: int) -> dict[str, Any]:
         "docker_host": _docker_host(props),
         "provider_version": props.get("provider_version"),
         "file_names": sorted(_all_files(props)),
-        # Bumped when a file's content changes: a container that reads the files only at
-        # start (the exporter) carries it as a label and is recreated when it changes.
+        # Bumped on every rewrite: a container that reads the files only at start (the
+        # exporter) carries it as a label and is recreated when it changes.
         "generation": generation,
     }
 
@@ -213,12 +213,7 @@ class SecretFilesProvider(dynamic.ResourceProvider):
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         write_files(news["volume"], news["image"], _all_files(news), _owner(news),
                     _docker_host(news))
-        generation = int(olds.get("generation") or 0)
-        # A new generation only when a file's content changed: a new image that merely writes
-        # the same files must not restart the containers that follow the generation.
-        if _all_files(olds) != _all_files(news):
-            generation += 1
-        return dynamic.UpdateResult(_outputs(news, generation))
+        return dynamic.UpdateResult(_outputs(news, int(olds.get("generation") or 0) + 1))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Nothing to do: the files go with their volume, which its own resource deletes."""

@@ -76,15 +76,3 @@ def test_config_files_are_plain_inputs_whose_change_is_an_in_place_update():
     checked = provider.check({}, {**olds, "config_files": {"password": "x"}})
     assert [f.property for f in checked.failures] == ["config_files"]  # a name used twice
     assert "password" in checked.failures[0].reason
-
-
-def test_generation_moves_only_when_a_files_content_changes(monkeypatch):
-    """The exporter is recreated when its generation moves: a new image writing the same files
-    must not do that."""
-    monkeypatch.setattr("components.secret_files.write_files", lambda *args: None)
-    provider = SecretFilesProvider()
-    olds = {"volume": "v", "image": "i", "owner": "999:999", "provider_version": "1",
-            "files": {"password": "a"}, "generation": 3}
-    assert provider.update("id", olds, {**olds, "image": "j"}).outs["generation"] == 3
-    assert provider.update("id", olds, {**olds, "files": {"password": "b"}}).outs[
-        "generation"] == 4
