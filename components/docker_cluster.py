@@ -18,6 +18,7 @@ import pulumi_docker as docker
 from components import exporter_conf
 from components.bootstrap import PROVIDER_VERSION, ClusterBootstrap
 from components.docker_host import DEFAULT_DOCKER_HOST
+from components.node_handover import NodeHandover, rolling_order
 from components.redis_conf import (
     AUTH_CONF_NAME,
     DATA_DIR,
@@ -163,10 +164,7 @@ class RedisCluster(pulumi.ComponentResource):
             opts=child,
         )
         self.redis_image = self._image(name, "redis", spec.redis_image)
-        node_containers = [
-            self._node(name, node, network, self.redis_image, password)
-            for node in self.plan.nodes
-        ]
+        node_containers = self._rolling_nodes(name, network, password)
         self._exporter(name, network, password)
         if spec.deploy_prometheus:
             self._prometheus(name, network)
@@ -242,6 +240,32 @@ class RedisCluster(pulumi.ComponentResource):
         )
         return remote.image_id
 
+    def _rolling_nodes(
+        self, name: str, network: docker.Network, password: pulumi.Output[str]
+    ) -> list[docker.Container]:
+        """The node containers, chained per shard so a replacement rolls one node of a
+        shard at a time (components/node_handover.py): handover(n) -> container(n) ->
+        handover(next n) -> ... replicas first, the master last."""
+        targets = {t["name"]: t for t in bootstrap_nodes(self.spec, self.plan)}
+        containers: dict[str, docker.Container] = {}
+        for shard in rolling_order(self.plan):
+            previous: list[pulumi.Resource] = []
+            for node in shard:
+                handover = NodeHandover(
+                    f"{name}-{node.role}-{node.ordinal}-handover",
+                    node=targets[node.name],
+                    shard=[targets[member.name] for member in shard],
+                    password=password,
+                    # What replaces the container: when it changes, hand over first.
+                    trigger=pulumi.Output.concat(self.redis_image, "|", restart_digest(node)),
+                    timeout_seconds=self.spec.bootstrap_timeout_s,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
+                )
+                containers[node.name] = self._node(name, node, network, self.redis_image,
+                                                   password, handover)
+                previous = [containers[node.name]]
+        return [containers[node.name] for node in self.plan.nodes]
+
     def _node(
         self,
         name: str,
@@ -249,6 +273,7 @@ class RedisCluster(pulumi.ComponentResource):
         network: docker.Network,
         image: pulumi.Input[str],
         password: pulumi.Output[str],
+        handover: NodeHandover,
     ) -> docker.Container:
         spec = self.spec
         data_opts = pulumi.ResourceOptions(
@@ -323,7 +348,7 @@ class RedisCluster(pulumi.ComponentResource):
                 parent=self,
                 # Name and static IP are unique: the old container must go first.
                 delete_before_replace=True,
-                depends_on=[volume, secrets.files],
+                depends_on=[volume, secrets.files, handover],
                 # The provider changes a running container's healthcheck only in the state,
                 # never on the container: a new healthcheck needs a new container.
                 replace_on_changes=["healthcheck"],

@@ -167,12 +167,20 @@ def test_maxmemory_changes_live_under_traffic_without_replacing_a_container(
     all_ok(stack)
 
 
-def test_a_new_image_still_replaces_every_node_keeping_data_and_identity(
-        stack: DeployedStack) -> None:
-    """What a node reads only at start (its image here) is a container input: pulumi-docker
-    replaces the containers (all at once: delete-before-replace), and the volumes keep every
-    key and each node's identity (nodes.conf)."""
+def created_at(stack: DeployedStack) -> dict[str, str]:
+    names = [n["container_name"] for n in stack.outputs["nodes"]]
+    inspected = json.loads(subprocess.run(["docker", "inspect", *names], capture_output=True,
+                                          text=True, check=True).stdout)
+    return {c["Name"].lstrip("/"): c["Created"] for c in inspected}
+
+
+def test_a_new_image_rolls_one_node_per_shard_under_traffic(stack: DeployedStack) -> None:
+    """An image upgrade: every node container is replaced (a new image is a container input),
+    but shard by shard in order: the replica first, then a CLUSTER FAILOVER hands the
+    master's slots to it, then the old master goes. Data, identities and live settings stay
+    (volumes, files); the writer loses no acknowledged write."""
     all_ok(stack)
+    replicas_linked(stack)
     cluster = redis.RedisCluster(host=stack.outputs["nodes"][0]["ip"], port=6379,
                                  password=stack.password, decode_responses=True)
     for i in range(500):
@@ -180,6 +188,8 @@ def test_a_new_image_still_replaces_every_node_keeping_data_and_identity(
     ids_before, containers_before = node_ids(stack), container_ids(stack)
     settings_before = {n["name"]: client(stack, n).config_get("maxmemory")
                        for n in stack.outputs["nodes"]}
+    roles_before = {n["name"]: client(stack, n).info("replication")["role"]
+                    for n in stack.outputs["nodes"]}
     image = stack.stack.run("config", "get", "--stack", stack.stack.name,
                             "alphapulse-redis-cluster:redisImage").stdout.strip()
     retagged = f"{image.rsplit(':', 1)[0]}:retag-{secrets.token_hex(3)}"
@@ -189,25 +199,53 @@ def test_a_new_image_still_replaces_every_node_keeping_data_and_identity(
         planned = stack.stack.changes()
         replaced = sorted(name for op, name in planned if op == "replace")
         node_prefix = f"{stack.outputs['cluster_name']}-redis-"
+        names = ["redis-cluster-" + n["name"].removeprefix(node_prefix)
+                 for n in stack.outputs["nodes"]]
         # The exporter too: its password file is written with the redis image, and a rewrite
         # is a new generation of the files, which recreates the exporter (stateless).
-        assert replaced == sorted(["redis-cluster-redis-exporter", *(
-            "redis-cluster-" + n["name"].removeprefix(node_prefix)
-            for n in stack.outputs["nodes"])]), planned
+        assert replaced == sorted(["redis-cluster-redis-exporter", *names]), planned
+        assert sorted(name for op, name in planned if name.endswith("-handover")) == sorted(
+            f"{n}-handover" for n in names), planned
         assert not any(name.endswith("-data") for _op, name in planned), planned
-        stack.stack.up()
-        all_ok(stack)
+
+        writer = writer_for(stack)
+        writer.start()
+        try:
+            time.sleep(2)
+            started = time.monotonic()
+            stack.stack.up()
+            up_seconds = time.monotonic() - started
+            all_ok(stack)
+            time.sleep(2)
+        finally:
+            result = writer.stop()
+        print(f"image upgrade (6 nodes, rolling per shard) by `pulumi up` in {up_seconds:.1f} s "
+              f"under the writer: {result.summary()}")
+        for when, why in result.errors[:20]:
+            print(f"  {when - result.started:7.3f} s  {why}")
+        lost = lost_acknowledged(writer, result)
+        assert len(result.acked) > 100, result.summary()
+        assert lost == [], f"{len(lost)} acknowledged writes lost, e.g. {lost[:5]}"
+
         assert not set(containers_before.values()) & set(container_ids(stack).values())
         assert node_ids(stack) == ids_before
+        # Each shard in order: the master's new container was created after its replica's.
+        created = created_at(stack)
+        for node in stack.outputs["nodes"]:
+            if node["role"] == "replica":
+                assert created[node["master"]] > created[node["name"]], created
+        # The planned masters handed their slots over: they are replicas now.
+        roles = {n["name"]: client(stack, n).info("replication")["role"]
+                 for n in stack.outputs["nodes"]}
+        assert roles == {k: ("slave" if v == "master" else "master")
+                         for k, v in roles_before.items()}, roles
         fresh = redis.RedisCluster(host=stack.outputs["nodes"][0]["ip"], port=6379,
                                    password=stack.password, decode_responses=True)
         missing = [i for i in range(500) if fresh.get(f"replace:{i}") != str(i)]
         assert not missing, f"{len(missing)} keys lost after replacement, e.g. {missing[:5]}"
-        # Settings changed live earlier survive the replacement: they are in the files.
         assert {n["name"]: client(stack, n).config_get("maxmemory")
                 for n in stack.outputs["nodes"]} == settings_before
         assert stack.stack.changes() == []
     finally:
         # Only the tag goes (the image stays under its first name for the containers).
         subprocess.run(["docker", "rmi", retagged], capture_output=True, check=False)
-

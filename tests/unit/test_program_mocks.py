@@ -303,3 +303,37 @@ def test_prometheus_is_only_declared_when_asked(dev: ProgramRun):
     files = {u["file"]: u["content"] for u in prom.plain["uploads"]}
     assert "redis_cluster_state" in files["/etc/prometheus/redis-cluster-alerts.yml"]
     assert "/scrape" in files["/etc/prometheus/prometheus.yml"]
+
+
+HANDOVER_TYPE = "pulumi-python:dynamic/alphapulse:NodeHandover"
+
+
+def test_node_containers_are_chained_per_shard_replica_first_for_a_rolling_replacement(
+        dev: ProgramRun):
+    """The engine runs a resource's step only after its dependencies' steps: container(n)
+    waits for handover(n), which waits for the container replaced before n in its shard."""
+    containers = {c.plain["name"]: c for c in node_containers(dev)}
+    handovers = {h.plain["node"]["name"]: h for h in dev.of_type(HANDOVER_TYPE)}
+    assert sorted(handovers) == sorted(containers)
+    for node in dev.outputs["nodes"]:
+        name = node["name"]
+        assert handovers[name].urn in containers[name].dependencies
+        shard = {m["name"] for m in handovers[name].plain["shard"]}
+        master = name if node["role"] == "master" else node["master"]
+        assert shard == {master} | {n["name"] for n in dev.outputs["nodes"]
+                                    if n.get("master") == master}
+        if node["role"] == "master":
+            replicas = [n["name"] for n in dev.outputs["nodes"] if n.get("master") == name]
+            assert [containers[r].urn for r in replicas] == [
+                d for d in handovers[name].dependencies if d in
+                {c.urn for c in containers.values()}]
+        else:
+            assert not set(handovers[name].dependencies) & {c.urn for c in containers.values()}
+        assert "|" in handovers[name].plain["trigger"]  # image | start-only config digest
+
+
+def test_a_live_setting_does_not_trigger_a_handover(dev: ProgramRun):
+    changed = run_program("dev", {**stack_config_file("dev"), "maxmemory": "300mb"})
+    assert ({h.plain["node"]["name"]: h.plain["trigger"] for h in dev.of_type(HANDOVER_TYPE)}
+            == {h.plain["node"]["name"]: h.plain["trigger"]
+                for h in changed.of_type(HANDOVER_TYPE)})
