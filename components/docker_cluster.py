@@ -8,6 +8,7 @@ its data and its identity (nodes.conf).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,8 +257,11 @@ class RedisCluster(pulumi.ComponentResource):
                     node=targets[node.name],
                     shard=[targets[member.name] for member in shard],
                     password=password,
-                    # What replaces the container: when it changes, hand over first.
-                    trigger=pulumi.Output.concat(self.redis_image, "|", restart_digest(node)),
+                    # What replaces the container (image, start-only config, healthcheck):
+                    # when it changes, hand over first.
+                    trigger=pulumi.Output.concat(
+                        self.redis_image, "|", restart_digest(node), "|",
+                        hashlib.sha256(HEALTHCHECK_COMMAND.encode()).hexdigest()[:16]),
                     timeout_seconds=self.spec.bootstrap_timeout_s,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
                 )
