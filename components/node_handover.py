@@ -27,6 +27,7 @@ import pulumi
 from pulumi import dynamic
 from pulumi.runtime import rpc
 
+from clusterops.errors import ClusterOpsError
 from clusterops.handover import hand_over
 from clusterops.model import NodeTarget
 from components.preview_values import contains_unknown
@@ -47,6 +48,24 @@ def _password(props: Mapping[str, Any]) -> str:
 def _comparable(props: Mapping[str, Any]) -> dict[str, Any]:
     return {key: _password(props) if key == "password" else props.get(key)
             for key in INPUT_KEYS}
+
+
+class HandoverRefused(ClusterOpsError):
+    """The requested change cannot roll safely; raised in diff, so preview shows the reason."""
+
+
+def refuse_unsafe_change(node: str, olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:
+    """A new trigger (the container is replaced) together with a new password cannot roll: the
+    replaced replica would start with the new password while its master keeps the old one
+    until the bootstrap switches it (last), so it could never link, and the handover would
+    wait for it in vain."""
+    if olds.get("trigger") != news.get("trigger") and _password(olds) != _password(news):
+        raise HandoverRefused(
+            f"{node}: this run replaces the node containers (new image or start-only config) "
+            "and changes the password at once, which cannot roll without an outage: a "
+            "replaced node would start with the new password while its shard still uses the "
+            "old one. Nothing was changed. Fix: change the password in one `pulumi up`, then "
+            "the image in the next.")
 
 
 def _outputs(props: Mapping[str, Any], last: dict[str, Any] | None) -> dict[str, Any]:
@@ -75,6 +94,7 @@ class NodeHandoverProvider(dynamic.ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         if contains_unknown({key: news.get(key) for key in INPUT_KEYS}):
             return dynamic.DiffResult(changes=True, replaces=[], delete_before_replace=False)
+        refuse_unsafe_change(str(news["node"].get("name")), olds, news)
         old, new = _comparable(olds), _comparable(news)
         return dynamic.DiffResult(changes=any(old[k] != new[k] for k in INPUT_KEYS),
                                   replaces=[], delete_before_replace=False)
@@ -84,6 +104,7 @@ class NodeHandoverProvider(dynamic.ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         last = olds.get("last_handover")
+        refuse_unsafe_change(str(news["node"].get("name")), olds, news)
         if olds.get("trigger") != news.get("trigger"):
             shard = [NodeTarget.from_dict(member) for member in news["shard"]]
             report = hand_over(NodeTarget.from_dict(news["node"]), shard, _password(news),

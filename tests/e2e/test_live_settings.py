@@ -249,3 +249,25 @@ def test_a_new_image_rolls_one_node_per_shard_under_traffic(stack: DeployedStack
     finally:
         # Only the tag goes (the image stays under its first name for the containers).
         subprocess.run(["docker", "rmi", retagged], capture_output=True, check=False)
+
+
+def test_a_new_image_with_a_new_password_is_refused_at_preview(stack: DeployedStack) -> None:
+    """Both at once cannot roll (a replaced node would not share its shard's password): the
+    preview fails naming the reason, and nothing changes."""
+    image = stack.stack.run("config", "get", "--stack", stack.stack.name,
+                            "alphapulse-redis-cluster:redisImage").stdout.strip()
+    retagged = f"{image.rsplit(':', 1)[0]}:retag-{secrets.token_hex(3)}"
+    subprocess.run(["docker", "tag", image, retagged], check=True)
+    ids_before = container_ids(stack)
+    try:
+        stack.stack.set_config({"redisImage": retagged})
+        stack.stack.set_config({"password": secrets.token_urlsafe(24)}, secret=True)
+        refused = stack.stack.run("preview", "--stack", stack.stack.name, check=False)
+        assert refused.returncode != 0
+        assert "changes the password at once" in refused.stdout + refused.stderr, refused.stdout
+    finally:
+        stack.stack.set_config({"redisImage": image})
+        stack.stack.remove_config("password")
+        subprocess.run(["docker", "rmi", retagged], capture_output=True, check=False)
+    assert container_ids(stack) == ids_before
+    assert stack.stack.changes() == []
