@@ -36,9 +36,27 @@ MIB = 1024**2
 CONTAINER = "docker:index/container:Container"
 
 
+RETAGGED: list[str] = []  # image tags made by these tests, removed after the stack is gone
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployedStack]:
-    yield from deploy_stack(tmp_path_factory.mktemp("live-settings"), "dev", **OVERRIDES)
+    try:
+        yield from deploy_stack(tmp_path_factory.mktemp("live-settings"), "dev", **OVERRIDES)
+    finally:
+        for tag in RETAGGED:
+            subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)
+
+
+def new_image_tag(stack: DeployedStack) -> tuple[str, str]:
+    """(the stack's image, the same image under a new name): a new image as far as
+    pulumi-docker can tell (the name is the container's `image` input), nothing to build."""
+    image = stack.stack.run("config", "get", "--stack", stack.stack.name,
+                            "alphapulse-redis-cluster:redisImage").stdout.strip()
+    retagged = f"{image.rsplit(':', 1)[0]}:retag-{secrets.token_hex(3)}"
+    subprocess.run(["docker", "tag", image, retagged], check=True)
+    RETAGGED.append(retagged)
+    return image, retagged
 
 
 def client(stack: DeployedStack, node: dict[str, Any]) -> redis.Redis:
@@ -190,74 +208,64 @@ def test_a_new_image_rolls_one_node_per_shard_under_traffic(stack: DeployedStack
                        for n in stack.outputs["nodes"]}
     roles_before = {n["name"]: client(stack, n).info("replication")["role"]
                     for n in stack.outputs["nodes"]}
-    image = stack.stack.run("config", "get", "--stack", stack.stack.name,
-                            "alphapulse-redis-cluster:redisImage").stdout.strip()
-    retagged = f"{image.rsplit(':', 1)[0]}:retag-{secrets.token_hex(3)}"
-    subprocess.run(["docker", "tag", image, retagged], check=True)
+    _image, retagged = new_image_tag(stack)
+    stack.stack.set_config({"redisImage": retagged})
+    planned = stack.stack.changes()
+    replaced = sorted(name for op, name in planned if op == "replace")
+    node_prefix = f"{stack.outputs['cluster_name']}-redis-"
+    names = ["redis-cluster-" + n["name"].removeprefix(node_prefix)
+             for n in stack.outputs["nodes"]]
+    # The exporter too: its password file is written with the redis image, and a rewrite
+    # is a new generation of the files, which recreates the exporter (stateless).
+    assert replaced == sorted(["redis-cluster-redis-exporter", *names]), planned
+    assert sorted(name for op, name in planned if name.endswith("-handover")) == sorted(
+        f"{n}-handover" for n in names), planned
+    assert not any(name.endswith("-data") for _op, name in planned), planned
+
+    writer = writer_for(stack)
+    writer.start()
     try:
-        stack.stack.set_config({"redisImage": retagged})
-        planned = stack.stack.changes()
-        replaced = sorted(name for op, name in planned if op == "replace")
-        node_prefix = f"{stack.outputs['cluster_name']}-redis-"
-        names = ["redis-cluster-" + n["name"].removeprefix(node_prefix)
-                 for n in stack.outputs["nodes"]]
-        # The exporter too: its password file is written with the redis image, and a rewrite
-        # is a new generation of the files, which recreates the exporter (stateless).
-        assert replaced == sorted(["redis-cluster-redis-exporter", *names]), planned
-        assert sorted(name for op, name in planned if name.endswith("-handover")) == sorted(
-            f"{n}-handover" for n in names), planned
-        assert not any(name.endswith("-data") for _op, name in planned), planned
-
-        writer = writer_for(stack)
-        writer.start()
-        try:
-            time.sleep(2)
-            started = time.monotonic()
-            stack.stack.up()
-            up_seconds = time.monotonic() - started
-            all_ok(stack)
-            time.sleep(2)
-        finally:
-            result = writer.stop()
-        print(f"image upgrade (6 nodes, rolling per shard) by `pulumi up` in {up_seconds:.1f} s "
-              f"under the writer: {result.summary()}")
-        for when, why in result.errors[:20]:
-            print(f"  {when - result.started:7.3f} s  {why}")
-        lost = lost_acknowledged(writer, result)
-        assert len(result.acked) > 100, result.summary()
-        assert lost == [], f"{len(lost)} acknowledged writes lost, e.g. {lost[:5]}"
-
-        assert not set(containers_before.values()) & set(container_ids(stack).values())
-        assert node_ids(stack) == ids_before
-        # Each shard in order: the master's new container was created after its replica's.
-        created = created_at(stack)
-        for node in stack.outputs["nodes"]:
-            if node["role"] == "replica":
-                assert created[node["master"]] > created[node["name"]], created
-        # The planned masters handed their slots over: they are replicas now.
-        roles = {n["name"]: client(stack, n).info("replication")["role"]
-                 for n in stack.outputs["nodes"]}
-        assert roles == {k: ("slave" if v == "master" else "master")
-                         for k, v in roles_before.items()}, roles
-        fresh = redis.RedisCluster(host=stack.outputs["nodes"][0]["ip"], port=6379,
-                                   password=stack.password, decode_responses=True)
-        missing = [i for i in range(500) if fresh.get(f"replace:{i}") != str(i)]
-        assert not missing, f"{len(missing)} keys lost after replacement, e.g. {missing[:5]}"
-        assert {n["name"]: client(stack, n).config_get("maxmemory")
-                for n in stack.outputs["nodes"]} == settings_before
-        assert stack.stack.changes() == []
+        time.sleep(2)
+        started = time.monotonic()
+        stack.stack.up()
+        up_seconds = time.monotonic() - started
+        all_ok(stack)
+        time.sleep(2)
     finally:
-        # Only the tag goes (the image stays under its first name for the containers).
-        subprocess.run(["docker", "rmi", retagged], capture_output=True, check=False)
+        result = writer.stop()
+    print(f"image upgrade (6 nodes, rolling per shard) by `pulumi up` in {up_seconds:.1f} s "
+          f"under the writer: {result.summary()}")
+    for when, why in result.errors[:20]:
+        print(f"  {when - result.started:7.3f} s  {why}")
+    lost = lost_acknowledged(writer, result)
+    assert len(result.acked) > 100, result.summary()
+    assert lost == [], f"{len(lost)} acknowledged writes lost, e.g. {lost[:5]}"
+
+    assert not set(containers_before.values()) & set(container_ids(stack).values())
+    assert node_ids(stack) == ids_before
+    # Each shard in order: the master's new container was created after its replica's.
+    created = created_at(stack)
+    for node in stack.outputs["nodes"]:
+        if node["role"] == "replica":
+            assert created[node["master"]] > created[node["name"]], created
+    # The planned masters handed their slots over: they are replicas now.
+    roles = {n["name"]: client(stack, n).info("replication")["role"]
+             for n in stack.outputs["nodes"]}
+    assert roles == {k: ("slave" if v == "master" else "master")
+                     for k, v in roles_before.items()}, roles
+    fresh = redis.RedisCluster(host=stack.outputs["nodes"][0]["ip"], port=6379,
+                               password=stack.password, decode_responses=True)
+    missing = [i for i in range(500) if fresh.get(f"replace:{i}") != str(i)]
+    assert not missing, f"{len(missing)} keys lost after replacement, e.g. {missing[:5]}"
+    assert {n["name"]: client(stack, n).config_get("maxmemory")
+            for n in stack.outputs["nodes"]} == settings_before
+    assert stack.stack.changes() == []
 
 
 def test_a_new_image_with_a_new_password_is_refused_at_preview(stack: DeployedStack) -> None:
     """Both at once cannot roll (a replaced node would not share its shard's password): the
     preview fails naming the reason, and nothing changes."""
-    image = stack.stack.run("config", "get", "--stack", stack.stack.name,
-                            "alphapulse-redis-cluster:redisImage").stdout.strip()
-    retagged = f"{image.rsplit(':', 1)[0]}:retag-{secrets.token_hex(3)}"
-    subprocess.run(["docker", "tag", image, retagged], check=True)
+    image, retagged = new_image_tag(stack)
     ids_before = container_ids(stack)
     try:
         stack.stack.set_config({"redisImage": retagged})
@@ -268,6 +276,5 @@ def test_a_new_image_with_a_new_password_is_refused_at_preview(stack: DeployedSt
     finally:
         stack.stack.set_config({"redisImage": image})
         stack.stack.remove_config("password")
-        subprocess.run(["docker", "rmi", retagged], capture_output=True, check=False)
     assert container_ids(stack) == ids_before
     assert stack.stack.changes() == []
