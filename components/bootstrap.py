@@ -18,6 +18,9 @@ Pulumi's provider protocol onto it. Facts from pulumi/pulumi that shape it:
 - The engine strips secrets before calling a dynamic provider and marks an output secret only
   where the same-named input was secret (#3012). We do not rely on that: the password is
   returned explicitly wrapped as a secret from check, create, update and read.
+- ``settings`` (what Redis changes at run time: maxmemory, appendfsync, ...) are applied on
+  every node with CONFIG SET in ``create`` and ``update`` (clusterops.live_config): a setting
+  change is an update of this resource, shown in the preview, and restarts no node.
 - A topology change (nodes added/removed/moved, slots or roles changed) is refused in ``diff``
   (so ``preview`` already fails with the reason) and again in ``update``: this provider does
   not scale the cluster yet and must never harm it.
@@ -36,6 +39,7 @@ from pulumi.runtime import rpc
 
 from clusterops.errors import ClusterOpsError
 from clusterops.formation import form_cluster
+from clusterops.live_config import apply_settings, settings_problems
 from clusterops.model import ClusterReport, NodeTarget, plan_problems
 from clusterops.password_rotation import rotate_password
 from clusterops.topology_read import read_live_topology
@@ -56,7 +60,8 @@ def provider_sources(root: Path = PROJECT_ROOT) -> list[Path]:
 PROVIDER_VERSION = source_version(provider_sources())
 DEFAULT_TIMEOUT_SECONDS = 120
 MAX_TIMEOUT_SECONDS = 3600
-INPUT_KEYS = ("nodes", "password", "provider_version", "timeout_seconds", "rewrite_config")
+INPUT_KEYS = ("nodes", "password", "provider_version", "timeout_seconds", "rewrite_config",
+              "settings")
 NODE_FIELDS = ("name", "role", "admin_host", "admin_port", "cluster_host", "cluster_port")
 # What makes up the cluster's topology; everything else in a node (admin address) only says
 # how this process reaches it and may change freely.
@@ -82,6 +87,11 @@ def _rewrite_config(props: Mapping[str, Any]) -> bool:
     return props.get("rewrite_config") is not False
 
 
+def _settings(props: Mapping[str, Any]) -> dict[str, str]:
+    """The declared live settings (setting -> CONFIG SET value); none when not given."""
+    return dict(props.get("settings") or {})
+
+
 def _timeout(props: Mapping[str, Any]) -> float:
     return float(props.get("timeout_seconds") or DEFAULT_TIMEOUT_SECONDS)
 
@@ -98,6 +108,7 @@ def _inputs(props: Mapping[str, Any]) -> dict[str, Any]:
         "provider_version": props.get("provider_version"),
         "timeout_seconds": _timeout(props),
         "rewrite_config": _rewrite_config(props),
+        "settings": _settings(props),
     }
 
 
@@ -146,6 +157,7 @@ def _outputs(props: Mapping[str, Any], report: ClusterReport) -> dict[str, Any]:
         "provider_version": props.get("provider_version"),
         "timeout_seconds": _timeout(props),
         "rewrite_config": _rewrite_config(props),
+        "settings": _settings(props),
         "node_ids": dict(report.node_ids),
         "slot_ranges": {name: [list(r) for r in ranges]
                         for name, ranges in report.slot_ranges.items()},
@@ -181,6 +193,14 @@ def check_inputs(news: Mapping[str, Any]) -> list[dynamic.CheckFailure]:
     ):
         failures.append(dynamic.CheckFailure(
             "timeout_seconds", f"must be a number of seconds in (0, {MAX_TIMEOUT_SECONDS}]"))
+
+    settings = news.get("settings")
+    if settings is not None and not contains_unknown(settings):
+        if not isinstance(settings, Mapping):
+            failures.append(dynamic.CheckFailure("settings", "must map setting names to values"))
+        else:
+            failures += [dynamic.CheckFailure("settings", reason)
+                         for reason in settings_problems(settings)]
 
     nodes = news.get("nodes")
     if contains_unknown(nodes):
@@ -227,7 +247,12 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
         )
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        report = form_cluster(_nodes(props), _password(props) or "", _timeout(props))
+        nodes, password, timeout = _nodes(props), _password(props) or "", _timeout(props)
+        report = form_cluster(nodes, password, timeout)
+        # The nodes started from files holding these values; this only corrects an adopted
+        # cluster whose live values differ (an earlier deployment, a hand-made CONFIG SET).
+        apply_settings(nodes, password, _settings(props), timeout,
+                       rewrite_config=_rewrite_config(props))
         return dynamic.CreateResult(cluster_resource_id(report.node_ids), _outputs(props, report))
 
     def update(
@@ -239,6 +264,10 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
         if old_password and old_password != password:
             rotate_password(nodes, old_password, password, timeout,
                             rewrite_config=_rewrite_config(news))
+        # Live, node by node, with no restart; compared with the live values, not with the
+        # old inputs, so an interrupted earlier run is finished here.
+        apply_settings(nodes, password, _settings(news), timeout,
+                       rewrite_config=_rewrite_config(news))
         # Adopts the cluster as it is (no writes when it is the planned one) and verifies it.
         report = form_cluster(nodes, password, timeout)
         return dynamic.UpdateResult(_outputs(news, report))
@@ -281,16 +310,20 @@ class ClusterBootstrap(dynamic.Resource, module="alphapulse", name="ClusterBoots
         provider_version: str = PROVIDER_VERSION,
         timeout_seconds: pulumi.Input[float] = DEFAULT_TIMEOUT_SECONDS,
         rewrite_config: bool = True,
+        settings: Mapping[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """``nodes``: plain dicts with the :class:`clusterops.model.NodeTarget` fields (slots as
-        ``[[first, last], ...]``); ``password`` is always stored as a secret."""
+        ``[[first, last], ...]``); ``password`` is always stored as a secret; ``settings``:
+        setting -> value applied live with CONFIG SET on every node (and persisted with
+        CONFIG REWRITE when ``rewrite_config``)."""
         props = {
             "nodes": nodes,
             "password": pulumi.Output.secret(password),
             "provider_version": provider_version,
             "timeout_seconds": timeout_seconds,
             "rewrite_config": rewrite_config,
+            "settings": dict(settings or {}),
             "node_ids": None,
             "slot_ranges": None,
             "cluster_state": None,

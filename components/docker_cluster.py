@@ -8,6 +8,7 @@ its data and its identity (nodes.conf).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,16 +19,20 @@ import pulumi_docker as docker
 from components import exporter_conf
 from components.bootstrap import PROVIDER_VERSION, ClusterBootstrap
 from components.docker_host import DEFAULT_DOCKER_HOST
+from components.node_handover import NodeHandover, rolling_order
 from components.redis_conf import (
     AUTH_CONF_NAME,
     DATA_DIR,
     HEALTHCHECK_COMMAND,
     PASSWORD_FILE_NAME,
+    REDIS_CONF_NAME,
     REDIS_CONF_PATH,
     REDIS_UID,
     SECRETS_DIR,
+    live_settings,
     render_auth_conf,
     render_redis_conf,
+    restart_digest,
 )
 from components.secret_files import SecretFiles
 from components.spec import ClusterSpec
@@ -160,10 +165,7 @@ class RedisCluster(pulumi.ComponentResource):
             opts=child,
         )
         self.redis_image = self._image(name, "redis", spec.redis_image)
-        node_containers = [
-            self._node(name, node, network, self.redis_image, password)
-            for node in self.plan.nodes
-        ]
+        node_containers = self._rolling_nodes(name, network, password)
         self._exporter(name, network, password)
         if spec.deploy_prometheus:
             self._prometheus(name, network)
@@ -172,6 +174,8 @@ class RedisCluster(pulumi.ComponentResource):
             f"{name}-bootstrap",
             nodes=bootstrap_nodes(spec, self.plan),
             password=password,
+            # Applied with CONFIG SET on every node: a setting change restarts nothing.
+            settings=live_settings(spec),
             provider_version=PROVIDER_VERSION,
             timeout_seconds=spec.bootstrap_timeout_s,
             # The secrets volumes carry the password across restarts; the server user could
@@ -237,6 +241,35 @@ class RedisCluster(pulumi.ComponentResource):
         )
         return remote.image_id
 
+    def _rolling_nodes(
+        self, name: str, network: docker.Network, password: pulumi.Output[str]
+    ) -> list[docker.Container]:
+        """The node containers, chained per shard so a replacement rolls one node of a
+        shard at a time (components/node_handover.py): handover(n) -> container(n) ->
+        handover(next n) -> ... replicas first, the master last."""
+        targets = {t["name"]: t for t in bootstrap_nodes(self.spec, self.plan)}
+        containers: dict[str, docker.Container] = {}
+        for shard in rolling_order(self.plan):
+            previous: list[pulumi.Resource] = []
+            for node in shard:
+                handover = NodeHandover(
+                    f"{name}-{node.role}-{node.ordinal}-handover",
+                    node=targets[node.name],
+                    shard=[targets[member.name] for member in shard],
+                    password=password,
+                    # What replaces the container (image, start-only config, healthcheck):
+                    # when it changes, hand over first.
+                    trigger=pulumi.Output.concat(
+                        self.redis_image, "|", restart_digest(node), "|",
+                        hashlib.sha256(HEALTHCHECK_COMMAND.encode()).hexdigest()[:16]),
+                    timeout_seconds=self.spec.bootstrap_timeout_s,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
+                )
+                containers[node.name] = self._node(name, node, network, self.redis_image,
+                                                   password, handover)
+                previous = [containers[node.name]]
+        return [containers[node.name] for node in self.plan.nodes]
+
     def _node(
         self,
         name: str,
@@ -244,6 +277,7 @@ class RedisCluster(pulumi.ComponentResource):
         network: docker.Network,
         image: pulumi.Input[str],
         password: pulumi.Output[str],
+        handover: NodeHandover,
     ) -> docker.Container:
         spec = self.spec
         data_opts = pulumi.ResourceOptions(
@@ -261,6 +295,9 @@ class RedisCluster(pulumi.ComponentResource):
             image,
             {AUTH_CONF_NAME: password.apply(render_auth_conf), PASSWORD_FILE_NAME: password},
             owner=REDIS_UID,
+            # Not an upload: an upload is a container input, and changing it would replace
+            # every node at once. Rewritten in place, it is what the next start reads.
+            config_files={REDIS_CONF_NAME: render_redis_conf(spec, node)},
         )
         memory_mb = spec.memory_limit_bytes // MIB
         return docker.Container(
@@ -269,11 +306,6 @@ class RedisCluster(pulumi.ComponentResource):
             hostname=node.name,
             image=image,
             command=["redis-server", REDIS_CONF_PATH],
-            uploads=[
-                docker.ContainerUploadArgs(
-                    file=REDIS_CONF_PATH, content=render_redis_conf(spec, node)
-                ),
-            ],
             volumes=[
                 docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR),
                 docker.ContainerVolumeArgs(
@@ -307,7 +339,10 @@ class RedisCluster(pulumi.ComponentResource):
             log_driver="json-file",
             log_opts={"max-size": "10m", "max-file": "3"},
             labels=_labels(spec, **{"com.alphapulse.node": node.name,
-                                    "com.alphapulse.role": node.role}),
+                                    "com.alphapulse.role": node.role,
+                                    # What the node reads only at start: changing it must
+                                    # be a (previewed) new container, not an unread file.
+                                    "com.alphapulse.restart-config": restart_digest(node)}),
             # SIGTERM lets Redis fsync the AOF and write its final RDB before it exits.
             destroy_grace_seconds=30,
             wait=True,
@@ -317,7 +352,7 @@ class RedisCluster(pulumi.ComponentResource):
                 parent=self,
                 # Name and static IP are unique: the old container must go first.
                 delete_before_replace=True,
-                depends_on=[volume, secrets.files],
+                depends_on=[volume, secrets.files, handover],
                 # The provider changes a running container's healthcheck only in the state,
                 # never on the container: a new healthcheck needs a new container.
                 replace_on_changes=["healthcheck"],
@@ -341,6 +376,7 @@ class RedisCluster(pulumi.ComponentResource):
         image: pulumi.Input[str],
         files: dict[str, pulumi.Input[str]],
         owner: int,
+        config_files: dict[str, str] | None = None,
     ) -> _Secrets:
         """A small volume holding one container's secret files, written by SecretFiles.
 
@@ -360,6 +396,7 @@ class RedisCluster(pulumi.ComponentResource):
             files=files,
             owner=f"{owner}:{owner}",
             docker_host=self.docker_host,
+            config_files=config_files,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[volume]),
         )
         return _Secrets(volume=volume.name, files=written)

@@ -1,16 +1,22 @@
-"""The files each node container receives: redis.conf (no secrets) and the two secret files.
+"""The files each node container reads: redis.conf (no secrets) and the two secret files.
 
 The password never reaches a command line or an environment variable (both are visible in
 `docker inspect` and the process list), nor a container input: redis.conf includes
 secrets/auth.conf from the node's secrets volume, and the healthcheck feeds secrets/password to
 `redis-cli --askpass` on stdin.
+
+redis.conf is split in two on purpose: ``live_settings`` (what Redis changes at run time with
+CONFIG SET, applied on every node by the bootstrap provider: no restart) and ``restart_lines``
+(what a node only reads at start; a change to it replaces the container, see
+``restart_digest``).
 """
+
+import hashlib
 
 from components.spec import ClusterSpec
 from components.topology import PlannedNode
 
 CONF_DIR = "/usr/local/etc/redis"
-REDIS_CONF_PATH = f"{CONF_DIR}/redis.conf"
 # A read-only volume of its own (components/secret_files.py): rotating the password rewrites
 # these files without replacing the container.
 SECRETS_DIR = f"{CONF_DIR}/secrets"
@@ -27,6 +33,82 @@ HEALTHCHECK_COMMAND = (
 )
 
 
+# redis.conf lives in the node's files volume (components/secret_files.py), beside auth.conf,
+# not in a container input: a changed setting rewrites the file in place and replaces nothing.
+REDIS_CONF_NAME = "redis.conf"
+REDIS_CONF_PATH = f"{SECRETS_DIR}/{REDIS_CONF_NAME}"
+# Directives Redis 7.0 refuses to change at run time ("can't set immutable/protected config"),
+# and the node's address, port and announced identity, which we never change live: a change
+# to any of these is a new redis-server process, i.e. a replaced container.
+RESTART_DIRECTIVES = (
+    "bind", "port", "dir", "cluster-enabled", "cluster-config-file",
+    "cluster-announce-ip", "cluster-announce-hostname", "cluster-preferred-endpoint-type",
+    "cluster-announce-port", "cluster-announce-bus-port",
+    "appendfilename", "appenddirname", "dbfilename", "logfile", "include",
+)
+EMPTY = '""'  # an empty argument in redis.conf (CONFIG SET takes "")
+
+
+def live_settings(spec: ClusterSpec) -> dict[str, str]:
+    """The directives every node can change at run time with CONFIG SET (all accepted by
+    redis-server 7.0.15: tests/integration/test_live_settings.py). The bootstrap provider
+    applies these on every running node, and the same values are in redis.conf for the next
+    start, so changing one restarts nothing. Values are CONFIG SET arguments ("" = empty).
+    """
+    return {
+        # A password is always set (requirepass), so protected-mode adds nothing here.
+        "protected-mode": "no",
+        "cluster-node-timeout": str(spec.node_timeout_ms),
+        # 0: a replica may fail over however long its link was down (redis/redis#2875);
+        # availability first, as the guide's <5 s failover promise needs.
+        "cluster-replica-validity-factor": str(spec.replica_validity_factor),
+        "cluster-require-full-coverage": "yes",
+        "cluster-allow-reads-when-down": "no",
+        "cluster-migration-barrier": "1",
+        "appendonly": "yes" if spec.appendonly else "no",
+        "appendfsync": spec.appendfsync,
+        "aof-use-rdb-preamble": "yes",
+        "save": " ".join(f"{seconds} {changes}" for seconds, changes in spec.rdb_save),
+        "maxmemory": spec.maxmemory,
+        "maxmemory-policy": spec.maxmemory_policy,
+        "min-replicas-to-write": str(spec.min_replicas_to_write),
+        "min-replicas-max-lag": "10",
+        "repl-diskless-sync": "yes",
+        # Start the transfer as soon as every planned replica is waiting, instead of after
+        # the default 5 s delay: replicas are in sync moments after the cluster forms.
+        "repl-diskless-sync-max-replicas": str(spec.replicas_per_master),
+        "tcp-keepalive": "60",
+        "loglevel": "notice",
+    }
+
+
+def restart_lines(node: PlannedNode, announce_hostname: str | None = None) -> list[str]:
+    """The directives a running node keeps until it restarts (see RESTART_DIRECTIVES)."""
+    if announce_hostname is None:
+        # Static IPs make the announced address stable across full restarts.
+        announce = [f"cluster-announce-ip {node.ip}"]
+    else:
+        announce = [
+            f"cluster-announce-hostname {announce_hostname}",
+            "cluster-preferred-endpoint-type hostname",
+        ]
+    return [
+        "bind 0.0.0.0",
+        f"port {node.port}",
+        f"dir {DATA_DIR}",
+        "cluster-enabled yes",
+        # nodes.conf lives in the volume: identity and peers survive container replacement.
+        "cluster-config-file nodes.conf",
+        *announce,
+        f"cluster-announce-port {node.port}",
+        f"cluster-announce-bus-port {node.bus_port}",
+        'appendfilename "appendonly.aof"',
+        'appenddirname "appendonlydir"',
+        "dbfilename dump.rdb",
+        'logfile ""',
+    ]
+
+
 def render_redis_conf(
     spec: ClusterSpec, node: PlannedNode, announce_hostname: str | None = None
 ) -> str:
@@ -36,57 +118,24 @@ def render_redis_conf(
     is rescheduled, so instead of a static ``cluster-announce-ip`` the node announces its name
     and clients are redirected (MOVED/ASK, CLUSTER SHARDS/SLOTS) by name, not by a stale IP.
     """
-    if announce_hostname is None:
-        # Static IPs make the announced address stable across full restarts.
-        announce = [f"cluster-announce-ip {node.ip}"]
-    else:
-        announce = [
-            f"cluster-announce-hostname {announce_hostname}",
-            "cluster-preferred-endpoint-type hostname",
-        ]
-    save = " ".join(f"{seconds} {changes}" for seconds, changes in spec.rdb_save) or '""'
     lines = [
         f"# {node.name}: generated by the alphapulse-redis-cluster Pulumi program.",
         "# Edits are replaced on the next deploy; change the stack config instead.",
-        "bind 0.0.0.0",
-        f"port {node.port}",
-        # A password is always set (requirepass), so protected-mode adds nothing here.
-        "protected-mode no",
-        f"dir {DATA_DIR}",
-        "cluster-enabled yes",
-        # nodes.conf lives in the volume: identity and peers survive container replacement.
-        "cluster-config-file nodes.conf",
-        f"cluster-node-timeout {spec.node_timeout_ms}",
-        *announce,
-        f"cluster-announce-port {node.port}",
-        f"cluster-announce-bus-port {node.bus_port}",
-        # 0: a replica may fail over however long its link was down (redis/redis#2875);
-        # availability first, as the guide's <5 s failover promise needs.
-        f"cluster-replica-validity-factor {spec.replica_validity_factor}",
-        "cluster-require-full-coverage yes",
-        "cluster-allow-reads-when-down no",
-        "cluster-migration-barrier 1",
-        f"appendonly {'yes' if spec.appendonly else 'no'}",
-        f"appendfsync {spec.appendfsync}",
-        'appendfilename "appendonly.aof"',
-        'appenddirname "appendonlydir"',
-        "aof-use-rdb-preamble yes",
-        f"save {save}",
-        "dbfilename dump.rdb",
-        f"maxmemory {spec.maxmemory}",
-        f"maxmemory-policy {spec.maxmemory_policy}",
-        f"min-replicas-to-write {spec.min_replicas_to_write}",
-        "min-replicas-max-lag 10",
-        "repl-diskless-sync yes",
-        # Start the transfer as soon as every planned replica is waiting, instead of after
-        # the default 5 s delay: replicas are in sync moments after the cluster forms.
-        f"repl-diskless-sync-max-replicas {spec.replicas_per_master}",
-        "tcp-keepalive 60",
-        "loglevel notice",
-        'logfile ""',
+        "# Read at start only:",
+        *restart_lines(node, announce_hostname),
+        "# Changeable at run time (CONFIG SET):",
+        *(f"{key} {value or EMPTY}" for key, value in live_settings(spec).items()),
+        # Last, so the password lines cannot be overridden by anything above.
         f"include {AUTH_CONF_PATH}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def restart_digest(node: PlannedNode) -> str:
+    """A digest of what a running node only picks up by restarting: a container label, so a
+    change to it is a previewed container replacement instead of a file nobody reads."""
+    text = "\n".join(restart_lines(node))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _quote(value: str) -> str:

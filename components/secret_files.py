@@ -6,6 +6,11 @@ Here the files live in a small per-container volume, mounted read-only; rotating
 them in place, the node containers stay up, and the bootstrap provider switches the live
 password with CONFIG SET. The files are there for the next (re)start and for the healthcheck.
 
+Files that are not secret (a node's redis.conf) go beside them as ``config_files``: written the
+same way, but a plain input, so `pulumi preview --diff` shows which lines change. Keeping
+redis.conf here instead of in an upload is what lets a setting change without replacing the
+container (the bootstrap provider applies it live with CONFIG SET).
+
 The content travels as a tar stream on the stdin of a short-lived `docker run` of an image the
 stack already uses: never in an argv, an environment variable or `docker inspect`.
 
@@ -44,7 +49,8 @@ PROVIDER_VERSION = source_version([
     PROJECT_ROOT / "components" / name
     for name in ("secret_files.py", "docker_host.py", "preview_values.py")
 ])
-INPUT_KEYS = ("volume", "image", "files", "owner", "docker_host", "provider_version")
+INPUT_KEYS = ("volume", "image", "files", "config_files", "owner", "docker_host",
+              "provider_version")
 FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 MOUNT = "/secrets"
 DOCKER_TIMEOUT_S = 120
@@ -57,6 +63,14 @@ class SecretFilesError(RuntimeError):
 def _files(props: Mapping[str, Any]) -> dict[str, str]:
     files = rpc.unwrap_rpc_secret(props.get("files")) or {}
     return {str(name): str(rpc.unwrap_rpc_secret(content)) for name, content in files.items()}
+
+
+def _config_files(props: Mapping[str, Any]) -> dict[str, str]:
+    return {str(name): str(content) for name, content in (props.get("config_files") or {}).items()}
+
+
+def _all_files(props: Mapping[str, Any]) -> dict[str, str]:
+    return {**_config_files(props), **_files(props)}
 
 
 def _owner(props: Mapping[str, Any]) -> tuple[int, int]:
@@ -115,10 +129,11 @@ def _outputs(props: Mapping[str, Any], generation: int) -> dict[str, Any]:
         "volume": props["volume"],
         "image": props["image"],
         "files": rpc.wrap_rpc_secret(_files(props)),
+        "config_files": _config_files(props),
         "owner": props.get("owner") or "0:0",
         "docker_host": _docker_host(props),
         "provider_version": props.get("provider_version"),
-        "file_names": sorted(_files(props)),
+        "file_names": sorted(_all_files(props)),
         # Bumped on every rewrite: a container that reads the files only at start (the
         # exporter) carries it as a label and is recreated when it changes.
         "generation": generation,
@@ -134,6 +149,7 @@ def _comparable(props: Mapping[str, Any]) -> dict[str, Any]:
         "volume": props.get("volume"),
         "image": props.get("image"),
         "files": _files(props),
+        "config_files": _config_files(props),
         "owner": props.get("owner") or "0:0",
         "docker_host": _docker_host(props),
         "provider_version": props.get("provider_version"),
@@ -155,6 +171,19 @@ class SecretFilesProvider(dynamic.ResourceProvider):
             failures.append(dynamic.CheckFailure(
                 "files", "file names are plain names of letters, digits, '_', '-' and '.', "
                 "not starting with '.'"))
+        config_files = news.get("config_files")
+        if contains_unknown(config_files):
+            pass
+        elif config_files is not None and not isinstance(config_files, Mapping):
+            failures.append(dynamic.CheckFailure("config_files", "must map file names to text"))
+        elif not all(FILE_NAME.fullmatch(name) for name in _config_files(news)):
+            failures.append(dynamic.CheckFailure(
+                "config_files", "file names are plain names of letters, digits, '_', '-' and "
+                "'.', not starting with '.'"))
+        elif not contains_unknown(files) and set(_config_files(news)) & set(_files(news)):
+            failures.append(dynamic.CheckFailure(
+                "config_files", "a name is both a secret file and a config file: "
+                f"{', '.join(sorted(set(_config_files(news)) & set(_files(news))))}"))
         inputs = dict(news)
         inputs["files"] = rpc.wrap_rpc_secret(rpc.unwrap_rpc_secret(files))
         return dynamic.CheckResult(inputs, failures)
@@ -177,12 +206,12 @@ class SecretFilesProvider(dynamic.ResourceProvider):
         )
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        write_files(props["volume"], props["image"], _files(props), _owner(props),
+        write_files(props["volume"], props["image"], _all_files(props), _owner(props),
                     _docker_host(props))
         return dynamic.CreateResult(f"secret-files-{props['volume']}", _outputs(props, 1))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        write_files(news["volume"], news["image"], _files(news), _owner(news),
+        write_files(news["volume"], news["image"], _all_files(news), _owner(news),
                     _docker_host(news))
         return dynamic.UpdateResult(_outputs(news, int(olds.get("generation") or 0) + 1))
 
@@ -191,7 +220,8 @@ class SecretFilesProvider(dynamic.ResourceProvider):
 
 
 class SecretFiles(dynamic.Resource, module="alphapulse", name="SecretFiles"):
-    """Secret files in a Docker volume, rewritten in place when their content changes."""
+    """Secret files (and plain config files beside them) in a Docker volume, rewritten in
+    place when their content changes."""
 
     generation: pulumi.Output[int]
 
@@ -203,12 +233,14 @@ class SecretFiles(dynamic.Resource, module="alphapulse", name="SecretFiles"):
         files: pulumi.Input[Mapping[str, pulumi.Input[str]]],
         owner: str = "0:0",
         docker_host: str = DEFAULT_DOCKER_HOST,
+        config_files: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
             "volume": volume,
             "image": image,
             "files": pulumi.Output.secret(files),
+            "config_files": config_files or {},
             "owner": owner,
             "docker_host": docker_host,
             "provider_version": PROVIDER_VERSION,

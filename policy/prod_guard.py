@@ -123,11 +123,23 @@ def _labels(props: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _uploaded_config(props: Mapping[str, Any]) -> str | None:
-    """The redis.conf a node container is given (its uploads), or None for other containers."""
+    """The redis.conf a container is given as an upload, or None.
+
+    This program's node containers have none: their redis.conf is a SecretFiles config file
+    (so a setting changes without replacing the container), read by `_written_config`. The
+    open-port rule then counts a node's client port as unauthenticated too; client and bus
+    ports share bindAddress, so the bus port alone already decides that rule for them."""
     for upload in _get(props, "uploads", []):
         if str(_get(upload, "file", "")).endswith("redis.conf"):
             return str(_get(upload, "content", ""))
     return None
+
+
+def _written_config(props: Mapping[str, Any]) -> str | None:
+    """The redis.conf a SecretFiles resource writes into a node's files volume, or None."""
+    config_files = _get(props, "config_files", {})
+    value = _get(config_files, "redis.conf", _UNKNOWN)
+    return None if value is _UNKNOWN else str(value)
 
 
 def image_is_pinned(ref: str) -> bool:
@@ -190,9 +202,12 @@ def replica_per_master(args: ResourceValidationArgs) -> list[str]:
 
 
 def node_timeout_bounds(args: ResourceValidationArgs) -> list[str]:
-    if args.resource_type != CONTAINER:
+    if args.resource_type == CONTAINER:
+        conf = _uploaded_config(args.props)
+    elif args.resource_type == SECRET_FILES:
+        conf = _written_config(args.props)
+    else:
         return []
-    conf = _uploaded_config(args.props)
     if conf is None:
         return []
     found = re.search(r"^cluster-node-timeout\s+(\d+)\s*$", conf, re.M)

@@ -234,31 +234,9 @@ def test_memory_limit_change_updates_every_node_in_place(deployed: DeployedStack
     assert deployed.stack.changes() == []
 
 
-def test_replacing_containers_keeps_data_and_identity(deployed: DeployedStack):
-    """A redis.conf change (maxmemory) is a new container for every node: delete-before-
-    replace, the data and nodes.conf stay in the volumes, the cluster comes back whole."""
-    wait_for_all_ok(deployed, 60)
-    write_keys(deployed, "replace", 500)
-    ids_before = node_ids(deployed)
-    containers_before = {name: c["Id"] for name, c in inspect_nodes(deployed).items()}
-    deployed.stack.set_config({"maxmemory": "300mb"})
-    planned = deployed.stack.changes()
-    replaced = sorted(name for op, name in planned if op == "replace")
-    node_prefix = f"{deployed.outputs['cluster_name']}-redis-"
-    assert replaced == sorted("redis-cluster-" + n["name"].removeprefix(node_prefix)
-                              for n in deployed.outputs["nodes"]), planned
-    assert not any(name.endswith("-data") for _op, name in planned), planned
-    deployed.stack.up()
-    deployed.reload_outputs()
-    wait_for_all_ok(deployed, 120)
-    after = inspect_nodes(deployed)
-    assert not set(containers_before.values()) & {c["Id"] for c in after.values()}
-    for node in deployed.outputs["nodes"]:
-        assert client(deployed, node).config_get("maxmemory")["maxmemory"] == str(300 * 2**20)
-    assert node_ids(deployed) == ids_before
-    missing = missing_keys(deployed, "replace", 500)
-    assert not missing, f"{len(missing)} keys lost after replacement, e.g. {missing[:5]}"
-    assert deployed.stack.changes() == []
+# A redis.conf setting (maxmemory) no longer replaces containers: it is applied live
+# (tests/e2e/test_live_settings.py, which also shows an image change replacing every node and
+# keeping data and identities).
 
 
 def test_no_failover_under_sustained_saturating_load(deployed: DeployedStack):

@@ -102,8 +102,9 @@ def redis_on_network(
             "--publish", "127.0.0.1::6379",
             local_images["redis"], "redis-server", CONF_PATH,
         )
-        docker("cp", str(conf), f"{name}:{CONF_PATH}")
+        # The secrets directory first: redis.conf lives in it, as in the stack's files volume.
         docker("cp", str(secrets_dir), f"{name}:{Path(PASSWORD_PATH).parent.parent}")
+        docker("cp", str(conf), f"{name}:{CONF_PATH}")
         docker("start", name)
         yield RedisOnNetwork(name, name, ip, published_port(name, "6379/tcp"), password)
     finally:

@@ -22,11 +22,11 @@ from tests.support.pulumi_cli import PulumiStack, new_stack
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 NODES = 6
-# Per node: data volume, secrets volume, SecretFiles, container. Plus the network, the
-# exporter's secrets volume + SecretFiles + container, the bootstrap, the generated password
-# (dev only), the component and the stack itself. (With pullImages=false, as here, no
-# RemoteImage: the images are already on the engine.)
-DEV_RESOURCES = NODES * 4 + 1 + 3 + 1 + 1 + 2
+# Per node: data volume, secrets volume, SecretFiles, NodeHandover, container. Plus the
+# network, the exporter's secrets volume + SecretFiles + container, the bootstrap, the
+# generated password (dev only), the component and the stack itself. (With pullImages=false,
+# as here, no RemoteImage: the images are already on the engine.)
+DEV_RESOURCES = NODES * 5 + 1 + 3 + 1 + 1 + 2
 
 
 def fresh(tmp_path: Path, stack: str, **config: str) -> PulumiStack:

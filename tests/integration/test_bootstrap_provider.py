@@ -214,7 +214,7 @@ def test_resource_class_registers_under_pulumi_mocks(tmp_path: Path) -> None:
     assert report == {
         "typ": "pulumi-python:dynamic/alphapulse:ClusterBootstrap",
         "keys": ["__provider", "nodes", "password", "provider_version", "rewrite_config",
-                 "timeout_seconds"],
+                 "settings", "timeout_seconds"],
         "version": PROVIDER_VERSION,
         "state": "ok",
         "password_input_secret": True,

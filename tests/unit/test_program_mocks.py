@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from components.redis_conf import EMPTY
 from components.spec import ConfigError
 from tests.support.program_runner import (
     DYNAMIC_TYPE,
@@ -58,8 +59,9 @@ def data_volumes(run: ProgramRun) -> list[Any]:
     return [v for v in run.of_type(VOLUME) if v.plain["name"].endswith("-data")]
 
 
-def mounted_secret_files(run: ProgramRun, container: Any) -> dict[str, str]:
-    """The secret files a container gets: those SecretFiles writes into a volume it mounts."""
+def mounted_secret_files(run: ProgramRun, container: Any, key: str = "files") -> dict[str, str]:
+    """The files a container gets: those SecretFiles writes into a volume it mounts (``key``
+    "files": the secret ones, "config_files": the plain ones)."""
     volumes = {v.urn: v.plain["name"] for v in run.of_type(VOLUME)}
     mounted = {m["volumeName"]: m for m in container.plain.get("volumes", [])}
     files: dict[str, str] = {}
@@ -68,7 +70,7 @@ def mounted_secret_files(run: ProgramRun, container: Any) -> dict[str, str]:
         if name in mounted:
             assert mounted[name].get("readOnly") is True, (container.urn, name)
             assert name in volumes.values()
-            files.update(writer.plain["files"])
+            files.update(writer.plain.get(key) or {})
     return files
 
 
@@ -104,16 +106,69 @@ def test_each_node_has_its_planned_ip_and_its_own_volume_at_the_data_dir(dev: Pr
         assert container.plain["restart"] == "unless-stopped"
         assert container.plain["memory"] == 1024  # 2 x maxmemory 512mb, in MB
         assert container.plain["healthcheck"]["tests"][0] == "CMD-SHELL"
-        assert container.plain["command"] == ["redis-server", "/usr/local/etc/redis/redis.conf"]
+        assert container.plain["command"] == [
+            "redis-server", "/usr/local/etc/redis/secrets/redis.conf"]
+        # No upload: it would be a container input, replaced whenever a setting changes.
+        assert not container.plain.get("uploads")
         assert container.delete_before_replace
 
 
 def test_each_node_gets_its_own_redis_conf(dev: ProgramRun):
     nodes = {n["name"]: n for n in dev.outputs["nodes"]}
     for container in node_containers(dev):
-        (conf,) = [u for u in container.plain["uploads"] if u["file"].endswith("redis.conf")]
-        assert f"cluster-announce-ip {nodes[container.plain['name']]['ip']}" in conf["content"]
-        assert "appendfsync everysec" in conf["content"]
+        conf = mounted_secret_files(dev, container, "config_files")["redis.conf"]
+        assert f"cluster-announce-ip {nodes[container.plain['name']]['ip']}" in conf
+        assert "appendfsync everysec" in conf and "maxmemory 512mb" in conf
+
+
+def _node_container_inputs(run: ProgramRun) -> dict[str, dict[str, Any]]:
+    # memory/memorySwap follow maxmemory by default (2 x) and are updated in place by Docker.
+    return {c.plain["name"]: {k: v for k, v in c.plain.items() if k not in ("memory",
+                                                                           "memorySwap")}
+            for c in node_containers(run)}
+
+
+@pytest.mark.parametrize("change", [
+    {"maxmemory": "300mb"}, {"maxmemoryPolicy": "noeviction"}, {"appendfsync": "always"},
+    {"rdbSave": ""}, {"nodeTimeoutMs": "2000"}, {"minReplicasToWrite": "1"},
+    {"replicaValidityFactor": "10"}, {"appendonly": "false"},
+])
+def test_a_live_setting_changes_no_container_input_only_the_files_and_the_bootstrap(
+        dev: ProgramRun, change: dict[str, str]):
+    """What decides "replace": pulumi-docker replaces a container when its command, uploads,
+    labels ... change. A live setting must reach the nodes through the files volume (rewritten
+    in place) and the bootstrap's settings (CONFIG SET), never through a container input."""
+    changed = run_program("dev", {**stack_config_file("dev"), **change})
+    assert _node_container_inputs(changed) == _node_container_inputs(dev), change
+    (before,), (after,) = dev.of_type(DYNAMIC_TYPE), changed.of_type(DYNAMIC_TYPE)
+    differing = [k for k in after.plain["settings"]
+                 if after.plain["settings"][k] != before.plain["settings"][k]]
+    assert len(differing) == 1, (change, differing)
+    line = f"{differing[0]} {after.plain['settings'][differing[0]] or EMPTY}\n"
+    twins = {c.plain["name"]: c for c in node_containers(changed)}
+    for container in node_containers(dev):
+        old = mounted_secret_files(dev, container, "config_files")["redis.conf"]
+        new = mounted_secret_files(changed, twins[container.plain["name"]],
+                                   "config_files")["redis.conf"]
+        assert line not in old and line in new, (container.plain["name"], line)
+
+
+def test_what_a_node_reads_only_at_start_is_a_container_label(dev: ProgramRun):
+    """A change to it must replace the container (a label is a replacing input), not sit
+    unread in the file: each node carries the digest of its start-only lines."""
+    digests = {}
+    for container in node_containers(dev):
+        labels = {item["label"]: item["value"] for item in container.plain["labels"]}
+        digests[container.plain["name"]] = labels["com.alphapulse.restart-config"]
+    assert len(set(digests.values())) == 6  # each node's own address and identity
+
+
+def test_the_bootstrap_gets_every_live_setting(dev: ProgramRun):
+    (bootstrap,) = dev.of_type(DYNAMIC_TYPE)
+    settings = bootstrap.plain["settings"]
+    assert settings["maxmemory"] == "512mb" and settings["cluster-node-timeout"] == "1000"
+    assert settings["save"] == "900 1 300 10 60 10000" and settings["appendfsync"] == "everysec"
+    assert bootstrap.plain["rewrite_config"] is False  # the files volume persists them
 
 
 def test_prod_volumes_are_protected_and_retained(prod: ProgramRun, dev: ProgramRun):
@@ -248,3 +303,37 @@ def test_prometheus_is_only_declared_when_asked(dev: ProgramRun):
     files = {u["file"]: u["content"] for u in prom.plain["uploads"]}
     assert "redis_cluster_state" in files["/etc/prometheus/redis-cluster-alerts.yml"]
     assert "/scrape" in files["/etc/prometheus/prometheus.yml"]
+
+
+HANDOVER_TYPE = "pulumi-python:dynamic/alphapulse:NodeHandover"
+
+
+def test_node_containers_are_chained_per_shard_replica_first_for_a_rolling_replacement(
+        dev: ProgramRun):
+    """The engine runs a resource's step only after its dependencies' steps: container(n)
+    waits for handover(n), which waits for the container replaced before n in its shard."""
+    containers = {c.plain["name"]: c for c in node_containers(dev)}
+    handovers = {h.plain["node"]["name"]: h for h in dev.of_type(HANDOVER_TYPE)}
+    assert sorted(handovers) == sorted(containers)
+    for node in dev.outputs["nodes"]:
+        name = node["name"]
+        assert handovers[name].urn in containers[name].dependencies
+        shard = {m["name"] for m in handovers[name].plain["shard"]}
+        master = name if node["role"] == "master" else node["master"]
+        assert shard == {master} | {n["name"] for n in dev.outputs["nodes"]
+                                    if n.get("master") == master}
+        if node["role"] == "master":
+            replicas = [n["name"] for n in dev.outputs["nodes"] if n.get("master") == name]
+            assert [containers[r].urn for r in replicas] == [
+                d for d in handovers[name].dependencies if d in
+                {c.urn for c in containers.values()}]
+        else:
+            assert not set(handovers[name].dependencies) & {c.urn for c in containers.values()}
+        assert "|" in handovers[name].plain["trigger"]  # image | start-only config digest
+
+
+def test_a_live_setting_does_not_trigger_a_handover(dev: ProgramRun):
+    changed = run_program("dev", {**stack_config_file("dev"), "maxmemory": "300mb"})
+    assert ({h.plain["node"]["name"]: h.plain["trigger"] for h in dev.of_type(HANDOVER_TYPE)}
+            == {h.plain["node"]["name"]: h.plain["trigger"]
+                for h in changed.of_type(HANDOVER_TYPE)})

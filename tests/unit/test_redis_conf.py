@@ -1,6 +1,12 @@
 """redis.conf carries the declared settings and never the password."""
 
-from components.redis_conf import render_auth_conf, render_redis_conf
+from components.redis_conf import (
+    RESTART_DIRECTIVES,
+    live_settings,
+    render_auth_conf,
+    render_redis_conf,
+    restart_digest,
+)
 from components.spec import build_spec
 from components.topology import plan_cluster
 
@@ -40,3 +46,26 @@ def test_auth_conf_quotes_the_password_for_redis():
         'requirepass "with \\"quotes\\" and \\\\ backslash"\n'
         'masterauth "with \\"quotes\\" and \\\\ backslash"\n'
     )
+
+
+def test_every_directive_is_either_live_or_read_at_start_and_include_comes_last():
+    spec = build_spec({}, "dev", False)
+    node = plan_cluster(spec).nodes[0]
+    text = render_redis_conf(spec, node)
+    directives = [line.split(" ", 1)[0] for line in text.splitlines()
+                  if line and not line.startswith("#")]
+    live = live_settings(spec)
+    assert not set(live) & set(RESTART_DIRECTIVES)
+    assert set(directives) == set(live) | (set(RESTART_DIRECTIVES) & set(directives))
+    assert len(directives) == len(set(directives))  # each once: no later line overrides
+    assert directives[-1] == "include"  # auth.conf last: nothing above overrides the password
+
+
+def test_a_live_setting_leaves_the_restart_digest_alone_and_an_address_does_not():
+    spec = build_spec({}, "dev", False)
+    node = plan_cluster(spec).nodes[0]
+    assert restart_digest(node) == restart_digest(
+        plan_cluster(build_spec({"maxmemory": "1gb", "nodeTimeoutMs": "2000"}, "dev", False)
+                     ).nodes[0])
+    moved = plan_cluster(build_spec({"subnet": "172.29.5.0/24"}, "dev", False)).nodes[0]
+    assert restart_digest(moved) != restart_digest(node)

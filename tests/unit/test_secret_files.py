@@ -65,3 +65,14 @@ def test_docker_cli_is_pointed_at_the_stack_engine_only(monkeypatch):
     env = docker_cli_env("ssh://deploy@redis-host")
     assert env["DOCKER_HOST"] == "ssh://deploy@redis-host"
     assert "DOCKER_CONTEXT" not in env
+
+
+def test_config_files_are_plain_inputs_whose_change_is_an_in_place_update():
+    provider = SecretFilesProvider()
+    olds = {"volume": "v", "image": "i", "owner": "999:999", "provider_version": "1",
+            "files": {"password": "a"}, "config_files": {"redis.conf": "maxmemory 512mb\n"}}
+    changed = provider.diff("id", olds, {**olds, "config_files": {"redis.conf": "maxmemory 1gb\n"}})
+    assert changed.changes and changed.replaces == []
+    checked = provider.check({}, {**olds, "config_files": {"password": "x"}})
+    assert [f.property for f in checked.failures] == ["config_files"]  # a name used twice
+    assert "password" in checked.failures[0].reason

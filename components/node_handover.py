@@ -1,0 +1,151 @@
+"""NodeHandover: a dynamic resource that runs just before a node's container is replaced.
+
+pulumi-docker replaces every node container of an image upgrade at once (delete-before-
+replace, in parallel): a full-cluster restart. The program orders them instead, per shard:
+replicas first, then the master, each container depending on its own NodeHandover, and each
+NodeHandover depending on the container replaced before it in the shard. The engine runs a
+dependent's step only after its dependencies' steps finished, so one shard never has two
+nodes down together (shards roll in parallel).
+
+The handover's `trigger` input is what replaces the container (image, start-only config
+digest). When it changes, `update` runs clusterops.handover.hand_over: wait until the rest of
+the shard is up and linked (the node replaced just before has caught up), and if the node is
+a live master, CLUSTER FAILOVER to a linked replica so its container goes down holding no
+slots. Any other update (password, provider code) changes nothing on the cluster.
+
+Same protocol rules as components/bootstrap.py: module imports cleanly, no state, `diff`
+ignores the pickled `__provider`, outputs repeat the inputs, `create` and `delete` touch
+nothing (a first deploy has no cluster yet; a deleted node is the bootstrap's business).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+from pulumi import dynamic
+from pulumi.runtime import rpc
+
+from clusterops.errors import ClusterOpsError
+from clusterops.handover import hand_over
+from clusterops.model import NodeTarget
+from components.preview_values import contains_unknown
+from components.provider_version import PROJECT_ROOT, source_version
+from components.topology import ClusterPlan, PlannedNode
+
+PROVIDER_VERSION = source_version([
+    PROJECT_ROOT / "components" / "node_handover.py",
+    PROJECT_ROOT / "clusterops" / "handover.py",
+])
+INPUT_KEYS = ("node", "shard", "password", "trigger", "timeout_seconds", "provider_version")
+
+
+def _password(props: Mapping[str, Any]) -> str:
+    return str(rpc.unwrap_rpc_secret(props.get("password")) or "")
+
+
+def _comparable(props: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _password(props) if key == "password" else props.get(key)
+            for key in INPUT_KEYS}
+
+
+class HandoverRefused(ClusterOpsError):
+    """The requested change cannot roll safely; raised in diff, so preview shows the reason."""
+
+
+def refuse_unsafe_change(node: str, olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:
+    """A new trigger (the container is replaced) together with a new password cannot roll: the
+    replaced replica would start with the new password while its master keeps the old one
+    until the bootstrap switches it (last), so it could never link, and the handover would
+    wait for it in vain."""
+    if olds.get("trigger") != news.get("trigger") and _password(olds) != _password(news):
+        raise HandoverRefused(
+            f"{node}: this run replaces the node containers (new image or start-only config) "
+            "and changes the password at once, which cannot roll without an outage: a "
+            "replaced node would start with the new password while its shard still uses the "
+            "old one. Nothing was changed. Fix: change the password in one `pulumi up`, then "
+            "the image in the next.")
+
+
+def _outputs(props: Mapping[str, Any], last: dict[str, Any] | None) -> dict[str, Any]:
+    outs = {key: props.get(key) for key in INPUT_KEYS}
+    outs["password"] = rpc.wrap_rpc_secret(_password(props))
+    outs["last_handover"] = last
+    return outs
+
+
+class NodeHandoverProvider(dynamic.ResourceProvider):
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
+        inputs = dict(news)
+        failures = []
+        if not contains_unknown(news.get("password")):
+            if not _password(news):
+                failures.append(dynamic.CheckFailure("password", "a password is required"))
+            inputs["password"] = rpc.wrap_rpc_secret(_password(news))
+        node, shard = news.get("node"), news.get("shard")
+        if not contains_unknown([node, shard]) and not (
+                isinstance(node, Mapping) and isinstance(shard, list)
+                and node.get("name") in {member.get("name") for member in shard}):
+            failures.append(dynamic.CheckFailure("shard", "must list the node's shard, the "
+                                                 "node included"))
+        return dynamic.CheckResult(inputs, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        if contains_unknown({key: news.get(key) for key in INPUT_KEYS}):
+            return dynamic.DiffResult(changes=True, replaces=[], delete_before_replace=False)
+        refuse_unsafe_change(str(news["node"].get("name")), olds, news)
+        old, new = _comparable(olds), _comparable(news)
+        return dynamic.DiffResult(changes=any(old[k] != new[k] for k in INPUT_KEYS),
+                                  replaces=[], delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        return dynamic.CreateResult(f"handover-{props['node']['name']}", _outputs(props, None))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
+        last = olds.get("last_handover")
+        refuse_unsafe_change(str(news["node"].get("name")), olds, news)
+        if olds.get("trigger") != news.get("trigger"):
+            shard = [NodeTarget.from_dict(member) for member in news["shard"]]
+            report = hand_over(NodeTarget.from_dict(news["node"]), shard, _password(news),
+                               float(news.get("timeout_seconds") or 120))
+            last = {"was_master": report.was_master, "new_master": report.new_master,
+                    "seconds": round(report.seconds, 3)}
+        return dynamic.UpdateResult(_outputs(news, last))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Nothing to undo: a handover leaves the cluster healthy, only with roles swapped."""
+
+
+class NodeHandover(dynamic.Resource, module="alphapulse", name="NodeHandover"):
+    """Makes one node safe to take down just before its container is replaced."""
+
+    last_handover: pulumi.Output[dict[str, Any] | None]
+
+    def __init__(
+        self,
+        resource_name: str,
+        node: Mapping[str, Any],
+        shard: Sequence[Mapping[str, Any]],
+        password: pulumi.Input[str],
+        trigger: pulumi.Input[str],
+        timeout_seconds: float = 120,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "node": dict(node),
+            "shard": [dict(member) for member in shard],
+            "password": pulumi.Output.secret(password),
+            "trigger": trigger,
+            "timeout_seconds": timeout_seconds,
+            "provider_version": PROVIDER_VERSION,
+            "last_handover": None,
+        }
+        super().__init__(NodeHandoverProvider(), resource_name, props, opts)
+
+
+def rolling_order(plan: ClusterPlan) -> list[list[PlannedNode]]:
+    """Pure: each shard's nodes in the order they are replaced: its replicas, then its master
+    (the master last, so its slots move once, to a replica already on the new image)."""
+    return [[*(n for n in plan.nodes if n.master == master.name), master]
+            for master in plan.masters]
