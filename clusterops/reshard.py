@@ -71,6 +71,7 @@ class ReshapePlan:
     forget: list[str] = field(default_factory=list)  # removed nodes still known to the cluster
     problems: list[str] = field(default_factory=list)  # unsafe: refuse, change nothing
     unknown_nodes: list[str] = field(default_factory=list)  # not reachable (preview: not created)
+    foreign_owners: list[str] = field(default_factory=list)  # ids in neither plan serving slots
     ids: dict[str, str] = field(default_factory=dict)  # name -> node id, where known
 
     @property
@@ -229,8 +230,11 @@ def plan_reshape(
     owners = checks.expand_runs(view.majority) if view.majority else [None] * HASH_SLOTS
     live_owner = [ids.get(o) if o else None for o in owners]
     strangers = sorted({o for o in owners if o and o not in ids})
+    result.foreign_owners = strangers
     if strangers:
-        problems.append(f"slots are served by node(s) outside both plans: {', '.join(strangers)}")
+        problems.append(f"slots are served by node(s) outside both plans: {', '.join(strangers)} "
+                        "(a scale-out that failed half-way and was then reverted? set the "
+                        "config back to finish it first)")
     uncovered = view.uncovered() if view.majority else []
     if uncovered:
         problems.append(f"{sum(b - a + 1 for a, b in uncovered)} slot(s) are served by nobody: "
