@@ -107,6 +107,9 @@ def test_scale_masters_3_to_4_to_3_under_a_live_writer(tmp_path: Path) -> None:
                    and ("-master-" in s[1] or "-replica-" in s[1])}
         assert not touched, steps
         diff = handle.run("preview", "--stack", handle.name, "--diff").stdout
+        print("\n" + "\n".join(line for line in diff.splitlines()
+                                if "reshape_plan" in line or '"  slots' in line
+                                or "move " in line or "nodes:" in line or "attach" in line))
         assert "add nodes: apscale-redis-master-4, apscale-redis-replica-4" in diff, diff
         assert "move 8192 slot(s) in 3 range(s)" in diff, diff
         assert "slots 12288-16383 (4096): apscale-redis-master-3 -> apscale-redis-master-4" \
@@ -142,6 +145,9 @@ def test_scale_masters_3_to_4_to_3_under_a_live_writer(tmp_path: Path) -> None:
                 ("delete", "redis-cluster-master-4-data"),
                 ("update", "redis-cluster-bootstrap")} <= steps, steps
         diff = handle.run("preview", "--stack", handle.name, "--diff").stdout
+        print("\n".join(line for line in diff.splitlines()
+                        if "reshape_plan" in line or '"  slots' in line or "move " in line
+                        or "nodes" in line))
         assert "remove nodes (drained and forgotten first): apscale-redis-master-4, " \
                "apscale-redis-replica-4" in diff, diff
         assert "slots 12288-16383 (4096): apscale-redis-master-4 -> apscale-redis-master-3" \
@@ -177,3 +183,57 @@ def test_scale_masters_3_to_4_to_3_under_a_live_writer(tmp_path: Path) -> None:
         assert handle.changes() == []
     finally:
         deploy.close()
+
+
+def test_protected_volumes_refuse_the_whole_scale_in_until_unprotected(tmp_path: Path) -> None:
+    """prod's protectData: the engine will not delete a protected volume, and it says so at
+    preview, before any step: the scale-in is not started at all (not half-done). Unprotecting
+    the two leaving volumes lets it run; their volumes stay on the host (retainOnDelete)."""
+    deploy = deploy_stack(tmp_path, "dev", **ISOLATED, protectData="true")
+    stack = next(deploy)
+    leaving_volumes = {"apscale-redis-master-4-data", "apscale-redis-replica-4-data"}
+    try:
+        handle = stack.stack
+        data = {f"pre:{i}": f"value-{i}" for i in range(5000)}
+        with client_for(stack) as client:
+            client.mset_nonatomic(data)
+        handle.set_config({"masters": "4"})
+        handle.up()
+        stack.reload_outputs()
+        master_4 = stack.node("apscale-redis-master-4")
+        target = NodeTarget("m4", master_4["ip"], 6379, master_4["ip"], 6379)
+        keys_on_4 = observe_node(target, stack.password).key_count
+        assert keys_on_4 > 0
+
+        handle.set_config({"masters": "3"})
+        refused = handle.run("up", "--stack", handle.name, "--yes", check=False)  # with preview
+        assert refused.returncode != 0
+        assert "redis-cluster-master-4-data\" cannot be deleted" in refused.stdout
+        assert "because it is protected" in refused.stdout
+        # Nothing started: master-4 still serves its slots with its keys, still a member.
+        snap = observe_node(target, stack.password)
+        assert snap.myself is not None and snap.myself.slots == ((12288, 16383),)
+        assert snap.key_count == keys_on_4
+        assert container_exists("apscale-redis-master-4")
+
+        for resource in handle.state()["deployment"]["resources"]:
+            if resource["urn"].endswith(("::redis-cluster-master-4-data",
+                                         "::redis-cluster-replica-4-data")):
+                handle.run("state", "unprotect", "--stack", handle.name, resource["urn"], "--yes")
+        handle.up()
+        stack.reload_outputs()
+        assert not container_exists("apscale-redis-master-4")
+        assert leaving_volumes <= volume_names()  # retained on the host, out of the stack
+        with client_for(stack) as client:
+            assert client.mget_nonatomic(list(data)) == list(data.values())
+        assert handle.changes() == []
+    finally:
+        for resource in stack.stack.state()["deployment"]["resources"]:
+            if resource.get("protect"):
+                stack.stack.run("state", "unprotect", "--stack", stack.stack.name,
+                                resource["urn"], "--yes", check=False)
+        deploy.close()
+        subprocess.run(["docker", "volume", "rm", "-f", *leaving_volumes,
+                        *(f"apscale-redis-{n}-data" for n in
+                          ("master-1", "master-2", "master-3", "replica-1", "replica-2",
+                           "replica-3"))], capture_output=True, check=False)

@@ -205,3 +205,31 @@ def test_a_hand_modified_cluster_is_refused_and_left_untouched(eight: RedisNodes
         reshape_cluster(three, four, pw, 20)
     # Nothing was written: the new node was not even met.
     assert eight[6].client().execute_command("CLUSTER", "NODES") == before
+
+
+def test_two_replicas_per_master_and_back(redis_nodes_factory: Callable[..., RedisNodes]) -> None:
+    nine = redis_nodes_factory(9)
+    pw = nine.password
+    one = layout(nine, [0, 1, 2], [(3, 1), (4, 2), (5, 3)])
+    two = layout(nine, [0, 1, 2], [(3, 1), (4, 2), (5, 3), (6, 1), (7, 2), (8, 3)])
+    form_cluster(one, pw, 30)
+    data = preload(nine, 5000)
+
+    preview = preview_reshape(one, two, pw)
+    assert preview.moves == [] and not preview.problems
+    assert preview.added == ["ap-replica-4", "ap-replica-5", "ap-replica-6"]
+
+    grown = reshape_cluster(one, two, pw, 60)
+    assert sorted(r for r, _m in grown.plan.attach) == [
+        "ap-replica-4", "ap-replica-5", "ap-replica-6"]
+    assert grown.moved.slots == 0
+    assert verify_cluster(two, pw) == []  # every replica's link is up: synced
+    for index, master in ((6, 0), (7, 1), (8, 2)):
+        assert nine[index].client().dbsize() == nine[master].client().dbsize()
+
+    shrunk = reshape_cluster(two, one, pw, 60)
+    assert shrunk.forgotten == ["ap-replica-4", "ap-replica-5", "ap-replica-6"]
+    assert verify_cluster(one, pw) == []
+    for master in nine[:3]:
+        assert master.client().info("replication")["connected_slaves"] >= 1
+    assert_all_present(nine, data)
