@@ -233,3 +233,69 @@ def test_two_replicas_per_master_and_back(redis_nodes_factory: Callable[..., Red
     for master in nine[:3]:
         assert master.client().info("replication")["connected_slaves"] >= 1
     assert_all_present(nine, data)
+
+
+RESHAPE_SCRIPT = """
+import json, logging, sys
+from clusterops.model import NodeTarget
+from clusterops.scaling import reshape_cluster
+logging.basicConfig(level=logging.INFO)
+job = json.load(sys.stdin)
+old = [NodeTarget.from_dict(n) for n in job["old"]]
+new = [NodeTarget.from_dict(n) for n in job["new"]]
+reshape_cluster(old, new, job["password"], 60)
+"""
+
+
+def open_slots(nodes: RedisNodes) -> list[str]:
+    found = []
+    for node in nodes:
+        text = node.client().execute_command("CLUSTER", "NODES")
+        found += [t for line in text.splitlines() for t in line.split() if t.startswith("[")]
+    return found
+
+
+def test_a_provider_killed_mid_migration_loses_nothing_and_the_rerun_finishes(
+    eight: RedisNodes,
+) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from tests.support.pulumi_cli import PROJECT_ROOT
+
+    pw = eight.password
+    three, four = layout(eight, *THREE), layout(eight, *FOUR)
+    form_cluster(three, pw, 30)
+    # Enough keys (with 2 KB values) that the move takes a while: it is killed while a slot is
+    # open, between a MIGRATE and the SETSLOT NODE that would close it.
+    data = {f"big:{i}": f"{i}:" + "x" * 2000 for i in range(60_000)}
+    with cluster_client(eight) as client:
+        for start in range(0, len(data), 5000):
+            client.mset_nonatomic(dict(list(data.items())[start : start + 5000]))
+    job = json.dumps({"old": [n.to_dict() for n in three], "new": [n.to_dict() for n in four],
+                      "password": pw})
+    process = subprocess.Popen([sys.executable, "-c", RESHAPE_SCRIPT], cwd=PROJECT_ROOT,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    assert process.stdin is not None
+    process.stdin.write(job)
+    process.stdin.close()
+    seen = wait_for("a slot open mid-move", lambda: open_slots(eight), timeout_s=60,
+                    interval_s=0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    assert process.returncode == -signal.SIGKILL
+    assert seen, "the kill must land while a move is in progress"
+
+    # Killed: slots may be open, keys split between source and target; none is lost.
+    preview = preview_reshape(three, four, pw)
+    assert not preview.problems, preview.problems
+    report = reshape_cluster(three, four, pw, 120)
+    assert verify_cluster(four, pw) == []
+    assert open_slots(eight) == []
+    assert_all_present(eight, data)
+    assert total_keys(four, pw) == len(data)
+    print(f"\nkilled with open slots {seen[:4]}; rerun finished {report.finished_open} open "
+          f"slot(s), moved {report.moved.keys} key(s) more")
