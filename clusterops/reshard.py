@@ -27,6 +27,7 @@ from clusterops.model import (
     shard_of,
 )
 from clusterops.observe import NodeSnapshot
+from clusterops.verify import resolve_ids
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,6 @@ def shard_targets(
     return targets
 
 
-def _names_by_id(snapshots: Mapping[str, NodeSnapshot]) -> dict[str, str]:
-    return {s.my_id: name for name, s in snapshots.items() if s.reachable and s.my_id}
-
-
 def planned_owner(plan: Sequence[NodeTarget]) -> list[str]:
     """Planned master name of every slot (the plan must be valid: full coverage)."""
     owner = [""] * HASH_SLOTS
@@ -187,9 +184,11 @@ def plan_reshape(
     result.removed = [n.name for n in old if n.name not in new_names]
     by_name = {s.name: s for s in snapshots}
     live = {name: s for name, s in by_name.items() if s.reachable and s.cluster_enabled}
-    ids = _names_by_id(live)
-    result.ids = {name: node_id for node_id, name in ids.items()}
     union = [*old, *(n for n in new if n.name not in old_names)]
+    # A node that is down (a container being replaced) is still known by its peers: its id
+    # comes from them, so its slots are not mistaken for a stranger's.
+    result.ids = resolve_ids(union, snapshots)
+    ids = {node_id: name for name, node_id in result.ids.items()}
     problems = result.problems
 
     for node in union:
@@ -298,6 +297,8 @@ def plan_reshape(
         if replica.is_master:
             continue
         me = live[replica.name].myself if replica.name in live else None
+        if me is None and replica.name not in result.added:
+            continue  # a deployed replica that is down: for health checks, not a reshape
         if me is not None and me.is_master and me.slots:
             continue  # took over its shard after a failover: it serves, it stays
         followed = ids.get(me.master_id or "") if me is not None and me.is_replica else None

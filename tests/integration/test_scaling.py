@@ -299,3 +299,22 @@ def test_a_provider_killed_mid_migration_loses_nothing_and_the_rerun_finishes(
     assert total_keys(four, pw) == len(data)
     print(f"\nkilled with open slots {seen[:4]}; rerun finished {report.finished_open} open "
           f"slot(s), moved {report.moved.keys} key(s) more")
+
+
+def test_a_node_down_with_an_unchanged_plan_is_not_a_reshape(eight: RedisNodes) -> None:
+    # As while pulumi up replaces containers: the bootstrap's check reads the live cluster
+    # and must neither refuse nor plan an update because a node is down.
+    from components.bootstrap import PROVIDER_VERSION, ClusterBootstrapProvider
+
+    pw = eight.password
+    three = layout(eight, *THREE)
+    form_cluster(three, pw, 30)
+    eight[1].kill()  # master-2
+    eight[3].kill()  # replica-1
+    plan = preview_reshape(three, three, pw)
+    assert plan.foreign_owners == [] and plan.nothing_to_do, plan.summary()
+    assert sorted(plan.unknown_nodes) == ["ap-master-2", "ap-replica-1"]
+    props = {"nodes": [n.to_dict() for n in three], "password": pw,
+             "provider_version": PROVIDER_VERSION, "timeout_seconds": 30}
+    checked = ClusterBootstrapProvider().check(props, props)
+    assert checked.failures == [] and "reshape_plan" not in checked.inputs
