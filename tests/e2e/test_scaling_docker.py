@@ -237,3 +237,24 @@ def test_protected_volumes_refuse_the_whole_scale_in_until_unprotected(tmp_path:
                         *(f"apscale-redis-{n}-data" for n in
                           ("master-1", "master-2", "master-3", "replica-1", "replica-2",
                            "replica-3"))], capture_output=True, check=False)
+
+
+def test_replacing_every_container_is_not_taken_for_a_reshape(tmp_path: Path) -> None:
+    """The bootstrap's check reads the live cluster on every preview and up; while the engine
+    replaces every node container (a redis.conf change) nodes are down or restarting, which
+    must neither refuse the update nor plan a reshape."""
+    deploy = deploy_stack(tmp_path, "dev", **ISOLATED)
+    stack = next(deploy)
+    try:
+        handle = stack.stack
+        with client_for(stack) as client:
+            client.set("kept", "yes")
+        handle.set_config({"maxmemory": "256mb"})
+        diff = handle.run("preview", "--stack", handle.name, "--diff").stdout
+        assert "reshape_plan" not in diff
+        handle.up()
+        assert handle.changes() == []
+        with client_for(stack) as client:
+            assert client.get("kept") == "yes"
+    finally:
+        deploy.close()
