@@ -318,3 +318,22 @@ def test_a_node_down_with_an_unchanged_plan_is_not_a_reshape(eight: RedisNodes) 
              "provider_version": PROVIDER_VERSION, "timeout_seconds": 30}
     checked = ClusterBootstrapProvider().check(props, props)
     assert checked.failures == [] and "reshape_plan" not in checked.inputs
+
+
+def test_a_preview_off_the_clusters_network_shows_the_planned_moves_with_keys_unknown() -> None:
+    # A pull-request preview on a CI runner reaches no node: the plan still shows every move.
+    def unreachable(masters: int, replicas: int) -> list[NodeTarget]:
+        ranges = split_slots(masters)
+        nodes = [NodeTarget(f"m{i + 1}", "127.0.0.1", 1 + i, "10.0.0.1", 6379 + i,
+                            role="master", slots=(ranges[i],)) for i in range(masters)]
+        return nodes + [NodeTarget(f"r{k + 1}", "127.0.0.1", 50 + k, "10.0.0.2", 6379 + k,
+                                   role="replica", master=f"m{k % masters + 1}")
+                        for k in range(masters * replicas)]
+
+    plan = preview_reshape(unreachable(3, 1), unreachable(4, 1), "pw", timeout_s=0.5)
+    assert plan.problems == []
+    assert plan.summary()[:3] == [
+        "add nodes: m4, r4",
+        "move 8192 slot(s) in 3 range(s), keys unknown (not all sources reachable)",
+        "  slots 4096-5460 (1365): m1 -> m2, ? keys",
+    ]
