@@ -258,3 +258,39 @@ def test_replacing_every_container_is_not_taken_for_a_reshape(tmp_path: Path) ->
             assert client.get("kept") == "yes"
     finally:
         deploy.close()
+
+
+def test_replicas_per_master_1_to_2_to_1_under_a_live_writer(tmp_path: Path) -> None:
+    deploy = deploy_stack(tmp_path, "dev", **ISOLATED)
+    stack = next(deploy)
+    try:
+        handle = stack.stack
+        data = {f"pre:{i}": f"value-{i}" for i in range(5000)}
+        with client_for(stack) as client:
+            client.mset_nonatomic(data)
+        seeds = [(n["ip"], n["port"]) for n in stack.outputs["nodes"][:3]]
+        for replicas, prefix in (("2", "two"), ("1", "one")):
+            handle.set_config({"replicasPerMaster": replicas})
+            diff = handle.run("preview", "--stack", handle.name, "--diff").stdout
+            assert "move 0 slot(s)" in diff, diff
+            writer = ClusterWriter(seeds, stack.password, prefix)
+            writer.start()
+            started = time.monotonic()
+            try:
+                handle.up()
+            finally:
+                writer.stop()
+            stack.reload_outputs()
+            with client_for(stack) as client:
+                lost = writer.missing(client)
+                assert client.mget_nonatomic(list(data)) == list(data.values())
+            print(f"\nreplicasPerMaster -> {replicas}: pulumi up {time.monotonic() - started:.1f}s;"
+                  f" writer {len(writer.ok)} OK, {len(writer.acked)} WAIT-acked, "
+                  f"{len(writer.errors)} client error(s) {writer.errors[:3]}")
+            assert lost == [], f"{len(lost)} write(s) that returned OK are gone: {lost[:5]}"
+            assert len(stack.outputs["nodes"]) == 3 * (1 + int(replicas))
+            assert handle.changes() == []
+        assert not {"apscale-redis-replica-4-data", "apscale-redis-replica-6-data"} & \
+            volume_names()
+    finally:
+        deploy.close()
