@@ -43,7 +43,7 @@ class ClusterAssessment:
         return not self.problems
 
 
-def _resolve_ids(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> dict[str, str]:
+def resolve_ids(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> dict[str, str]:
     """Planned name -> node id: from the node itself, else from how the others know it."""
     ids = {s.name: s.my_id for s in snapshots if s.reachable and s.my_id}
     for target in plan:
@@ -67,7 +67,7 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
         elif not snapshot.cluster_enabled:
             problems.append(f"{snapshot.node.name} has cluster support disabled")
 
-    ids = _resolve_ids(plan, snapshots)
+    ids = resolve_ids(plan, snapshots)
     result.node_ids = ids
     name_of = {node_id: name for name, node_id in ids.items()}
     by_name = {target.name: target for target in plan}

@@ -21,9 +21,14 @@ Pulumi's provider protocol onto it. Facts from pulumi/pulumi that shape it:
 - ``settings`` (what Redis changes at run time: maxmemory, appendfsync, ...) are applied on
   every node with CONFIG SET in ``create`` and ``update`` (clusterops.live_config): a setting
   change is an update of this resource, shown in the preview, and restarts no node.
-- A topology change (nodes added/removed/moved, slots or roles changed) is refused in ``diff``
-  (so ``preview`` already fails with the reason) and again in ``update``: this provider does
-  not scale the cluster yet and must never harm it.
+- Scaling (nodes added or removed, slot ranges changed, a replica following another master)
+  is an update: ``check`` reads the live cluster where it answers and puts the plan (nodes in
+  and out, every slot range with source and target and its key count) into the
+  ``reshape_plan`` input, so ``pulumi preview --diff`` shows it, and refuses with a
+  CheckFailure a live cluster changed by hand; ``update`` runs :mod:`clusterops.scaling`.
+  The engine creates new containers before this update (the resource depends on every
+  container) and deletes removed ones after it. Moving a surviving node to another address
+  or changing its role is still refused.
 """
 
 from __future__ import annotations
@@ -37,11 +42,12 @@ import pulumi
 from pulumi import dynamic
 from pulumi.runtime import rpc
 
-from clusterops.errors import ClusterOpsError
+from clusterops.errors import ClusterOpsError, PlanError
 from clusterops.formation import form_cluster
 from clusterops.live_config import apply_settings, settings_problems
 from clusterops.model import ClusterReport, NodeTarget, plan_problems
 from clusterops.password_rotation import rotate_password
+from clusterops.scaling import preview_reshape, reshape_cluster
 from clusterops.topology_read import read_live_topology
 from components.preview_values import contains_unknown
 from components.provider_version import PROJECT_ROOT, source_version
@@ -66,10 +72,14 @@ NODE_FIELDS = ("name", "role", "admin_host", "admin_port", "cluster_host", "clus
 # What makes up the cluster's topology; everything else in a node (admin address) only says
 # how this process reaches it and may change freely.
 TOPOLOGY_FIELDS = ("role", "cluster_host", "cluster_port", "slots", "master")
+# What scaling may not change on a node that stays: its identity in the cluster.
+FIXED_FIELDS = ("role", "cluster_host", "cluster_port")
+# The preview's account of a reshape (a list of lines); informative, never compared.
+RESHAPE_PLAN_KEY = "reshape_plan"
 
 
 class TopologyChangeError(ClusterOpsError):
-    """The requested change would need scaling/resharding, which this provider refuses."""
+    """The requested change moves or re-roles a surviving node, which this provider refuses."""
 
 
 def _password(props: Mapping[str, Any]) -> str | None:
@@ -137,16 +147,57 @@ def topology_change(
     return "; ".join(parts) or None
 
 
-def _refuse_topology_change(olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:
-    change = topology_change(olds.get("nodes") or [], news.get("nodes") or [])
+def unsupported_change(
+    old_nodes: Sequence[Mapping[str, Any]], new_nodes: Sequence[Mapping[str, Any]]
+) -> str | None:
+    """Pure: what no reshape can do (a surviving node moved or re-roled), or None."""
+    old, new = _topology(old_nodes), _topology(new_nodes)
+    parts = []
+    for name in sorted(set(old) & set(new)):
+        fields = [key for key in FIXED_FIELDS if old[name][key] != new[name][key]]
+        if fields:
+            changes = ", ".join(f"{k} {old[name][k]!r} -> {new[name][k]!r}" for k in fields)
+            parts.append(f"{name}: {changes}")
+    return "; ".join(parts) or None
+
+
+def _refuse_unsupported_change(olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:
+    change = unsupported_change(olds.get("nodes") or [], news.get("nodes") or [])
     if change:
         raise TopologyChangeError(
-            f"this change {change}. Changing the cluster topology (adding or removing nodes, "
-            "moving nodes, changing roles or slot ranges) is not supported by this provider "
-            "yet: scaling and resharding come later. Nothing was changed on the live cluster. "
-            "Revert the change, or reshard by hand (redis-cli --cluster add-node/reshard) and "
-            "then replace this resource."
+            f"this change moves or re-roles a node that stays ({change}). That is not supported "
+            "by this provider: a node's address and role are its identity in the cluster. "
+            "Nothing was changed on the live cluster. Add a new node and remove the old one "
+            "instead (change masters/replicasPerMaster), or revert the change."
         )
+
+
+def _reshape_preview(olds: Mapping[str, Any], news: Mapping[str, Any]
+                     ) -> tuple[list[str] | None, list[dynamic.CheckFailure]]:
+    """The reshape's summary lines (None when there is nothing to reshape) and the reasons to
+    refuse it, from the live cluster where it answers (read-only)."""
+    if not olds.get("nodes") or contains_unknown(news.get("nodes")) or _password(news) is None:
+        return None, []
+    if unsupported_change(olds["nodes"], news["nodes"]):
+        return None, []  # refused by diff with its own message
+    try:
+        old, new = _nodes(olds), _nodes(news)
+    except (KeyError, TypeError, ValueError):
+        return None, []  # malformed inputs: check_inputs says why
+    if plan_problems(new):
+        return None, []
+    plan = preview_reshape(old, new, _password(news))
+    failures = [dynamic.CheckFailure("nodes", f"unsafe to reshape the live cluster: {problem}")
+                for problem in plan.problems]
+    if topology_change(olds["nodes"], news["nodes"]) is None:
+        # Same plan: a node being down is for health checks, not a reason to refuse a preview.
+        # Slots served by a node of neither plan are: this update would let the engine delete
+        # its container (a scale-out that failed half-way, then reverted in the config).
+        if not plan.foreign_owners:
+            failures = []
+        if plan.nothing_to_do:
+            return None, failures
+    return plan.summary(), failures
 
 
 def _outputs(props: Mapping[str, Any], report: ClusterReport) -> dict[str, Any]:
@@ -228,22 +279,33 @@ def check_inputs(news: Mapping[str, Any]) -> list[dynamic.CheckFailure]:
 class ClusterBootstrapProvider(dynamic.ResourceProvider):
     """Forms (or adopts) the planned cluster; see the module docstring for the protocol rules."""
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
         inputs = dict(news)
         inputs.setdefault("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
+        inputs.pop(RESHAPE_PLAN_KEY, None)
         if _password(news) is not None:
             inputs["password"] = rpc.wrap_rpc_secret(_password(news))
-        return dynamic.CheckResult(inputs, check_inputs(news))
+        failures = check_inputs(news)
+        if not failures:
+            # Every preview reads the live cluster where it answers: a reshape left half-done
+            # (or a hand change) is caught even when the config did not change.
+            summary, refusals = _reshape_preview(olds, news)
+            failures += refusals
+            if summary is not None:
+                inputs[RESHAPE_PLAN_KEY] = summary
+        return dynamic.CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         if contains_unknown({k: news.get(k) for k in INPUT_KEYS}):
             return dynamic.DiffResult(changes=True, replaces=[], delete_before_replace=False)
-        _refuse_topology_change(olds, news)
+        _refuse_unsupported_change(olds, news)
         old, new = _inputs(olds), _inputs(news)
-        # Only our inputs count: `__provider` (the pickle) and the outputs are ignored.
+        # Only our inputs count: `__provider` (the pickle) and the outputs are ignored. A
+        # reshape plan from check means the live cluster still has work to do.
         changed = [key for key in INPUT_KEYS if old[key] != new[key]]
         return dynamic.DiffResult(
-            changes=bool(changed), replaces=[], stables=[], delete_before_replace=False
+            changes=bool(changed or news.get(RESHAPE_PLAN_KEY)), replaces=[], stables=[],
+            delete_before_replace=False,
         )
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
@@ -258,14 +320,22 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
     def update(
         self, _id: str, olds: dict[str, Any], news: dict[str, Any]
     ) -> dynamic.UpdateResult:
-        _refuse_topology_change(olds, news)
+        _refuse_unsupported_change(olds, news)
         nodes, password, timeout = _nodes(news), _password(news) or "", _timeout(news)
+        old_nodes = _nodes(olds)
         old_password = _password(olds)
         if old_password and old_password != password:
-            rotate_password(nodes, old_password, password, timeout,
+            # The deployed nodes switch; new nodes start with the new password already.
+            rotate_password(old_nodes, old_password, password, timeout,
                             rewrite_config=_rewrite_config(news))
-        # Live, node by node, with no restart; compared with the live values, not with the
-        # old inputs, so an interrupted earlier run is finished here.
+        if topology_change(olds["nodes"], news["nodes"]) or news.get(RESHAPE_PLAN_KEY):
+            problems = plan_problems(nodes)
+            if problems:
+                raise PlanError(reason for _field, reason in problems)
+            reshape_cluster(old_nodes, nodes, password, timeout,
+                            recorded_ids=olds.get("node_ids") or {})
+        # Live, node by node, with no restart (new nodes included); compared with the live
+        # values, not with the old inputs, so an interrupted earlier run is finished here.
         apply_settings(nodes, password, _settings(news), timeout,
                        rewrite_config=_rewrite_config(news))
         # Adopts the cluster as it is (no writes when it is the planned one) and verifies it.

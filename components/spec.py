@@ -28,6 +28,35 @@ REDIS_PORT = 6379
 MAX_MASTERS = 100
 MAX_REPLICAS_PER_MASTER = 5
 
+# Address layout, stable under scaling: a node's index (its IP is FIRST_NODE_HOST_OFFSET + index,
+# its host port basePort + index) depends only on its name, never on how many masters or
+# replicas there are, so adding or removing a shard never moves an existing node (a moved IP
+# would replace its container and strand its peers' nodes.conf). Masters 1-3 and replicas
+# 1-15 keep the layout every 3-master stack has always had; masters 4+ and replicas 16+ (only
+# possible with 4+ masters) come after them.
+BASE_MASTERS = 3
+_BASE_REPLICAS = BASE_MASTERS * MAX_REPLICAS_PER_MASTER
+_EXTRA_MASTERS_INDEX = BASE_MASTERS + _BASE_REPLICAS
+_EXTRA_REPLICAS_INDEX = _EXTRA_MASTERS_INDEX + MAX_MASTERS - BASE_MASTERS
+
+
+def node_index(role: str, ordinal: int) -> int:
+    """The address index of master-N / replica-N (see the layout note above)."""
+    if role == "master":
+        return ordinal - 1 if ordinal <= BASE_MASTERS else _EXTRA_MASTERS_INDEX + ordinal - 4
+    if ordinal <= _BASE_REPLICAS:
+        return BASE_MASTERS + ordinal - 1
+    return _EXTRA_REPLICAS_INDEX + ordinal - _BASE_REPLICAS - 1
+
+
+def index_span(masters: int, replicas_per_master: int) -> int:
+    """1 + the highest address index the nodes of this shape use."""
+    replicas = masters * replicas_per_master
+    highest = [node_index("master", masters)]
+    if replicas:
+        highest.append(node_index("replica", replicas))
+    return max(highest) + 1
+
 MAXMEMORY_POLICIES = (
     "noeviction",
     "allkeys-lru",
@@ -369,7 +398,7 @@ def _parse_rdb_save(reader: _Reader) -> tuple[tuple[int, int], ...]:
 
 
 def _check_ports(reader: _Reader, spec_values: dict[str, Any]) -> None:
-    count = spec_values["node_count"]
+    count = spec_values["index_span"]  # ports in use span the highest node index
     base = spec_values["base_port"]
     last_bus = base + count - 1 + BUS_PORT_OFFSET
     if last_bus > 65535:
@@ -398,7 +427,7 @@ def _check_ports(reader: _Reader, spec_values: dict[str, Any]) -> None:
         reader.fail("prometheusPort", "equals exporterPort. Fix: give them different ports")
 
 
-def _check_subnet(reader: _Reader, subnet: str, node_count: int) -> None:
+def _check_subnet(reader: _Reader, subnet: str, node_count: int, span: int) -> None:
     try:
         network = ipaddress.ip_network(subnet, strict=True)
     except ValueError as err:
@@ -407,7 +436,7 @@ def _check_subnet(reader: _Reader, subnet: str, node_count: int) -> None:
     if network.version != 4:
         reader.fail("subnet", f"{subnet} is IPv6. Fix: use an IPv4 subnet such as 172.28.0.0/24")
         return
-    needed = FIRST_NODE_HOST_OFFSET + node_count + 1  # + broadcast address
+    needed = FIRST_NODE_HOST_OFFSET + span + 1  # + broadcast address
     if network.num_addresses < needed:
         prefix = 32
         while 2 ** (32 - prefix) < needed:
@@ -507,6 +536,7 @@ def build_spec(raw: Mapping[str, Any], stack: str, password_set: bool) -> Cluste
                                            "give the cluster 30-600 s to form"),
     )
     values["node_count"] = masters * (1 + replicas)
+    values["index_span"] = index_span(masters, replicas)
 
     if values["min_replicas_to_write"] > replicas:
         reader.fail("minReplicasToWrite", f"{values['min_replicas_to_write']} is more than "
@@ -521,7 +551,7 @@ def build_spec(raw: Mapping[str, Any], stack: str, password_set: bool) -> Cluste
         reader.fail("bindAddress", f"{values['bind_address']!r} is not an IP address. "
                     "Fix: use 127.0.0.1 (this host only) or 0.0.0.0 (all interfaces)")
     _check_ports(reader, values)
-    _check_subnet(reader, values["subnet"], values["node_count"])
+    _check_subnet(reader, values["subnet"], values["node_count"], values["index_span"])
     if values["password_policy"] == "required" and not password_set:
         reader.fail("password", f"stack {stack!r} requires a password and none is set. Fix: "
                     f"pulumi config set --secret {PROJECT}:password <value>")
@@ -536,6 +566,7 @@ def build_spec(raw: Mapping[str, Any], stack: str, password_set: bool) -> Cluste
     if reader.problems:
         raise ConfigError(reader.problems)
     del values["node_count"]
+    del values["index_span"]
     return ClusterSpec(**values)
 
 

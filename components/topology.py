@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from clusterops.model import BUS_PORT_OFFSET, NodeTarget, SlotRange, split_slots
-from components.spec import FIRST_NODE_HOST_OFFSET, REDIS_PORT, ClusterSpec
+from components.spec import FIRST_NODE_HOST_OFFSET, REDIS_PORT, ClusterSpec, node_index
 
 EXPORTER_HOST_OFFSET = 5
 PROMETHEUS_HOST_OFFSET = 6
@@ -72,6 +72,9 @@ class ClusterPlan:
 def plan_cluster(spec: ClusterSpec) -> ClusterPlan:
     """Masters first (master-1..M), then replicas: replica-k follows master-((k-1) % M + 1).
 
+    Addresses and host ports come from :func:`components.spec.node_index`: stable when
+    ``masters`` or ``replicasPerMaster`` change, so scaling only adds or removes nodes.
+
     With one replica per master this is the guide's layout: replica-1 follows master-1, etc.
     Every node gets its own container, volume and IP, so no replica shares a container with
     its master.
@@ -80,8 +83,9 @@ def plan_cluster(spec: ClusterSpec) -> ClusterPlan:
     slot_ranges = split_slots(spec.masters)
     nodes: list[PlannedNode] = []
 
-    def make(index: int, role: str, ordinal: int, **extra: object) -> PlannedNode:
+    def make(role: str, ordinal: int, **extra: object) -> PlannedNode:
         name = f"{spec.name_prefix}-redis-{role}-{ordinal}"
+        index = node_index(role, ordinal)
         return PlannedNode(
             name=name,
             role=role,
@@ -96,10 +100,10 @@ def plan_cluster(spec: ClusterSpec) -> ClusterPlan:
         )
 
     for m in range(spec.masters):
-        nodes.append(make(len(nodes), "master", m + 1, slots=(slot_ranges[m],)))
+        nodes.append(make("master", m + 1, slots=(slot_ranges[m],)))
     for r in range(spec.masters * spec.replicas_per_master):
         master_name = nodes[r % spec.masters].name
-        nodes.append(make(len(nodes), "replica", r + 1, master=master_name))
+        nodes.append(make("replica", r + 1, master=master_name))
 
     return ClusterPlan(
         nodes=tuple(nodes),

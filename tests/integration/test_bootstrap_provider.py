@@ -103,31 +103,63 @@ def test_update_of_timeout_or_version_writes_nothing(six_nodes: RedisNodes) -> N
         assert updated.outs[key] == outs[key]
 
 
-def test_topology_changes_are_refused_and_leave_everything_untouched(
-    six_nodes: RedisNodes, redis_nodes_factory
+def test_moving_or_re_roling_a_surviving_node_is_refused_and_leaves_everything_untouched(
+    six_nodes: RedisNodes,
 ) -> None:
     provider, id_, outs = created(six_nodes)
-    extra = redis_nodes_factory(1, password=six_nodes.password, name_prefix="extra")
-    grown = plan_for([*six_nodes, extra[0]])  # a 7th node: replica-4 of master-1
     before = write_counts(six_nodes)
+    plan = [t.to_dict() for t in plan_for(six_nodes)]
     cases = {
-        "add a node": [t.to_dict() for t in grown],
-        "remove a node": [t.to_dict() for t in plan_for(six_nodes)][:-1],
-        "change slots": [
-            {**n, "slots": [[0, 5000]]} if n["name"].endswith("master-1") else n
-            for n in (t.to_dict() for t in plan_for(six_nodes))
-        ],
+        "move a node": [{**n, "cluster_port": n["cluster_port"] + 1} if i == 4 else n
+                        for i, n in enumerate(plan)],
+        "re-role a node": [{**n, "role": "master", "master": None, "slots": [[0, 0]]}
+                           if i == 5 else n for i, n in enumerate(plan)],
     }
     for case, nodes in cases.items():
         news = inputs_for(six_nodes, nodes=nodes)
-        with pytest.raises(TopologyChangeError, match="not supported by this provider yet"):
+        with pytest.raises(TopologyChangeError, match="not supported by this provider"):
             provider.diff(id_, outs, news)
         with pytest.raises(TopologyChangeError) as refused:
             provider.update(id_, outs, news)
         assert "Nothing was changed" in str(refused.value), case
     assert write_counts(six_nodes) == before
-    info = extra[0].client().execute_command("CLUSTER", "INFO")
-    assert "cluster_known_nodes:1\r" in info  # the new node was never met
+
+
+def test_scaling_out_is_previewed_with_its_moves_and_applied_by_update(
+    six_nodes: RedisNodes, redis_nodes_factory
+) -> None:
+    provider, id_, outs = created(six_nodes)
+    extra = redis_nodes_factory(2, password=six_nodes.password, name_prefix="extra")
+    with RedisCluster(host="127.0.0.1", port=six_nodes[0].port, password=six_nodes.password,
+                      decode_responses=True) as client:
+        client.mset_nonatomic({f"k{i}": str(i) for i in range(3000)})
+    # Master-4 (extra[0]) and its replica-4 (extra[1]): plan_for puts the first 4 first.
+    grown = plan_for([*six_nodes[:3], extra[0], *six_nodes[3:], extra[1]], masters=4)
+    news = inputs_for(six_nodes, nodes=[t.to_dict() for t in grown])
+
+    checked = provider.check(inputs_for(six_nodes), news)
+    assert checked.failures == []
+    summary = checked.inputs["reshape_plan"]
+    assert summary[0] == ("add nodes: alphapulse-redis-master-4, alphapulse-redis-replica-4")
+    assert summary[1].startswith("move 8192 slot(s) in 3 range(s), ")
+    moved_keys = int(summary[1].split(", ")[1].split()[0])
+    assert 0 < moved_keys < 3000
+    assert summary[4].startswith("  slots 12288-16383 (4096): alphapulse-redis-master-3 -> "
+                                 "alphapulse-redis-master-4")
+    assert provider.diff(id_, outs, checked.inputs).changes is True
+
+    updated = provider.update(id_, outs, checked.inputs)
+    assert updated.outs is not None
+    assert updated.outs["slot_ranges"]["alphapulse-redis-master-4"] == [[12288, 16383]]
+    assert "reshape_plan" not in updated.outs
+    # Applied: the next check finds nothing left to do, and no key was lost.
+    again = provider.check(checked.inputs, news)
+    assert again.failures == [] and "reshape_plan" not in again.inputs
+    assert provider.diff(id_, updated.outs, again.inputs).changes is False
+    with RedisCluster(host="127.0.0.1", port=six_nodes[0].port, password=six_nodes.password,
+                      decode_responses=True) as client:
+        assert client.mget_nonatomic([f"k{i}" for i in range(3000)]) == [
+            str(i) for i in range(3000)]
 
 
 def test_admin_address_change_is_an_update_not_a_topology_change(six_nodes: RedisNodes) -> None:

@@ -227,12 +227,12 @@ def test_create_diff_update_through_the_provider_process(
     assert password_diff.changes == provider_pb2.DiffResponse.DIFF_SOME
     assert list(password_diff.replaces) == []  # in place, never a replacement
 
-    # A topology change is refused with a clear message before anything is touched.
+    # Moving a node is refused with a clear message before anything is touched.
     moved = [dict(n) for n in inputs["nodes"]]
-    moved[0]["slots"] = [[0, 100]]
+    moved[0]["cluster_port"] += 1
     with pytest.raises(grpc.RpcError) as refused:
         diff({**same, "nodes": moved})
-    assert "not supported by this provider yet" in refused.value.details()
+    assert "not supported by this provider" in refused.value.details()
     assert password not in refused.value.details()
 
     # Password change: an in-place update that keeps replication up.
@@ -261,7 +261,7 @@ def test_create_diff_update_through_the_provider_process(
         provider_stub.Update(provider_pb2.UpdateRequest(
             id=created.id, urn=URN, olds=to_struct(new_outs),
             news=to_struct({**rotated, "nodes": moved}), timeout=60))
-    assert "not supported by this provider yet" in refused_update.value.details()
+    assert "not supported by this provider" in refused_update.value.details()
     assert new_outs["node_ids"] == from_struct(provider_stub.Read(provider_pb2.ReadRequest(
         id=created.id, urn=URN, properties=to_struct(new_outs))).properties)["node_ids"]
 

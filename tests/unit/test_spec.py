@@ -95,11 +95,13 @@ def test_config_problems_are_a_pulumi_run_error():
 
 
 def test_larger_clusters_need_room_in_the_subnet():
-    build_spec({"masters": "10", "replicasPerMaster": "2", "subnet": "10.9.0.0/26"}, "dev", False)
+    # Masters 4+ and replicas 16+ sit after the 3-master layout's block (stable addresses
+    # under scaling, components.spec.node_index), so they need more room than their count.
+    build_spec({"masters": "10", "replicasPerMaster": "2", "subnet": "10.9.0.0/24"}, "dev", False)
     problem = only_problem_about(
-        {"masters": "10", "replicasPerMaster": "2", "subnet": "10.9.0.0/27"}, "subnet"
+        {"masters": "10", "replicasPerMaster": "2", "subnet": "10.9.0.0/26"}, "subnet"
     )
-    assert "30 nodes" in problem
+    assert "30 nodes need 132" in problem
 
 
 def test_every_config_key_is_in_the_readme():

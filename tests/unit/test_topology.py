@@ -79,3 +79,30 @@ def test_a_planned_node_converts_to_the_cluster_node_type_once():
     assert master.slots == ((0, 5460),) and master.bus_port == plan.masters[0].bus_port
     # Round trip through the bootstrap resource's stored JSON shape.
     assert NodeTarget.from_dict(master.to_dict()) == replace(master, container_name=None)
+
+
+def _layout(masters: int, replicas: int) -> dict[str, tuple[str, int, str | None]]:
+    spec = build_spec({"masters": str(masters), "replicasPerMaster": str(replicas)}, "dev", False)
+    return {n.name: (n.ip, n.host_port, n.master) for n in plan_cluster(spec).nodes}
+
+
+@pytest.mark.parametrize(("before", "after"), [((3, 1), (4, 1)), ((4, 1), (3, 1)),
+                                               ((3, 1), (3, 2)), ((3, 1), (6, 1)),
+                                               ((5, 2), (5, 1))])
+def test_scaling_keeps_every_surviving_node_where_it_was(before, after):
+    # A surviving node whose IP or host port moved would be a replaced container with a
+    # nodes.conf its peers no longer match: scaling must only add or remove nodes.
+    old, new = _layout(*before), _layout(*after)
+    for name in set(old) & set(new):
+        assert old[name][:2] == new[name][:2], name
+    ips = [ip for ip, _port, _master in new.values()]
+    assert len(set(ips)) == len(ips)
+
+
+def test_three_master_layouts_are_unchanged_by_the_stable_scheme():
+    # Every 3-master stack deployed before scaling existed keeps its addresses: node i of the
+    # old masters-first order is at host offset 11 + i.
+    for replicas in range(0, 6):
+        spec = build_spec({"replicasPerMaster": str(replicas)}, "dev", False)
+        plan = plan_cluster(spec)
+        assert [n.host_port for n in plan.nodes] == list(range(7001, 7001 + len(plan.nodes)))

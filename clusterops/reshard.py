@@ -1,0 +1,321 @@
+"""Pure reshape planning: what must happen to turn the live cluster into a new plan.
+
+No I/O. Given the plan the cluster was deployed with (``old``), the new plan and one snapshot of
+every node of either plan, :func:`plan_reshape` says which nodes join and leave, which slot
+ranges move from which live master to which, which replicas must (re)attach, which open slots
+an interrupted move left, and why it would be unsafe to go on (:attr:`ReshapePlan.problems`:
+the live cluster is not a state our own procedure can leave behind, so someone changed it by
+hand). Slots move only to the live master of their planned shard (the planned master, or its
+replica after a failover); a slot already served by its planned shard never moves.
+
+The plan's slot split is the one a fresh deployment gets (``model.split_slots``), so a scaled
+cluster is the cluster a new stack of that size would have. The price: going from M to M+1
+masters moves more than the minimal 1/(M+1) of the slots (3 -> 4 moves 8192 slots, half).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from clusterops import checks
+from clusterops.model import (
+    HASH_SLOTS,
+    NodeTarget,
+    format_ranges,
+    masters_of,
+    shard_of,
+)
+from clusterops.observe import NodeSnapshot
+from clusterops.verify import resolve_ids
+
+
+@dataclass(frozen=True)
+class SlotMove:
+    """Slots ``first..last`` move from the live master ``source`` to ``target`` (names)."""
+
+    first: int
+    last: int
+    source: str
+    target: str
+    keys: int | None = None  # keys in these slots on the source, where counted
+
+    @property
+    def slots(self) -> range:
+        return range(self.first, self.last + 1)
+
+    def describe(self) -> str:
+        span = f"{self.first}-{self.last}" if self.first != self.last else str(self.first)
+        keys = "? keys" if self.keys is None else f"{self.keys} keys"
+        count = self.last - self.first + 1
+        return f"slots {span} ({count}): {self.source} -> {self.target}, {keys}"
+
+
+@dataclass(frozen=True)
+class OpenSlot:
+    """A slot an interrupted move left importing/migrating; finished toward its planned owner."""
+
+    slot: int
+    node: str  # the node that has it open
+    state: str  # "migrating to" | "importing from"
+    peer: str  # name (or id) of the other side
+
+
+@dataclass
+class ReshapePlan:
+    added: list[str] = field(default_factory=list)  # nodes that join (new in the plan)
+    removed: list[str] = field(default_factory=list)  # nodes that leave
+    meet: list[str] = field(default_factory=list)  # added nodes not yet in the cluster
+    moves: list[SlotMove] = field(default_factory=list)
+    open_slots: list[OpenSlot] = field(default_factory=list)
+    attach: list[tuple[str, str]] = field(default_factory=list)  # (replica, live master)
+    forget: list[str] = field(default_factory=list)  # removed nodes still known to the cluster
+    problems: list[str] = field(default_factory=list)  # unsafe: refuse, change nothing
+    unknown_nodes: list[str] = field(default_factory=list)  # not reachable (preview: not created)
+    foreign_owners: list[str] = field(default_factory=list)  # ids in neither plan serving slots
+    ids: dict[str, str] = field(default_factory=dict)  # name -> node id, where known
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not (self.meet or self.moves or self.open_slots or self.attach or self.forget)
+
+    @property
+    def slots_moving(self) -> int:
+        return sum(m.last - m.first + 1 for m in self.moves)
+
+    @property
+    def keys_moving(self) -> int | None:
+        counts = [m.keys for m in self.moves]
+        return None if any(c is None for c in counts) else sum(c for c in counts if c)
+
+    def summary(self) -> list[str]:
+        """Stable, readable lines for a preview and a reviewer."""
+        lines = []
+        if self.added:
+            lines.append(f"add nodes: {', '.join(self.added)}")
+        if self.removed:
+            lines.append(f"remove nodes (drained and forgotten first): {', '.join(self.removed)}")
+        keys = self.keys_moving
+        lines.append(
+            f"move {self.slots_moving} slot(s) in {len(self.moves)} range(s), "
+            + ("keys unknown (not all sources reachable)" if keys is None else f"{keys} key(s)")
+        )
+        lines += [f"  {m.describe()}" for m in self.moves]
+        if self.open_slots:
+            lines.append(f"finish {len(self.open_slots)} open slot(s) left by an interrupted move: "
+                         + ", ".join(f"{o.slot} ({o.node} {o.state} {o.peer})"
+                                     for o in self.open_slots[:10]))
+        lines += [f"attach replica {r} to {m}" for r, m in self.attach]
+        if self.unknown_nodes:
+            lines.append(f"not reachable now (to be created): {', '.join(self.unknown_nodes)}")
+        return lines
+
+
+def shard_targets(
+    plan: Sequence[NodeTarget], snapshots: Mapping[str, NodeSnapshot]
+) -> dict[str, str]:
+    """Planned master name -> the member of its shard that should receive its slots: the one
+    that is a live master with slots (a failover may have promoted a replica), else the
+    planned master."""
+    targets: dict[str, str] = {}
+    for master in masters_of(plan):
+        targets[master.name] = master.name
+        for node in plan:
+            snap = snapshots.get(node.name)
+            me = snap.myself if snap else None
+            if shard_of(plan, node).name == master.name and me and me.is_master and me.slots:
+                targets[master.name] = node.name
+                break
+    return targets
+
+
+def planned_owner(plan: Sequence[NodeTarget]) -> list[str]:
+    """Planned master name of every slot (the plan must be valid: full coverage)."""
+    owner = [""] * HASH_SLOTS
+    for master in masters_of(plan):
+        for first, last in master.slots:
+            owner[first : last + 1] = [master.name] * (last - first + 1)
+    return owner
+
+
+def slot_moves(
+    live_owner: Sequence[str | None], planned: Sequence[str], shard_members: Mapping[str, set[str]],
+    targets: Mapping[str, str],
+) -> list[SlotMove]:
+    """Pure core: slots whose live owner (name) is outside their planned shard move to that
+    shard's target; consecutive slots with one source and one target form one range.
+    ``live_owner`` None (nobody serves the slot) is not a move: it is a problem elsewhere."""
+    moves: list[SlotMove] = []
+    for slot in range(HASH_SLOTS):
+        source, shard = live_owner[slot], planned[slot]
+        if source is None or source in shard_members[shard]:
+            continue
+        target = targets[shard]
+        last = moves[-1] if moves else None
+        if last and last.last == slot - 1 and (last.source, last.target) == (source, target):
+            moves[-1] = SlotMove(last.first, slot, source, target)
+        else:
+            moves.append(SlotMove(slot, slot, source, target))
+    return moves
+
+
+def planned_moves(old: Sequence[NodeTarget], new: Sequence[NodeTarget]) -> list[SlotMove]:
+    """The moves as the two plans alone say (the live cluster not reachable: keys unknown)."""
+    members = {m.name: {n.name for n in new if shard_of(new, n).name == m.name}
+               for m in masters_of(new)}
+    return slot_moves(planned_owner(old), planned_owner(new), members,
+                      {m.name: m.name for m in masters_of(new)})
+
+
+def plan_reshape(
+    old: Sequence[NodeTarget], new: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot],
+    recorded_ids: Mapping[str, str] | None = None,
+) -> ReshapePlan:
+    """Pure: compare the live cluster (snapshots of old ∪ new nodes) with both plans.
+
+    ``recorded_ids`` (name -> node id from the last deployment) catches a node that was reset
+    or swapped by hand. Unreachable nodes are listed in ``unknown_nodes``; an unreachable node
+    of the old plan is also a problem (its slots cannot be judged or moved).
+    """
+    result = ReshapePlan()
+    old_names = {n.name for n in old}
+    new_names = {n.name for n in new}
+    result.added = [n.name for n in new if n.name not in old_names]
+    result.removed = [n.name for n in old if n.name not in new_names]
+    by_name = {s.name: s for s in snapshots}
+    live = {name: s for name, s in by_name.items() if s.reachable and s.cluster_enabled}
+    union = [*old, *(n for n in new if n.name not in old_names)]
+    # A node that is down (a container being replaced) is still known by its peers: its id
+    # comes from them, so its slots are not mistaken for a stranger's.
+    result.ids = resolve_ids(union, snapshots)
+    ids = {node_id: name for name, node_id in result.ids.items()}
+    problems = result.problems
+
+    for node in union:
+        snap = by_name.get(node.name)
+        if snap is None or not snap.reachable:
+            result.unknown_nodes.append(node.name)
+            if node.name in old_names:
+                problems.append(f"{node.name} (deployed) is not reachable: "
+                                f"{snap.error if snap else 'not observed'}")
+        elif not snap.cluster_enabled:
+            problems.append(f"{node.name} has cluster support disabled")
+    for name, node_id in (recorded_ids or {}).items():
+        if name in live and live[name].my_id != node_id:
+            problems.append(
+                f"{name} has node id {live[name].my_id}, but the stack recorded {node_id}: the "
+                "node was reset or replaced by hand")
+
+    # Known members: the deployed nodes (and added nodes once met). Anyone else was added by hand.
+    for name, snap in live.items():
+        for entry in snap.others:
+            if entry.node_id not in ids and not entry.in_handshake:
+                problems.append(f"{name} knows node {entry.node_id} at {entry.address}, which is "
+                                "in neither the deployed nor the new plan (added by hand?)")
+    for name in result.added:
+        snap = live.get(name)
+        if snap is None:
+            continue
+        # Only a node not yet in the cluster is judged: once met, a replica holds its
+        # master's keys and a master the slots it received.
+        if snap.key_count and len(snap.entries) == 1:
+            problems.append(f"{name} is new to the cluster but holds {snap.key_count} key(s) "
+                            "(a volume from another cluster?)")
+        if len(snap.entries) == 1:
+            result.meet.append(name)
+
+    members = [s for s in live.values() if len(s.entries) > 1 or (s.myself and s.myself.slots)]
+    view = checks.majority_view(members)
+    owners = checks.expand_runs(view.majority) if view.majority else [None] * HASH_SLOTS
+    live_owner = [ids.get(o) if o else None for o in owners]
+    strangers = sorted({o for o in owners if o and o not in ids})
+    result.foreign_owners = strangers
+    if strangers:
+        problems.append(f"slots are served by node(s) outside both plans: {', '.join(strangers)} "
+                        "(a scale-out that failed half-way and was then reverted? set the "
+                        "config back to finish it first)")
+    uncovered = view.uncovered() if view.majority else []
+    if uncovered:
+        problems.append(f"{sum(b - a + 1 for a, b in uncovered)} slot(s) are served by nobody: "
+                        f"{format_ranges(uncovered, limit=5)} (fix the cluster first)")
+
+    # Every slot must be where the deployed plan or the new plan puts it (a move in progress
+    # is between the two); anything else was moved by hand.
+    old_owner, new_owner = planned_owner(old), planned_owner(new)
+    old_members = {m.name: {n.name for n in old if shard_of(old, n).name == m.name}
+                   for m in masters_of(old)}
+    new_members = {m.name: {n.name for n in new if shard_of(new, n).name == m.name}
+                   for m in masters_of(new)}
+    misplaced = [slot for slot in range(HASH_SLOTS)
+                 if live_owner[slot] is not None
+                 and live_owner[slot] not in old_members[old_owner[slot]]
+                 and live_owner[slot] not in new_members[new_owner[slot]]]
+    if misplaced:
+        ranges = [[a, b] for a, b in _runs(misplaced)]
+        problems.append(
+            f"{len(misplaced)} slot(s) are served by a master that neither the deployed nor the "
+            f"new plan gives them to: {format_ranges(ranges, limit=5)} (resharded by hand?)")
+
+    # Replicas must follow a member of their own planned shard (old or new plan). A leaving
+    # master that lost its last slot follows the slot's new owner (Redis 7 does that itself).
+    for name, snap in live.items():
+        me = snap.myself
+        if me is None or not me.is_replica or name in result.removed:
+            continue
+        followed = ids.get(me.master_id or "")
+        node = next(n for n in union if n.name == name)
+        allowed: set[str] = set()
+        for plan, members in ((old, old_members), (new, new_members)):
+            if node in plan:
+                allowed |= members[shard_of(plan, node).name]
+        if followed is None or followed not in allowed:
+            problems.append(f"{name} replicates {followed or me.master_id}, outside its shard "
+                            "(changed by hand?)")
+
+    for name, snap in live.items():
+        me = snap.myself
+        for slot, state, peer in (me.open_slots if me else ()):
+            result.open_slots.append(OpenSlot(slot, name, state, ids.get(peer, peer)))
+
+    # A removed node serving a surviving shard's slots (promoted by a failover) cannot leave:
+    # its shard has no other live master to take them.
+    new_masters = {m.name for m in masters_of(new)}
+    for name in result.removed:
+        me = live[name].myself if name in live else None
+        node = next(n for n in old if n.name == name)
+        if me and me.is_master and me.slots and not node.is_master \
+                and shard_of(old, node).name in new_masters:
+            problems.append(
+                f"{name} is leaving but is the live master of {shard_of(old, node).name}'s shard "
+                f"after a failover: fail back first (CLUSTER FAILOVER on "
+                f"{shard_of(old, node).name}), then run pulumi up again")
+
+    targets = shard_targets(new, live)
+    result.moves = slot_moves(live_owner, new_owner, new_members, targets)
+
+    for replica in new:
+        if replica.is_master:
+            continue
+        me = live[replica.name].myself if replica.name in live else None
+        if me is None and replica.name not in result.added:
+            continue  # a deployed replica that is down: for health checks, not a reshape
+        if me is not None and me.is_master and me.slots:
+            continue  # took over its shard after a failover: it serves, it stays
+        followed = ids.get(me.master_id or "") if me is not None and me.is_replica else None
+        if followed not in new_members[shard_of(new, replica).name]:
+            result.attach.append((replica.name, targets[shard_of(new, replica).name]))
+
+    survivors = [s for n, s in live.items() if n not in result.removed]
+    result.forget = [name for name in result.removed if name in result.ids and any(
+        result.ids[name] in {e.node_id for e in s.others} for s in survivors)]
+    return result
+
+
+def _runs(slots: Sequence[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for slot in slots:
+        if runs and runs[-1][1] == slot - 1:
+            runs[-1] = (runs[-1][0], slot)
+        else:
+            runs.append((slot, slot))
+    return runs

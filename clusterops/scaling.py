@@ -1,0 +1,298 @@
+"""Reshape a live cluster from its deployed plan to a new one: add and remove shards and replicas.
+
+The order, each step finished before the next:
+
+1. observe every node of both plans; refuse, writing nothing, when the live cluster is not
+   one our own procedure can leave behind (:func:`clusterops.reshard.plan_reshape`: changed by
+   hand, a node down, a new node holding data);
+2. finish slots an interrupted move left open, in the direction they were going;
+3. MEET the new nodes; attach new replicas (and replicas whose shard changed) to their shard's
+   live master and wait until they are synced. Replicas go before slots on purpose: a new
+   master then never owns slots without a failover target, and writers' ``WAIT 1`` keeps
+   being acknowledged on the moved slots;
+4. move slots to the new masters from the surviving ones (``clusterops.migrate``);
+5. drain the leaving masters (every slot to its planned owner);
+6. CLUSTER FORGET every leaving node on every surviving node (Redis bans a forgotten id for
+   60 s, and a leaving container is deleted by Pulumi right after this update);
+7. :func:`clusterops.formation.form_cluster` on the new plan: verifies every node (nothing
+   left to write).
+
+Never CLUSTER RESET, FLUSHALL or FLUSHDB; keys only ever move by MIGRATE.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+import redis
+
+from clusterops import checks, formation
+from clusterops.connection import admin_client
+from clusterops.errors import ClusterCommandError, ClusterOpsError, FormationTimeoutError, redact
+from clusterops.migrate import MoveStats, SlotMover, data_client
+from clusterops.model import ClusterReport, NodeTarget
+from clusterops.observe import NodeSnapshot, observe_nodes
+from clusterops.poll import Deadline, poll
+from clusterops.reshard import ReshapePlan, SlotMove, plan_reshape, planned_moves
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 0.05
+PREVIEW_TIMEOUT_S = 1.0
+
+
+class UnsafeReshapeError(ClusterOpsError):
+    """The live cluster is not in a state this change can start from; nothing was changed."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(
+            "refusing to reshape the cluster: " + "; ".join(self.problems) + ". Nothing was "
+            "changed. Bring the cluster back to the deployed topology (or, after a failed "
+            "scale-out, run `pulumi up` again with the same config to finish it) and retry.")
+
+
+@dataclass
+class ReshapeReport:
+    plan: ReshapePlan
+    moved: MoveStats = field(default_factory=MoveStats)
+    finished_open: int = 0
+    forgotten: list[str] = field(default_factory=list)
+    attached: list[str] = field(default_factory=list)
+    cluster: ClusterReport | None = None
+    elapsed_s: float = 0.0
+
+
+def union(old: Sequence[NodeTarget], new: Sequence[NodeTarget]) -> list[NodeTarget]:
+    """Every node of either plan, once; where both have a node, the new plan's addresses."""
+    new_names = {n.name for n in new}
+    return [*(n for n in old if n.name not in new_names), *new]
+
+
+def count_keys(moves: Sequence[SlotMove], nodes: Mapping[str, NodeTarget],
+               password: str | None) -> list[SlotMove]:
+    """The moves with ``keys`` filled from COUNTKEYSINSLOT on each source (one pipeline per
+    source); a source that does not answer leaves its moves' count unknown."""
+    by_source: dict[str, list[int]] = defaultdict(list)
+    for index, move in enumerate(moves):
+        by_source[move.source].append(index)
+    counted = list(moves)
+    for source, indexes in by_source.items():
+        try:
+            with data_client(nodes[source], password) as conn:
+                pipe = conn.pipeline(transaction=False)
+                for index in indexes:
+                    for slot in moves[index].slots:
+                        pipe.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)
+                replies = iter(pipe.execute())
+                for index in indexes:
+                    move = moves[index]
+                    total = sum(int(next(replies)) for _slot in move.slots)
+                    counted[index] = SlotMove(move.first, move.last, move.source, move.target,
+                                              total)
+        except redis.RedisError as exc:
+            log.warning("counting keys on %s: %s", source, redact(str(exc), password))
+    return counted
+
+
+def preview_reshape(old: Sequence[NodeTarget], new: Sequence[NodeTarget], password: str | None,
+                    timeout_s: float = PREVIEW_TIMEOUT_S) -> ReshapePlan:
+    """Read-only: the plan against the live cluster where it answers, else the plans alone.
+
+    New nodes do not exist yet at preview; they are listed as not reachable, not a problem.
+    When no deployed node answers (a preview from a machine off the cluster's network), the
+    moves come from the two plans and the keys are unknown.
+    """
+    nodes = union(old, new)
+    snapshots = observe_nodes(nodes, password, timeout_s)
+    deployed = {n.name for n in old}
+    if not any(s.reachable for s in snapshots if s.name in deployed):
+        plan = ReshapePlan(
+            added=[n.name for n in new if n.name not in deployed],
+            removed=[n.name for n in old if n.name not in {m.name for m in new}],
+            moves=planned_moves(old, new),
+            unknown_nodes=[n.name for n in nodes],
+        )
+        return plan
+    plan = plan_reshape(old, new, snapshots)
+    plan.moves = count_keys(plan.moves, {n.name: n for n in nodes}, password)
+    return plan
+
+
+def _observe(nodes: Sequence[NodeTarget], password: str) -> list[NodeSnapshot]:
+    return observe_nodes(nodes, password)
+
+
+def _wait_synced(nodes: Sequence[NodeTarget], replicas: Sequence[str], password: str,
+                 deadline: Deadline, timeout_s: float) -> None:
+    wanted = [n for n in nodes if n.name in set(replicas)]
+
+    def synced() -> tuple[bool, list[str]]:
+        lagging = [f"{s.name}: {s.error or 'link ' + str(checks.replica_link(s))}"
+                   for s in observe_nodes(wanted, password)
+                   if not s.reachable or checks.replica_link(s) != "up"]
+        return not lagging, lagging
+
+    done, lagging = poll(synced, deadline, POLL_INTERVAL_S)
+    if not done:
+        raise FormationTimeoutError("waiting for new replicas to sync", lagging,
+                                    "; ".join(lagging), timeout_s)
+
+
+def _wait_state_ok(nodes: Sequence[NodeTarget], password: str, deadline: Deadline,
+                   timeout_s: float) -> None:
+    def all_ok() -> tuple[bool, list[str]]:
+        lagging = [f"{s.name}: cluster_state {s.state if s.reachable else s.error}"
+                   for s in observe_nodes(nodes, password) if s.state != "ok"]
+        return not lagging, lagging
+
+    done, lagging = poll(all_ok, deadline, POLL_INTERVAL_S)
+    if not done:
+        raise FormationTimeoutError("waiting for cluster_state:ok after the new nodes joined",
+                                    lagging, "; ".join(lagging), timeout_s)
+
+
+def _moves_by_pair(moves: Sequence[SlotMove]) -> dict[tuple[str, str], list[int]]:
+    pairs: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for move in moves:
+        pairs[(move.source, move.target)].extend(move.slots)
+    return dict(pairs)
+
+
+def _finish_open_slots(plan: ReshapePlan, snapshots: Sequence[NodeSnapshot],
+                       mover: SlotMover, masters: Sequence[str]) -> int:
+    """Finish each open slot in the direction it was going: to the node importing it, else to
+    the node its owner migrates it to."""
+    view = checks.majority_view([s for s in snapshots if s.reachable and s.cluster_enabled])
+    owners = checks.expand_runs(view.majority)
+    name_of = {node_id: name for name, node_id in plan.ids.items()}
+    pairs: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for slot in sorted({o.slot for o in plan.open_slots}):
+        importer = next((o.node for o in plan.open_slots
+                         if o.slot == slot and o.state == "importing from"), None)
+        migrating_to = next((o.peer for o in plan.open_slots
+                             if o.slot == slot and o.state == "migrating to"), None)
+        target = importer or migrating_to
+        source = name_of.get(owners[slot] or "")
+        if target is None or source is None or target not in mover.nodes:
+            raise UnsafeReshapeError([f"slot {slot} is open but its owner or target is unknown "
+                                      f"({[o for o in plan.open_slots if o.slot == slot]})"])
+        pairs[(source, target)].append(slot)
+    for (source, target), slots in pairs.items():
+        log.info("finishing %d open slot(s) from %s to %s", len(slots), source, target)
+    if pairs:
+        mover.move(pairs, masters)
+    return sum(len(s) for s in pairs.values())
+
+
+def reshape_cluster(
+    old: Sequence[NodeTarget], new: Sequence[NodeTarget], password: str, timeout_s: float,
+    recorded_ids: Mapping[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ReshapeReport:
+    """Turn the cluster deployed as ``old`` into ``new`` (see the module docstring)."""
+    started = time.monotonic()
+    say = progress or log.info
+    deadline = Deadline(started + timeout_s)
+    nodes = union(old, new)
+    by_name = {n.name: n for n in nodes}
+    snapshots = formation.wait_until_reachable(nodes, password, deadline, timeout_s)
+    plan = plan_reshape(old, new, snapshots, recorded_ids)
+    if plan.problems:
+        raise UnsafeReshapeError(plan.problems)
+    report = ReshapeReport(plan)
+    say("; ".join(plan.summary()))
+
+    with ExitStack() as stack:
+        conns = {n.name: stack.enter_context(admin_client(n, password)) for n in nodes}
+
+        # MEET the new nodes through one surviving member: gossip introduces them to the rest.
+        if plan.meet:
+            introducer = next(n for n in new if n.name not in plan.meet)
+            for name in plan.meet:
+                node = by_name[name]
+                try:
+                    conns[introducer.name].execute_command(
+                        "CLUSTER", "MEET", node.cluster_host, node.cluster_port, node.bus_port)
+                except redis.RedisError as exc:
+                    raise ClusterCommandError(
+                        f"{introducer.name}: CLUSTER MEET {node.cluster_address} ({name}) failed: "
+                        f"{redact(str(exc), password)}") from exc
+            # Leaving nodes need not learn the new ones (and after a FORGET they cannot).
+            staying = [n for n in nodes if n.name not in plan.removed]
+            formation._wait_for_join(staying, conns, password, Deadline.after(timeout_s),
+                                     timeout_s)
+            # A node that just joined reports cluster_state:fail for about node-timeout, and
+            # refuses the RESTORE-ASKING a MIGRATE sends it (CLUSTERDOWN) until then.
+            _wait_state_ok(staying, password, Deadline.after(timeout_s), timeout_s)
+        snapshots = _observe(nodes, password)
+        plan = plan_reshape(old, new, snapshots, recorded_ids)
+        if plan.problems:
+            raise UnsafeReshapeError(plan.problems)
+        mover = SlotMover(nodes, plan.ids, password, progress=say)
+
+        def masters_now() -> list[str]:
+            return [s.name for s in _observe(nodes, password) if s.myself and s.myself.is_master]
+
+        if plan.open_slots:
+            report.finished_open = _finish_open_slots(plan, snapshots, mover, masters_now())
+            snapshots = _observe(nodes, password)
+            plan = plan_reshape(old, new, snapshots, recorded_ids)
+            if plan.problems:
+                raise UnsafeReshapeError(plan.problems)
+
+        if plan.attach:
+            ids = plan.ids
+            report.attached = formation._attach_replicas(
+                plan.attach, conns, ids, password, Deadline.after(timeout_s), timeout_s)
+            _wait_synced(nodes, [r for r, _m in plan.attach], password,
+                         Deadline.after(timeout_s), timeout_s)
+        masters = masters_now()
+
+        leaving = set(plan.removed)
+        for phase in ("grow", "drain"):
+            moves = [m for m in plan.moves if (m.source in leaving) == (phase == "drain")]
+            if moves:
+                say(f"{phase}: moving {sum(len(m.slots) for m in moves)} slot(s)")
+                stats = mover.move(_moves_by_pair(moves), masters)
+                for name in ("slots", "keys", "migrate_calls", "busy_retries"):
+                    setattr(report.moved, name, getattr(report.moved, name) + getattr(stats, name))
+                report.moved.elapsed_s += stats.elapsed_s
+
+        # Replicas learn the new owners by gossip: wait until most nodes agree.
+        def settled() -> tuple[bool, ReshapePlan]:
+            after = plan_reshape(old, new, _observe(nodes, password), recorded_ids)
+            for target in sorted({m.target for m in after.moves}):
+                mover.claim(target, masters)  # a claim outvoted by an older epoch: re-claim
+            return not (after.moves or after.open_slots or after.problems), after
+
+        done, plan_after = poll(settled, Deadline.after(timeout_s), POLL_INTERVAL_S)
+        if plan_after.problems:
+            raise UnsafeReshapeError(plan_after.problems)
+        if not done:
+            raise ClusterCommandError(
+                "slots still to move after the moves: "
+                + "; ".join(plan_after.summary()) + ". Run `pulumi up` again to finish.")
+        for name in plan_after.forget:
+            node_id = plan_after.ids[name]
+            for survivor in new:
+                try:
+                    conns[survivor.name].execute_command("CLUSTER", "FORGET", node_id)
+                except redis.ResponseError as exc:
+                    if "unknown node" not in str(exc).lower():
+                        raise ClusterCommandError(
+                            f"{survivor.name}: CLUSTER FORGET {node_id} ({name}) failed: "
+                            f"{redact(str(exc), password)}") from exc
+            report.forgotten.append(name)
+            say(f"forgot {name} ({node_id}) on every surviving node")
+
+    report.cluster = formation.form_cluster(list(new), password, timeout_s)
+    report.elapsed_s = time.monotonic() - started
+    return report
+
+

@@ -1,0 +1,339 @@
+"""Reshaping a live cluster on real redis-server processes: grow, shrink, resume, refuse."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import pytest
+from redis.cluster import ClusterNode, RedisCluster
+
+from clusterops.formation import form_cluster
+from clusterops.migrate import data_client
+from clusterops.model import NodeTarget, hash_tags, split_slots
+from clusterops.observe import observe_nodes
+from clusterops.scaling import UnsafeReshapeError, preview_reshape, reshape_cluster
+from clusterops.verify import verify_cluster
+from tests.integration.conftest import wait_for
+from tests.support.cluster_writer import ClusterWriter
+from tests.support.redis_nodes import RedisNode, RedisNodes
+
+PRELOAD_KEYS = 20_000
+
+
+def layout(nodes: Sequence[RedisNode], masters: Sequence[int],
+           replicas: Sequence[tuple[int, int]]) -> list[NodeTarget]:
+    """Masters ``nodes[i]`` (master-1..M in order) and replicas ``(node index, master ordinal)``
+    named replica-1.. in order: the deployed naming."""
+    ranges = split_slots(len(masters))
+    plan = []
+    for ordinal, index in enumerate(masters, start=1):
+        node = nodes[index]
+        plan.append(NodeTarget(f"ap-master-{ordinal}", node.host, node.port, node.host,
+                               node.port, role="master", slots=(ranges[ordinal - 1],)))
+    for ordinal, (index, master) in enumerate(replicas, start=1):
+        node = nodes[index]
+        plan.append(NodeTarget(f"ap-replica-{ordinal}", node.host, node.port, node.host,
+                               node.port, role="replica", master=f"ap-master-{master}"))
+    return plan
+
+
+THREE = ([0, 1, 2], [(3, 1), (4, 2), (5, 3)])
+FOUR = ([0, 1, 2, 6], [(3, 1), (4, 2), (5, 3), (7, 4)])
+
+
+def cluster_client(nodes: RedisNodes) -> RedisCluster:
+    return RedisCluster(startup_nodes=[ClusterNode(nodes[0].host, nodes[0].port)],
+                        password=nodes.password, decode_responses=True)
+
+
+def preload(nodes: RedisNodes, count: int = PRELOAD_KEYS) -> dict[str, str]:
+    data = {f"pre:{i}": f"value-{i}" for i in range(count)}
+    with cluster_client(nodes) as client:
+        client.mset_nonatomic(data)
+    return data
+
+
+def total_keys(plan: Sequence[NodeTarget], password: str) -> int:
+    return sum(s.key_count for s in observe_nodes(plan, password)
+               if s.myself and s.myself.is_master)
+
+
+def assert_all_present(nodes: RedisNodes, data: dict[str, str]) -> None:
+    keys = list(data)
+    with cluster_client(nodes) as client:
+        values = client.mget_nonatomic(keys)
+    lost = [k for k, v in zip(keys, values, strict=True) if v != data[k]]
+    assert not lost, f"{len(lost)} preloaded key(s) lost or changed, e.g. {lost[:5]}"
+
+
+@pytest.fixture
+def eight(redis_nodes_factory: Callable[..., RedisNodes]) -> RedisNodes:
+    return redis_nodes_factory(8)
+
+
+def test_grow_to_four_masters_and_back_under_a_live_writer(eight: RedisNodes) -> None:
+    pw = eight.password
+    three, four = layout(eight, *THREE), layout(eight, *FOUR)
+    form_cluster(three, pw, 30)
+    data = preload(eight)
+
+    preview = preview_reshape(three, four, pw)
+    assert not preview.problems, preview.problems
+    # 3 -> 4 with the plan's contiguous split: 1365 + 2731 + 4096 slots change owner.
+    assert preview.slots_moving == 8192
+    assert preview.added == ["ap-master-4", "ap-replica-4"]
+    assert preview.keys_moving is not None and 0 < preview.keys_moving < PRELOAD_KEYS
+    expected_keys = preview.keys_moving
+
+    writer = ClusterWriter([(eight[0].host, eight[0].port)], pw, "live")
+    writer.start()
+    try:
+        time.sleep(0.3)  # the writer is running before the first slot moves
+        grown = reshape_cluster(three, four, pw, 60)
+        time.sleep(0.3)
+    finally:
+        writer.stop()
+    assert grown.moved.slots == 8192
+    assert grown.moved.keys >= expected_keys  # plus what the writer added meanwhile
+    assert grown.cluster is not None and grown.cluster.action == "adopted"
+    assert verify_cluster(four, pw) == []
+    assert set(grown.cluster.slot_ranges["ap-master-4"][0]) == {12288, 16383}
+    assert len(writer.ok) > 100 and writer.acked
+    with cluster_client(eight) as client:
+        lost = writer.missing(client)
+    assert lost == [], f"{len(lost)} acknowledged write(s) lost: {lost[:5]}"
+    assert writer.errors == [], writer.errors[:5]
+    assert writer.read_misses == []
+    assert_all_present(eight, data)
+    assert total_keys(four, pw) == PRELOAD_KEYS + len(writer.ok)
+    writer_grow = writer
+
+    writer = ClusterWriter([(eight[0].host, eight[0].port)], pw, "shrink")
+    writer.start()
+    try:
+        time.sleep(0.3)
+        shrunk = reshape_cluster(four, three, pw, 60)
+        time.sleep(0.3)
+    finally:
+        writer.stop()
+    print(f"grow: {grown.moved.slots} slots, {grown.moved.keys} keys in "
+          f"{grown.moved.elapsed_s:.2f}s ({grown.moved.migrate_calls} MIGRATE); writer "
+          f"{len(writer_grow.ok)} ok / {len(writer_grow.acked)} acked, errors "
+          f"{len(writer_grow.errors)}")
+    print(f"shrink: {shrunk.moved.slots} slots, {shrunk.moved.keys} keys in "
+          f"{shrunk.moved.elapsed_s:.2f}s; writer {len(writer.ok)} ok / {len(writer.acked)} "
+          f"acked, errors {len(writer.errors)}: {writer.errors[:3]}")
+    assert shrunk.forgotten == ["ap-master-4", "ap-replica-4"]
+    assert verify_cluster(three, pw) == []
+    with cluster_client(eight) as client:
+        assert writer.missing(client) == []
+    assert writer.errors == [], writer.errors[:5]
+    assert_all_present(eight, data)
+    # The departed master serves no slot (emptied, Redis 7 made it a replica of the new owner
+    # of its last slot: whatever it still holds is a copy); the survivors know neither node.
+    departed = observe_nodes([four[3]], pw)[0].myself
+    assert departed is not None and not departed.slots
+    for survivor in eight[:6]:
+        nodes_text = survivor.client().execute_command("CLUSTER", "NODES")
+        assert eight[6].address not in nodes_text and eight[7].address not in nodes_text
+
+
+def test_an_interrupted_move_is_finished_by_the_next_run(eight: RedisNodes) -> None:
+    pw = eight.password
+    three, four = layout(eight, *THREE), layout(eight, *FOUR)
+    form_cluster(three, pw, 30)
+    data = preload(eight)
+    tag = hash_tags([(16000, 16000)], 1, "t")[0]
+    in_slot = {f"{{{tag}}}:{i}": f"slot-value-{i}" for i in range(50)}
+    with cluster_client(eight) as client:
+        client.mset_nonatomic(in_slot)
+    data.update(in_slot)
+    # Get master-4 into the cluster, then interrupt a move half-way by hand: slot 16000 is
+    # importing on master-4 and migrating on master-3, and only some of its keys moved.
+    eight[0].client().execute_command("CLUSTER", "MEET", eight[6].host, eight[6].port)
+    ids = {n.name: s.my_id for n, s in zip(four, observe_nodes(four, pw), strict=True)}
+    slot = 16000
+    src, dst = eight[2].client(), eight[6].client()
+
+    def met() -> bool:
+        return (ids["ap-master-4"] in src.execute_command("CLUSTER", "NODES")
+                and ids["ap-master-3"] in dst.execute_command("CLUSTER", "NODES")
+                and dst.execute_command("CLUSTER", "INFO").find("cluster_state:ok") >= 0)
+
+    wait_for("master-3 and master-4 know each other", met)
+    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids["ap-master-3"])
+    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids["ap-master-4"])
+    keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+    assert len(keys) >= 50
+    with data_client(four[2], pw) as raw:
+        raw.execute_command("MIGRATE", eight[6].host, eight[6].port, "", 0, 5000, "AUTH", pw,
+                            "KEYS", *keys[: len(keys) // 2])
+    assert dst.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == len(keys) // 2
+
+    preview = preview_reshape(three, four, pw)
+    assert not preview.problems
+    assert sorted((o.slot, o.node, o.state) for o in preview.open_slots) == [
+        (slot, "ap-master-3", "migrating to"), (slot, "ap-master-4", "importing from")]
+
+    report = reshape_cluster(three, four, pw, 60)
+    assert report.finished_open == 1
+    assert verify_cluster(four, pw) == []
+    assert_all_present(eight, data)
+    assert total_keys(four, pw) == len(data)
+
+
+def test_a_hand_modified_cluster_is_refused_and_left_untouched(eight: RedisNodes) -> None:
+    pw = eight.password
+    three, four = layout(eight, *THREE), layout(eight, *FOUR)
+    form_cluster(three, pw, 30)
+    preload(eight, 2000)
+    # Someone moved slot 0 from master-1 to master-2 by hand (no keys in it on purpose).
+    ids = {n.name: s.my_id for n, s in zip(three, observe_nodes(three, pw), strict=True)}
+    m1, m2 = eight[0].client(), eight[1].client()
+    for key in m1.execute_command("CLUSTER", "GETKEYSINSLOT", 0, 100):
+        m1.delete(key)
+    m2.execute_command("CLUSTER", "SETSLOT", 0, "IMPORTING", ids["ap-master-1"])
+    m1.execute_command("CLUSTER", "SETSLOT", 0, "MIGRATING", ids["ap-master-2"])
+    for client in (m2, m1, eight[2].client()):
+        client.execute_command("CLUSTER", "SETSLOT", 0, "NODE", ids["ap-master-2"])
+    before = eight[6].client().execute_command("CLUSTER", "NODES")
+
+    preview = preview_reshape(three, four, pw)
+    assert any("slot(s) are served by a master that neither" in p for p in preview.problems)
+    with pytest.raises(UnsafeReshapeError, match="resharded by hand"):
+        reshape_cluster(three, four, pw, 20)
+    # Nothing was written: the new node was not even met.
+    assert eight[6].client().execute_command("CLUSTER", "NODES") == before
+
+
+def test_two_replicas_per_master_and_back(redis_nodes_factory: Callable[..., RedisNodes]) -> None:
+    nine = redis_nodes_factory(9)
+    pw = nine.password
+    one = layout(nine, [0, 1, 2], [(3, 1), (4, 2), (5, 3)])
+    two = layout(nine, [0, 1, 2], [(3, 1), (4, 2), (5, 3), (6, 1), (7, 2), (8, 3)])
+    form_cluster(one, pw, 30)
+    data = preload(nine, 5000)
+
+    preview = preview_reshape(one, two, pw)
+    assert preview.moves == [] and not preview.problems
+    assert preview.added == ["ap-replica-4", "ap-replica-5", "ap-replica-6"]
+
+    grown = reshape_cluster(one, two, pw, 60)
+    assert sorted(r for r, _m in grown.plan.attach) == [
+        "ap-replica-4", "ap-replica-5", "ap-replica-6"]
+    assert grown.moved.slots == 0
+    assert verify_cluster(two, pw) == []  # every replica's link is up: synced
+    for index, master in ((6, 0), (7, 1), (8, 2)):
+        assert nine[index].client().dbsize() == nine[master].client().dbsize()
+
+    shrunk = reshape_cluster(two, one, pw, 60)
+    assert shrunk.forgotten == ["ap-replica-4", "ap-replica-5", "ap-replica-6"]
+    assert verify_cluster(one, pw) == []
+    for master in nine[:3]:
+        assert master.client().info("replication")["connected_slaves"] >= 1
+    assert_all_present(nine, data)
+
+
+RESHAPE_SCRIPT = """
+import json, logging, sys
+from clusterops.model import NodeTarget
+from clusterops.scaling import reshape_cluster
+logging.basicConfig(level=logging.INFO)
+job = json.load(sys.stdin)
+old = [NodeTarget.from_dict(n) for n in job["old"]]
+new = [NodeTarget.from_dict(n) for n in job["new"]]
+reshape_cluster(old, new, job["password"], 60)
+"""
+
+
+def open_slots(nodes: RedisNodes) -> list[str]:
+    found = []
+    for node in nodes:
+        text = node.client().execute_command("CLUSTER", "NODES")
+        found += [t for line in text.splitlines() for t in line.split() if t.startswith("[")]
+    return found
+
+
+def test_a_provider_killed_mid_migration_loses_nothing_and_the_rerun_finishes(
+    eight: RedisNodes,
+) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from tests.support.pulumi_cli import PROJECT_ROOT
+
+    pw = eight.password
+    three, four = layout(eight, *THREE), layout(eight, *FOUR)
+    form_cluster(three, pw, 30)
+    # Enough keys (with 2 KB values) that the move takes a while: it is killed while a slot is
+    # open, between a MIGRATE and the SETSLOT NODE that would close it.
+    data = {f"big:{i}": f"{i}:" + "x" * 2000 for i in range(60_000)}
+    with cluster_client(eight) as client:
+        for start in range(0, len(data), 5000):
+            client.mset_nonatomic(dict(list(data.items())[start : start + 5000]))
+    job = json.dumps({"old": [n.to_dict() for n in three], "new": [n.to_dict() for n in four],
+                      "password": pw})
+    process = subprocess.Popen([sys.executable, "-c", RESHAPE_SCRIPT], cwd=PROJECT_ROOT,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    assert process.stdin is not None
+    process.stdin.write(job)
+    process.stdin.close()
+    seen = wait_for("a slot open mid-move", lambda: open_slots(eight), timeout_s=60,
+                    interval_s=0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    assert process.returncode == -signal.SIGKILL
+    assert seen, "the kill must land while a move is in progress"
+
+    # Killed: slots may be open, keys split between source and target; none is lost.
+    preview = preview_reshape(three, four, pw)
+    assert not preview.problems, preview.problems
+    report = reshape_cluster(three, four, pw, 120)
+    assert verify_cluster(four, pw) == []
+    assert open_slots(eight) == []
+    assert_all_present(eight, data)
+    assert total_keys(four, pw) == len(data)
+    print(f"\nkilled with open slots {seen[:4]}; rerun finished {report.finished_open} open "
+          f"slot(s), moved {report.moved.keys} key(s) more")
+
+
+def test_a_node_down_with_an_unchanged_plan_is_not_a_reshape(eight: RedisNodes) -> None:
+    # As while pulumi up replaces containers: the bootstrap's check reads the live cluster
+    # and must neither refuse nor plan an update because a node is down.
+    from components.bootstrap import PROVIDER_VERSION, ClusterBootstrapProvider
+
+    pw = eight.password
+    three = layout(eight, *THREE)
+    form_cluster(three, pw, 30)
+    eight[1].kill()  # master-2
+    eight[3].kill()  # replica-1
+    plan = preview_reshape(three, three, pw)
+    assert plan.foreign_owners == [] and plan.nothing_to_do, plan.summary()
+    assert sorted(plan.unknown_nodes) == ["ap-master-2", "ap-replica-1"]
+    props = {"nodes": [n.to_dict() for n in three], "password": pw,
+             "provider_version": PROVIDER_VERSION, "timeout_seconds": 30}
+    checked = ClusterBootstrapProvider().check(props, props)
+    assert checked.failures == [] and "reshape_plan" not in checked.inputs
+
+
+def test_a_preview_off_the_clusters_network_shows_the_planned_moves_with_keys_unknown() -> None:
+    # A pull-request preview on a CI runner reaches no node: the plan still shows every move.
+    def unreachable(masters: int, replicas: int) -> list[NodeTarget]:
+        ranges = split_slots(masters)
+        nodes = [NodeTarget(f"m{i + 1}", "127.0.0.1", 1 + i, "10.0.0.1", 6379 + i,
+                            role="master", slots=(ranges[i],)) for i in range(masters)]
+        return nodes + [NodeTarget(f"r{k + 1}", "127.0.0.1", 50 + k, "10.0.0.2", 6379 + k,
+                                   role="replica", master=f"m{k % masters + 1}")
+                        for k in range(masters * replicas)]
+
+    plan = preview_reshape(unreachable(3, 1), unreachable(4, 1), "pw", timeout_s=0.5)
+    assert plan.problems == []
+    assert plan.summary()[:3] == [
+        "add nodes: m4, r4",
+        "move 8192 slot(s) in 3 range(s), keys unknown (not all sources reachable)",
+        "  slots 4096-5460 (1365): m1 -> m2, ? keys",
+    ]
