@@ -14,7 +14,8 @@ if [ "${1:-}" = "--quick" ]; then
   shift
   bash scripts/setup-test-env.sh --no-docker
   ruff check .
-  exec python3 -m pytest -m "not e2e and not slow" "$@"
+  # Four workers: these tiers mostly wait on redis-server processes, so two cores keep up.
+  exec python3 -m pytest -m "not e2e and not slow" -n 4 "$@"
 fi
 
 bash scripts/setup-test-env.sh
