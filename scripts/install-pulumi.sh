@@ -85,47 +85,32 @@ install_python_host() {
   say "Python language host: $BIN/pulumi-language-python (from $HOST_DIR)"
 }
 
-docker_sdk_version() {
-  sed -n 's/^pulumi-docker==\([0-9.]*\).*/\1/p' "$PROJECT_ROOT/requirements.txt"
+# The version requirements.txt pins for a pulumi-<name> SDK package ("" when not pinned).
+sdk_version() {
+  sed -n "s/^pulumi-$1==\([0-9.]*\).*/\1/p" "$PROJECT_ROOT/requirements.txt"
 }
 
-install_docker_provider() {
-  local version binary installed
-  version="$(docker_sdk_version)"
-  [ -n "$version" ] || die "requirements.txt pins no pulumi-docker version"
-  PULUMI_TOOLS_DIR="$TOOLS_DIR" PULUMI_DOCKER_VERSION="$version" \
-    bash "$PROJECT_ROOT/scripts/build-docker-provider.sh" >&2
-  binary="$TOOLS_DIR/providers/pulumi-resource-docker"
-  installed="${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-docker-v$version/pulumi-resource-docker"
-  if cmp -s "$binary" "$installed"; then
-    say "docker provider $version already in the plugin cache"
-    return
-  fi
-  "$BIN/pulumi" plugin install resource docker "$version" --file "$binary" --reinstall >&2
-  say "docker provider $version installed into the plugin cache"
-}
-
-kubernetes_sdk_version() {
-  sed -n 's/^pulumi-kubernetes==\([0-9.]*\).*/\1/p' "$PROJECT_ROOT/requirements.txt"
-}
-
-install_kubernetes_provider() {
-  local version binary installed
-  version="$(kubernetes_sdk_version)"
+# Build provider <name> at the pinned SDK version with scripts/build-<name>-provider.sh (which
+# reads PULUMI_<NAME>_VERSION), then install it into Pulumi's plugin cache unless the very same
+# binary is there already.
+install_provider() {
+  local name="$1" version binary installed
+  version="$(sdk_version "$name")"
   if [ -z "$version" ]; then
-    say "requirements.txt pins no pulumi-kubernetes: no kubernetes provider needed"
+    say "requirements.txt pins no pulumi-$name: no $name provider needed"
     return
   fi
-  PULUMI_TOOLS_DIR="$TOOLS_DIR" PULUMI_KUBERNETES_VERSION="$version" PYTHON="$PYTHON" \
-    bash "$PROJECT_ROOT/scripts/build-kubernetes-provider.sh" >&2
-  binary="$TOOLS_DIR/providers/pulumi-resource-kubernetes"
-  installed="${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-kubernetes-v$version/pulumi-resource-kubernetes"
+  env PULUMI_TOOLS_DIR="$TOOLS_DIR" PYTHON="$PYTHON" \
+    "PULUMI_$(printf '%s' "$name" | tr '[:lower:]' '[:upper:]')_VERSION=$version" \
+    bash "$PROJECT_ROOT/scripts/build-$name-provider.sh" >&2
+  binary="$TOOLS_DIR/providers/pulumi-resource-$name"
+  installed="${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-$name-v$version/pulumi-resource-$name"
   if cmp -s "$binary" "$installed"; then
-    say "kubernetes provider $version already in the plugin cache"
+    say "$name provider $version already in the plugin cache"
     return
   fi
-  "$BIN/pulumi" plugin install resource kubernetes "$version" --file "$binary" --reinstall >&2
-  say "kubernetes provider $version installed into the plugin cache"
+  "$BIN/pulumi" plugin install resource "$name" "$version" --file "$binary" --reinstall >&2
+  say "$name provider $version installed into the plugin cache"
 }
 
 start=$SECONDS
@@ -136,7 +121,7 @@ if [ -n "$(ambient_pulumi)" ]; then
   exit 0
 fi
 install_python_host
-install_docker_provider
-install_kubernetes_provider
+install_provider docker
+install_provider kubernetes
 say "ready in $((SECONDS - start)) s; tools in $BIN"
 echo "$BIN"
