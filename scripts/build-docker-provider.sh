@@ -42,15 +42,8 @@ BUILD_TAGS=no_compose
 say() { printf '[build-docker-provider] %s\n' "$*"; }
 die() { printf '[build-docker-provider] ERROR: %s\n' "$*" >&2; exit 1; }
 
-if [ -n "${GO:-}" ]; then
-  :
-elif command -v go >/dev/null 2>&1; then
-  GO=go
-elif [ -x /usr/local/go/bin/go ]; then
-  GO=/usr/local/go/bin/go
-else
-  die "no Go toolchain: install Go (>= 1.25.11) or set GO=/path/to/go"
-fi
+# shellcheck source=find-go.sh
+. "$(dirname "${BASH_SOURCE[0]}")/find-go.sh" 1.25.11
 
 SOURCES=(
   "$WRAPPER_DIR/go.mod"

@@ -41,15 +41,8 @@ MAIN_PACKAGE=./cmd/pulumi-resource-kubernetes
 say() { printf '[build-kubernetes-provider] %s\n' "$*"; }
 die() { printf '[build-kubernetes-provider] ERROR: %s\n' "$*" >&2; exit 1; }
 
-if [ -n "${GO:-}" ]; then
-  :
-elif command -v go >/dev/null 2>&1; then
-  GO=go
-elif [ -x /usr/local/go/bin/go ]; then
-  GO=/usr/local/go/bin/go
-else
-  die "no Go toolchain: install Go (>= 1.24) or set GO=/path/to/go"
-fi
+# shellcheck source=find-go.sh
+. "$(dirname "${BASH_SOURCE[0]}")/find-go.sh" 1.24
 
 # The engine asks a plugin for its version over gRPC, not with a flag; the version linked in
 # is printed by the binary only through the schema, so the build records it beside the binary.

@@ -27,7 +27,7 @@ from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
 from tests.e2e.conftest import docker
-from tests.support.grpc_plugins import from_struct, to_struct
+from tests.support.grpc_plugins import from_struct, stop_process, to_struct
 
 pytestmark = pytest.mark.e2e
 
@@ -92,12 +92,7 @@ def plugin(docker_engine_ready: None, tmp_path: Path) -> Iterator[Plugin]:
         yield Plugin(process, provider_pb2_grpc.ResourceProviderStub(channel), stderr_path)
         channel.close()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def exists(kind: str, name: str) -> bool:

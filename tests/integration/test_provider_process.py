@@ -27,7 +27,7 @@ from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 from clusterops.model import NodeTarget
 from components.bootstrap import ClusterBootstrapProvider
 from tests.integration.conftest import plan_for, wait_for_replica_links, wait_until
-from tests.support.grpc_plugins import from_struct, to_struct
+from tests.support.grpc_plugins import from_struct, stop_process, to_struct
 from tests.support.redis_nodes import RedisNodes
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -95,12 +95,7 @@ def provider_stub() -> Iterator[provider_pb2_grpc.ResourceProviderStub]:
         yield stub
         channel.close()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def secret(value: Any) -> dict[str, Any]:

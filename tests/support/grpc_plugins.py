@@ -27,6 +27,16 @@ def from_struct(message: struct_pb2.Struct) -> dict[str, Any]:
     return json_format.MessageToDict(message)
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate a plugin process as the engine does, killing it if it will not go."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def language_host() -> Iterator[language_pb2_grpc.LanguageRuntimeStub]:
     """This checkout's language host, started as the engine starts it (engine address last,
@@ -41,5 +51,4 @@ def language_host() -> Iterator[language_pb2_grpc.LanguageRuntimeStub]:
         yield language_pb2_grpc.LanguageRuntimeStub(channel)
         channel.close()
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_process(process)
