@@ -10,11 +10,30 @@ import pulumi
 
 from clusterops.client import OUTPUTS_VERSION
 from components.generated_password import GeneratedPassword
-from components.spec import PROJECT, ClusterSpec, load_spec
+from components.spec import PROJECT, ClusterSpec, ConfigError, load_spec
 from components.stack_config import raw_project_config
+
+
+def check_hosts_answer(spec: ClusterSpec) -> None:
+    """Every listed Docker host must answer before anything is declared: a host that cannot be
+    reached would otherwise fail the deploy halfway, with the other hosts' nodes created."""
+    from components import docker_host
+
+    problems = []
+    for host in spec.hosts:
+        problem = docker_host.engine_problem(host.docker_host)
+        if problem:
+            problems.append(
+                f"{PROJECT}:hosts: {host.name}: the Docker engine at {host.docker_host} does not "
+                f"answer ({problem}). Fix: check that the host is up and that `DOCKER_HOST="
+                f"{host.docker_host} docker info` works from this machine (SSH key, socket)")
+    if problems:
+        raise ConfigError(problems)
+
 
 # Validate everything before any resource is registered: a bad config creates nothing.
 spec = load_spec(raw_project_config, pulumi.get_stack())
+check_hosts_answer(spec)
 config = pulumi.Config(PROJECT)
 password = config.get_secret("password")
 if password is None:
@@ -27,13 +46,14 @@ def deploy_docker(spec: ClusterSpec, password: pulumi.Input[str]) -> None:
     from components.docker_host import stack_docker_host, supports_swap_limit
 
     docker_host = stack_docker_host()
+    engines = [h.docker_host for h in spec.hosts] or [docker_host]
     cluster = RedisCluster(
         "redis-cluster",
         RedisClusterArgs(
             spec=spec,
             password=password,
             docker_host=docker_host,
-            swap_limit_supported=supports_swap_limit(docker_host),
+            swap_limit_supported=all(supports_swap_limit(engine) for engine in engines),
         ),
     )
     # The outputs' shape is a contract (clusterops/client.py: OUTPUTS_SCHEMAS); bump it on any
@@ -53,6 +73,7 @@ def deploy_docker(spec: ClusterSpec, password: pulumi.Input[str]) -> None:
     pulumi.export("slot_ranges", cluster.slot_ranges)
     pulumi.export("cluster_state", cluster.cluster_state)
     pulumi.export("maxmemory_bytes", spec.maxmemory_bytes)
+    pulumi.export("announce", spec.announce)
 
 
 def deploy_kubernetes(spec: ClusterSpec, password: pulumi.Input[str]) -> None:

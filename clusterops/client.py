@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from redis.cluster import ClusterNode, RedisCluster
 
-OUTPUTS_VERSION = 1
+OUTPUTS_VERSION = 2
 
 # Type language: "str", "int", "bool", "endpoint" ("host:port"), a trailing "?" allows null
 # or absent (the engine does not store a null stack output: `prometheus_url` without
@@ -64,6 +64,14 @@ OUTPUTS_SCHEMAS: dict[int, dict[str, Any]] = {
         "cluster_state": "str",
         "maxmemory_bytes": "int",
     },
+}
+# 2: the nodes' Docker host (`host`, the identity replica placement is judged by) and container
+# IP (`container_ip`); `ip`/`port` are what a node announces, which with announce host-address is
+# its host's address and published port; `announce` says which.
+OUTPUTS_SCHEMAS[2] = {
+    **OUTPUTS_SCHEMAS[1],
+    "announce": "str",
+    "nodes": [{**OUTPUTS_SCHEMAS[1]["nodes"][0], "container_ip": "str", "host": "str"}],
 }
 SECRET_OUTPUTS = frozenset({"password"})
 

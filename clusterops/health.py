@@ -12,7 +12,8 @@ Checks (each yields per-node results: ok / warn / fail, with a message):
 - ``open_slots``         no slot is importing or migrating
 - ``slot_map``           all nodes agree on which node owns each slot
 - ``replication``        per master: connected replicas; per replica: link up, lag (bytes, s)
-- ``replica_placement``  every master has a replica on ANOTHER host (different IP)
+- ``replica_placement``  every master has a replica on ANOTHER Docker host (the outputs' node
+                         ``host``; warns on a single-host stack)
 - ``memory``             used memory vs maxmemory on every node (and vs the declared value)
 - ``write_read``         a SET/GET/DEL round trip through a cluster client, one key per master
                          (unique key, TTL, deleted afterwards)
@@ -114,6 +115,8 @@ class Expectations:
     replicas_per_master: int
     maxmemory_bytes: int | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
+    # Planned name -> the Docker host it runs on, where the targets say (stack outputs).
+    machines: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def nodes(self) -> int:
@@ -127,6 +130,7 @@ class Expectations:
             replicas_per_master=targets.replicas_per_master,
             maxmemory_bytes=targets.maxmemory_bytes,
             thresholds=thresholds or Thresholds(),
+            machines={n.name: n.machine for n in targets.nodes if n.machine},
         )
 
 
@@ -437,18 +441,30 @@ def _check_replica_link(report: Report, link: Mapping[str, str],
 
 def check_replica_placement(report: Report, view: ClusterView, names: NameBook,
                             expect: Expectations) -> None:
-    """Each master needs a healthy replica on another host: same IP = same container/host."""
+    """Each master needs a healthy replica on another host. A node's host is the Docker host
+    the targets name for it; where they name none, its announced address stands in (with
+    container IPs on one host that cannot tell hosts apart, hence the outputs' `host`)."""
+
+    def machine(entry: ClusterNodeEntry) -> str:
+        return expect.machines.get(names.label(entry)) or entry.host
+
+    single_host = len(set(expect.machines.values())) == 1 and len(expect.machines) == len(
+        expect.node_names)
     for master in view.masters:
         master_name = names.label(master)
         replicas = [r for r in view.replicas_of(master) if not r.failed]
-        elsewhere = [r for r in replicas if r.host != master.host]
-        if elsewhere:
+        elsewhere = [r for r in replicas if machine(r) != machine(master)]
+        if single_host and replicas:
+            report.add("replica_placement", master_name, Status.WARN,
+                       f"single-host stack: the master and its replica(s) all run on "
+                       f"{machine(master)}; losing that host loses the cluster")
+        elif elsewhere:
             report.add("replica_placement", master_name, Status.OK,
-                       f"master on {master.host}; replica(s) on other hosts: "
-                       + ", ".join(f"{names.label(r)} ({r.host})" for r in elsewhere))
+                       f"master on {machine(master)}; replica(s) on other hosts: "
+                       + ", ".join(f"{names.label(r)} ({machine(r)})" for r in elsewhere))
         elif replicas:
             report.add("replica_placement", master_name, Status.FAIL,
-                       f"every replica is on the master's own host {master.host}: "
+                       f"every replica is on the master's own host {machine(master)}: "
                        + ", ".join(names.label(r) for r in replicas)
                        + "; losing that host loses the shard")
         elif expect.replicas_per_master == 0:

@@ -40,6 +40,9 @@ class NodeTarget:
     master: str | None = None  # replicas: the planned master's name
     slots: tuple[SlotRange, ...] = ()  # masters: planned slot ranges
     container_name: str | None = None  # Docker deployments: for fault injection
+    # The machine (Docker host) it runs on, where known: the identity replica placement is
+    # judged by. None: unknown, the announced address stands in for it.
+    machine: str | None = None
 
     @property
     def is_master(self) -> bool:

@@ -368,6 +368,7 @@ def _node_from_output(
         role=role,
         master=raw.get("master") or None,
         container_name=raw.get("container_name") or None,
+        machine=raw.get("host") or None,  # outputs_version 2: the node's Docker host
     )
 
 

@@ -1,9 +1,15 @@
-"""RedisCluster: one ComponentResource that declares the whole cluster on a Docker host.
+"""RedisCluster: one ComponentResource that declares the whole cluster on its Docker host(s).
 
 Network (fixed subnet) -> one volume per node -> one container per node (static IP, its own
 redis.conf, healthcheck) -> the exporter -> the bootstrap resource that forms the cluster
 and proves cluster_state:ok. Data lives only in the volumes, so a replaced container keeps
 its data and its identity (nodes.conf).
+
+With several hosts (the `hosts` setting), each host gets its own pulumi-docker provider and
+its own copy of the network, and everything a node needs (volume, secret files, container)
+goes through the provider of the host the plan puts it on; the exporter and Prometheus run on
+the first host and reach every node at its host's address. A stack without `hosts` uses the
+default provider (docker:host), exactly as before, so its resources keep their identities.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import pulumi_docker as docker
 from components import exporter_conf
 from components.bootstrap import PROVIDER_VERSION, ClusterBootstrap
 from components.docker_host import DEFAULT_DOCKER_HOST
+from components.hosts import DEFAULT_HOST_NAME
 from components.node_handover import NodeHandover, rolling_order
 from components.redis_conf import (
     AUTH_CONF_NAME,
@@ -71,12 +78,18 @@ def _labels(spec: ClusterSpec, **extra: str) -> list[docker.ContainerLabelArgs]:
 
 
 def host_address(spec: ClusterSpec) -> str:
-    """The address the Docker host's own clients use for the published ports."""
+    """The address clients use for the published ports: the first host's address with
+    several hosts, else the Docker host's own (loopback when published on every interface)."""
+    if spec.announces_host_address:
+        return spec.hosts[0].address
     return "127.0.0.1" if spec.bind_address == "0.0.0.0" else spec.bind_address
 
 
 def _admin_address(spec: ClusterSpec, node: PlannedNode) -> tuple[str, int]:
-    """Where the deploying host reaches a node: its container IP, or the published port."""
+    """Where the deploying host reaches a node: the address it announces (its host's, with
+    host-address), its container IP, or its published port on this host."""
+    if spec.announces_host_address:
+        return node.announce_ip, node.announce_port
     if spec.admin_access == "host-ports":
         return host_address(spec), node.host_port
     return node.ip, node.port
@@ -93,8 +106,8 @@ def bootstrap_nodes(spec: ClusterSpec, plan: ClusterPlan) -> list[dict[str, Any]
                 "role": node.role,
                 "admin_host": admin_host,
                 "admin_port": admin_port,
-                "cluster_host": node.ip,
-                "cluster_port": node.port,
+                "cluster_host": node.announce_ip,
+                "cluster_port": node.announce_port,
                 "slots": [list(r) for r in node.slots],
                 "master": node.master,
             }
@@ -103,19 +116,35 @@ def bootstrap_nodes(spec: ClusterSpec, plan: ClusterPlan) -> list[dict[str, Any]
 
 
 def node_outputs(plan: ClusterPlan) -> list[dict[str, Any]]:
+    """Each node as the outputs describe it: `ip`/`port` are what it announces (what clients
+    are redirected to), `host` the Docker host it runs on."""
     return [
         {
             "name": n.name,
             "role": n.role,
             "master": n.master,
-            "ip": n.ip,
-            "port": n.port,
+            "ip": n.announce_ip,
+            "port": n.announce_port,
             "host_port": n.host_port,
             "bus_host_port": n.host_bus_port,
             "container_name": n.name,
+            "container_ip": n.ip,
+            "host": n.host,
         }
         for n in plan.nodes
     ]
+
+
+@dataclass
+class _Host:
+    """What the resources of one Docker host are declared with."""
+
+    name: str
+    docker_host: str  # the engine endpoint, for the secret-file writer
+    opts: pulumi.ResourceOptions  # parent, and the host's provider (None: the default one)
+    suffix: str  # resource-name suffix: "" for the one default host (URNs unchanged)
+    network: docker.Network | None = None
+    redis_image: pulumi.Input[str] | None = None
 
 
 class RedisCluster(pulumi.ComponentResource):
@@ -150,25 +179,15 @@ class RedisCluster(pulumi.ComponentResource):
                 "parameter swapaccount=1) and run `pulumi up` again.", self)
         self.plan = plan_cluster(spec)
         password = pulumi.Output.secret(args.password)
-        child = pulumi.ResourceOptions(parent=self)
-
-        network = docker.Network(
-            f"{name}-network",
-            name=spec.network_name,
-            driver="bridge",
-            ipam_configs=[
-                docker.NetworkIpamConfigArgs(subnet=spec.subnet, gateway=self.plan.gateway_ip)
-            ],
-            labels=[
-                docker.NetworkLabelArgs(label="com.alphapulse.cluster", value=spec.name_prefix)
-            ],
-            opts=child,
-        )
-        self.redis_image = self._image(name, "redis", spec.redis_image)
-        node_containers = self._rolling_nodes(name, network, password)
-        self._exporter(name, network, password)
+        self.hosts = self._hosts(name)
+        for host in self.hosts.values():
+            host.network = self._network(name, host)
+            host.redis_image = self._image(name, "redis", spec.redis_image, host)
+        first = next(iter(self.hosts.values()))
+        node_containers = self._rolling_nodes(name, password)
+        self._exporter(name, first, password)
         if spec.deploy_prometheus:
-            self._prometheus(name, network)
+            self._prometheus(name, first)
 
         bootstrap = ClusterBootstrap(
             f"{name}-bootstrap",
@@ -184,14 +203,14 @@ class RedisCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=node_containers),
         )
 
-        self.network_name = network.name
+        self.network_name = first.network.name  # type: ignore[union-attr]
         self.password = password
         self.seed_endpoints = pulumi.Output.from_input(
-            [f"{n.ip}:{n.port}" for n in self.plan.nodes]
+            [f"{n.announce_ip}:{n.announce_port}" for n in self.plan.nodes]
         )
         host = host_address(spec)
         self.host_seed_endpoints = pulumi.Output.from_input(
-            [f"{host}:{n.host_port}" for n in self.plan.nodes]
+            [f"{n.host_address or host}:{n.host_port}" for n in self.plan.nodes]
         )
         self.nodes = pulumi.Output.from_input(node_outputs(self.plan))
         self.exporter_url = pulumi.Output.concat(
@@ -205,7 +224,8 @@ class RedisCluster(pulumi.ComponentResource):
         )
         self.client_settings = pulumi.Output.from_input(
             {
-                "startup_nodes": [{"host": n.ip, "port": n.port} for n in self.plan.masters],
+                "startup_nodes": [{"host": n.announce_ip, "port": n.announce_port}
+                                  for n in self.plan.masters],
                 "require_full_coverage": True,
             }
         )
@@ -229,21 +249,49 @@ class RedisCluster(pulumi.ComponentResource):
             }
         )
 
-    def _image(self, name: str, role: str, image: str) -> pulumi.Input[str]:
+    def _hosts(self, name: str) -> dict[str, _Host]:
+        """One entry per Docker host, in the order of the `hosts` setting."""
+        if not self.spec.hosts:
+            return {DEFAULT_HOST_NAME: _Host(DEFAULT_HOST_NAME, self.docker_host,
+                                             pulumi.ResourceOptions(parent=self), "")}
+        hosts = {}
+        for host in self.spec.hosts:
+            provider = docker.Provider(f"{name}-host-{host.name}", host=host.docker_host,
+                                       opts=pulumi.ResourceOptions(parent=self))
+            hosts[host.name] = _Host(host.name, host.docker_host,
+                                     pulumi.ResourceOptions(parent=self, provider=provider),
+                                     f"-{host.name}")
+        return hosts
+
+    def _network(self, name: str, host: _Host) -> docker.Network:
+        """The cluster network on one host: the same name and subnet on every host (each
+        engine has its own), so a node's static IP means the same thing wherever it runs."""
+        return docker.Network(
+            f"{name}-network{host.suffix}",
+            name=self.spec.network_name,
+            driver="bridge",
+            ipam_configs=[
+                docker.NetworkIpamConfigArgs(subnet=self.spec.subnet,
+                                             gateway=self.plan.gateway_ip)
+            ],
+            labels=[docker.NetworkLabelArgs(label="com.alphapulse.cluster",
+                                            value=self.spec.name_prefix)],
+            opts=host.opts,
+        )
+
+    def _image(self, name: str, role: str, image: str, host: _Host) -> pulumi.Input[str]:
         """A pulled, pinned image, or (pullImages=false) an image already on the host."""
         if not self.spec.pull_images:
             return image
         remote = docker.RemoteImage(
-            f"{name}-{role}-image",
+            f"{name}-{role}-image{host.suffix}",
             name=image,
             keep_locally=True,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=host.opts,
         )
         return remote.image_id
 
-    def _rolling_nodes(
-        self, name: str, network: docker.Network, password: pulumi.Output[str]
-    ) -> list[docker.Container]:
+    def _rolling_nodes(self, name: str, password: pulumi.Output[str]) -> list[docker.Container]:
         """The node containers, chained per shard so a replacement rolls one node of a
         shard at a time (components/node_handover.py): handover(n) -> container(n) ->
         handover(next n) -> ... replicas first, the master last."""
@@ -260,12 +308,12 @@ class RedisCluster(pulumi.ComponentResource):
                     # What replaces the container (image, start-only config, healthcheck):
                     # when it changes, hand over first.
                     trigger=pulumi.Output.concat(
-                        self.redis_image, "|", restart_digest(node), "|",
+                        self.hosts[node.host].redis_image, "|", restart_digest(node), "|",
                         hashlib.sha256(HEALTHCHECK_COMMAND.encode()).hexdigest()[:16]),
                     timeout_seconds=self.spec.bootstrap_timeout_s,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
                 )
-                containers[node.name] = self._node(name, node, network, self.redis_image,
+                containers[node.name] = self._node(name, node, self.hosts[node.host],
                                                    password, handover)
                 previous = [containers[node.name]]
         return [containers[node.name] for node in self.plan.nodes]
@@ -274,15 +322,16 @@ class RedisCluster(pulumi.ComponentResource):
         self,
         name: str,
         node: PlannedNode,
-        network: docker.Network,
-        image: pulumi.Input[str],
+        host: _Host,
         password: pulumi.Output[str],
         handover: NodeHandover,
     ) -> docker.Container:
         spec = self.spec
-        data_opts = pulumi.ResourceOptions(
-            parent=self, protect=spec.protect_data, retain_on_delete=spec.protect_data
-        )
+        image = host.redis_image
+        network = host.network
+        assert image is not None and network is not None  # set in __init__
+        data_opts = pulumi.ResourceOptions.merge(host.opts, pulumi.ResourceOptions(
+            protect=spec.protect_data, retain_on_delete=spec.protect_data))
         volume = docker.Volume(
             f"{name}-{node.role}-{node.ordinal}-data",
             name=node.volume_name,
@@ -292,7 +341,7 @@ class RedisCluster(pulumi.ComponentResource):
         secrets = self._secret_files(
             f"{name}-{node.role}-{node.ordinal}",
             f"{node.name}-secrets",
-            image,
+            host,
             {AUTH_CONF_NAME: password.apply(render_auth_conf), PASSWORD_FILE_NAME: password},
             owner=REDIS_UID,
             # Not an upload: an upload is a container input, and changing it would replace
@@ -348,8 +397,7 @@ class RedisCluster(pulumi.ComponentResource):
             wait=True,
             wait_timeout=120,
             must_run=True,
-            opts=pulumi.ResourceOptions(
-                parent=self,
+            opts=pulumi.ResourceOptions.merge(host.opts, pulumi.ResourceOptions(
                 # Name and static IP are unique: the old container must go first.
                 delete_before_replace=True,
                 depends_on=[volume, secrets.files, handover],
@@ -357,7 +405,7 @@ class RedisCluster(pulumi.ComponentResource):
                 # never on the container: a new healthcheck needs a new container.
                 replace_on_changes=["healthcheck"],
                 ignore_changes=self._unmanaged_container_fields(),
-            ),
+            )),
         )
 
     def _memory_swap(self, memory_mb: int) -> int | None:
@@ -373,7 +421,7 @@ class RedisCluster(pulumi.ComponentResource):
         self,
         resource_name: str,
         volume_name: str,
-        image: pulumi.Input[str],
+        host: _Host,
         files: dict[str, pulumi.Input[str]],
         owner: int,
         config_files: dict[str, str] | None = None,
@@ -385,17 +433,17 @@ class RedisCluster(pulumi.ComponentResource):
             f"{resource_name}-secrets",
             name=volume_name,
             labels=[docker.VolumeLabelArgs(label="com.alphapulse.secrets", value="true")],
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=host.opts,
         )
         written = SecretFiles(
             f"{resource_name}-secret-files",
             volume=volume.name,
             # The redis image also writes the exporter's file: it has a shell, the exporter's
             # official image (FROM scratch) does not.
-            image=self.redis_image,
+            image=host.redis_image,  # type: ignore[arg-type]
             files=files,
             owner=f"{owner}:{owner}",
-            docker_host=self.docker_host,
+            docker_host=host.docker_host,
             config_files=config_files,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[volume]),
         )
@@ -405,7 +453,7 @@ class RedisCluster(pulumi.ComponentResource):
         self,
         name: str,
         role: str,
-        network: docker.Network,
+        host: _Host,
         *,
         image: pulumi.Input[str],
         command: list[str],
@@ -433,7 +481,8 @@ class RedisCluster(pulumi.ComponentResource):
             uploads=uploads,
             volumes=volumes,
             networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=network.name, ipv4_address=ip)
+                docker.ContainerNetworksAdvancedArgs(
+                    name=host.network.name, ipv4_address=ip)  # type: ignore[union-attr]
             ],
             ports=[
                 docker.ContainerPortArgs(
@@ -447,27 +496,26 @@ class RedisCluster(pulumi.ComponentResource):
             log_opts={"max-size": "10m", "max-file": "3"},
             labels=labels,
             must_run=True,
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True,
-                                        depends_on=depends_on,
-                                        ignore_changes=self._unmanaged_container_fields()),
+            opts=pulumi.ResourceOptions.merge(host.opts, pulumi.ResourceOptions(
+                delete_before_replace=True, depends_on=depends_on,
+                ignore_changes=self._unmanaged_container_fields())),
         )
 
-    def _exporter(
-        self, name: str, network: docker.Network, password: pulumi.Output[str]
-    ) -> docker.Container:
+    def _exporter(self, name: str, host: _Host, password: pulumi.Output[str]
+                  ) -> docker.Container:
         nodes = node_outputs(self.plan)
         file_dir, _, file_name = exporter_conf.EXPORTER_PASSWORD_FILE.rpartition("/")
         secrets = self._secret_files(
             f"{name}-redis-exporter",
             f"{self.spec.name_prefix}-redis-exporter-secrets",
-            self.redis_image,
+            host,
             {file_name: password.apply(
                 lambda pw: exporter_conf.exporter_password_file(nodes, pw))},
             owner=EXPORTER_UID,
         )
         return self._service(
-            name, "redis-exporter", network,
-            image=self._image(name, "exporter", self.spec.exporter_image),
+            name, "redis-exporter", host,
+            image=self._image(name, "exporter", self.spec.exporter_image, host),
             command=exporter_conf.exporter_args(listen_port=EXPORTER_LISTEN_PORT),
             volumes=[
                 docker.ContainerVolumeArgs(
@@ -485,7 +533,7 @@ class RedisCluster(pulumi.ComponentResource):
             memory_mb=128,
         )
 
-    def _prometheus(self, name: str, network: docker.Network) -> docker.Container:
+    def _prometheus(self, name: str, host: _Host) -> docker.Container:
         spec = self.spec
         scrape_config = exporter_conf.prometheus_config(
             node_outputs(self.plan),
@@ -494,8 +542,8 @@ class RedisCluster(pulumi.ComponentResource):
             cluster_name=spec.name_prefix,
         )
         return self._service(
-            name, "prometheus", network,
-            image=self._image(name, "prometheus", spec.prometheus_image),
+            name, "prometheus", host,
+            image=self._image(name, "prometheus", spec.prometheus_image, host),
             command=[
                 f"--config.file={PROMETHEUS_CONFIG_PATH}",
                 "--storage.tsdb.path=/prometheus",

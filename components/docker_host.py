@@ -53,3 +53,20 @@ def supports_swap_limit(docker_host: str) -> bool:
     if done.returncode != 0:
         return True
     return json.loads(done.stdout.strip() or "true") is not False
+
+
+def engine_problem(docker_host: str) -> str | None:
+    """Why the engine at `docker_host` cannot be used (None: it answers `docker info`)."""
+    docker = shutil.which("docker")
+    if docker is None:
+        return "the docker CLI is not installed on the deploying machine"
+    try:
+        done = subprocess.run(
+            [docker, "info", "--format", "{{.ID}}"], env=docker_cli_env(docker_host),
+            capture_output=True, text=True, timeout=DOCKER_INFO_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return f"no answer within {DOCKER_INFO_TIMEOUT_S} s"
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        return lines[-1] if lines else f"docker info exited with {done.returncode}"
+    return None

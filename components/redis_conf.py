@@ -44,6 +44,7 @@ RESTART_DIRECTIVES = (
     "bind", "port", "dir", "cluster-enabled", "cluster-config-file",
     "cluster-announce-ip", "cluster-announce-hostname", "cluster-preferred-endpoint-type",
     "cluster-announce-port", "cluster-announce-bus-port",
+    "replica-announce-ip", "replica-announce-port",
     "appendfilename", "appenddirname", "dbfilename", "logfile", "include",
 )
 EMPTY = '""'  # an empty argument in redis.conf (CONFIG SET takes "")
@@ -85,8 +86,13 @@ def live_settings(spec: ClusterSpec) -> dict[str, str]:
 def restart_lines(node: PlannedNode, announce_hostname: str | None = None) -> list[str]:
     """The directives a running node keeps until it restarts (see RESTART_DIRECTIVES)."""
     if announce_hostname is None:
-        # Static IPs make the announced address stable across full restarts.
-        announce = [f"cluster-announce-ip {node.ip}"]
+        # Static IPs (or the host's address) make the announced address stable across full
+        # restarts. With host-address, the node also announces its published ports, and its
+        # replicas report that address to their master (INFO replication), not a NAT address.
+        announce = [f"cluster-announce-ip {node.announce_ip}"]
+        if node.host_address:
+            announce += [f"replica-announce-ip {node.announce_ip}",
+                         f"replica-announce-port {node.announce_port}"]
     else:
         announce = [
             f"cluster-announce-hostname {announce_hostname}",
@@ -100,8 +106,8 @@ def restart_lines(node: PlannedNode, announce_hostname: str | None = None) -> li
         # nodes.conf lives in the volume: identity and peers survive container replacement.
         "cluster-config-file nodes.conf",
         *announce,
-        f"cluster-announce-port {node.port}",
-        f"cluster-announce-bus-port {node.bus_port}",
+        f"cluster-announce-port {node.announce_port}",
+        f"cluster-announce-bus-port {node.announce_bus_port}",
         'appendfilename "appendonly.aof"',
         'appenddirname "appendonlydir"',
         "dbfilename dump.rdb",

@@ -20,6 +20,7 @@ import pulumi
 
 from clusterops.model import BUS_PORT_OFFSET
 from clusterops.units import format_memory, parse_memory
+from components.hosts import DockerHostSpec, check_hosts
 
 PROJECT = "alphapulse-redis-cluster"
 # Addresses below this host offset are kept for the gateway, exporter and Prometheus.
@@ -70,6 +71,7 @@ MAXMEMORY_POLICIES = (
 APPENDFSYNC_MODES = ("always", "everysec", "no")
 PASSWORD_POLICIES = ("generate", "required")
 ADMIN_ACCESS_MODES = ("container-ip", "host-ports")
+ANNOUNCE_MODES = ("container-ip", "host-address")
 
 # Pinned official images; tests and air-gapped hosts name their own via redisImage/exporterImage.
 DEFAULT_REDIS_IMAGE = "redis:7.0.15-bookworm"
@@ -124,6 +126,14 @@ class ClusterSpec:
     # Kubernetes target (components/k8s_cluster.py); the defaults describe the Docker target.
     target: str = "docker"
     k8s: KubernetesSettings | None = None
+    # Docker hosts (components/hosts.py); () is the one engine of docker:host.
+    hosts: tuple[DockerHostSpec, ...] = ()
+    announce: str = "container-ip"
+    survives_host_loss: bool = False
+
+    @property
+    def announces_host_address(self) -> bool:
+        return self.announce == "host-address"
 
     @property
     def node_count(self) -> int:
@@ -226,6 +236,12 @@ CONFIG_KEYS: dict[str, str] = {
     "protectData": "protect data volumes and keep them when the stack is destroyed",
     "adminAccess": "how the deploying host reaches nodes: container-ip or host-ports",
     "bootstrapTimeoutSeconds": "deadline for forming and validating the cluster",
+    "hosts": "Docker hosts the nodes are spread over: a list of {name, dockerHost, address[, "
+             "certPath]} (unset: the one engine of docker:host)",
+    "announce": "address the nodes announce: container-ip (one host) or host-address (the "
+                "host's address and published ports)",
+    "survivesHostLoss": "refuse a placement that one host's loss would break (default: true "
+                        "with 2 or more hosts)",
 }
 
 
@@ -238,7 +254,8 @@ DEFAULT_ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone"
 # Settings that only mean something on one target. Setting one on the other target is an error:
 # a silently ignored key (a subnet on Kubernetes) would make the reader believe it took effect.
 DOCKER_ONLY_KEYS = ("basePort", "bindAddress", "networkName", "subnet", "adminAccess",
-                    "exporterPort", "prometheusPort", "deployPrometheus", "prometheusImage")
+                    "exporterPort", "prometheusPort", "deployPrometheus", "prometheusImage",
+                    "hosts", "announce", "survivesHostLoss")
 KUBERNETES_CONFIG_KEYS: dict[str, str] = {
     "target": "where the cluster runs: docker (default) or kubernetes",
     "namespace": "Kubernetes namespace of every object (created by the stack)",
@@ -562,6 +579,8 @@ def build_spec(raw: Mapping[str, Any], stack: str, password_set: bool) -> Cluste
                     "Fix: choose a password without them")
 
     check_target(reader, raw, values)
+    if values.get("target", "docker") == "docker":
+        check_hosts(reader, raw, values)
 
     if reader.problems:
         raise ConfigError(reader.problems)

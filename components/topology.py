@@ -11,6 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from clusterops.model import BUS_PORT_OFFSET, NodeTarget, SlotRange, split_slots
+from components.hosts import DEFAULT_HOST_NAME, host_index
 from components.spec import FIRST_NODE_HOST_OFFSET, REDIS_PORT, ClusterSpec, node_index
 
 EXPORTER_HOST_OFFSET = 5
@@ -30,10 +31,27 @@ class PlannedNode:
     volume_name: str
     slots: tuple[SlotRange, ...] = ()  # masters only
     master: str | None = None  # replicas only: the master it follows
+    host: str = DEFAULT_HOST_NAME  # the Docker host it runs on (components/hosts.py)
+    # With announce host-address: the host's address, which the node announces with its
+    # published ports. None: the node announces its container IP and port.
+    host_address: str | None = None
 
     @property
     def is_master(self) -> bool:
         return self.role == "master"
+
+    @property
+    def announce_ip(self) -> str:
+        """The address the cluster, its clients and MOVED/ASK redirections know this node by."""
+        return self.host_address or self.ip
+
+    @property
+    def announce_port(self) -> int:
+        return self.host_port if self.host_address else self.port
+
+    @property
+    def announce_bus_port(self) -> int:
+        return self.host_bus_port if self.host_address else self.bus_port
 
     def target(self, host: str, port: int) -> NodeTarget:
         """This node in clusterops' terms, reached by the deploying process at host:port.
@@ -42,8 +60,9 @@ class PlannedNode:
         knows the node at its static IP and container port.
         """
         return NodeTarget(
-            name=self.name, host=host, port=port, cluster_host=self.ip, cluster_port=self.port,
-            role=self.role, master=self.master, slots=self.slots, container_name=self.name,
+            name=self.name, host=host, port=port, cluster_host=self.announce_ip,
+            cluster_port=self.announce_port, role=self.role, master=self.master,
+            slots=self.slots, container_name=self.name, machine=self.host,
         )
 
 
@@ -77,15 +96,18 @@ def plan_cluster(spec: ClusterSpec) -> ClusterPlan:
 
     With one replica per master this is the guide's layout: replica-1 follows master-1, etc.
     Every node gets its own container, volume and IP, so no replica shares a container with
-    its master.
+    its master; with several hosts, never a host either (components/hosts.py).
     """
     network = ipaddress.ip_network(spec.subnet)
     slot_ranges = split_slots(spec.masters)
     nodes: list[PlannedNode] = []
 
+    hosts = spec.hosts
+
     def make(role: str, ordinal: int, **extra: object) -> PlannedNode:
         name = f"{spec.name_prefix}-redis-{role}-{ordinal}"
         index = node_index(role, ordinal)
+        host = hosts[host_index(role, ordinal, spec.masters, len(hosts))] if hosts else None
         return PlannedNode(
             name=name,
             role=role,
@@ -96,6 +118,8 @@ def plan_cluster(spec: ClusterSpec) -> ClusterPlan:
             host_port=spec.base_port + index,
             host_bus_port=spec.base_port + index + BUS_PORT_OFFSET,
             volume_name=f"{name}-data",
+            host=host.name if host else DEFAULT_HOST_NAME,
+            host_address=host.address if host and spec.announces_host_address else None,
             **extra,  # type: ignore[arg-type]
         )
 

@@ -25,7 +25,7 @@ import pulumi_docker as docker
 HERE = Path(__file__).resolve().parent
 CLIENT_MODULE = HERE.parent.parent / "clusterops" / "client.py"
 # The outputs contract this app was written against (clusterops/client.py: OUTPUTS_VERSION).
-OUTPUTS_VERSION = 1
+OUTPUTS_VERSION = 2
 # What the helper reads: nothing else of the cluster's outputs reaches the container.
 CONNECTION_OUTPUTS = ("outputs_version", "seed_endpoints", "host_seed_endpoints", "nodes",
                       "client_settings", "password")

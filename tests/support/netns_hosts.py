@@ -25,6 +25,7 @@ Use as a context manager (root only)::
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import shutil
@@ -218,10 +219,8 @@ class NetnsHosts:
             self.stop_engine(host)
             pidfile = Path(f"/run/{host.name}.pid")
             if pidfile.exists():  # an engine of an earlier run
-                try:
+                with contextlib.suppress(ValueError, ProcessLookupError):
                     os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
-                except (ValueError, ProcessLookupError):
-                    pass
                 poll(lambda p=pidfile: (not p.exists(), None),
                      Deadline.after(DOCKERD_STOP_S), 0.5)
             _run(["umount", "-R", f"/run/{host.name}-exec"], check=False)

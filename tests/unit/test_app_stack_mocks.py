@@ -119,8 +119,8 @@ def test_another_outputs_version_is_refused_with_the_fix():
     # In a child process: a program that fails inside an apply leaves Pulumi's runtime state
     # (pending tasks) behind, which would fail the next mocked run in this process.
     script = ("from tests.unit.test_app_stack_mocks import cluster_outputs, run_app\n"
-              "run_app({**cluster_outputs(), 'outputs_version': 2})\n")
+              "run_app({**cluster_outputs(), 'outputs_version': 3})\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode != 0
-    assert "outputs_version 2; this app understands 1" in done.stderr, done.stderr[-2000:]
+    assert "outputs_version 3; this app understands 2" in done.stderr, done.stderr[-2000:]

@@ -219,6 +219,27 @@ def test_master_whose_only_replica_shares_its_host_fails_placement() -> None:
     assert report.exit_code == 1
 
 
+def test_placement_is_judged_by_docker_host_not_by_address() -> None:
+    # Distinct addresses, but r2 runs on m2's Docker host: that host's loss loses shard 2.
+    nodes = healthy_nodes()
+    machines = {"m1": "h1", "m2": "h2", "m3": "h3", "r1": "h2", "r2": "h2", "r3": "h1"}
+    report = run_checks(nodes, machines=machines)
+
+    assert failed(report) == {("replica_placement", "m2")}
+    assert "own host h2" in next(r.message for r in report.failures)
+    spread = {**machines, "r2": "h3"}
+    assert run_checks(nodes, machines=spread).failures == []
+
+
+def test_single_host_stack_warns_about_placement_without_failing() -> None:
+    nodes = healthy_nodes()
+    report = run_checks(nodes, machines={name: "docker-host" for name in nodes})
+
+    assert report.failures == [] and report.exit_code == 0
+    assert statuses(report, "replica_placement") == {m: Status.WARN for m in ("m1", "m2", "m3")}
+    assert "single-host stack" in report.warnings[0].message
+
+
 def test_master_without_replica_fails_replication_and_placement() -> None:
     nodes = healthy_nodes()
     nodes["r3"].master = "m1"  # m3 loses its replica, m1 gets two

@@ -30,6 +30,7 @@ from tests.support.program_runner import ProgramRun, run_program, stack_config_f
 # shape is a new version. Add the new version's fingerprint here when you add its schema.
 RELEASED_SCHEMAS = {
     1: "a874a4ab92afed1439f792ac7d816c628979595a81411c244ae851311f2b5a02",
+    2: "24ce056e77351db9a15aa0b476d953f50d63fa1a0a05dc0ace95451f5c1dc820",
 }
 PASSWORD = "prod-secret-password-0123456789"
 
@@ -111,8 +112,8 @@ def test_remote_clients_need_the_hosts_address(outputs: dict[str, Any]):
 
 
 def test_other_versions_and_locations_are_refused_with_the_fix(outputs: dict[str, Any]):
-    with pytest.raises(OutputsContractError, match="outputs_version 2"):
-        connection_plan({**outputs, "outputs_version": 2})
+    with pytest.raises(OutputsContractError, match="outputs_version 1"):
+        connection_plan({**outputs, "outputs_version": 1})
     with pytest.raises(OutputsContractError, match="outputs_version None"):
         connection_plan({k: v for k, v in outputs.items() if k != "outputs_version"})
     with pytest.raises(OutputsContractError, match="one of network, docker-host, remote"):

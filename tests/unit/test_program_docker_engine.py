@@ -52,3 +52,58 @@ def test_secret_files_are_written_on_the_engine_of_docker_host(monkeypatch):
     writers = run.of_type(SECRET_FILES_TYPE)
     assert len(writers) == 7
     assert {w.plain["docker_host"] for w in writers} == {"ssh://deploy@redis-host"}
+
+
+HOSTS = ('[{"name": "h1", "dockerHost": "ssh://deploy@10.1.0.11", "address": "10.1.0.11"},'
+         ' {"name": "h2", "dockerHost": "ssh://deploy@10.1.0.12", "address": "10.1.0.12"},'
+         ' {"name": "h3", "dockerHost": "ssh://deploy@10.1.0.13", "address": "10.1.0.13"}]')
+
+
+def run_three_hosts(monkeypatch: pytest.MonkeyPatch, answering: set[str]) -> ProgramRun:
+    asked: list[str] = []
+
+    def engine_problem(docker_host: str) -> str | None:
+        asked.append(docker_host)
+        return None if docker_host in answering else "ssh: connect to host: No route to host"
+
+    monkeypatch.setattr(components.docker_host, "engine_problem", engine_problem)
+    monkeypatch.setattr(components.docker_host, "supports_swap_limit", lambda _host: True)
+    run = run_program("dev", {**stack_config_file("dev"), "hosts": HOSTS})
+    assert len(asked) == 3
+    return run
+
+
+def test_each_host_gets_its_own_provider_and_every_node_resource_goes_through_it(monkeypatch):
+    run = run_three_hosts(monkeypatch, {f"ssh://deploy@10.1.0.1{i}" for i in (1, 2, 3)})
+    providers = {r.urn: r.plain["host"] for r in run.of_type("pulumi:providers:docker")}
+    assert sorted(providers.values()) == [f"ssh://deploy@10.1.0.1{i}" for i in (1, 2, 3)]
+    engine_of = {urn: host for urn, host in providers.items()}
+
+    def engine(resource) -> str:
+        assert resource.provider, f"{resource.urn} uses the default provider"
+        return engine_of[resource.provider.rpartition("::")[0]]
+
+    nodes = {n["name"]: n for n in run.outputs["nodes"]}
+    address_of = {"h1": "10.1.0.11", "h2": "10.1.0.12", "h3": "10.1.0.13"}
+    for container in [c for c in run.of_type(CONTAINER) if "healthcheck" in c.plain]:
+        node = nodes[container.plain["name"]]
+        # The container, its volumes and its secret files all live on the node's own host.
+        assert engine(container) == f"ssh://deploy@{address_of[node['host']]}"
+        assert node["ip"] == address_of[node["host"]] and node["port"] == node["host_port"]
+    for writer in run.of_type(SECRET_FILES_TYPE):
+        volume = writer.plain["volume"]
+        owner = next((n for n in nodes.values() if volume == f"{n['name']}-secrets"), None)
+        expected = address_of[owner["host"]] if owner else "10.1.0.11"  # exporter: first host
+        assert writer.plain["docker_host"] == f"ssh://deploy@{expected}", volume
+    networks = run.of_type("docker:index/network:Network")
+    assert sorted(engine(n) for n in networks) == sorted(providers.values())
+    assert run.outputs["announce"] == "host-address"
+    assert run.outputs["seed_endpoints"] == [f"{n['ip']}:{n['port']}" for n in nodes.values()]
+
+
+def test_a_host_that_does_not_answer_stops_the_program_before_anything_is_declared(monkeypatch):
+    with pytest.raises(Exception) as caught:
+        run_three_hosts(monkeypatch, {"ssh://deploy@10.1.0.11", "ssh://deploy@10.1.0.13"})
+    message = str(caught.value)
+    assert "hosts: h2: the Docker engine at ssh://deploy@10.1.0.12 does not answer" in message
+    assert "No route to host" in message and "Fix:" in message

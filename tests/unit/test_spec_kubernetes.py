@@ -57,7 +57,10 @@ def test_a_kubernetes_stack_without_a_storage_class_is_refused_with_the_fix():
 DOCKER_VALUES = {"basePort": "7001", "bindAddress": "127.0.0.1", "networkName": "net",
                  "subnet": "10.0.0.0/24", "adminAccess": "host-ports", "exporterPort": "9121",
                  "prometheusPort": "9090", "deployPrometheus": "true",
-                 "prometheusImage": "prom/prometheus:v2.42.0"}
+                 "prometheusImage": "prom/prometheus:v2.42.0",
+                 "hosts": '[{"name": "h1", "dockerHost": "unix:///run/h1.sock", '
+                          '"address": "10.0.0.11"}]',
+                 "announce": "host-address", "survivesHostLoss": "false"}
 
 
 def test_the_docker_only_list_is_covered():

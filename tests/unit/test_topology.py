@@ -74,11 +74,13 @@ def test_a_planned_node_converts_to_the_cluster_node_type_once():
         name="alphapulse-redis-replica-2", host="127.0.0.1", port=7005,
         cluster_host="172.28.0.15", cluster_port=6379, role="replica",
         master="alphapulse-redis-master-2", container_name="alphapulse-redis-replica-2",
+        machine="docker-host",
     )
     master = plan.masters[0].target(plan.masters[0].ip, plan.masters[0].port)
     assert master.slots == ((0, 5460),) and master.bus_port == plan.masters[0].bus_port
     # Round trip through the bootstrap resource's stored JSON shape.
-    assert NodeTarget.from_dict(master.to_dict()) == replace(master, container_name=None)
+    assert NodeTarget.from_dict(master.to_dict()) == replace(master, container_name=None,
+                                                             machine=None)
 
 
 def _layout(masters: int, replicas: int) -> dict[str, tuple[str, int, str | None]]:
