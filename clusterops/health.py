@@ -54,6 +54,7 @@ from clusterops.observe import (
     parse_kv_list,
 )
 from clusterops.targets import Targets
+from clusterops.units import format_bytes
 
 CLUSTER = "cluster"  # the "node" column of results about the cluster as a whole
 KEY_PREFIX = "clusterops:health"
@@ -135,16 +136,6 @@ class Expectations:
 
 
 # --------------------------------------------------------------------------- parsing (pure)
-
-
-def format_bytes(value: float) -> str:
-    if abs(value) < 1024:
-        return f"{value:.0f} B"
-    for unit in ("KiB", "MiB"):
-        value /= 1024
-        if abs(value) < 1024:
-            return f"{value:.1f} {unit}"
-    return f"{value / 1024:.1f} GiB"
 
 
 def _int(fields: Mapping[str, str], key: str, default: int = 0) -> int:

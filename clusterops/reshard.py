@@ -27,6 +27,7 @@ from clusterops.model import (
     shard_of,
 )
 from clusterops.observe import NodeSnapshot
+from clusterops.units import format_bytes
 from clusterops.verify import resolve_ids
 
 
@@ -292,6 +293,8 @@ def plan_reshape(
 
     targets = shard_targets(new, live)
     result.moves = slot_moves(live_owner, new_owner, new_members, targets)
+    problems += capacity_problems(result.moves, live)
+    problems += replica_loss_problems(old, new, result.added, result.removed, live)
 
     for replica in new:
         if replica.is_master:
@@ -319,3 +322,75 @@ def _runs(slots: Sequence[int]) -> list[tuple[int, int]]:
         else:
             runs.append((slot, slot))
     return runs
+
+
+# A target may fill up to this share of its maxmemory with what it receives: above it, an
+# allkeys-* policy starts evicting (losing keys) and noeviction fails the MIGRATE half-way.
+CAPACITY_SHARE = 0.9
+
+
+def _bytes(info: Mapping[str, str], key: str) -> int:
+    try:
+        return int(info.get(key, "0"))
+    except ValueError:
+        return 0
+
+
+def capacity_problems(moves: Sequence[SlotMove], live: Mapping[str, NodeSnapshot]
+                      ) -> list[str]:
+    """Moves whose keys would not fit on their target. A source's bytes per slot are
+    estimated as its dataset (INFO memory used_memory_dataset) over the slots it serves."""
+    incoming: dict[str, float] = {}
+    for move in moves:
+        source = live.get(move.source)
+        me = source.myself if source else None
+        if source is None or me is None or not me.slots:
+            continue
+        served = sum(last - first + 1 for first, last in me.slots)
+        share = (move.last - move.first + 1) / served
+        incoming[move.target] = incoming.get(move.target, 0.0) + share * _bytes(
+            source.memory, "used_memory_dataset")
+    problems = []
+    for name, extra in sorted(incoming.items()):
+        target = live.get(name)
+        if target is None:
+            continue
+        limit = _bytes(target.memory, "maxmemory")
+        used = _bytes(target.memory, "used_memory")
+        if limit and used + extra > CAPACITY_SHARE * limit:
+            problems.append(
+                f"the keys cannot be placed: about {format_bytes(int(extra))} would move to "
+                f"{name}, which uses {format_bytes(used)} of its maxmemory "
+                f"{format_bytes(limit)} (at most {CAPACITY_SHARE:.0%} may be used, or keys "
+                "would be evicted or the move would fail half-way). Raise maxmemory first, or "
+                "keep more masters")
+    return problems
+
+
+def replica_loss_problems(old: Sequence[NodeTarget], new: Sequence[NodeTarget],
+                          added: Sequence[str], removed: Sequence[str],
+                          live: Mapping[str, NodeSnapshot]) -> list[str]:
+    """A shard with replicas planned must keep a working one: removing its last working
+    replica while the replicas it keeps are down would leave its master alone, one failure
+    from losing its slots. (A replica being added counts: the reshape attaches and syncs it.)"""
+
+    def working(name: str) -> bool:
+        snap = live.get(name)
+        me = snap.myself if snap else None
+        return bool(me and me.is_replica
+                    and snap.replication.get("master_link_status") == "up")  # type: ignore[union-attr]
+
+    old_names = {n.name for n in old}
+    problems = []
+    for master in masters_of(new):
+        kept = [n.name for n in new if not n.is_master and shard_of(new, n).name == master.name]
+        if not kept or master.name not in old_names:
+            continue
+        leaving = [n.name for n in old if n.name in removed and not n.is_master
+                   and shard_of(old, n).name == master.name and working(n.name)]
+        if leaving and not any(working(name) or name in added for name in kept):
+            problems.append(
+                f"{master.name}'s shard would be left without a working replica: "
+                f"{', '.join(leaving)} would be removed and {', '.join(kept)} is not up and "
+                "linked. Bring it back first (clusterops health shows why it is down)")
+    return problems

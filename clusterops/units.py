@@ -38,3 +38,14 @@ def format_memory(num_bytes: int) -> str:
         if num_bytes % size == 0 and num_bytes >= size:
             return f"{num_bytes // size}{unit}"
     return str(num_bytes)
+
+
+def format_bytes(value: float) -> str:
+    """A byte count for people (B, KiB, MiB, GiB)."""
+    if abs(value) < 1024:
+        return f"{value:.0f} B"
+    for unit in ("KiB", "MiB"):
+        value /= 1024
+        if abs(value) < 1024:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1024:.1f} GiB"

@@ -8,13 +8,14 @@ from collections.abc import Callable, Sequence
 import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
+from clusterops.errors import NodesUnreachableError
 from clusterops.formation import form_cluster
 from clusterops.migrate import data_client
 from clusterops.model import NodeTarget, hash_tags, split_slots
 from clusterops.observe import observe_nodes
 from clusterops.scaling import UnsafeReshapeError, preview_reshape, reshape_cluster
 from clusterops.verify import verify_cluster
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import wait_for, wait_for_replica_links
 from tests.support.cluster_writer import ClusterWriter
 from tests.support.redis_nodes import RedisNode, RedisNodes
 
@@ -337,3 +338,103 @@ def test_a_preview_off_the_clusters_network_shows_the_planned_moves_with_keys_un
         "move 8192 slot(s) in 3 range(s), keys unknown (not all sources reachable)",
         "  slots 4096-5460 (1365): m1 -> m2, ? keys",
     ]
+
+
+def node_states(nodes: RedisNodes) -> list[list[str]]:
+    """Every running node's view of who is in the cluster and which node serves which slots
+    (not flags, links or who follows whom, which settle on their own after a failover)."""
+    views = []
+    for node in nodes:
+        if not node.is_running():
+            continue
+        text = node.client().execute_command("CLUSTER", "NODES")
+        lines = [line.split() for line in text.splitlines()]
+        # Who is in the cluster, and which node serves which slots: what a reshape changes.
+        views.append(sorted(parts[0] for parts in lines)
+                     + sorted(" ".join([parts[0], *parts[8:]]) for parts in lines if parts[8:]))
+    return views
+
+
+def test_a_scale_in_whose_keys_cannot_be_placed_is_refused_and_changes_nothing(
+    redis_nodes_factory: Callable[..., RedisNodes],
+) -> None:
+    # maxmemory 32mb on every node, about 18 MB of values on each of the 4 masters: the
+    # leaving master's share (~6 MB per remaining master) would push them past 90%.
+    eight = redis_nodes_factory(8, settings={"maxmemory": "32mb",
+                                             "maxmemory-policy": "allkeys-lru"})
+    pw = eight.password
+    three, four = layout(eight, *THREE), layout(eight, *FOUR)
+    form_cluster(four, pw, 30)
+    value = "x" * 1000
+    with cluster_client(eight) as client:
+        for start in range(0, 72_000, 2000):
+            client.mset_nonatomic({f"big:{i}": value for i in range(start, start + 2000)})
+    keys_before = total_keys(four, pw)
+    views_before = node_states(eight)
+
+    preview = preview_reshape(four, three, pw)
+    placed = [p for p in preview.problems if "the keys cannot be placed" in p]
+    # 4 -> 3 re-splits the slots: master-3 receives all of master-4's 4096 slots and
+    # master-2 2731 of master-3's (~12 MiB each); neither has room for them.
+    assert sorted(p.split(" would move to ")[1].split(",")[0] for p in placed) == [
+        "ap-master-2", "ap-master-3"], preview.problems
+    assert all("Raise maxmemory first" in p for p in placed)
+    assert keys_before == 72_000  # nothing evicted before the test even starts
+    with pytest.raises(UnsafeReshapeError, match="the keys cannot be placed"):
+        reshape_cluster(four, three, pw, 30)
+    assert total_keys(four, pw) == keys_before
+    assert node_states(eight) == views_before
+
+
+def test_removing_the_last_working_replica_of_a_shard_is_refused(
+    redis_nodes_factory: Callable[..., RedisNodes],
+) -> None:
+    nine = redis_nodes_factory(9)
+    pw = nine.password
+    one = layout(nine, [0, 1, 2], [(3, 1), (4, 2), (5, 3)])
+    two = layout(nine, [0, 1, 2], [(3, 1), (4, 2), (5, 3), (6, 1), (7, 2), (8, 3)])
+    form_cluster(two, pw, 60)
+    preload(nine, 2000)
+    # replica-1 (master-1's replica that stays) is down; replica-4 is master-1's only
+    # working replica, and the scale-in to one replica per master would remove it.
+    nine[3].stop()
+    wait_for("the peers to flag the stopped replica",
+             lambda: " fail " in nine[0].client().execute_command("CLUSTER", "NODES")
+             or ",fail " in nine[0].client().execute_command("CLUSTER", "NODES"), 10)
+
+    preview = preview_reshape(two, one, pw)
+    assert any("ap-master-1's shard would be left without a working replica" in p
+               and "ap-replica-4 would be removed" in p for p in preview.problems), \
+        preview.problems
+    # The run itself stops even earlier: it waits for every node it keeps, and names it.
+    with pytest.raises(NodesUnreachableError, match="ap-replica-1"):
+        reshape_cluster(two, one, pw, 5)
+    assert nine[6].client().info("replication")["master_link_status"] == "up"
+
+
+def test_a_leaving_node_that_is_live_master_after_a_failover_is_refused(
+    redis_nodes_factory: Callable[..., RedisNodes],
+) -> None:
+    nine = redis_nodes_factory(9)
+    pw = nine.password
+    one = layout(nine, [0, 1, 2], [(3, 1), (4, 2), (5, 3)])
+    two = layout(nine, [0, 1, 2], [(3, 1), (4, 2), (5, 3), (6, 1), (7, 2), (8, 3)])
+    form_cluster(two, pw, 60)
+    preload(nine, 2000)
+    # replica-4 (node 6) takes over master-1's shard, which stays; going back to one replica
+    # per master would remove replica-4, the shard's live master.
+    nine[6].client().execute_command("CLUSTER", "FAILOVER")
+    wait_for("replica-4 to become master",
+             lambda: nine[6].client().info("replication")["role"] == "master", 10)
+    wait_for_replica_links(nine)
+    # Every node has learned the new slot owner (gossip takes a moment after the failover).
+    wait_for("every node to agree on the slot map after the failover",
+             lambda: len({str(view) for view in node_states(nine)}) == 1, 10)
+    before = node_states(nine)
+
+    preview = preview_reshape(two, one, pw)
+    assert any("ap-replica-4 is leaving but is the live master of ap-master-1's shard" in p
+               and "fail back first" in p for p in preview.problems), preview.problems
+    with pytest.raises(UnsafeReshapeError, match="fail back first"):
+        reshape_cluster(two, one, pw, 30)
+    assert node_states(nine) == before
