@@ -394,3 +394,43 @@ def replica_loss_problems(old: Sequence[NodeTarget], new: Sequence[NodeTarget],
                 f"{', '.join(leaving)} would be removed and {', '.join(kept)} is not up and "
                 "linked. Bring it back first (clusterops health shows why it is down)")
     return problems
+
+
+def move_waves(moves: Sequence[SlotMove]) -> list[list[SlotMove]]:
+    """The moves in waves such that every move INTO a node comes in an earlier wave than any
+    move OUT of it.
+
+    Why: Redis 7 turns a master that loses its last slot into a replica of the slot's new
+    owner (cluster.c, clusterUpdateSlotsConfigWith). 5 -> 3 masters re-splits the slots so that
+    master-3 gives all its slots to master-2 and receives master-4's and master-5's: moved out
+    first, it becomes a replica and can no longer import (SETSLOT: "Please use SETSLOT only
+    with masters"), found by tests/integration/test_scaling.py. A node's wave is 1 + the
+    highest wave of the nodes it receives from; a cycle (none arises from contiguous splits)
+    ends in one last wave, the order it came in.
+    """
+    sources_of: dict[str, set[str]] = {}
+    for move in moves:
+        sources_of.setdefault(move.target, set()).add(move.source)
+    level: dict[str, int] = {}
+
+    def level_of(node: str, visiting: frozenset[str] = frozenset()) -> int | None:
+        if node in level:
+            return level[node]
+        if node in visiting:
+            return None  # a cycle
+        below = [level_of(s, visiting | {node}) for s in sources_of.get(node, ())]
+        if any(b is None for b in below):
+            return None
+        level[node] = 1 + max((b for b in below if b is not None), default=-1)
+        return level[node]
+
+    waves: dict[int, list[SlotMove]] = {}
+    cyclic: list[SlotMove] = []
+    for move in moves:
+        wave = level_of(move.source)
+        if wave is None:
+            cyclic.append(move)
+        else:
+            waves.setdefault(wave, []).append(move)
+    ordered = [waves[k] for k in sorted(waves)]
+    return ordered + ([cyclic] if cyclic else [])

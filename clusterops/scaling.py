@@ -10,11 +10,13 @@ The order, each step finished before the next:
    live master and wait until they are synced. Replicas go before slots on purpose: a new
    master then never owns slots without a failover target, and writers' ``WAIT 1`` keeps
    being acknowledged on the moved slots;
-4. move slots to the new masters from the surviving ones (``clusterops.migrate``);
-5. drain the leaving masters (every slot to its planned owner);
-6. CLUSTER FORGET every leaving node on every surviving node (Redis bans a forgotten id for
+4. move every slot to its planned owner (``clusterops.migrate``) in waves where each node
+   receives all its slots before it gives any away (:func:`clusterops.reshard.move_waves`):
+   new masters fill from the surviving ones, leaving masters are drained, and no staying
+   master is ever emptied on the way (Redis would make it a replica);
+5. CLUSTER FORGET every leaving node on every surviving node (Redis bans a forgotten id for
    60 s, and a leaving container is deleted by Pulumi right after this update);
-7. :func:`clusterops.formation.form_cluster` on the new plan: verifies every node (nothing
+6. :func:`clusterops.formation.form_cluster` on the new plan: verifies every node (nothing
    left to write).
 
 Never CLUSTER RESET, FLUSHALL or FLUSHDB; keys only ever move by MIGRATE.
@@ -38,7 +40,13 @@ from clusterops.migrate import MoveStats, SlotMover, data_client
 from clusterops.model import ClusterReport, NodeTarget
 from clusterops.observe import NodeSnapshot, observe_nodes
 from clusterops.poll import Deadline, poll
-from clusterops.reshard import ReshapePlan, SlotMove, plan_reshape, planned_moves
+from clusterops.reshard import (
+    ReshapePlan,
+    SlotMove,
+    move_waves,
+    plan_reshape,
+    planned_moves,
+)
 
 log = logging.getLogger(__name__)
 
@@ -254,11 +262,10 @@ def reshape_cluster(
                          Deadline.after(timeout_s), timeout_s)
         masters = masters_now()
 
-        leaving = set(plan.removed)
-        for phase in ("grow", "drain"):
-            moves = [m for m in plan.moves if (m.source in leaving) == (phase == "drain")]
+        # Every node receives its slots before it gives any away (see move_waves).
+        for wave, moves in enumerate(move_waves(plan.moves), start=1):
             if moves:
-                say(f"{phase}: moving {sum(len(m.slots) for m in moves)} slot(s)")
+                say(f"wave {wave}: moving {sum(len(m.slots) for m in moves)} slot(s)")
                 stats = mover.move(_moves_by_pair(moves), masters)
                 for name in ("slots", "keys", "migrate_calls", "busy_retries"):
                     setattr(report.moved, name, getattr(report.moved, name) + getattr(stats, name))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -68,6 +67,13 @@ def assert_all_present(nodes: RedisNodes, data: dict[str, str]) -> None:
     assert not lost, f"{len(lost)} preloaded key(s) lost or changed, e.g. {lost[:5]}"
 
 
+def writes_flowing(writer: ClusterWriter, more: int = 50) -> None:
+    """Wait until the writer has acknowledged `more` further writes (it is really running)."""
+    start = len(writer.ok)
+    wait_for(f"{more} more writes from {writer.prefix}",
+             lambda: len(writer.ok) >= start + more or writer.errors[-1:], 20)
+
+
 @pytest.fixture
 def eight(redis_nodes_factory: Callable[..., RedisNodes]) -> RedisNodes:
     return redis_nodes_factory(8)
@@ -90,9 +96,9 @@ def test_grow_to_four_masters_and_back_under_a_live_writer(eight: RedisNodes) ->
     writer = ClusterWriter([(eight[0].host, eight[0].port)], pw, "live")
     writer.start()
     try:
-        time.sleep(0.3)  # the writer is running before the first slot moves
+        writes_flowing(writer)  # the writer is running before the first slot moves
         grown = reshape_cluster(three, four, pw, 60)
-        time.sleep(0.3)
+        writes_flowing(writer)  # and still writing afterwards
     finally:
         writer.stop()
     assert grown.moved.slots == 8192
@@ -113,9 +119,9 @@ def test_grow_to_four_masters_and_back_under_a_live_writer(eight: RedisNodes) ->
     writer = ClusterWriter([(eight[0].host, eight[0].port)], pw, "shrink")
     writer.start()
     try:
-        time.sleep(0.3)
+        writes_flowing(writer)
         shrunk = reshape_cluster(four, three, pw, 60)
-        time.sleep(0.3)
+        writes_flowing(writer)
     finally:
         writer.stop()
     print(f"grow: {grown.moved.slots} slots, {grown.moved.keys} keys in "
@@ -438,3 +444,39 @@ def test_a_leaving_node_that_is_live_master_after_a_failover_is_refused(
     with pytest.raises(UnsafeReshapeError, match="fail back first"):
         reshape_cluster(two, one, pw, 30)
     assert node_states(nine) == before
+
+
+def test_three_to_five_masters_with_two_replicas_each_and_back_in_one_step(
+    redis_nodes_factory: Callable[..., RedisNodes],
+) -> None:
+    """Masters and replicas change together, by more than one shard, under a live writer."""
+    nodes = redis_nodes_factory(15)
+    pw = nodes.password
+    small = layout(nodes, [0, 1, 2], [(5, 1), (6, 2), (7, 3)])
+    large = layout(nodes, [0, 1, 2, 3, 4],
+                   [(5, 1), (6, 2), (7, 3), (8, 4), (9, 5), (10, 1), (11, 2), (12, 3), (13, 4),
+                    (14, 5)])
+    form_cluster(small, pw, 30)
+    data = preload(nodes, 10_000)
+    for before, after, label in ((small, large, "grow"), (large, small, "shrink")):
+        preview = preview_reshape(before, after, pw)
+        assert not preview.problems, preview.problems
+        writer = ClusterWriter([(nodes[0].host, nodes[0].port)], pw, label)
+        writer.start()
+        try:
+            writes_flowing(writer)
+            done = reshape_cluster(before, after, pw, 120)
+            writes_flowing(writer)
+        finally:
+            writer.stop()
+        print(f"{label}: {done.moved.slots} slots, {done.moved.keys} keys in "
+              f"{done.moved.elapsed_s:.2f}s; writer {len(writer.ok)} ok / {len(writer.acked)} "
+              f"acked, errors {len(writer.errors)}: {writer.errors[:3]}")
+        assert done.moved.slots == preview.slots_moving
+        assert verify_cluster(after, pw) == []
+        with cluster_client(nodes) as client:
+            assert writer.missing(client) == []
+        assert writer.errors == [], writer.errors[:5]
+        assert_all_present(nodes, data)
+    kept = {n.name for n in small}
+    assert sorted(done.forgotten) == sorted(n.name for n in large if n.name not in kept)

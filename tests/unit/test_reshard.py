@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from clusterops.model import HASH_SLOTS, NodeTarget, split_slots
-from clusterops.reshard import planned_moves, planned_owner, slot_moves
+from clusterops.reshard import SlotMove, move_waves, planned_moves, planned_owner, slot_moves
 
 
 def plan(masters: int, replicas_per_master: int = 1) -> list[NodeTarget]:
@@ -61,3 +61,27 @@ def test_moves_go_to_the_shards_live_master_and_unserved_slots_are_not_moves():
     planned = ["m3"] * HASH_SLOTS
     moves = slot_moves(owners, planned, {"m3": {"m3", "r3"}}, {"m3": "r3"})
     assert describe(moves) == [(0, 9, "m1", "r3"), (15, HASH_SLOTS - 1, "m2", "r3")]
+
+
+def test_every_node_receives_before_it_gives_so_no_staying_master_is_emptied():
+    # 5 -> 3: master-3 gives all its slots to master-2 and receives master-4's and -5's.
+    five = [f"m{i}" for i in range(1, 6)]
+    old = {slot: five[i] for i, (a, b) in enumerate(split_slots(5)) for slot in range(a, b + 1)}
+    new = {slot: five[i] for i, (a, b) in enumerate(split_slots(3)) for slot in range(a, b + 1)}
+    moves = slot_moves([old[s] for s in range(HASH_SLOTS)], [new[s] for s in range(HASH_SLOTS)],
+                       {m: {m} for m in five[:3]}, {m: m for m in five[:3]})
+    waves = move_waves(moves)
+    assert sorted(describe(m for wave in waves for m in wave)) == sorted(describe(moves))
+    wave_of = {id(m): k for k, wave in enumerate(waves) for m in wave}
+    for into in moves:
+        for out in moves:
+            if out.source == into.target:
+                assert wave_of[id(into)] < wave_of[id(out)], (into, out)
+    assert {m.source for m in waves[0]} == {"m4", "m5"}
+
+
+def test_a_cycle_of_moves_still_runs_every_move_once():
+    cycle = [SlotMove(0, 9, "a", "b"), SlotMove(10, 19, "b", "a"), SlotMove(20, 29, "c", "a")]
+    waves = move_waves(cycle)
+    assert sorted(describe(m for wave in waves for m in wave)) == sorted(describe(cycle))
+    assert waves[0] == [SlotMove(20, 29, "c", "a")]
