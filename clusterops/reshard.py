@@ -72,6 +72,9 @@ class ReshapePlan:
     attach: list[tuple[str, str]] = field(default_factory=list)  # (replica, live master)
     forget: list[str] = field(default_factory=list)  # removed nodes still known to the cluster
     problems: list[str] = field(default_factory=list)  # unsafe: refuse, change nothing
+    # Those of the problems that only say a deployed node is down (for health checks when the
+    # plan is unchanged; a reason to refuse a reshape).
+    down: list[str] = field(default_factory=list)
     unknown_nodes: list[str] = field(default_factory=list)  # not reachable (preview: not created)
     foreign_owners: list[str] = field(default_factory=list)  # ids in neither plan serving slots
     ids: dict[str, str] = field(default_factory=dict)  # name -> node id, where known
@@ -197,8 +200,9 @@ def plan_reshape(
         if snap is None or not snap.reachable:
             result.unknown_nodes.append(node.name)
             if node.name in old_names:
-                problems.append(f"{node.name} (deployed) is not reachable: "
-                                f"{snap.error if snap else 'not observed'}")
+                result.down.append(f"{node.name} (deployed) is not reachable: "
+                                   f"{snap.error if snap else 'not observed'}")
+                problems.append(result.down[-1])
         elif not snap.cluster_enabled:
             problems.append(f"{node.name} has cluster support disabled")
     for name, node_id in (recorded_ids or {}).items():

@@ -190,11 +190,12 @@ def _reshape_preview(olds: Mapping[str, Any], news: Mapping[str, Any]
     failures = [dynamic.CheckFailure("nodes", f"unsafe to reshape the live cluster: {problem}")
                 for problem in plan.problems]
     if topology_change(olds["nodes"], news["nodes"]) is None:
-        # Same plan: a node being down is for health checks, not a reason to refuse a preview.
-        # Slots served by a node of neither plan are: this update would let the engine delete
-        # its container (a scale-out that failed half-way, then reverted in the config).
-        if not plan.foreign_owners:
-            failures = []
+        # Same plan: a node being down is for health checks, not a reason to refuse a preview
+        # (a rolling replacement takes nodes down on purpose). Anything else is: a cluster
+        # changed by hand, or slots served by a node of neither plan (a scale-out that failed
+        # half-way, then reverted in the config: this update would let the engine delete it).
+        failures = [dynamic.CheckFailure("nodes", f"unsafe to reshape the live cluster: {p}")
+                    for p in plan.problems if p not in plan.down]
         if plan.nothing_to_do:
             return None, failures
     return plan.summary(), failures

@@ -294,3 +294,56 @@ def test_replicas_per_master_1_to_2_to_1_under_a_live_writer(tmp_path: Path) -> 
             volume_names()
     finally:
         deploy.close()
+
+
+def test_bad_scaling_requests_are_refused_at_preview_and_change_nothing(tmp_path: Path) -> None:
+    """Through the real engine: 2 masters (config), a scale-in whose keys would not fit on
+    the masters that stay, and a cluster resharded by hand. Each is a clear error from
+    `pulumi preview`; no container is replaced and no key moves."""
+    deploy = deploy_stack(tmp_path, "dev", **ISOLATED, masters="4", maxmemory="32mb",
+                          memoryLimit="128mb")
+    stack = next(deploy)
+    try:
+        handle = stack.stack
+        value = "x" * 1000  # ~18 MB on each of the 4 masters, maxmemory 32 MB
+        with client_for(stack) as client:
+            for start in range(0, 72_000, 2000):
+                client.mset_nonatomic({f"big:{i}": value for i in range(start, start + 2000)})
+        keys = total_keys(stack)
+        assert keys == 72_000
+        ids_before = {n["name"]: subprocess.run(
+            ["docker", "inspect", "-f", "{{.Id}}", n["container_name"]], capture_output=True,
+            text=True, check=True).stdout.strip() for n in stack.outputs["nodes"]}
+
+        def refused(config: dict[str, str], expected: str) -> None:
+            handle.set_config(config)
+            done = handle.run("preview", "--stack", handle.name, check=False)
+            text = done.stdout + done.stderr
+            assert done.returncode != 0 and expected in text, text[-3000:]
+            assert total_keys(stack) == keys
+            for name, container_id in ids_before.items():
+                now = subprocess.run(["docker", "inspect", "-f", "{{.Id}}", name],
+                                     capture_output=True, text=True, check=True).stdout.strip()
+                assert now == container_id, name
+
+        refused({"masters": "2"}, "Redis Cluster needs at least 3 masters")
+        refused({"masters": "3"}, "the keys cannot be placed")
+
+        # By hand: slot 0 (emptied first) moved from master-1 to master-2.
+        handle.set_config({"masters": "4"})
+        with client_for(stack) as client:
+            m1 = client.get_node(host=stack.node("apscale-redis-master-1")["ip"], port=6379)
+            conn = client.get_redis_connection(m1)
+            for key in conn.execute_command("CLUSTER", "GETKEYSINSLOT", 0, 1000):
+                client.delete(key)
+            keys = total_keys(stack)
+            ids = {n: client.get_redis_connection(client.get_node(
+                host=stack.node(f"apscale-redis-{n}")["ip"], port=6379)).execute_command(
+                "CLUSTER", "MYID") for n in ("master-1", "master-2")}
+            for name in ("master-1", "master-2", "master-3", "master-4"):
+                node = client.get_node(host=stack.node(f"apscale-redis-{name}")["ip"], port=6379)
+                client.get_redis_connection(node).execute_command(
+                    "CLUSTER", "SETSLOT", 0, "NODE", ids["master-2"])
+        refused({"masters": "4"}, "resharded by hand")
+    finally:
+        deploy.close()
