@@ -74,6 +74,7 @@ def deploy_docker(spec: ClusterSpec, password: pulumi.Input[str]) -> None:
     pulumi.export("cluster_state", cluster.cluster_state)
     pulumi.export("maxmemory_bytes", spec.maxmemory_bytes)
     pulumi.export("announce", spec.announce)
+    pulumi.export("tls_ca_cert", cluster.tls_ca_cert)
 
 
 def deploy_kubernetes(spec: ClusterSpec, password: pulumi.Input[str]) -> None:

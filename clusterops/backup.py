@@ -80,13 +80,22 @@ def backup_node(
     env = {**os.environ, "REDISCLI_AUTH": password or ""}
     started = time.monotonic()
     try:
-        with no_retry_client(node.host, node.port, password) as conn:
+        with no_retry_client(node.host, node.port, password, tls_ca=node.tls_ca) as conn:
             result.keys_before = int(conn.dbsize())
-        fetched = subprocess.run(
-            [_tool("redis-cli"), "--no-auth-warning", "-h", node.host, "-p", str(node.port),
-             "--rdb", str(target)],
-            env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
-        )
+        tls: list[str] = []
+        if node.tls_ca:
+            ca_file = folder / ".cluster-ca.crt"  # public; removed after the snapshot
+            ca_file.write_text(node.tls_ca)
+            tls = ["--tls", "--cacert", str(ca_file)]
+        try:
+            fetched = subprocess.run(
+                [_tool("redis-cli"), *tls, "--no-auth-warning", "-h", node.host, "-p",
+                 str(node.port), "--rdb", str(target)],
+                env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
+            )
+        finally:
+            if tls:
+                (folder / ".cluster-ca.crt").unlink(missing_ok=True)
         if fetched.returncode != 0 or not target.exists():
             raise SnapshotError(f"redis-cli --rdb failed: {fetched.stderr.strip()[-300:]}")
         checked = subprocess.run([_tool("redis-check-rdb"), str(target)], capture_output=True,

@@ -68,9 +68,11 @@ OUTPUTS_SCHEMAS: dict[int, dict[str, Any]] = {
 # 2: the nodes' Docker host (`host`, the identity replica placement is judged by) and container
 # IP (`container_ip`); `ip`/`port` are what a node announces, which with announce host-address is
 # its host's address and published port; `announce` says which.
+# `tls_ca_cert`: the cluster CA's certificate (PEM) when the nodes speak only TLS, else null.
 OUTPUTS_SCHEMAS[2] = {
     **OUTPUTS_SCHEMAS[1],
     "announce": "str",
+    "tls_ca_cert": "str?",
     "nodes": [{**OUTPUTS_SCHEMAS[1]["nodes"][0], "container_ip": "str", "host": "str"}],
 }
 SECRET_OUTPUTS = frozenset({"password"})
@@ -194,6 +196,10 @@ def from_stack_outputs(outputs: Mapping[str, Any], location: str = "network", *,
             "require_full_coverage", True),
         **redis_options,
     }
+    if outputs.get("tls_ca_cert"):
+        # Every node speaks only TLS: trust the cluster's CA, check the node's name.
+        options = {"ssl": True, "ssl_ca_data": outputs["tls_ca_cert"],
+                   "ssl_cert_reqs": "required", "ssl_check_hostname": True, **options}
     if plan.address_map:
         if "address_remap" not in inspect.signature(RedisCluster.__init__).parameters:
             raise OutputsContractError(

@@ -16,12 +16,22 @@ DEFAULT_SOCKET_TIMEOUT_S = 2.0
 DEFAULT_CONNECT_TIMEOUT_S = 1.0
 
 
+def tls_options(tls_ca: str | None) -> dict[str, object]:
+    """redis-py options for a node that speaks only TLS: trust the cluster's CA and check that
+    the certificate names the address we connect to. {} for plaintext."""
+    if not tls_ca:
+        return {}
+    return {"ssl": True, "ssl_ca_data": tls_ca, "ssl_check_hostname": True,
+            "ssl_cert_reqs": "required"}
+
+
 def no_retry_client(
     host: str,
     port: int,
     password: str | None,
     socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+    tls_ca: str | None = None,
     **options: object,
 ) -> redis.Redis:
     """A client with short timeouts and no hidden retries, for every clusterops command.
@@ -39,6 +49,7 @@ def no_retry_client(
         decode_responses=True,
         retry=Retry(NoBackoff(), 0),
         client_name="clusterops",
+        **tls_options(tls_ca),  # type: ignore[arg-type]
         **options,  # type: ignore[arg-type]
     )
 
@@ -51,5 +62,5 @@ def admin_client(
 ) -> redis.Redis:
     """A client for the address this process reaches ``node`` at (see :func:`no_retry_client`)."""
     return no_retry_client(
-        node.host, node.port, password, socket_timeout_s, connect_timeout_s
+        node.host, node.port, password, socket_timeout_s, connect_timeout_s, node.tls_ca
     )

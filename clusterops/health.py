@@ -44,6 +44,7 @@ from redis.retry import Retry
 
 from clusterops import checks
 from clusterops.checks import ClusterView, expand_runs, majority_view
+from clusterops.connection import tls_options
 from clusterops.errors import redact
 from clusterops.model import HASH_SLOTS, format_ranges, hash_tags
 from clusterops.observe import (
@@ -554,6 +555,7 @@ def check_write_read(report: Report, targets: Targets, snapshots: Sequence[NodeS
             require_full_coverage=False,
             address_remap=targets.remap,
             retry=Retry(NoBackoff(), 1),
+            **tls_options(targets.nodes[0].tls_ca),  # type: ignore[arg-type]
         )
     except (redis.RedisError, RedisClusterException) as exc:
         # RedisClusterException is not a RedisError: redis-py raises it when the startup nodes

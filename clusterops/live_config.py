@@ -37,6 +37,9 @@ NO_CONFIG_FILE = "without a config file"
 # Settings Redis reports in bytes (CONFIG GET) while a config may spell them 512mb.
 MEMORY_SETTINGS = ("maxmemory",)
 
+# The TLS file directives: CONFIG SET of them, even to the same paths, reloads the files.
+TLS_FILE_SETTINGS = ("tls-cert-file", "tls-key-file", "tls-ca-cert-file")
+
 
 class LiveConfigError(ClusterOpsError):
     """A setting could not be applied (or verified) on a node; the message says which."""
@@ -122,11 +125,14 @@ def apply_settings(
     settings: Mapping[str, str],
     timeout_s: float = 30.0,
     rewrite_config: bool = True,
+    force: Sequence[str] = (),
 ) -> SettingsReport:
     """Make every node's live value of each setting the declared one (see the module doc).
 
     ``rewrite_config`` False: the deployment already wrote these values into the config file
-    each node starts from (and the server may not be able to write that file).
+    each node starts from (and the server may not be able to write that file). ``force``:
+    settings set even when the live value already matches, e.g. the TLS file paths, whose
+    CONFIG SET makes Redis load rotated certificates.
     """
     report = SettingsReport()
     if not settings:
@@ -148,6 +154,8 @@ def apply_settings(
                     "the declared settings or upgrade the image.")
         for node in nodes:
             differing = differences(settings, lives[node.name])
+            differing.update({key: lives[node.name].get(key, "") for key in force
+                              if key in settings and key not in differing})
             if not differing:
                 continue
             pairs = [part for key in differing for part in (key, settings[key])]

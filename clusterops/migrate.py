@@ -33,6 +33,7 @@ from typing import Any
 
 import redis
 
+from clusterops.connection import tls_options
 from clusterops.errors import ClusterCommandError, redact
 from clusterops.model import NodeTarget
 from clusterops.observe import ClusterNodeEntry, parse_cluster_nodes, parse_info
@@ -63,7 +64,8 @@ def data_client(node: NodeTarget, password: str | None) -> redis.Redis:
     """Binary-safe (keys are bytes), no hidden retries, a long socket timeout for MIGRATE."""
     return redis.Redis(host=node.host, port=node.port, password=password,
                        socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=2.0,
-                       decode_responses=False, client_name="clusterops-migrate")
+                       decode_responses=False, client_name="clusterops-migrate",
+                       **tls_options(node.tls_ca))  # type: ignore[arg-type]
 
 
 def _myself(conn: redis.Redis) -> ClusterNodeEntry:

@@ -43,6 +43,8 @@ class NodeTarget:
     # The machine (Docker host) it runs on, where known: the identity replica placement is
     # judged by. None: unknown, the announced address stands in for it.
     machine: str | None = None
+    # The cluster's CA certificate (PEM) when the node speaks only TLS; None: plaintext.
+    tls_ca: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_master(self) -> bool:

@@ -288,6 +288,11 @@ def targets_from_outputs(
     node_ids = outputs.get("node_ids") or {}
     if not isinstance(node_ids, dict):
         raise TargetsError(f"{source}: 'node_ids' must be an object")
+    tls_ca = outputs.get("tls_ca_cert")
+    if tls_ca is not None and not (isinstance(tls_ca, str) and "BEGIN CERTIFICATE" in tls_ca):
+        raise TargetsError(f"{source}: 'tls_ca_cert' must be a PEM certificate")
+    if tls_ca:
+        nodes = [replace(n, tls_ca=tls_ca) for n in nodes]
     return Targets(
         nodes=tuple(nodes),
         password=password or None,

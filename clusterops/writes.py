@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import redis
 from redis.backoff import NoBackoff
-from redis.connection import Connection
+from redis.connection import Connection, SSLConnection
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from clusterops.connection import no_retry_client
+from clusterops.connection import no_retry_client, tls_options
 from clusterops.observe import ClusterNodeEntry, NodeSnapshot, observe_nodes, parse_cluster_nodes
 from clusterops.targets import Targets
 
@@ -48,7 +48,7 @@ class Connections:
             node = self._nodes[name]
             self._clients[name] = no_retry_client(
                 node.host, node.port, self._password, self._timeout_s, self._timeout_s,
-                single_connection_client=True,
+                node.tls_ca, single_connection_client=True,
             )
         return self._clients[name]
 
@@ -157,7 +157,11 @@ class AckedWriter(threading.Thread):
 
     def _connect(self, name: str) -> Connection:
         node = self._nodes[name]
-        conn = Connection(
+        # With TLS the same single connection, as an SSLConnection trusting the cluster's CA.
+        tls = {k: v for k, v in tls_options(node.tls_ca).items() if k != "ssl"}
+        kind = SSLConnection if tls else Connection
+        conn = kind(
+            **tls,  # type: ignore[arg-type]
             host=node.host,
             port=node.port,
             password=self._targets.password,

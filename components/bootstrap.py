@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from pulumi.runtime import rpc
 
 from clusterops.errors import ClusterOpsError, PlanError
 from clusterops.formation import form_cluster
-from clusterops.live_config import apply_settings, settings_problems
+from clusterops.live_config import TLS_FILE_SETTINGS, apply_settings, settings_problems
 from clusterops.model import ClusterReport, NodeTarget, plan_problems
 from clusterops.password_rotation import rotate_password
 from clusterops.scaling import preview_reshape, reshape_cluster
@@ -67,7 +68,7 @@ PROVIDER_VERSION = source_version(provider_sources())
 DEFAULT_TIMEOUT_SECONDS = 120
 MAX_TIMEOUT_SECONDS = 3600
 INPUT_KEYS = ("nodes", "password", "provider_version", "timeout_seconds", "rewrite_config",
-              "settings")
+              "settings", "tls")
 NODE_FIELDS = ("name", "role", "admin_host", "admin_port", "cluster_host", "cluster_port")
 # What makes up the cluster's topology; everything else in a node (admin address) only says
 # how this process reaches it and may change freely.
@@ -87,8 +88,25 @@ def _password(props: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _tls(props: Mapping[str, Any]) -> dict[str, str] | None:
+    """{"ca_bundle": PEM, "token": digest of the certificates} with tls: true, else None."""
+    value = props.get("tls")
+    return dict(value) if isinstance(value, Mapping) and value.get("ca_bundle") else None
+
+
 def _nodes(props: Mapping[str, Any]) -> list[NodeTarget]:
-    return [NodeTarget.from_dict(node) for node in props["nodes"]]
+    tls = _tls(props)
+    ca = tls["ca_bundle"] if tls else None
+    return [replace(NodeTarget.from_dict(node), tls_ca=ca) for node in props["nodes"]]
+
+
+def _tls_reload(olds: Mapping[str, Any], news: Mapping[str, Any]) -> tuple[str, ...]:
+    """The TLS file settings to CONFIG SET even though their paths did not change: the files
+    hold new certificates (or a new CA), and setting them is what makes Redis read them."""
+    old, new = _tls(olds), _tls(news)
+    if new and (not old or old.get("token") != new.get("token")):
+        return tuple(TLS_FILE_SETTINGS)
+    return ()
 
 
 def _rewrite_config(props: Mapping[str, Any]) -> bool:
@@ -119,6 +137,7 @@ def _inputs(props: Mapping[str, Any]) -> dict[str, Any]:
         "timeout_seconds": _timeout(props),
         "rewrite_config": _rewrite_config(props),
         "settings": _settings(props),
+        "tls": _tls(props),
     }
 
 
@@ -203,7 +222,9 @@ def _reshape_preview(olds: Mapping[str, Any], news: Mapping[str, Any]
 
 def _outputs(props: Mapping[str, Any], report: ClusterReport) -> dict[str, Any]:
     """Every input (delete and diff see only outputs) plus what the cluster reports."""
+    tls = {"tls": _tls(props)} if _tls(props) else {}  # absent for plaintext, as the input
     return {
+        **tls,
         "nodes": [_normalized_node(n) for n in props["nodes"]],
         "password": rpc.wrap_rpc_secret(_password(props)),
         "provider_version": props.get("provider_version"),
@@ -338,7 +359,7 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
         # Live, node by node, with no restart (new nodes included); compared with the live
         # values, not with the old inputs, so an interrupted earlier run is finished here.
         apply_settings(nodes, password, _settings(news), timeout,
-                       rewrite_config=_rewrite_config(news))
+                       rewrite_config=_rewrite_config(news), force=_tls_reload(olds, news))
         # Adopts the cluster as it is (no writes when it is the planned one) and verifies it.
         report = form_cluster(nodes, password, timeout)
         return dynamic.UpdateResult(_outputs(news, report))
@@ -382,6 +403,7 @@ class ClusterBootstrap(dynamic.Resource, module="alphapulse", name="ClusterBoots
         timeout_seconds: pulumi.Input[float] = DEFAULT_TIMEOUT_SECONDS,
         rewrite_config: bool = True,
         settings: Mapping[str, str] | None = None,
+        tls: pulumi.Input[Mapping[str, str]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """``nodes``: plain dicts with the :class:`clusterops.model.NodeTarget` fields (slots as
@@ -400,4 +422,7 @@ class ClusterBootstrap(dynamic.Resource, module="alphapulse", name="ClusterBoots
             "cluster_state": None,
             "live_roles": None,
         }
+        if tls is not None:
+            # Only with tls: true, so a plaintext stack's inputs stay exactly as they were.
+            props["tls"] = tls
         super().__init__(ClusterBootstrapProvider(), resource_name, props, opts)

@@ -15,6 +15,7 @@ default provider (docker:host), exactly as before, so its resources keep their i
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,15 @@ from components.node_handover import NodeHandover, rolling_order
 from components.redis_conf import (
     AUTH_CONF_NAME,
     DATA_DIR,
-    HEALTHCHECK_COMMAND,
     PASSWORD_FILE_NAME,
     REDIS_CONF_NAME,
     REDIS_CONF_PATH,
     REDIS_UID,
     SECRETS_DIR,
+    TLS_CA_NAME,
+    TLS_CERT_NAME,
+    TLS_KEY_NAME,
+    healthcheck_command,
     live_settings,
     render_auth_conf,
     render_redis_conf,
@@ -43,6 +47,7 @@ from components.redis_conf import (
 )
 from components.secret_files import SecretFiles
 from components.spec import ClusterSpec
+from components.tls_material import TlsMaterial
 from components.topology import ClusterPlan, PlannedNode, plan_cluster
 
 TYPE_TOKEN = "alphapulse:redis:RedisCluster"
@@ -53,6 +58,16 @@ PROMETHEUS_RULES_PATH = "/etc/prometheus/redis-cluster-alerts.yml"
 ALERT_RULES_FILE = Path(__file__).resolve().parent.parent / "monitoring" / "alerts.yml"
 MIB = 1024 * 1024
 EXPORTER_UID = 59000  # the official oliver006/redis_exporter image's USER
+EXPORTER_CA_FILE = "ca.crt"  # beside its password file
+
+
+def certificate_names(spec: ClusterSpec, node: PlannedNode) -> list[str]:
+    """Every address a client may use for a node: its name, container IP, announced address,
+    the published port's address (loopback, or bindAddress), and localhost."""
+    names = {node.name, node.ip, node.announce_ip, "127.0.0.1", "localhost"}
+    if spec.bind_address not in ("0.0.0.0", "127.0.0.1"):
+        names.add(spec.bind_address)
+    return sorted(names)
 
 
 @dataclass(frozen=True)
@@ -162,6 +177,7 @@ class RedisCluster(pulumi.ComponentResource):
     node_ids: pulumi.Output[dict[str, str]]
     slot_ranges: pulumi.Output[dict[str, Any]]
     cluster_state: pulumi.Output[str]
+    tls_ca_cert: pulumi.Output[str | None]
 
     def __init__(
         self, name: str, args: RedisClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -179,6 +195,11 @@ class RedisCluster(pulumi.ComponentResource):
                 "parameter swapaccount=1) and run `pulumi up` again.", self)
         self.plan = plan_cluster(spec)
         password = pulumi.Output.secret(args.password)
+        self.tls = TlsMaterial(
+            f"{name}-tls", cluster=spec.name_prefix,
+            nodes={n.name: certificate_names(spec, n) for n in self.plan.nodes},
+            generation=spec.tls_generation, cert_days=spec.tls_cert_days,
+            opts=pulumi.ResourceOptions(parent=self)) if spec.tls else None
         self.hosts = self._hosts(name)
         for host in self.hosts.values():
             host.network = self._network(name, host)
@@ -195,6 +216,11 @@ class RedisCluster(pulumi.ComponentResource):
             password=password,
             # Applied with CONFIG SET on every node: a setting change restarts nothing.
             settings=live_settings(spec),
+            # A new certificate (or CA) in the files: the update makes every node load it.
+            tls=pulumi.Output.all(self.tls.ca_bundle, self.tls.certs).apply(
+                lambda parts: {"ca_bundle": parts[0], "token": hashlib.sha256(
+                    json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]}
+            ) if self.tls else None,
             provider_version=PROVIDER_VERSION,
             timeout_seconds=spec.bootstrap_timeout_s,
             # The secrets volumes carry the password across restarts; the server user could
@@ -229,6 +255,7 @@ class RedisCluster(pulumi.ComponentResource):
                 "require_full_coverage": True,
             }
         )
+        self.tls_ca_cert = self.tls.ca_bundle if self.tls else pulumi.Output.from_input(None)
         self.node_ids = bootstrap.node_ids
         self.slot_ranges = bootstrap.slot_ranges
         self.cluster_state = bootstrap.cluster_state
@@ -308,8 +335,10 @@ class RedisCluster(pulumi.ComponentResource):
                     # What replaces the container (image, start-only config, healthcheck):
                     # when it changes, hand over first.
                     trigger=pulumi.Output.concat(
-                        self.hosts[node.host].redis_image, "|", restart_digest(node), "|",
-                        hashlib.sha256(HEALTHCHECK_COMMAND.encode()).hexdigest()[:16]),
+                        self.hosts[node.host].redis_image, "|",
+                        restart_digest(node, self.spec.tls), "|",
+                        hashlib.sha256(healthcheck_command(self.spec.tls).encode()
+                                       ).hexdigest()[:16]),
                     timeout_seconds=self.spec.bootstrap_timeout_s,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
                 )
@@ -342,7 +371,8 @@ class RedisCluster(pulumi.ComponentResource):
             f"{name}-{node.role}-{node.ordinal}",
             f"{node.name}-secrets",
             host,
-            {AUTH_CONF_NAME: password.apply(render_auth_conf), PASSWORD_FILE_NAME: password},
+            {AUTH_CONF_NAME: password.apply(render_auth_conf), PASSWORD_FILE_NAME: password,
+             **self._tls_files(node)},
             owner=REDIS_UID,
             # Not an upload: an upload is a container input, and changing it would replace
             # every node at once. Rewritten in place, it is what the next start reads.
@@ -375,7 +405,7 @@ class RedisCluster(pulumi.ComponentResource):
                 ),
             ],
             healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD-SHELL", HEALTHCHECK_COMMAND],
+                tests=["CMD-SHELL", healthcheck_command(spec.tls)],
                 interval="2s",
                 timeout="2s",
                 retries=5,
@@ -391,7 +421,8 @@ class RedisCluster(pulumi.ComponentResource):
                                     "com.alphapulse.role": node.role,
                                     # What the node reads only at start: changing it must
                                     # be a (previewed) new container, not an unread file.
-                                    "com.alphapulse.restart-config": restart_digest(node)}),
+                                    "com.alphapulse.restart-config":
+                                        restart_digest(node, spec.tls)}),
             # SIGTERM lets Redis fsync the AOF and write its final RDB before it exits.
             destroy_grace_seconds=30,
             wait=True,
@@ -407,6 +438,18 @@ class RedisCluster(pulumi.ComponentResource):
                 ignore_changes=self._unmanaged_container_fields(),
             )),
         )
+
+    def _tls_files(self, node: PlannedNode) -> dict[str, pulumi.Input[str]]:
+        """The node's CA bundle, certificate and key (tls: true), for its secrets volume."""
+        if self.tls is None:
+            return {}
+        return {TLS_CA_NAME: self.tls.ca_bundle,
+                TLS_CERT_NAME: self.tls.certs.apply(lambda certs: certs[node.name]),
+                TLS_KEY_NAME: self.tls.keys.apply(lambda keys: keys[node.name])}
+
+    def _monitored_nodes(self) -> list[dict[str, Any]]:
+        """The nodes as the exporter and Prometheus address them (rediss:// with TLS)."""
+        return [{**n, "tls": self.spec.tls} for n in node_outputs(self.plan)]
 
     def _memory_swap(self, memory_mb: int) -> int | None:
         """Memory + swap = memory: no swap at all, where the engine can enforce that."""
@@ -503,20 +546,25 @@ class RedisCluster(pulumi.ComponentResource):
 
     def _exporter(self, name: str, host: _Host, password: pulumi.Output[str]
                   ) -> docker.Container:
-        nodes = node_outputs(self.plan)
+        nodes = self._monitored_nodes()
         file_dir, _, file_name = exporter_conf.EXPORTER_PASSWORD_FILE.rpartition("/")
+        files: dict[str, pulumi.Input[str]] = {file_name: password.apply(
+            lambda pw: exporter_conf.exporter_password_file(nodes, pw))}
+        if self.tls is not None:
+            files[EXPORTER_CA_FILE] = self.tls.ca_bundle
         secrets = self._secret_files(
             f"{name}-redis-exporter",
             f"{self.spec.name_prefix}-redis-exporter-secrets",
             host,
-            {file_name: password.apply(
-                lambda pw: exporter_conf.exporter_password_file(nodes, pw))},
+            files,
             owner=EXPORTER_UID,
         )
         return self._service(
             name, "redis-exporter", host,
             image=self._image(name, "exporter", self.spec.exporter_image, host),
-            command=exporter_conf.exporter_args(listen_port=EXPORTER_LISTEN_PORT),
+            command=exporter_conf.exporter_args(
+                listen_port=EXPORTER_LISTEN_PORT,
+                tls_ca_file=f"{file_dir}/{EXPORTER_CA_FILE}" if self.tls else None),
             volumes=[
                 docker.ContainerVolumeArgs(
                     volume_name=secrets.volume, container_path=file_dir, read_only=True
@@ -536,7 +584,7 @@ class RedisCluster(pulumi.ComponentResource):
     def _prometheus(self, name: str, host: _Host) -> docker.Container:
         spec = self.spec
         scrape_config = exporter_conf.prometheus_config(
-            node_outputs(self.plan),
+            self._monitored_nodes(),
             exporter_address=f"{self.plan.exporter_ip}:{EXPORTER_LISTEN_PORT}",
             rules_files=[PROMETHEUS_RULES_PATH],
             cluster_name=spec.name_prefix,

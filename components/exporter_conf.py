@@ -44,8 +44,10 @@ NodeDict = Mapping[str, Any]
 
 
 def node_target_uri(node: NodeDict) -> str:
-    """The target URI of one node: the same string in the scrape config and the password file."""
-    return f"redis://{node['ip']}:{int(node['port'])}"
+    """The target URI of one node: the same string in the scrape config and the password file.
+    ``rediss://`` for a node that only speaks TLS (the node dict says ``"tls": True``)."""
+    scheme = "rediss" if node.get("tls") else "redis"
+    return f"{scheme}://{node['ip']}:{int(node['port'])}"
 
 
 def exporter_args(
@@ -53,6 +55,7 @@ def exporter_args(
     password_file: str = EXPORTER_PASSWORD_FILE,
     listen_host: str = "0.0.0.0",
     connection_timeout: str = EXPORTER_CONNECTION_TIMEOUT,
+    tls_ca_file: str | None = None,
 ) -> list[str]:
     """Arguments for the redis_exporter binary (the image's entrypoint); no secret among them.
 
@@ -69,6 +72,8 @@ def exporter_args(
         f"--web.listen-address={listen_host}:{int(listen_port)}",
         f"--connection-timeout={connection_timeout}",
         "--log-format=json",
+        # With TLS: rediss:// targets, checked against the cluster's CA (1.45's flag).
+        *([f"--tls-ca-cert-file={tls_ca_file}"] if tls_ca_file else []),
     ]
 
 
@@ -127,7 +132,7 @@ def prometheus_config(
                     # ... instance is the node's address without the scheme ...
                     {
                         "source_labels": ["__param_target"],
-                        "regex": "redis://(.+)",
+                        "regex": "rediss?://(.+)",
                         "target_label": "instance",
                         "replacement": "$1",
                     },

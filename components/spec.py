@@ -130,6 +130,10 @@ class ClusterSpec:
     hosts: tuple[DockerHostSpec, ...] = ()
     announce: str = "container-ip"
     survives_host_loss: bool = False
+    # TLS on every link (components/tls_material.py makes the CA and node certificates).
+    tls: bool = False
+    tls_cert_days: int = 365
+    tls_generation: int = 1
 
     @property
     def announces_host_address(self) -> bool:
@@ -242,6 +246,9 @@ CONFIG_KEYS: dict[str, str] = {
                 "host's address and published ports)",
     "survivesHostLoss": "refuse a placement that one host's loss would break (default: true "
                         "with 2 or more hosts)",
+    "tls": "TLS on every link: clients, replication, cluster bus (plaintext port off)",
+    "tlsCertDays": "validity of each node certificate in days (renewed 30 days before expiry)",
+    "tlsGeneration": "bump to replace the CA and every certificate",
 }
 
 
@@ -255,7 +262,8 @@ DEFAULT_ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone"
 # a silently ignored key (a subnet on Kubernetes) would make the reader believe it took effect.
 DOCKER_ONLY_KEYS = ("basePort", "bindAddress", "networkName", "subnet", "adminAccess",
                     "exporterPort", "prometheusPort", "deployPrometheus", "prometheusImage",
-                    "hosts", "announce", "survivesHostLoss")
+                    "hosts", "announce", "survivesHostLoss", "tls", "tlsCertDays",
+                    "tlsGeneration")
 KUBERNETES_CONFIG_KEYS: dict[str, str] = {
     "target": "where the cluster runs: docker (default) or kubernetes",
     "namespace": "Kubernetes namespace of every object (created by the stack)",
@@ -581,6 +589,12 @@ def build_spec(raw: Mapping[str, Any], stack: str, password_set: bool) -> Cluste
     check_target(reader, raw, values)
     if values.get("target", "docker") == "docker":
         check_hosts(reader, raw, values)
+        values["tls"] = reader.boolean("tls", False)
+        values["tls_cert_days"] = reader.integer(
+            "tlsCertDays", 365, 2 * 30 + 1, 3650,
+            "use 365 (renewed by any pulumi up in the last 30 days); at least 61")
+        values["tls_generation"] = reader.integer(
+            "tlsGeneration", 1, 1, 1_000_000, "use 1, and add 1 to replace the CA")
 
     if reader.problems:
         raise ConfigError(reader.problems)

@@ -48,6 +48,8 @@ cluster = pulumi.StackReference(config.require("clusterStack"))
 app_name = config.get("appName") or "slot-check"
 
 outputs = {key: cluster.require_output(key) for key in CONNECTION_OUTPUTS}
+# Only a cluster with tls: true exports its CA (a null output is not stored at all).
+outputs["tls_ca_cert"] = cluster.get_output("tls_ca_cert")
 outputs["outputs_version"] = outputs["outputs_version"].apply(require_version)
 # Secret because it carries the password; Output.secret makes that explicit whatever the
 # reference reports.

@@ -32,6 +32,7 @@ SIG_KEY = rpc._special_sig_key
 DYNAMIC_TYPE = "pulumi-python:dynamic/alphapulse:ClusterBootstrap"
 SECRET_FILES_TYPE = "pulumi-python:dynamic/alphapulse:SecretFiles"
 GENERATED_PASSWORD_TYPE = "pulumi-python:dynamic/alphapulse:GeneratedPassword"
+TLS_MATERIAL_TYPE = "pulumi-python:dynamic/alphapulse:TlsMaterial"
 
 
 def is_dynamic(type_token: str) -> bool:
@@ -107,6 +108,12 @@ def default_outputs(resource: RecordedResource) -> dict[str, Any]:
     if resource.type == SECRET_FILES_TYPE:
         outputs["file_names"] = sorted(unwrap_secrets(resource.inputs["files"]))
         outputs["generation"] = 1
+    if resource.type == TLS_MATERIAL_TYPE:
+        # Real certificates (the provider's own code, no I/O): tests can inspect them.
+        from components.tls_material import TlsMaterialProvider
+
+        made = TlsMaterialProvider().create(unwrap_secrets(resource.inputs))
+        outputs.update(unwrap_secrets(made.outs))
     return outputs
 
 

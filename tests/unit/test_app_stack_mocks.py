@@ -101,7 +101,7 @@ def test_the_connection_file_is_a_secret_holding_only_what_the_helper_reads(cont
     connection = json.loads(uploads(container)["/app/cluster.json"])
     assert connection["password"] == outputs["password"]
     assert set(connection) == {"outputs_version", "seed_endpoints", "host_seed_endpoints",
-                               "nodes", "client_settings", "password"}
+                               "nodes", "client_settings", "password", "tls_ca_cert"}
 
 
 def test_the_password_is_nowhere_else_in_the_container(container, outputs):

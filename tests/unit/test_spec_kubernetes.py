@@ -60,7 +60,8 @@ DOCKER_VALUES = {"basePort": "7001", "bindAddress": "127.0.0.1", "networkName": 
                  "prometheusImage": "prom/prometheus:v2.42.0",
                  "hosts": '[{"name": "h1", "dockerHost": "unix:///run/h1.sock", '
                           '"address": "10.0.0.11"}]',
-                 "announce": "host-address", "survivesHostLoss": "false"}
+                 "announce": "host-address", "survivesHostLoss": "false", "tls": "true",
+                 "tlsCertDays": "365", "tlsGeneration": "1"}
 
 
 def test_the_docker_only_list_is_covered():
