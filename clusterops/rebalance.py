@@ -23,6 +23,12 @@ from clusterops.model import HASH_SLOTS, NodeTarget
 from clusterops.reshard import SlotMove
 from clusterops.scaling import count_keys
 
+# Measured by bench/reshard_bench.py (see README): the sources of one target move at once, and
+# a source runs few MIGRATEs per round trip so a live client waits behind little work.
+PARALLEL_SOURCES = True
+SLOTS_PER_ROUND = 4
+CHUNK_SLOTS = 128  # fewer SETSLOT rounds than 64 (each one a nodes.conf fsync on every master)
+
 
 def even_shares(counts: Mapping[str, int]) -> dict[str, int]:
     """Master -> slots it should hold; the +1 of the remainder goes to the biggest holders."""
@@ -108,7 +114,8 @@ def apply_rebalance(nodes: Sequence[NodeTarget], password: str | None, plan: Reb
     pairs: dict[tuple[str, str], list[int]] = defaultdict(list)
     for move in plan.moves:
         pairs[(move.source, move.target)].extend(move.slots)
-    mover = SlotMover(nodes, live.ids, password, progress=progress)
+    mover = SlotMover(nodes, live.ids, password, chunk=CHUNK_SLOTS, progress=progress,
+                      parallel_sources=PARALLEL_SOURCES, slots_per_round=SLOTS_PER_ROUND)
     stats = mover.move(dict(pairs), live.masters)
     wait_settled(nodes, password, timeout_s, "after rebalancing")
     return stats
