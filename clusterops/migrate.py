@@ -79,12 +79,16 @@ class SlotMover:
     def __init__(self, nodes: Sequence[NodeTarget], ids: Mapping[str, str], password: str | None,
                  batch: int = BATCH_KEYS, chunk: int = CHUNK_SLOTS,
                  progress: Callable[[str], None] | None = None,
-                 parallel_sources: bool = False, slots_per_round: int | None = None) -> None:
+                 parallel_sources: bool = False, slots_per_round: int | None = None,
+                 keys_per_migrate: int | None = None) -> None:
         """``parallel_sources``: the pairs of one target move at once, one thread per source
         (targets still go one at a time, see :meth:`move`). ``slots_per_round``: at most this
         many MIGRATEs (one per slot) per pipeline (None: the whole chunk at once).
         A source runs a pipeline's commands back to back while its other clients wait, so
-        smaller rounds keep a live client's latency down at the price of more round trips."""
+        smaller rounds keep a live client's latency down at the price of more round trips.
+        ``keys_per_migrate``: at most this many keys per MIGRATE (None: ``batch``). MIGRATE
+        blocks the source until the target has stored every key of it, so a smaller one is a
+        shorter stall for the source's clients, most of all when the target is busy."""
         self.nodes = {n.name: n for n in nodes}
         self.ids = dict(ids)
         self.password = password
@@ -93,6 +97,7 @@ class SlotMover:
         self.progress = progress or log.info
         self.parallel_sources = parallel_sources
         self.slots_per_round = slots_per_round
+        self.keys_per_migrate = keys_per_migrate
 
     def _error(self, action: str, slot: int, source: str, target: str, exc: BaseException) -> str:
         return (
@@ -240,11 +245,14 @@ class SlotMover:
                     work.append((slot, list(keys)))
             if not work:
                 break
+            size = self.keys_per_migrate or self.batch
+            parts = [(slot, keys[i : i + size]) for slot, keys in work
+                     for i in range(0, len(keys), size)]
             commands = [("MIGRATE", host, port, "", 0, MIGRATE_TIMEOUT_MS, *auth, "KEYS", *keys)
-                        for _slot, keys in work]
+                        for _slot, keys in parts]
             replies = self._rounds(src, commands)
             stats.migrate_calls += len(commands)
-            for (slot, keys), reply in zip(work, replies, strict=True):
+            for (slot, keys), reply in zip(parts, replies, strict=True):
                 if isinstance(reply, Exception) and "BUSYKEY" in str(reply):
                     # An earlier MIGRATE stored these keys on the target but was cut off before
                     # the source deleted them: the source still holds the current value.

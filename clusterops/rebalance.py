@@ -24,9 +24,12 @@ from clusterops.reshard import SlotMove
 from clusterops.scaling import count_keys
 
 # Measured by bench/reshard_bench.py (see README): the sources of one target move at once, and
-# a source runs few MIGRATEs per round trip so a live client waits behind little work.
+# a source runs few, small MIGRATEs per round trip so a live client waits behind little work
+# (with three sources the target is busy, and a MIGRATE of a whole slot's ~61 keys then stalled
+# its source for up to 16 ms).
 PARALLEL_SOURCES = True
 SLOTS_PER_ROUND = 4
+KEYS_PER_MIGRATE = 16
 CHUNK_SLOTS = 128  # fewer SETSLOT rounds than 64 (each one a nodes.conf fsync on every master)
 
 
@@ -115,7 +118,8 @@ def apply_rebalance(nodes: Sequence[NodeTarget], password: str | None, plan: Reb
     for move in plan.moves:
         pairs[(move.source, move.target)].extend(move.slots)
     mover = SlotMover(nodes, live.ids, password, chunk=CHUNK_SLOTS, progress=progress,
-                      parallel_sources=PARALLEL_SOURCES, slots_per_round=SLOTS_PER_ROUND)
+                      parallel_sources=PARALLEL_SOURCES, slots_per_round=SLOTS_PER_ROUND,
+                      keys_per_migrate=KEYS_PER_MIGRATE)
     stats = mover.move(dict(pairs), live.masters)
     wait_settled(nodes, password, timeout_s, "after rebalancing")
     return stats
