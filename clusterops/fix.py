@@ -23,7 +23,14 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from clusterops.live import LiveCluster, holders, read_live, run_admin, wait_settled
+from clusterops.live import (
+    LiveCluster,
+    OpenState,
+    holders,
+    read_live,
+    run_admin,
+    wait_settled,
+)
 from clusterops.migrate import SlotMover
 from clusterops.model import NodeTarget, merge_ranges
 
@@ -121,7 +128,7 @@ def plan_cover(uncovered: Sequence[int], held: dict[int, dict[str, int]],
 def plan_finish(live: LiveCluster, held: dict[int, dict[str, int]]) -> tuple[list[Finish],
                                                                               list[str]]:
     """Pure given the key counts: where each open slot goes (see the module docstring)."""
-    by_slot: dict[int, list] = defaultdict(list)
+    by_slot: dict[int, list[OpenState]] = defaultdict(list)
     for state in live.open_states():
         by_slot[state.slot].append(state)
     finishes: list[Finish] = []

@@ -9,7 +9,7 @@ anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
@@ -168,7 +168,3 @@ def wait_settled(nodes: Sequence[NodeTarget], password: str | None, timeout_s: f
                                   f"last seen: {seen}")
     assert isinstance(seen, LiveCluster)
     return seen
-
-
-def by_name(nodes: Sequence[NodeTarget]) -> Mapping[str, NodeTarget]:
-    return {n.name: n for n in nodes}
