@@ -32,6 +32,9 @@ COMMANDS: dict[str, str] = {
     "drill": "clusterops.commands.drill",
     "backup": "clusterops.commands.backup",
     "restore": "clusterops.commands.restore",
+    "fix": "clusterops.commands.fix",
+    "failback": "clusterops.commands.failback",
+    "rebalance": "clusterops.commands.rebalance",
 }
 # One-line summaries kept here so `--help` lists commands without importing any of them.
 SUMMARIES: dict[str, str] = {
@@ -39,6 +42,9 @@ SUMMARIES: dict[str, str] = {
     "drill": "failover drill: fault a master, measure recovery, verify no acknowledged loss",
     "backup": "a fresh, verified RDB snapshot of every master, with a slot manifest",
     "restore": "load a backup into a cluster of any shape, then verify it key by key",
+    "fix": "finish open slots and serve unserved ones, never dropping a key (dry run default)",
+    "failback": "planned masters take their shards back by CLUSTER FAILOVER (dry run default)",
+    "rebalance": "spread slots evenly over the current masters (dry run default)",
 }
 
 

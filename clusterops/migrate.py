@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -79,13 +80,26 @@ class SlotMover:
 
     def __init__(self, nodes: Sequence[NodeTarget], ids: Mapping[str, str], password: str | None,
                  batch: int = BATCH_KEYS, chunk: int = CHUNK_SLOTS,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None,
+                 parallel_sources: bool = False, slots_per_round: int | None = None,
+                 keys_per_migrate: int | None = None) -> None:
+        """``parallel_sources``: the pairs of one target move at once, one thread per source
+        (targets still go one at a time, see :meth:`move`). ``slots_per_round``: at most this
+        many MIGRATEs (one per slot) per pipeline (None: the whole chunk at once).
+        A source runs a pipeline's commands back to back while its other clients wait, so
+        smaller rounds keep a live client's latency down at the price of more round trips.
+        ``keys_per_migrate``: at most this many keys per MIGRATE (None: ``batch``). MIGRATE
+        blocks the source until the target has stored every key of it, so a smaller one is a
+        shorter stall for the source's clients, most of all when the target is busy."""
         self.nodes = {n.name: n for n in nodes}
         self.ids = dict(ids)
         self.password = password
         self.batch = batch
         self.chunk = chunk
         self.progress = progress or log.info
+        self.parallel_sources = parallel_sources
+        self.slots_per_round = slots_per_round
+        self.keys_per_migrate = keys_per_migrate
 
     def _error(self, action: str, slot: int, source: str, target: str, exc: BaseException) -> str:
         return (
@@ -110,15 +124,27 @@ class SlotMover:
         """
         started = time.monotonic()
         total = MoveStats()
+        by_target: dict[str, list[tuple[str, list[int]]]] = {}
         for (source, target), slots in pairs.items():
-            if not slots:
-                continue
-            stats = self._move_pair(source, target, list(slots), everyone)
+            if slots:
+                by_target.setdefault(target, []).append((source, list(slots)))
+        for target, sources in by_target.items():
+            if self.parallel_sources and len(sources) > 1:
+                # One target, several sources: only the target bumps its epoch, so the race
+                # described above cannot happen; each source works on its own slots.
+                with ThreadPoolExecutor(max_workers=len(sources)) as pool:
+                    results = list(pool.map(
+                        lambda job, target=target: self._move_pair(job[0], target, job[1],
+                                                                   everyone), sources))
+            else:
+                results = [self._move_pair(source, target, slots, everyone)
+                           for source, slots in sources]
             self.claim(target, everyone)
-            total.slots += stats.slots
-            total.keys += stats.keys
-            total.migrate_calls += stats.migrate_calls
-            total.busy_retries += stats.busy_retries
+            for stats in results:
+                total.slots += stats.slots
+                total.keys += stats.keys
+                total.migrate_calls += stats.migrate_calls
+                total.busy_retries += stats.busy_retries
         total.elapsed_s = time.monotonic() - started
         return total
 
@@ -183,6 +209,12 @@ class SlotMover:
             pipe.execute_command(*command)
         return pipe.execute(raise_on_error=False)
 
+    def _rounds(self, conn: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """``commands`` in pipelines of at most ``slots_per_round``, replies in order."""
+        step = self.slots_per_round or max(1, len(commands))
+        return [reply for start in range(0, len(commands), step)
+                for reply in self._pipeline(conn, commands[start : start + step])]
+
     def _move_chunk(self, conns: Mapping[str, redis.Redis], source: str, target: str,
                     chunk: Sequence[int], everyone: Sequence[str], stats: MoveStats) -> None:
         src, dst = conns[source], conns[target]
@@ -215,11 +247,14 @@ class SlotMover:
                     work.append((slot, list(keys)))
             if not work:
                 break
+            size = self.keys_per_migrate or self.batch
+            parts = [(slot, keys[i : i + size]) for slot, keys in work
+                     for i in range(0, len(keys), size)]
             commands = [("MIGRATE", host, port, "", 0, MIGRATE_TIMEOUT_MS, *auth, "KEYS", *keys)
-                        for _slot, keys in work]
-            replies = self._pipeline(src, commands)
+                        for _slot, keys in parts]
+            replies = self._rounds(src, commands)
             stats.migrate_calls += len(commands)
-            for (slot, keys), reply in zip(work, replies, strict=True):
+            for (slot, keys), reply in zip(parts, replies, strict=True):
                 if isinstance(reply, Exception) and "BUSYKEY" in str(reply):
                     # An earlier MIGRATE stored these keys on the target but was cut off before
                     # the source deleted them: the source still holds the current value.

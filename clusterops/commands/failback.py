@@ -1,0 +1,42 @@
+"""``python -m clusterops failback``: the planned masters take their shards back
+(clusterops.failback).
+
+Dry run by default; ``--apply`` issues CLUSTER FAILOVER on each planned master that is a
+replica now. Exit code: 0 every planned master is a master (afterwards, with --apply); 1 some
+are not (dry run: there is work to do) or a shard cannot be handed back; 2 usage, target and
+authentication errors (raised for the CLI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from clusterops.failback import apply_failback, preview_failback
+from clusterops.targets import add_target_arguments, load_targets
+
+DEFAULT_TIMEOUT_S = 30.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_target_arguments(parser)
+    parser.add_argument("--apply", action="store_true",
+                        help="do it (default: print what would be done)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                        help="per shard: wait this long for the sync and the switch "
+                        "[%(default)g]")
+
+
+def run(args: argparse.Namespace) -> int:
+    targets = load_targets(args)
+    plan = preview_failback(targets.nodes, targets.password)
+    for line in plan.lines():
+        print(line)
+    if not args.apply or plan.nothing_to_do:
+        if not args.apply and not plan.nothing_to_do:
+            print("dry run: nothing changed; run again with --apply to fail back")
+        return 0 if plan.nothing_to_do and not plan.problems else 1
+    after = apply_failback(targets.nodes, targets.password, args.timeout,
+                           progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print("after failback: " + "; ".join(after.lines()))
+    return 0 if after.nothing_to_do and not after.problems else 1

@@ -1,0 +1,170 @@
+"""One read of the live cluster for the repair commands (fix, failback, rebalance).
+
+The commands act on what the nodes say now, not on a plan: who is a master, who owns each slot
+in the map most nodes agree on, which slots are open. Every target must answer: a command that
+moves slots or roles cannot judge a node it cannot ask, so an unreachable target, a refused
+password or a node that is not a cluster member is a usage error (exit 2), raised before
+anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from clusterops import checks
+from clusterops.connection import admin_client
+from clusterops.errors import AuthError, ClusterCommandError, TargetsError, redact
+from clusterops.model import HASH_SLOTS, NodeTarget
+from clusterops.observe import NodeSnapshot, observe_nodes
+from clusterops.poll import Deadline, poll
+
+POLL_INTERVAL_S = 0.05
+
+
+@dataclass(frozen=True)
+class OpenState:
+    """Slot ``slot`` is open on ``node``: ``state`` "migrating to" / "importing from" ``peer``."""
+
+    slot: int
+    node: str
+    state: str
+    peer: str  # a target's name, or the node id when the peer is not among the targets
+
+
+@dataclass
+class LiveCluster:
+    nodes: tuple[NodeTarget, ...]
+    snapshots: list[NodeSnapshot]
+    ids: dict[str, str]  # name -> node id
+    owners: list[str | None]  # slot -> owner name in the majority map (None: nobody)
+
+    @property
+    def names(self) -> dict[str, str]:
+        return {node_id: name for name, node_id in self.ids.items()}
+
+    def snapshot(self, name: str) -> NodeSnapshot:
+        return next(s for s in self.snapshots if s.name == name)
+
+    @property
+    def masters(self) -> list[str]:
+        """Targets that are masters now (with or without slots), in target order."""
+        return [s.name for s in self.snapshots if s.myself and s.myself.is_master]
+
+    def slot_counts(self) -> dict[str, int]:
+        counts = {name: 0 for name in self.masters}
+        for owner in self.owners:
+            if owner in counts:
+                counts[owner] += 1
+        return counts
+
+    def open_states(self) -> list[OpenState]:
+        names = self.names
+        found = []
+        for snap in self.snapshots:
+            me = snap.myself
+            for slot, state, peer in (me.open_slots if me else ()):
+                found.append(OpenState(slot, snap.name, state, names.get(peer, peer)))
+        return sorted(found, key=lambda o: (o.slot, o.node))
+
+    def uncovered(self) -> list[int]:
+        return [slot for slot, owner in enumerate(self.owners) if owner is None]
+
+    def agreed(self) -> bool:
+        """Every node holds the same slot map as the majority."""
+        return not checks.majority_view(self.snapshots).dissenters
+
+
+def read_live(nodes: Sequence[NodeTarget], password: str | None,
+              timeout_s: float = 2.0) -> LiveCluster:
+    """Observe every target; raise a usage error naming the node when one cannot be used."""
+    snapshots = observe_nodes(nodes, password, timeout_s)
+    refused = [s for s in snapshots if s.auth_failed]
+    if refused:
+        raise AuthError("; ".join(f"{s.name} ({s.address}): {s.error}" for s in refused))
+    down = [s for s in snapshots if not s.reachable]
+    if down:
+        raise TargetsError(
+            "; ".join(f"{s.name} ({s.address}): {s.error}" for s in down)
+            + ". Every target must answer before slots or roles are changed; nothing was "
+            "changed (check the --node addresses or the stack outputs).")
+    strangers = [s for s in snapshots if not s.cluster_enabled or not s.myself]
+    if strangers:
+        raise TargetsError(", ".join(f"{s.name} ({s.address})" for s in strangers)
+                           + ": not a cluster node (cluster-enabled is off)")
+    ids = {s.name: s.my_id for s in snapshots}
+    names = {node_id: name for name, node_id in ids.items()}
+    view = checks.majority_view(snapshots)
+    owner_ids = checks.expand_runs(view.majority) if view.majority else [None] * HASH_SLOTS
+    foreign = sorted({o for o in owner_ids if o and o not in names})
+    if foreign:
+        known = {e.node_id: e.address for e in view.reference}
+        raise TargetsError(
+            "slots are served by node(s) that are not among the targets: "
+            + ", ".join(f"{o} at {known.get(o, '?')}" for o in foreign)
+            + "; give every master as a target (--node NAME=HOST:PORT or the stack outputs)")
+    owners = [names[o] if o else None for o in owner_ids]
+    return LiveCluster(tuple(nodes), snapshots, ids, owners)
+
+
+def count_keys_in_slots(node: NodeTarget, password: str | None,
+                        slots: Sequence[int]) -> dict[int, int]:
+    """COUNTKEYSINSLOT for ``slots`` on one node, in one pipeline."""
+    if not slots:
+        return {}
+    with admin_client(node, password, socket_timeout_s=10.0) as conn:
+        pipe = conn.pipeline(transaction=False)
+        for slot in slots:
+            pipe.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)
+        return {slot: int(n) for slot, n in zip(slots, pipe.execute(), strict=True)}
+
+
+def holders(live: LiveCluster, password: str | None,
+            slots: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Slot -> {master name: keys it holds in that slot} (only masters with keys)."""
+    found: dict[int, dict[str, int]] = {slot: {} for slot in slots}
+    by_name = {n.name: n for n in live.nodes}
+    for name in live.masters:
+        for slot, count in count_keys_in_slots(by_name[name], password, slots).items():
+            if count:
+                found[slot][name] = count
+    return found
+
+
+def run_admin(node: NodeTarget, password: str | None, *command: object) -> object:
+    """One admin command; a rejection becomes a ClusterCommandError naming node and command."""
+    try:
+        with admin_client(node, password) as conn:
+            return conn.execute_command(*command)
+    except redis.RedisError as exc:
+        shown = " ".join(str(c) for c in command)
+        raise ClusterCommandError(f"{node.name} ({node.address}): {shown} failed: "
+                                  f"{redact(str(exc), password)}") from exc
+
+
+def wait_settled(nodes: Sequence[NodeTarget], password: str | None, timeout_s: float,
+                 what: str, agree: bool = True) -> LiveCluster:
+    """Poll until every node answers, says cluster_state:ok and (``agree``) holds the
+    majority's slot map; raise naming what was last seen. A master that just joined stays
+    cluster_state:fail for about node-timeout and refuses a MIGRATE's RESTORE meanwhile."""
+
+    def settled() -> tuple[bool, object]:
+        try:
+            live = read_live(nodes, password)
+        except TargetsError as exc:
+            return False, str(exc)
+        lagging = [f"{s.name}: cluster_state {s.state}" for s in live.snapshots
+                   if s.state != "ok"]
+        if agree and not live.agreed():
+            lagging.append("slot maps differ: "
+                           + ", ".join(checks.majority_view(live.snapshots).dissenters))
+        return not lagging, live if not lagging else "; ".join(lagging)
+
+    done, seen = poll(settled, Deadline.after(timeout_s), POLL_INTERVAL_S)
+    if not done:
+        raise ClusterCommandError(f"{what}: the cluster did not settle within {timeout_s:g}s; "
+                                  f"last seen: {seen}")
+    assert isinstance(seen, LiveCluster)
+    return seen
