@@ -6,7 +6,25 @@ lives in clusterops proper. Errors are raised, never printed here: clusterops.cl
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Sequence
+
+from clusterops.targets import add_target_arguments
+
+
+def add_dry_run_arguments(parser: argparse.ArgumentParser, apply_help: str,
+                          timeout_s: float, timeout_help: str) -> None:
+    """The options of a command that only acts with ``--apply`` (fix, failback, rebalance)."""
+    add_target_arguments(parser)
+    parser.add_argument("--apply", action="store_true", help=apply_help)
+    parser.add_argument("--timeout", type=float, default=timeout_s, metavar="S",
+                        help=f"{timeout_help} [%(default)g]")
+
+
+def progress_to_stderr(line: str) -> None:
+    """Progress lines go to stderr, so stdout holds only the plan and the result."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def table(rows: Sequence[Sequence[str]]) -> list[str]:

@@ -10,21 +10,17 @@ authentication errors (raised for the CLI).
 from __future__ import annotations
 
 import argparse
-import sys
 
+from clusterops.commands import add_dry_run_arguments, progress_to_stderr
 from clusterops.failback import apply_failback, preview_failback
-from clusterops.targets import add_target_arguments, load_targets
+from clusterops.targets import load_targets
 
 DEFAULT_TIMEOUT_S = 30.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_target_arguments(parser)
-    parser.add_argument("--apply", action="store_true",
-                        help="do it (default: print what would be done)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
-                        help="per shard: wait this long for the sync and the switch "
-                        "[%(default)g]")
+    add_dry_run_arguments(parser, "do it (default: print what would be done)", DEFAULT_TIMEOUT_S,
+                          "per shard: wait this long for the sync and the switch")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +33,6 @@ def run(args: argparse.Namespace) -> int:
             print("dry run: nothing changed; run again with --apply to fail back")
         return 0 if plan.nothing_to_do and not plan.problems else 1
     after = apply_failback(targets.nodes, targets.password, args.timeout,
-                           progress=lambda line: print(line, file=sys.stderr, flush=True))
+                           progress=progress_to_stderr)
     print("after failback: " + "; ".join(after.lines()))
     return 0 if after.nothing_to_do and not after.problems else 1

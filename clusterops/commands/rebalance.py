@@ -10,20 +10,17 @@ Dry run by default: prints each slot range that would move, its source, target a
 from __future__ import annotations
 
 import argparse
-import sys
 
+from clusterops.commands import add_dry_run_arguments, progress_to_stderr
 from clusterops.rebalance import apply_rebalance, preview_rebalance
-from clusterops.targets import add_target_arguments, load_targets
+from clusterops.targets import load_targets
 
 DEFAULT_TIMEOUT_S = 60.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_target_arguments(parser)
-    parser.add_argument("--apply", action="store_true",
-                        help="move the slots (default: print the plan)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
-                        help="wait this long for every node to agree afterwards [%(default)g]")
+    add_dry_run_arguments(parser, "move the slots (default: print the plan)", DEFAULT_TIMEOUT_S,
+                          "wait this long for every node to agree afterwards")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
             print("dry run: nothing changed; run again with --apply to move")
         return 0
     stats = apply_rebalance(targets.nodes, targets.password, plan, args.timeout,
-                            progress=lambda line: print(line, file=sys.stderr, flush=True))
+                            progress=progress_to_stderr)
     print(f"moved {stats.slots} slot(s), {stats.keys} key(s) in {stats.elapsed_s:.2f}s "
           f"({stats.migrate_calls} MIGRATE call(s))")
     after = preview_rebalance(targets.nodes, targets.password)
