@@ -203,14 +203,20 @@ def test_fix_after_a_node_restarted_mid_migration(redis_nodes_factory: Factory) 
     assert_every_key(nodes, data)
 
 
-def test_fix_finishes_a_rebalance_killed_mid_move(redis_nodes_factory: Factory) -> None:
-    nodes = cluster(redis_nodes_factory, extra=1)
+def cluster_with_an_empty_master(factory: Factory) -> tuple[RedisNodes, RedisNode]:
+    """The 3-master cluster plus a 4th master met but holding no slot (what a scale-out adds)."""
+    nodes = cluster(factory, extra=1)
     new = nodes[3]
     nodes[0].client().execute_command("CLUSTER", "MEET", new.host, new.port)
     wait_for("the new master known to all, cluster_state:ok", lambda: all(
         node_id(new) in n.client().execute_command("CLUSTER", "NODES")
         and "cluster_state:ok" in n.client().execute_command("CLUSTER", "INFO")
         for n in nodes), timeout_s=30)
+    return nodes, new
+
+
+def test_fix_finishes_a_rebalance_killed_mid_move(redis_nodes_factory: Factory) -> None:
+    nodes, new = cluster_with_an_empty_master(redis_nodes_factory)
     # 2 KB values: the move takes long enough to be killed while a slot is open.
     data = fill(nodes, 30_000, size=2000)
     process = subprocess.Popen(
@@ -328,13 +334,7 @@ def slot_counts(nodes: RedisNodes) -> dict[str, int]:
 
 def test_rebalance_dry_run_changes_nothing_and_apply_spreads_evenly(
         redis_nodes_factory: Factory) -> None:
-    nodes = cluster(redis_nodes_factory, extra=1)
-    new = nodes[3]
-    nodes[0].client().execute_command("CLUSTER", "MEET", new.host, new.port)
-    wait_for("the new master known to all, cluster_state:ok", lambda: all(
-        node_id(new) in n.client().execute_command("CLUSTER", "NODES")
-        and "cluster_state:ok" in n.client().execute_command("CLUSTER", "INFO")
-        for n in nodes), timeout_s=30)
+    nodes, new = cluster_with_an_empty_master(redis_nodes_factory)
     data = fill(nodes, 20_000)
     before = slot_counts(nodes)
     assert before[new.address] == 0

@@ -39,6 +39,12 @@ def layout(nodes: Sequence[RedisNode], masters: Sequence[int],
 
 
 THREE = ([0, 1, 2], [(3, 1), (4, 2), (5, 3)])
+
+
+def one_and_two_replicas(nine: RedisNodes) -> tuple[list[NodeTarget], list[NodeTarget]]:
+    """Three masters with one replica each, and the same with a second replica each."""
+    return (layout(nine, [0, 1, 2], [(3, 1), (4, 2), (5, 3)]),
+            layout(nine, [0, 1, 2], [(3, 1), (4, 2), (5, 3), (6, 1), (7, 2), (8, 3)]))
 FOUR = ([0, 1, 2, 6], [(3, 1), (4, 2), (5, 3), (7, 4)])
 
 
@@ -226,8 +232,7 @@ def test_a_hand_modified_cluster_is_refused_and_left_untouched(eight: RedisNodes
 def test_two_replicas_per_master_and_back(redis_nodes_factory: Callable[..., RedisNodes]) -> None:
     nine = redis_nodes_factory(9)
     pw = nine.password
-    one = layout(nine, [0, 1, 2], [(3, 1), (4, 2), (5, 3)])
-    two = layout(nine, [0, 1, 2], [(3, 1), (4, 2), (5, 3), (6, 1), (7, 2), (8, 3)])
+    one, two = one_and_two_replicas(nine)
     form_cluster(one, pw, 30)
     data = preload(nine, 5000)
 
@@ -406,8 +411,7 @@ def test_removing_the_last_working_replica_of_a_shard_is_refused(
 ) -> None:
     nine = redis_nodes_factory(9)
     pw = nine.password
-    one = layout(nine, [0, 1, 2], [(3, 1), (4, 2), (5, 3)])
-    two = layout(nine, [0, 1, 2], [(3, 1), (4, 2), (5, 3), (6, 1), (7, 2), (8, 3)])
+    one, two = one_and_two_replicas(nine)
     form_cluster(two, pw, 60)
     preload(nine, 2000)
     # replica-1 (master-1's replica that stays) is down; replica-4 is master-1's only
@@ -432,8 +436,7 @@ def test_a_leaving_node_that_is_live_master_after_a_failover_is_refused(
 ) -> None:
     nine = redis_nodes_factory(9)
     pw = nine.password
-    one = layout(nine, [0, 1, 2], [(3, 1), (4, 2), (5, 3)])
-    two = layout(nine, [0, 1, 2], [(3, 1), (4, 2), (5, 3), (6, 1), (7, 2), (8, 3)])
+    one, two = one_and_two_replicas(nine)
     form_cluster(two, pw, 60)
     preload(nine, 2000)
     # replica-4 (node 6) takes over master-1's shard, which stays; going back to one replica
