@@ -589,7 +589,9 @@ def build_spec(raw: Mapping[str, Any], stack: str, password_set: bool) -> Cluste
     check_target(reader, raw, values)
     if values.get("target", "docker") == "docker":
         check_hosts(reader, raw, values)
-        values["tls"] = reader.boolean("tls", False)
+        # Prod stacks default to TLS on: their data and password never cross a network in
+        # clear text; dev stays plaintext for easy redis-cli debugging.
+        values["tls"] = reader.boolean("tls", prod)
         values["tls_cert_days"] = reader.integer(
             "tlsCertDays", 365, 2 * 30 + 1, 3650,
             "use 365 (renewed by any pulumi up in the last 30 days); at least 61")

@@ -9,8 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import RedisCluster
 
+from clusterops.client import from_stack_outputs
 from tests.support.deploy_fixtures import (
     local_image_config,
     purge_leftovers,
@@ -78,10 +79,8 @@ def test_secret_files_go_to_the_engine_named_by_docker_host(tmp_path: Path):
 
 
 def cluster_client(outputs: dict) -> RedisCluster:
-    return RedisCluster(
-        startup_nodes=[ClusterNode(**n) for n in outputs["client_settings"]["startup_nodes"]],
-        password=outputs["password"], socket_timeout=5,
-    )
+    # The outputs' own client: prod speaks only TLS, and the outputs carry its CA.
+    return from_stack_outputs(outputs, "network", socket_timeout=5)
 
 
 def test_prod_destroy_stops_at_protected_data_and_keeps_it(tmp_path: Path):
@@ -105,6 +104,7 @@ def check_prod_destroy(stack: PulumiStack, password: str, tmp_path: Path) -> Non
     stack.set_config({"password": password}, secret=True)
     outputs = stack.up()
     assert outputs["cluster_state"] == "ok"
+    assert "BEGIN CERTIFICATE" in outputs["tls_ca_cert"]  # prod: TLS on by default
     client = cluster_client(outputs)
     for i in range(200):
         client.set(f"prod:{i}", i)

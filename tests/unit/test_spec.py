@@ -121,3 +121,12 @@ def test_memory_units_follow_redis(text, expected):
 def test_memory_round_trip():
     for value in (512 * 1024**2, 1024**3, 1000, 3 * 1024):
         assert parse_memory(format_memory(value)) == value
+
+
+def test_prod_defaults_to_tls_and_dev_to_plaintext():
+    prod = build_spec({"password": VALID_PASSWORD}, "prod", password_set=True)
+    dev = build_spec({}, "dev", password_set=False)
+    assert prod.tls and not dev.tls
+    assert not build_spec({"password": VALID_PASSWORD, "tls": "false"}, "prod", True).tls
+    problem = only_problem_about({"tlsCertDays": "30"}, "tlsCertDays")
+    assert "at least 61" in problem
