@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from clusterops import checks
 from clusterops.errors import ClusterCommandError, UsageError
-from clusterops.live import LiveCluster, read_live, run_admin
+from clusterops.live import LiveCluster, manual_failover, read_live
 from clusterops.model import NodeTarget, format_ranges
 from clusterops.observe import observe_nodes
 from clusterops.poll import Deadline, poll
@@ -112,7 +112,6 @@ def hand_back(nodes: Sequence[NodeTarget], password: str | None, handback: Handb
         return link == "up", f"{planned.name}: master_link_status {link}"
 
     _wait(f"{planned.name} syncing with {old.name} before the failover", synced, timeout_s)
-    run_admin(planned, password, "CLUSTER", "FAILOVER")
 
     def flipped() -> tuple[bool, str]:
         new_snap, old_snap = observe_nodes([planned, old], password)
@@ -121,7 +120,10 @@ def hand_back(nodes: Sequence[NodeTarget], password: str | None, handback: Handb
                     and old_me.is_replica and old_me.master_id == new_snap.my_id)
         return done, f"{new_snap.describe()} | {old_snap.describe()}"
 
-    _wait(f"{planned.name} taking over from {old.name}", flipped, timeout_s)
+    done, seen = manual_failover(planned, password, flipped, Deadline.after(timeout_s))
+    if not done:
+        raise ClusterCommandError(f"{planned.name} taking over from {old.name}: not done within "
+                                  f"{timeout_s:g}s; last seen: {seen}")
 
 
 def apply_failback(nodes: Sequence[NodeTarget], password: str | None, timeout_s: float,

@@ -19,10 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import redis
-
-from clusterops.connection import admin_client
-from clusterops.errors import ClusterOpsError, redact
+from clusterops.errors import ClusterCommandError, ClusterOpsError
+from clusterops.live import manual_failover
 from clusterops.model import NodeTarget
 from clusterops.observe import NodeSnapshot, observe_nodes
 from clusterops.poll import Deadline, poll
@@ -88,21 +86,18 @@ def hand_over(
             "would stop its slots (and the cluster: full coverage is required). Nothing was "
             "changed. Fix: check its replicas (`python -m clusterops health`), or add one.")
     successor = candidates[0]
-    with admin_client(successor.node, password) as conn:
-        try:
-            conn.execute_command("CLUSTER", "FAILOVER")
-        except redis.RedisError as exc:
-            raise HandoverError(
-                f"{successor.name}: CLUSTER FAILOVER (taking over from {node.name}) failed: "
-                f"{redact(str(exc), password)}. {node.name} is still the master; nothing "
-                "was taken down.") from exc
 
     def swapped() -> tuple[bool, dict[str, str]]:
         roles = {s.name: _role(s) for s in observe_nodes([node, successor.node], password)}
         return roles[successor.name] == "master" and roles[node.name].startswith(
             "replica"), roles
 
-    done, roles = poll(swapped, deadline, POLL_INTERVAL_S)
+    try:
+        done, roles = manual_failover(successor.node, password, swapped, deadline)
+    except ClusterCommandError as exc:
+        raise HandoverError(
+            f"{successor.name}: CLUSTER FAILOVER (taking over from {node.name}) failed: "
+            f"{exc}. {node.name} is still the master; nothing was taken down.") from exc
     if not done:
         raise HandoverError(
             f"{successor.name} did not take over from {node.name} within {timeout_s:g}s "

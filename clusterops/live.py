@@ -9,8 +9,9 @@ anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import redis
 
@@ -20,6 +21,8 @@ from clusterops.errors import AuthError, ClusterCommandError, TargetsError, reda
 from clusterops.model import HASH_SLOTS, NodeTarget
 from clusterops.observe import NodeSnapshot, observe_nodes
 from clusterops.poll import Deadline, poll
+
+Seen = TypeVar("Seen")
 
 POLL_INTERVAL_S = 0.05
 
@@ -142,6 +145,32 @@ def run_admin(node: NodeTarget, password: str | None, *command: object) -> objec
         shown = " ".join(str(c) for c in command)
         raise ClusterCommandError(f"{node.name} ({node.address}): {shown} failed: "
                                   f"{redact(str(exc), password)}") from exc
+
+
+# Redis aborts a manual failover that has not completed within CLUSTER_MF_TIMEOUT (5 s,
+# cluster.h), silently for the caller: on a busy host the master may not pause its clients in
+# time. The command is sent again when the roles have not flipped after this long.
+MANUAL_FAILOVER_RETRY_S = 6.0
+MANUAL_FAILOVER_POLL_S = 0.1
+
+
+def manual_failover(successor: NodeTarget, password: str | None,
+                    flipped: Callable[[], tuple[bool, Seen]], deadline: Deadline
+                    ) -> tuple[bool, Seen]:
+    """CLUSTER FAILOVER (no FORCE: the master hands over only once the replica has every write)
+    on ``successor``, sent again after each aborted attempt, until ``flipped`` says the roles
+    changed or ``deadline`` passes; returns the last ``(done, seen)``."""
+    while True:
+        try:
+            run_admin(successor, password, "CLUSTER", "FAILOVER")
+        except ClusterCommandError as exc:
+            # Already a master: the previous attempt completed after our last look.
+            if "to a replica" not in str(exc):
+                raise
+        attempt = Deadline(min(deadline.at, Deadline.after(MANUAL_FAILOVER_RETRY_S).at))
+        done, seen = poll(flipped, attempt, MANUAL_FAILOVER_POLL_S)
+        if done or deadline.expired:
+            return done, seen
 
 
 def wait_settled(nodes: Sequence[NodeTarget], password: str | None, timeout_s: float,
