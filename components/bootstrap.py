@@ -246,6 +246,20 @@ def cluster_resource_id(node_ids: Mapping[str, str]) -> str:
     return f"redis-cluster-{digest[:16]}"
 
 
+def tls_switch_problem(olds: Mapping[str, Any], news: Mapping[str, Any]) -> str | None:
+    """Turning TLS on or off on a formed cluster is refused: its nodes would be replaced one
+    by one, and a TLS node and a plaintext node cannot replicate or gossip with each other,
+    so the rolling handover could not find a linked replica and would stop half-way."""
+    if not olds.get("nodes") or ("tls" in olds) == ("tls" in news):
+        return None
+    now, asked = ("plaintext", "TLS") if "tls" in news else ("TLS", "plaintext")
+    return (f"this cluster runs {now} and the stack now asks for {asked}; switching a live "
+            "cluster is not supported (TLS and plaintext nodes cannot talk during the rolling "
+            f"replacement). Nothing was changed. Fix: keep it {now} "
+            f"(pulumi config set alphapulse-redis-cluster:tls {str(now == 'TLS').lower()}), "
+            "or deploy a new stack and move the data with a client")
+
+
 def check_inputs(news: Mapping[str, Any]) -> list[dynamic.CheckFailure]:
     """Pure validation of the resource inputs; unknown (preview) values are not judged."""
     failures: list[dynamic.CheckFailure] = []
@@ -308,6 +322,9 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
         if _password(news) is not None:
             inputs["password"] = rpc.wrap_rpc_secret(_password(news))
         failures = check_inputs(news)
+        switch = tls_switch_problem(olds, news)
+        if switch:
+            failures.append(dynamic.CheckFailure("tls", switch))
         if not failures:
             # Every preview reads the live cluster where it answers: a reshape left half-done
             # (or a hand change) is caught even when the config did not change.

@@ -117,13 +117,22 @@ def drill_recovery(stack: DeployedStack) -> float:
     return float(entry["recovery_seconds"])
 
 
-def test_a_failover_drill_passes_over_tls_measured_beside_plaintext(
+def test_failover_over_tls_beside_plaintext_and_no_live_switch_to_tls(
         tls_stack: DeployedStack, tmp_path: Path):
     tls_s = drill_recovery(tls_stack)
     deploy = deploy_stack(tmp_path, "dev", **PLAIN_STACK)
     plain_stack = next(deploy)
     try:
         plain_s = drill_recovery(plain_stack)
+        # A live plaintext cluster is not switched to TLS: refused at preview, nothing changed.
+        handle = plain_stack.stack
+        handle.set_config({"tls": "true"})
+        refused = handle.run("preview", "--stack", handle.name, check=False)
+        text = refused.stdout + refused.stderr
+        assert refused.returncode != 0, text[-2000:]
+        assert "this cluster runs plaintext and the stack now asks for TLS" in text, text[-3000:]
+        handle.set_config({"tls": "false"})
+        assert handle.changes() == []
     finally:
         deploy.close()
     print(f"\nfailover (kill master-1), client-observed recovery: TLS {tls_s:.2f} s, "

@@ -28,3 +28,17 @@ def test_moving_or_re_roling_a_surviving_node_is_refused_by_name():
     assert "alphapulse-redis-replica-2: cluster_host" in (unsupported_change(old, moved) or "")
     re_roled = [{**n, "role": "master"} if n["name"].endswith("replica-1") else n for n in old]
     assert "role 'replica' -> 'master'" in (unsupported_change(old, re_roled) or "")
+
+
+def test_switching_tls_on_a_formed_cluster_is_refused_with_the_way_back():
+    from components.bootstrap import tls_switch_problem
+
+    nodes = [{"name": "n"}]
+    tls = {"ca_bundle": "PEM", "token": "t"}
+    to_tls = tls_switch_problem({"nodes": nodes}, {"nodes": nodes, "tls": tls})
+    assert to_tls and "runs plaintext" in to_tls
+    assert "pulumi config set alphapulse-redis-cluster:tls false" in to_tls
+    to_plain = tls_switch_problem({"nodes": nodes, "tls": tls}, {"nodes": nodes})
+    assert to_plain and "tls true" in to_plain
+    assert tls_switch_problem({}, {"nodes": nodes, "tls": tls}) is None  # a new cluster
+    assert tls_switch_problem({"nodes": nodes, "tls": tls}, {"nodes": nodes, "tls": tls}) is None
