@@ -215,6 +215,7 @@ def cluster_with_an_empty_master(factory: Factory) -> tuple[RedisNodes, RedisNod
     return nodes, new
 
 
+@pytest.mark.slow  # a large process-tier scenario: full suite only
 def test_fix_finishes_a_rebalance_killed_mid_move(redis_nodes_factory: Factory) -> None:
     nodes, new = cluster_with_an_empty_master(redis_nodes_factory)
     # 2 KB values: the move takes long enough to be killed while a slot is open.
@@ -332,6 +333,7 @@ def slot_counts(nodes: RedisNodes) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.slow  # a large process-tier scenario: full suite only
 def test_rebalance_dry_run_changes_nothing_and_apply_spreads_evenly(
         redis_nodes_factory: Factory) -> None:
     nodes, new = cluster_with_an_empty_master(redis_nodes_factory)

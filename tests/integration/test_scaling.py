@@ -375,6 +375,7 @@ def node_states(nodes: RedisNodes) -> list[list[str]]:
     return views
 
 
+@pytest.mark.slow  # a large process-tier scenario: full suite only
 def test_a_scale_in_whose_keys_cannot_be_placed_is_refused_and_changes_nothing(
     redis_nodes_factory: Callable[..., RedisNodes],
 ) -> None:
@@ -406,6 +407,7 @@ def test_a_scale_in_whose_keys_cannot_be_placed_is_refused_and_changes_nothing(
     assert node_states(eight) == views_before
 
 
+@pytest.mark.slow  # a large process-tier scenario: full suite only
 def test_removing_the_last_working_replica_of_a_shard_is_refused(
     redis_nodes_factory: Callable[..., RedisNodes],
 ) -> None:
@@ -431,6 +433,7 @@ def test_removing_the_last_working_replica_of_a_shard_is_refused(
     assert nine[6].client().info("replication")["master_link_status"] == "up"
 
 
+@pytest.mark.slow  # a large process-tier scenario: full suite only
 def test_a_leaving_node_that_is_live_master_after_a_failover_is_refused(
     redis_nodes_factory: Callable[..., RedisNodes],
 ) -> None:
@@ -458,6 +461,7 @@ def test_a_leaving_node_that_is_live_master_after_a_failover_is_refused(
     assert node_states(nine) == before
 
 
+@pytest.mark.slow  # a large process-tier scenario: full suite only
 def test_three_to_five_masters_with_two_replicas_each_and_back_in_one_step(
     redis_nodes_factory: Callable[..., RedisNodes],
 ) -> None:
