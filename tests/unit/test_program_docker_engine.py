@@ -135,3 +135,19 @@ def test_tls_gives_every_node_its_certificate_and_turns_plaintext_off(monkeypatc
     assert "--tls-ca-cert-file=/etc/redis_exporter/ca.crt" in exporter.plain["command"]
     nodes = [c for c in run.of_type(CONTAINER) if "healthcheck" in c.plain]
     assert all("--tls --cacert" in c.plain["healthcheck"]["tests"][1] for c in nodes)
+
+
+def test_with_tls_prometheus_scrapes_rediss_targets_and_labels_them_by_address(monkeypatch):
+    import re
+
+    import yaml
+
+    run = run_dev(monkeypatch, swap_limit=True, tls="true", deployPrometheus="true")
+    prometheus = next(c for c in run.of_type(CONTAINER) if c.plain["name"].endswith("prometheus"))
+    config = yaml.safe_load(next(u["content"] for u in prometheus.plain["uploads"]
+                                 if u["file"].endswith("prometheus.yml")))
+    nodes_job = next(j for j in config["scrape_configs"] if j["job_name"] == "redis_nodes")
+    targets = [t for group in nodes_job["static_configs"] for t in group["targets"]]
+    assert len(targets) == 6 and all(t.startswith("rediss://") for t in targets), targets
+    relabel = next(r for r in nodes_job["relabel_configs"] if r.get("target_label") == "instance")
+    assert re.fullmatch(relabel["regex"], targets[0]).group(1) == targets[0].split("//")[1]
