@@ -66,6 +66,7 @@ def deploy_docker(spec: ClusterSpec, password: pulumi.Input[str]) -> None:
     pulumi.export("host_seed_endpoints", cluster.host_seed_endpoints)
     pulumi.export("nodes", cluster.nodes)
     pulumi.export("exporter_url", cluster.exporter_url)
+    pulumi.export("exporter_urls", cluster.exporter_urls)
     pulumi.export("exporter_internal_url", cluster.exporter_internal_url)
     pulumi.export("prometheus_url", cluster.prometheus_url)
     pulumi.export("client_settings", cluster.client_settings)

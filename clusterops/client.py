@@ -73,6 +73,7 @@ OUTPUTS_SCHEMAS[2] = {
     **OUTPUTS_SCHEMAS[1],
     "announce": "str",
     "tls_ca_cert": "str?",
+    "exporter_urls": ["str"],  # one exporter per Docker host, each scraping every node
     "nodes": [{**OUTPUTS_SCHEMAS[1]["nodes"][0], "container_ip": "str", "host": "str"}],
 }
 SECRET_OUTPUTS = frozenset({"password"})

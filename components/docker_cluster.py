@@ -7,8 +7,9 @@ its data and its identity (nodes.conf).
 
 With several hosts (the `hosts` setting), each host gets its own pulumi-docker provider and
 its own copy of the network, and everything a node needs (volume, secret files, container)
-goes through the provider of the host the plan puts it on; the exporter and Prometheus run on
-the first host and reach every node at its host's address. A stack without `hosts` uses the
+goes through the provider of the host the plan puts it on; every host runs an exporter that
+reaches every node at its host's address (monitoring outlives a host), and Prometheus, when
+deployed, runs on the first host. A stack without `hosts` uses the
 default provider (docker:host), exactly as before, so its resources keep their identities.
 """
 
@@ -171,6 +172,7 @@ class RedisCluster(pulumi.ComponentResource):
     host_seed_endpoints: pulumi.Output[list[str]]
     nodes: pulumi.Output[list[dict[str, Any]]]
     exporter_url: pulumi.Output[str]
+    exporter_urls: pulumi.Output[list[str]]  # one exporter per Docker host
     exporter_internal_url: pulumi.Output[str]
     prometheus_url: pulumi.Output[str | None]
     client_settings: pulumi.Output[dict[str, Any]]
@@ -206,7 +208,10 @@ class RedisCluster(pulumi.ComponentResource):
             host.redis_image = self._image(name, "redis", spec.redis_image, host)
         first = next(iter(self.hosts.values()))
         node_containers = self._rolling_nodes(name, password)
-        self._exporter(name, first, password)
+        # An exporter on every host, each scraping every node: monitoring outlives any one
+        # host (the moment it is needed most). Prometheus, when deployed, is on the first.
+        for host in self.hosts.values():
+            self._exporter(name, host, password)
         if spec.deploy_prometheus:
             self._prometheus(name, first)
 
@@ -242,6 +247,9 @@ class RedisCluster(pulumi.ComponentResource):
         self.exporter_url = pulumi.Output.concat(
             "http://", host, ":", str(spec.exporter_port)
         )
+        self.exporter_urls = pulumi.Output.from_input(
+            [f"http://{h.address}:{spec.exporter_port}" for h in spec.hosts]
+            if spec.announces_host_address else [f"http://{host}:{spec.exporter_port}"])
         self.exporter_internal_url = pulumi.Output.from_input(
             f"http://{self.plan.exporter_ip}:{EXPORTER_LISTEN_PORT}"
         )
@@ -267,6 +275,7 @@ class RedisCluster(pulumi.ComponentResource):
                 "host_seed_endpoints": self.host_seed_endpoints,
                 "nodes": self.nodes,
                 "exporter_url": self.exporter_url,
+                "exporter_urls": self.exporter_urls,
                 "exporter_internal_url": self.exporter_internal_url,
                 "prometheus_url": self.prometheus_url,
                 "client_settings": self.client_settings,
@@ -516,7 +525,7 @@ class RedisCluster(pulumi.ComponentResource):
         labels += [docker.ContainerLabelArgs(label=k, value=v)
                    for k, v in sorted((extra_labels or {}).items())]
         return docker.Container(
-            f"{name}-{role}",
+            f"{name}-{role}{host.suffix}",
             name=container_name,
             hostname=container_name,
             image=image,
@@ -553,7 +562,7 @@ class RedisCluster(pulumi.ComponentResource):
         if self.tls is not None:
             files[EXPORTER_CA_FILE] = self.tls.ca_bundle
         secrets = self._secret_files(
-            f"{name}-redis-exporter",
+            f"{name}-redis-exporter{host.suffix}",
             f"{self.spec.name_prefix}-redis-exporter-secrets",
             host,
             files,

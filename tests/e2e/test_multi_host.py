@@ -104,6 +104,19 @@ def cluster_client(outputs: dict[str, Any]) -> RedisCluster:
                         socket_connect_timeout=2)
 
 
+def _handle_outputs(stack) -> dict[str, Any]:
+    return stack[1]
+
+
+def scrape(exporter: str, node: dict[str, Any]) -> dict[str, str]:
+    """The exporter's view of one node: metric name (no labels) -> value."""
+    target = f"redis://{node['ip']}:{node['port']}"
+    text = subprocess.run(["curl", "-s", "-m", "20", f"{exporter}/scrape?target={target}"],
+                          capture_output=True, text=True, timeout=30, check=False).stdout
+    return dict(line.split(" ", 1) for line in text.splitlines()
+                if line and not line.startswith("#") and "{" not in line)
+
+
 def containers_on(host, label: str = "com.alphapulse.node") -> set[str]:
     done = host.docker("ps", "--filter", f"label={label}", "--format", "{{.Names}}")
     return set(done.stdout.split())
@@ -124,14 +137,12 @@ def test_every_node_runs_on_the_host_the_plan_names(hosts, stack):
         "h1": 1, "h2": 1, "h3": 1}
     host_of = {n["name"]: n["host"] for n in nodes}
     assert all(host_of[n["master"]] != n["host"] for n in nodes if n["role"] == "replica")
-    # The exporter runs on the first host and scrapes every node on every host.
-    first = hosts[0]
-    exporter = f"http://{first.address}:{CONFIG['exporterPort']}"
-    for node in nodes:
-        target = f"redis://{node['ip']}:{node['port']}"
-        text = subprocess.run(["curl", "-sf", f"{exporter}/scrape?target={target}"],
-                              capture_output=True, text=True, timeout=30, check=False).stdout
-        assert "redis_up 1" in text.splitlines(), (node["name"], text[-300:])
+    # An exporter on every host, each scraping every node on every host.
+    exporters = _handle_outputs(stack)["exporter_urls"]
+    assert exporters == [f"http://{h.address}:{CONFIG['exporterPort']}" for h in hosts]
+    for exporter in exporters:
+        for node in nodes:
+            assert scrape(exporter, node).get("redis_up") == "1", (exporter, node["name"])
 
 
 def test_a_client_on_another_machine_reaches_every_slot(hosts, stack):
@@ -220,6 +231,11 @@ def test_losing_a_whole_host_loses_no_acknowledged_write_and_it_rejoins(hosts, s
                                  and len(writer.result.acked) > before[1], None),
                         Deadline.after(30), 0.1)
         assert wrote, f"writes did not go on after recovery: {writer.result.summary()}"
+        # Monitoring outlives the host: h2's exporter reports h1's nodes down, the rest up.
+        exporter = f"http://{hosts[1].address}:{CONFIG['exporterPort']}"
+        up = {n["name"]: scrape(exporter, n).get("redis_up") for n in outputs["nodes"]}
+        assert up == {n["name"]: "0" if n["host"] == lost_name else "1"
+                      for n in outputs["nodes"]}, up
     finally:
         hosts.restore_link(lost)
     client = cluster_client(outputs)

