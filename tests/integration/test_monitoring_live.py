@@ -213,6 +213,16 @@ def live_cluster(workdir: Path) -> Iterator[LiveCluster]:
     with RedisNodes(6, password=password, base_dir=workdir / "redis",
                     settings=NODE_SETTINGS) as redis:
         form_cluster(redis, password)
+
+        def roles_known() -> tuple[bool, str]:
+            # Right after redis-cli's create, gossip may not yet have told node 0 which node
+            # follows which master (seen in CI: a replica's master unknown to it).
+            with redis[0].client() as client:
+                lines = client.execute_command("CLUSTER", "NODES").splitlines()
+            replicas = [line for line in lines if "slave" in line.split()[2]]
+            return len(replicas) == 3, "\n".join(lines)
+
+        wait_until("node 0 to know every replica's master", roles_known, timeout_s=15)
         nodes, members = plan_from_live_roles(redis)
 
         password_file = workdir / "exporter-passwords.json"
