@@ -15,7 +15,7 @@ from clusterops.observe import observe_nodes
 from clusterops.scaling import UnsafeReshapeError, preview_reshape, reshape_cluster
 from clusterops.verify import verify_cluster
 from tests.integration.conftest import wait_for, wait_for_replica_links
-from tests.support.cluster_writer import ClusterWriter
+from tests.support.cluster_writer import ClusterWriter, only_known_client_errors
 from tests.support.redis_nodes import RedisNode, RedisNodes
 
 PRELOAD_KEYS = 20_000
@@ -71,15 +71,6 @@ def assert_all_present(nodes: RedisNodes, data: dict[str, str]) -> None:
         values = client.mget_nonatomic(keys)
     lost = [k for k, v in zip(keys, values, strict=True) if v != data[k]]
     assert not lost, f"{len(lost)} preloaded key(s) lost or changed, e.g. {lost[:5]}"
-
-
-def only_known_client_errors(writer: ClusterWriter) -> bool:
-    """Counted and reported (printed by the tests), not hidden: the only error an application
-    may see is redis-py 8.1 following an ASK to a master it has not cached yet (AttributeError
-    on 'redis_connection', see ClusterWriter), a handful at most; no MOVED/ASK loop, no
-    CLUSTERDOWN, no timeout."""
-    unexpected = [e for e in writer.errors if "redis_connection" not in e]
-    return unexpected == [] and len(writer.errors) <= 5
 
 
 def writes_flowing(writer: ClusterWriter, more: int = 50) -> None:

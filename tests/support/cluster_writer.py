@@ -85,3 +85,12 @@ class ClusterWriter(threading.Thread):
             values = client.mget_nonatomic(batch)
             lost += [k for k, v in zip(batch, values, strict=True) if v != self.ok[k]]
         return lost
+
+
+def only_known_client_errors(writer: ClusterWriter) -> bool:
+    """Counted and reported (the tests print them), not hidden: the only error an application
+    may see is redis-py 8.1 following an ASK to a master it has not cached yet (AttributeError
+    on 'redis_connection', see ClusterWriter.run), a handful at most; no MOVED/ASK loop, no
+    CLUSTERDOWN, no timeout."""
+    unexpected = [e for e in writer.errors if "redis_connection" not in e]
+    return unexpected == [] and len(writer.errors) <= 5
