@@ -10,7 +10,7 @@ import pulumi
 
 from clusterops.client import OUTPUTS_VERSION
 from components.generated_password import GeneratedPassword
-from components.spec import PROJECT, ClusterSpec, ConfigError, load_spec
+from components.spec import ACL_PASSWORD_KEYS, PROJECT, ClusterSpec, ConfigError, load_spec
 from components.stack_config import raw_project_config
 
 
@@ -41,6 +41,16 @@ if password is None:
     password = GeneratedPassword("redis-password", length=32).result
 
 
+def acl_passwords(spec: ClusterSpec) -> dict[str, pulumi.Input[str]] | None:
+    """acl: true: the admin, exporter and replication users' passwords, each from its secret
+    config key or generated once (`password` is the application user's)."""
+    if not spec.acl:
+        return None
+    return {role: config.get_secret(key)
+            or GeneratedPassword(f"redis-{role}-password", length=32).result
+            for role, key in ACL_PASSWORD_KEYS.items()}
+
+
 def deploy_docker(spec: ClusterSpec, password: pulumi.Input[str]) -> None:
     from components.docker_cluster import RedisCluster, RedisClusterArgs
     from components.docker_host import stack_docker_host, supports_swap_limit
@@ -54,6 +64,7 @@ def deploy_docker(spec: ClusterSpec, password: pulumi.Input[str]) -> None:
             password=password,
             docker_host=docker_host,
             swap_limit_supported=all(supports_swap_limit(engine) for engine in engines),
+            acl_passwords=acl_passwords(spec),
         ),
     )
     # The outputs' shape is a contract (clusterops/client.py: OUTPUTS_SCHEMAS); bump it on any
@@ -76,6 +87,9 @@ def deploy_docker(spec: ClusterSpec, password: pulumi.Input[str]) -> None:
     pulumi.export("maxmemory_bytes", spec.maxmemory_bytes)
     pulumi.export("announce", spec.announce)
     pulumi.export("tls_ca_cert", cluster.tls_ca_cert)
+    pulumi.export("username", cluster.username)
+    pulumi.export("admin_username", cluster.admin_username)
+    pulumi.export("admin_password", cluster.admin_password)
 
 
 def deploy_kubernetes(spec: ClusterSpec, password: pulumi.Input[str]) -> None:

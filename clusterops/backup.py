@@ -23,7 +23,7 @@ from pathlib import Path
 
 import redis
 
-from clusterops.connection import no_retry_client
+from clusterops.connection import admin_client
 from clusterops.errors import AuthError, ClusterOpsError, TargetsError, UsageError, redact
 from clusterops.model import NodeTarget
 from clusterops.observe import observe_nodes
@@ -80,7 +80,7 @@ def backup_node(
     env = {**os.environ, "REDISCLI_AUTH": password or ""}
     started = time.monotonic()
     try:
-        with no_retry_client(node.host, node.port, password, tls_ca=node.tls_ca) as conn:
+        with admin_client(node, password) as conn:
             result.keys_before = int(conn.dbsize())
         tls: list[str] = []
         if node.tls_ca:
@@ -89,7 +89,8 @@ def backup_node(
             tls = ["--tls", "--cacert", str(ca_file)]
         try:
             fetched = subprocess.run(
-                [_tool("redis-cli"), *tls, "--no-auth-warning", "-h", node.host, "-p",
+                [_tool("redis-cli"), *tls, *(["--user", node.username] if node.username else []),
+                 "--no-auth-warning", "-h", node.host, "-p",
                  str(node.port), "--rdb", str(target)],
                 env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
             )

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from redis.cluster import ClusterNode, RedisCluster
 
-OUTPUTS_VERSION = 2
+OUTPUTS_VERSION = 3
 
 # Type language: "str", "int", "bool", "endpoint" ("host:port"), a trailing "?" allows null
 # or absent (the engine does not store a null stack output: `prometheus_url` without
@@ -76,7 +76,16 @@ OUTPUTS_SCHEMAS[2] = {
     "exporter_urls": ["str"],  # one exporter per Docker host, each scraping every node
     "nodes": [{**OUTPUTS_SCHEMAS[1]["nodes"][0], "container_ip": "str", "host": "str"}],
 }
-SECRET_OUTPUTS = frozenset({"password"})
+# 3: ACL users (acl: true). `username` is the application user (`password` is its password);
+# `admin_username`/`admin_password` are for operators and clusterops (CLUSTER, CONFIG). All
+# three are null on a stack without ACL users, where `password` is the default user's.
+OUTPUTS_SCHEMAS[3] = {
+    **OUTPUTS_SCHEMAS[2],
+    "username": "str?",
+    "admin_username": "str?",
+    "admin_password": "str?",
+}
+SECRET_OUTPUTS = frozenset({"password", "admin_password"})
 
 Location = Literal["network", "docker-host", "remote"]
 LOCATIONS: tuple[str, ...] = ("network", "docker-host", "remote")
@@ -188,11 +197,13 @@ def from_stack_outputs(outputs: Mapping[str, Any], location: str = "network", *,
                        **redis_options: Any) -> RedisCluster:
     """A RedisCluster for a client at `location`, from the cluster stack's outputs (with the
     password shown: `pulumi stack output --json --show-secrets`, or a StackReference's value).
-    `password` overrides the outputs' one; `redis_options` go to RedisCluster."""
+    `password` overrides the outputs' one; `redis_options` go to RedisCluster. With ACL users the
+    client is the application user (`username`), which may not run admin commands."""
     plan = connection_plan(outputs, location, host_address)
     options: dict[str, Any] = {
         "startup_nodes": [ClusterNode(host, port) for host, port in plan.startup_nodes],
         "password": password if password is not None else outputs["password"],
+        "username": outputs.get("username"),
         "require_full_coverage": outputs.get("client_settings", {}).get(
             "require_full_coverage", True),
         **redis_options,

@@ -32,6 +32,7 @@ def no_retry_client(
     socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
     tls_ca: str | None = None,
+    username: str | None = None,
     **options: object,
 ) -> redis.Redis:
     """A client with short timeouts and no hidden retries, for every clusterops command.
@@ -43,6 +44,7 @@ def no_retry_client(
     return redis.Redis(
         host=host,
         port=port,
+        username=username,
         password=password,
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=connect_timeout_s,
@@ -59,8 +61,9 @@ def admin_client(
     password: str | None,
     socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+    **options: object,
 ) -> redis.Redis:
-    """A client for the address this process reaches ``node`` at (see :func:`no_retry_client`)."""
-    return no_retry_client(
-        node.host, node.port, password, socket_timeout_s, connect_timeout_s, node.tls_ca
-    )
+    """A client for the address this process reaches ``node`` at, as the node's user, trusting
+    its CA (see :func:`no_retry_client`)."""
+    return no_retry_client(node.host, node.port, password, socket_timeout_s, connect_timeout_s,
+                           node.tls_ca, node.username, **options)

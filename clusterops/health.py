@@ -546,6 +546,7 @@ def check_write_read(report: Report, targets: Targets, snapshots: Sequence[NodeS
     try:
         client = cluster_factory(
             startup_nodes=startup,
+            username=targets.username,
             password=targets.password,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,

@@ -63,10 +63,19 @@ class MoveStats:
 
 def data_client(node: NodeTarget, password: str | None) -> redis.Redis:
     """Binary-safe (keys are bytes), no hidden retries, a long socket timeout for MIGRATE."""
-    return redis.Redis(host=node.host, port=node.port, password=password,
+    return redis.Redis(host=node.host, port=node.port, username=node.username,
+                       password=password,
                        socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=2.0,
                        decode_responses=False, client_name="clusterops-migrate",
                        **tls_options(node.tls_ca))  # type: ignore[arg-type]
+
+
+def migrate_auth(username: str | None, password: str | None) -> tuple[Any, ...]:
+    """MIGRATE's credentials for the target node: AUTH2 names the ACL user (the admin user with
+    acl: true), plain AUTH is the default user's password."""
+    if not password:
+        return ()
+    return ("AUTH2", username, password) if username else ("AUTH", password)
 
 
 def _myself(conn: redis.Redis) -> ClusterNodeEntry:
@@ -235,7 +244,7 @@ class SlotMover:
 
         pending = list(chunk)
         host, port = self.nodes[target].cluster_host, self.nodes[target].cluster_port
-        auth: tuple[Any, ...] = ("AUTH", self.password) if self.password else ()
+        auth = migrate_auth(self.nodes[target].username, self.password)
         while pending:
             keys_of = self._pipeline(src, [("CLUSTER", "GETKEYSINSLOT", s, self.batch)
                                            for s in pending])

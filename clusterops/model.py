@@ -45,6 +45,9 @@ class NodeTarget:
     machine: str | None = None
     # The cluster's CA certificate (PEM) when the node speaks only TLS; None: plaintext.
     tls_ca: str | None = field(default=None, repr=False, compare=False)
+    # The ACL user this process authenticates as (the admin user with acl: true); None: the
+    # default user, which is the only one a stack without ACL users has.
+    username: str | None = field(default=None, compare=False)
 
     @property
     def is_master(self) -> bool:
@@ -76,10 +79,15 @@ class NodeTarget:
             role=str(data["role"]),
             master=data.get("master") or None,
             slots=tuple((int(a), int(b)) for a, b in (data.get("slots") or ())),
+            username=data.get("username") or None,
         )
 
     def to_dict(self) -> dict[str, Any]:
+        # `username` only where there is one: the nodes of a stack without ACL users keep
+        # exactly the shape they were stored with.
+        user = {"username": self.username} if self.username else {}
         return {
+            **user,
             "name": self.name,
             "role": self.role,
             "admin_host": self.host,

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from clusterops.connection import no_retry_client
+from clusterops.connection import admin_client
 from clusterops.errors import redact
 from clusterops.model import NodeTarget, format_ranges
 
@@ -233,8 +233,8 @@ def observe_node(
     """
     if conn is None:
         # RESP2: a missing password yields a plain NOAUTH instead of a HELLO error.
-        with no_retry_client(node.host, node.port, password, timeout_s,
-                             min(1.0, timeout_s), node.tls_ca, protocol=2) as own_conn:
+        with admin_client(node, password, timeout_s, min(1.0, timeout_s),
+                          protocol=2) as own_conn:
             return observe_node(node, password, timeout_s, own_conn)
     # Every INFO reply as raw text, parsed by parse_info: one parser for every INFO section.
     conn.set_response_callback("INFO", _text)

@@ -9,6 +9,11 @@ restart keeps the new password.
 
 Idempotent: a node that already accepts the new password (an earlier, interrupted run, or a node
 recreated with the new config) is brought in line instead of failing.
+
+With ACL users (acl: true), :func:`sync_acl_users` does the same for every user at once: the
+users' new passwords are added beside the old ones, then ``masteruser``/``masterauth`` switch,
+then each user is set to exactly its line of users.acl. Connected clients stay connected
+throughout (ACL SETUSER never drops a connection; ACL LOAD would drop all of them).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from clusterops.acl_users import parse_users_acl
 from clusterops.connection import admin_client
 from clusterops.errors import PasswordRotationError, redact
 from clusterops.model import NodeTarget
@@ -110,6 +116,63 @@ def rotate_password(
                         "the new password is live but would be lost on restart"
                     ) from exc
                 report.without_config_file.append(node.name)
+
+    report.replica_links = _wait_for_replica_links(nodes, new_password, deadline, timeout_s)
+    return report
+
+
+def sync_acl_users(
+    nodes: Sequence[NodeTarget],
+    old_password: str,
+    new_password: str,
+    users_acl: str,
+    masteruser: str,
+    masterauth: str,
+    timeout_s: float = 10.0,
+) -> RotationReport:
+    """Make every node's live users exactly those of ``users_acl`` (the file its secrets volume
+    already holds for the next start), as the nodes' user (admin) with ``old_password`` or,
+    where it is already accepted, ``new_password``.
+
+    Three passes over all nodes, so nothing is refused in between: (1) each user gets its new
+    password hash in addition to the old ones; (2) replicas authenticate with the new
+    replication credentials; (3) each user is reset to its line (old hashes gone), and users
+    that are not in the file are deleted. Every node is contacted before anything changes.
+    """
+    parsed = parse_users_acl(users_acl)
+    if not parsed:
+        raise PasswordRotationError("users.acl defines no user")
+    secrets = (old_password, new_password, masterauth)
+    report = RotationReport()
+    deadline = Deadline.after(timeout_s)
+    with ExitStack() as stack:
+        conns: dict[str, redis.Redis] = {}
+        for node in nodes:
+            conns[node.name], already = _connect(node, old_password, new_password, stack)
+            (report.already_rotated if already else report.rotated).append(node.name)
+
+        def each(step: str, *args: str) -> None:
+            for node in nodes:
+                try:
+                    conns[node.name].execute_command(*args)
+                except redis.RedisError as exc:
+                    raise PasswordRotationError(
+                        f"{node.name}: {step} failed: {redact(str(exc), *secrets)}"
+                    ) from exc
+
+        for name, rules in parsed:
+            hashes = [rule for rule in rules if rule.startswith("#")]
+            if hashes:
+                each(f"ACL SETUSER {name} (new password)", "ACL", "SETUSER", name, *hashes)
+        each("CONFIG SET masteruser masterauth", "CONFIG", "SET", "masteruser", masteruser,
+             "masterauth", masterauth)
+        for name, rules in parsed:
+            each(f"ACL SETUSER {name}", "ACL", "SETUSER", name, "reset", *rules)
+        keep = {name for name, _rules in parsed}
+        for node in nodes:
+            extra = sorted(set(conns[node.name].execute_command("ACL", "USERS")) - keep)
+            if extra:
+                conns[node.name].execute_command("ACL", "DELUSER", *extra)
 
     report.replica_links = _wait_for_replica_links(nodes, new_password, deadline, timeout_s)
     return report

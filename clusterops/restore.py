@@ -44,6 +44,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
 from clusterops.errors import AuthError, ClusterOpsError, UsageError, redact
+from clusterops.migrate import migrate_auth
 from clusterops.model import HASH_SLOTS, format_ranges
 from clusterops.poll import Deadline, poll
 from clusterops.targets import Targets
@@ -254,7 +255,8 @@ class Target:
                              "a TLS client")
         self.targets = targets
         seeds = [ClusterNode(n.host, n.port) for n in targets.nodes]
-        self.cluster = RedisCluster(startup_nodes=seeds, password=targets.password,
+        self.cluster = RedisCluster(startup_nodes=seeds, username=targets.username,
+                                    password=targets.password,
                                     address_remap=targets.remap, socket_timeout=30,
                                     require_full_coverage=True)
         self._clients: dict[tuple[str, int], redis.Redis] = {}
@@ -278,6 +280,7 @@ class Target:
     def client(self, address: tuple[str, int]) -> redis.Redis:
         if address not in self._clients:
             self._clients[address] = redis.Redis(host=address[0], port=address[1],
+                                                 username=self.targets.username,
                                                  password=self.targets.password,
                                                  socket_timeout=30)
         return self._clients[address]
@@ -336,8 +339,7 @@ def migrate(source: redis.Redis, target: Target, address: tuple[str, int],
     args: list[Any] = ["MIGRATE", host, port, "", 0, MIGRATE_TIMEOUT_MS, "COPY"]
     if replace:
         args.append("REPLACE")
-    if target.targets.password:
-        args += ["AUTH", target.targets.password]
+    args += migrate_auth(target.targets.username, target.targets.password)
     source.execute_command(*args, "KEYS", *keys)
 
 

@@ -9,7 +9,9 @@ parser and :func:`load_targets` on the parsed arguments. Targets come from exact
 
 The password comes from ``--password-file FILE``, else the stack outputs, else the environment
 variable ``REDIS_PASSWORD``. There is deliberately no ``--password VALUE`` flag: a value on the
-command line is visible to every user in the process list.
+command line is visible to every user in the process list. With ACL users (acl: true) the
+outputs carry the admin user's name and password, and commands act as that user; ``--user
+NAME`` names another one (e.g. with ``--node`` targets).
 
 Address choice: by default a node is reached at its container ``ip:port``, which works inside
 the Docker network and from a Linux Docker host. ``--via-host-ports`` uses the published port
@@ -55,6 +57,11 @@ class Targets:
     network_name: str | None = None
     node_ids: Mapping[str, str] = field(default_factory=dict)  # planned name -> node id
     source: str = ""  # where the targets came from, for messages
+
+    @property
+    def username(self) -> str | None:
+        """The ACL user every node is reached as (None: the default user)."""
+        return self.nodes[0].username if self.nodes else None
 
     @property
     def expected_nodes(self) -> int:
@@ -118,6 +125,11 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"file holding the password (else the stack outputs, else ${PASSWORD_ENV})",
     )
     group.add_argument(
+        "--user", metavar="NAME",
+        help="ACL user to authenticate as (default: the outputs' admin_username, else the "
+        "default user)",
+    )
+    group.add_argument(
         "--expected-masters", metavar="N", type=int,
         help="override the number of masters expected (default: from roles)",
     )
@@ -159,8 +171,11 @@ def load_targets(args: argparse.Namespace, environ: Mapping[str, str] | None = N
                               ("maxmemory", "maxmemory_bytes"))
         if getattr(args, option, None) is not None
     }
+    user = getattr(args, "user", None)
+    nodes = tuple(replace(n, username=user) for n in base.nodes) if user else base.nodes
     targets = replace(
         base,
+        nodes=nodes,
         password=resolve_password(getattr(args, "password_file", None), base.password, environ),
         **overrides,
     )
@@ -285,6 +300,14 @@ def targets_from_outputs(
     password = outputs.get("password")
     if password is not None and not isinstance(password, str):
         raise TargetsError(f"{source}: 'password' must be a string")
+    admin = outputs.get("admin_username")
+    if admin is not None:
+        # acl: true: operator commands act as the admin user; `password`/`username` are the
+        # application's, which may not run CLUSTER or CONFIG commands.
+        password = outputs.get("admin_password")
+        if not (isinstance(admin, str) and admin and isinstance(password, str)):
+            raise TargetsError(f"{source}: 'admin_username' needs a string 'admin_password'")
+        nodes = [replace(n, username=admin) for n in nodes]
     node_ids = outputs.get("node_ids") or {}
     if not isinstance(node_ids, dict):
         raise TargetsError(f"{source}: 'node_ids' must be an object")

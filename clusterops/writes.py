@@ -17,7 +17,7 @@ from redis.connection import Connection, SSLConnection
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from clusterops.connection import no_retry_client, tls_options
+from clusterops.connection import admin_client, tls_options
 from clusterops.observe import ClusterNodeEntry, NodeSnapshot, observe_nodes, parse_cluster_nodes
 from clusterops.targets import Targets
 
@@ -46,9 +46,9 @@ class Connections:
     def client(self, name: str) -> redis.Redis:
         if name not in self._clients:
             node = self._nodes[name]
-            self._clients[name] = no_retry_client(
-                node.host, node.port, self._password, self._timeout_s, self._timeout_s,
-                node.tls_ca, single_connection_client=True,
+            self._clients[name] = admin_client(
+                node, self._password, self._timeout_s, self._timeout_s,
+                single_connection_client=True,
             )
         return self._clients[name]
 
@@ -164,6 +164,7 @@ class AckedWriter(threading.Thread):
             **tls,  # type: ignore[arg-type]
             host=node.host,
             port=node.port,
+            username=node.username,
             password=self._targets.password,
             socket_timeout=self._socket_timeout_s,
             socket_connect_timeout=self._socket_timeout_s,

@@ -47,7 +47,7 @@ from clusterops.errors import ClusterOpsError, PlanError
 from clusterops.formation import form_cluster
 from clusterops.live_config import TLS_FILE_SETTINGS, apply_settings, settings_problems
 from clusterops.model import ClusterReport, NodeTarget, plan_problems
-from clusterops.password_rotation import rotate_password
+from clusterops.password_rotation import rotate_password, sync_acl_users
 from clusterops.scaling import preview_reshape, reshape_cluster
 from clusterops.topology_read import read_live_topology
 from components.preview_values import contains_unknown
@@ -68,7 +68,7 @@ PROVIDER_VERSION = source_version(provider_sources())
 DEFAULT_TIMEOUT_SECONDS = 120
 MAX_TIMEOUT_SECONDS = 3600
 INPUT_KEYS = ("nodes", "password", "provider_version", "timeout_seconds", "rewrite_config",
-              "settings", "tls")
+              "settings", "tls", "acl")
 NODE_FIELDS = ("name", "role", "admin_host", "admin_port", "cluster_host", "cluster_port")
 # What makes up the cluster's topology; everything else in a node (admin address) only says
 # how this process reaches it and may change freely.
@@ -92,6 +92,13 @@ def _tls(props: Mapping[str, Any]) -> dict[str, str] | None:
     """{"ca_bundle": PEM, "token": digest of the certificates} with tls: true, else None."""
     value = props.get("tls")
     return dict(value) if isinstance(value, Mapping) and value.get("ca_bundle") else None
+
+
+def _acl(props: Mapping[str, Any]) -> dict[str, str] | None:
+    """{"users_acl": the nodes' users.acl, "masteruser", "masterauth"} with acl: true, else
+    None. ``password`` is then the admin user's, and every node names that user."""
+    value = rpc.unwrap_rpc_secret(props.get("acl"))
+    return dict(value) if isinstance(value, Mapping) and value.get("users_acl") else None
 
 
 def _nodes(props: Mapping[str, Any]) -> list[NodeTarget]:
@@ -138,6 +145,7 @@ def _inputs(props: Mapping[str, Any]) -> dict[str, Any]:
         "rewrite_config": _rewrite_config(props),
         "settings": _settings(props),
         "tls": _tls(props),
+        "acl": _acl(props),
     }
 
 
@@ -223,8 +231,10 @@ def _reshape_preview(olds: Mapping[str, Any], news: Mapping[str, Any]
 def _outputs(props: Mapping[str, Any], report: ClusterReport) -> dict[str, Any]:
     """Every input (delete and diff see only outputs) plus what the cluster reports."""
     tls = {"tls": _tls(props)} if _tls(props) else {}  # absent for plaintext, as the input
+    acl = {"acl": rpc.wrap_rpc_secret(_acl(props))} if _acl(props) else {}
     return {
         **tls,
+        **acl,
         "nodes": [_normalized_node(n) for n in props["nodes"]],
         "password": rpc.wrap_rpc_secret(_password(props)),
         "provider_version": props.get("provider_version"),
@@ -258,6 +268,20 @@ def tls_switch_problem(olds: Mapping[str, Any], news: Mapping[str, Any]) -> str 
             f"replacement). Nothing was changed. Fix: keep it {now} "
             f"(pulumi config set alphapulse-redis-cluster:tls {str(now == 'TLS').lower()}), "
             "or deploy a new stack and move the data with a client")
+
+
+def acl_switch_problem(olds: Mapping[str, Any], news: Mapping[str, Any]) -> str | None:
+    """Turning ACL users on or off on a formed cluster is refused: `aclfile` is read only at
+    start, so every node would be replaced, and during that roll a replica of the other kind
+    could not authenticate to its master (masteruser against a node without that user)."""
+    if not olds.get("nodes") or ("acl" in olds) == ("acl" in news):
+        return None
+    now, asked = ("without", "with") if "acl" in news else ("with", "without")
+    return (f"this cluster runs {now} ACL users and the stack now asks for {asked}; switching a "
+            "live cluster is not supported (its replicas could not authenticate during the "
+            "rolling replacement). Nothing was changed. Fix: keep it as it is (pulumi config "
+            f"set alphapulse-redis-cluster:acl {str(now == 'with').lower()}), or deploy a new "
+            "stack and move the data with a client")
 
 
 def check_inputs(news: Mapping[str, Any]) -> list[dynamic.CheckFailure]:
@@ -322,9 +346,12 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
         if _password(news) is not None:
             inputs["password"] = rpc.wrap_rpc_secret(_password(news))
         failures = check_inputs(news)
-        switch = tls_switch_problem(olds, news)
-        if switch:
-            failures.append(dynamic.CheckFailure("tls", switch))
+        for key, switch in (("tls", tls_switch_problem(olds, news)),
+                            ("acl", acl_switch_problem(olds, news))):
+            if switch:
+                failures.append(dynamic.CheckFailure(key, switch))
+        if _acl(news) is not None:
+            inputs["acl"] = rpc.wrap_rpc_secret(_acl(news))
         if not failures:
             # Every preview reads the live cluster where it answers: a reshape left half-done
             # (or a hand change) is caught even when the config did not change.
@@ -349,6 +376,12 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         nodes, password, timeout = _nodes(props), _password(props) or "", _timeout(props)
+        acl = _acl(props)
+        if acl:
+            # The nodes started with these users; this corrects adopted nodes (data volumes
+            # kept from an earlier stack) before formation needs the admin user.
+            sync_acl_users(nodes, password, password, acl["users_acl"], acl["masteruser"],
+                           acl["masterauth"], timeout)
         report = form_cluster(nodes, password, timeout)
         # The nodes started from files holding these values; this only corrects an adopted
         # cluster whose live values differ (an earlier deployment, a hand-made CONFIG SET).
@@ -363,7 +396,13 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
         nodes, password, timeout = _nodes(news), _password(news) or "", _timeout(news)
         old_nodes = _nodes(olds)
         old_password = _password(olds)
-        if old_password and old_password != password:
+        acl = _acl(news)
+        if acl and (acl != _acl(olds) or old_password != password):
+            # Every user's rules and passwords as users.acl now says, live; new nodes started
+            # with it already.
+            sync_acl_users(old_nodes, old_password or password, password, acl["users_acl"],
+                           acl["masteruser"], acl["masterauth"], timeout)
+        elif old_password and old_password != password:
             # The deployed nodes switch; new nodes start with the new password already.
             rotate_password(old_nodes, old_password, password, timeout,
                             rewrite_config=_rewrite_config(news))
@@ -387,6 +426,8 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
         live = read_live_topology(_nodes(props), _password(props))
         outs = dict(props)
         outs["password"] = rpc.wrap_rpc_secret(_password(props))
+        if _acl(props):
+            outs["acl"] = rpc.wrap_rpc_secret(_acl(props))
         # Keep the last known id of a node we cannot see now rather than forgetting it.
         outs["node_ids"] = {**(props.get("node_ids") or {}), **live.node_ids}
         outs["slot_ranges"] = live.slot_ranges
@@ -421,6 +462,7 @@ class ClusterBootstrap(dynamic.Resource, module="alphapulse", name="ClusterBoots
         rewrite_config: bool = True,
         settings: Mapping[str, str] | None = None,
         tls: pulumi.Input[Mapping[str, str]] | None = None,
+        acl: pulumi.Input[Mapping[str, str]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """``nodes``: plain dicts with the :class:`clusterops.model.NodeTarget` fields (slots as
@@ -442,4 +484,7 @@ class ClusterBootstrap(dynamic.Resource, module="alphapulse", name="ClusterBoots
         if tls is not None:
             # Only with tls: true, so a plaintext stack's inputs stay exactly as they were.
             props["tls"] = tls
+        if acl is not None:
+            # Only with acl: true, like tls; a secret (it holds the replication password).
+            props["acl"] = pulumi.Output.secret(acl)
         super().__init__(ClusterBootstrapProvider(), resource_name, props, opts)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
+from clusterops.acl_users import FIXED_NAMES, render_users_acl
 from components import exporter_conf
 from components.bootstrap import PROVIDER_VERSION, ClusterBootstrap
 from components.docker_host import DEFAULT_DOCKER_HOST
@@ -40,8 +42,10 @@ from components.redis_conf import (
     TLS_CA_NAME,
     TLS_CERT_NAME,
     TLS_KEY_NAME,
+    USERS_ACL_NAME,
     healthcheck_command,
     live_settings,
+    render_acl_auth_conf,
     render_auth_conf,
     render_redis_conf,
     restart_digest,
@@ -85,6 +89,38 @@ class RedisClusterArgs:
     docker_host: str = DEFAULT_DOCKER_HOST
     # Whether that engine can limit swap (components.docker_host.supports_swap_limit).
     swap_limit_supported: bool = True
+    # acl: true: the admin, exporter and replication users' passwords (Pulumi secrets);
+    # `password` is then the application user's.
+    acl_passwords: Mapping[str, pulumi.Input[str]] | None = None
+
+
+@dataclass(frozen=True)
+class _Credentials:
+    """Who talks to the nodes with which password, and what the nodes' secret files hold."""
+
+    admin_user: str | None  # None: the default user (no ACL users)
+    admin_password: pulumi.Output[str]  # the bootstrap's, the handover's
+    exporter_user: str | None
+    exporter_password: pulumi.Output[str]  # the exporter's and the healthcheck's
+    auth_conf: pulumi.Output[str]
+    users_acl: pulumi.Output[str] | None = None
+    replication_password: pulumi.Output[str] | None = None
+
+
+def _credentials(spec: ClusterSpec, password: pulumi.Output[str],
+                 acl_passwords: Mapping[str, pulumi.Input[str]] | None) -> _Credentials:
+    if not spec.acl:
+        return _Credentials(None, password, None, password, password.apply(render_auth_conf))
+    if not acl_passwords or set(acl_passwords) != {"admin", "exporter", "replication"}:
+        raise ValueError("acl: true needs the admin, exporter and replication passwords")
+    secret = {role: pulumi.Output.secret(value) for role, value in acl_passwords.items()}
+    users_acl = pulumi.Output.secret(pulumi.Output.all(app=password, **secret).apply(
+        lambda passwords: render_users_acl(passwords, spec.acl_app_user, spec.acl_app_rules)))
+    replication = FIXED_NAMES["replication"]
+    return _Credentials(
+        FIXED_NAMES["admin"], secret["admin"], FIXED_NAMES["exporter"], secret["exporter"],
+        secret["replication"].apply(lambda pw: render_acl_auth_conf(replication, pw)),
+        users_acl, secret["replication"])
 
 
 def _labels(spec: ClusterSpec, **extra: str) -> list[docker.ContainerLabelArgs]:
@@ -112,12 +148,15 @@ def _admin_address(spec: ClusterSpec, node: PlannedNode) -> tuple[str, int]:
 
 
 def bootstrap_nodes(spec: ClusterSpec, plan: ClusterPlan) -> list[dict[str, Any]]:
-    """The bootstrap resource's view of the plan (plain JSON, no secrets)."""
+    """The bootstrap resource's view of the plan (plain JSON, no secrets). With ACL users every
+    node is reached as the admin user."""
+    user = {"username": FIXED_NAMES["admin"]} if spec.acl else {}
     nodes = []
     for node in plan.nodes:
         admin_host, admin_port = _admin_address(spec, node)
         nodes.append(
             {
+                **user,
                 "name": node.name,
                 "role": node.role,
                 "admin_host": admin_host,
@@ -180,6 +219,9 @@ class RedisCluster(pulumi.ComponentResource):
     slot_ranges: pulumi.Output[dict[str, Any]]
     cluster_state: pulumi.Output[str]
     tls_ca_cert: pulumi.Output[str | None]
+    username: pulumi.Output[str | None]  # the application user (acl: true)
+    admin_username: pulumi.Output[str | None]
+    admin_password: pulumi.Output[str | None]
 
     def __init__(
         self, name: str, args: RedisClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -197,6 +239,7 @@ class RedisCluster(pulumi.ComponentResource):
                 "parameter swapaccount=1) and run `pulumi up` again.", self)
         self.plan = plan_cluster(spec)
         password = pulumi.Output.secret(args.password)
+        self.credentials = _credentials(spec, password, args.acl_passwords)
         self.tls = TlsMaterial(
             f"{name}-tls", cluster=spec.name_prefix,
             nodes={n.name: certificate_names(spec, n) for n in self.plan.nodes},
@@ -207,18 +250,18 @@ class RedisCluster(pulumi.ComponentResource):
             host.network = self._network(name, host)
             host.redis_image = self._image(name, "redis", spec.redis_image, host)
         first = next(iter(self.hosts.values()))
-        node_containers = self._rolling_nodes(name, password)
+        node_containers = self._rolling_nodes(name)
         # An exporter on every host, each scraping every node: monitoring outlives any one
         # host (the moment it is needed most). Prometheus, when deployed, is on the first.
         for host in self.hosts.values():
-            self._exporter(name, host, password)
+            self._exporter(name, host)
         if spec.deploy_prometheus:
             self._prometheus(name, first)
 
         bootstrap = ClusterBootstrap(
             f"{name}-bootstrap",
             nodes=bootstrap_nodes(spec, self.plan),
-            password=password,
+            password=self.credentials.admin_password,
             # Applied with CONFIG SET on every node: a setting change restarts nothing.
             settings=live_settings(spec),
             # A new certificate (or CA) in the files: the update makes every node load it.
@@ -226,6 +269,12 @@ class RedisCluster(pulumi.ComponentResource):
                 lambda parts: {"ca_bundle": parts[0], "token": hashlib.sha256(
                     json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]}
             ) if self.tls else None,
+            # The users the nodes' users.acl holds: the update sets them live (ACL SETUSER).
+            acl=pulumi.Output.all(self.credentials.users_acl,
+                                  self.credentials.replication_password).apply(
+                lambda parts: {"users_acl": parts[0], "masteruser": FIXED_NAMES["replication"],
+                               "masterauth": parts[1]}
+            ) if spec.acl else None,
             provider_version=PROVIDER_VERSION,
             timeout_seconds=spec.bootstrap_timeout_s,
             # The secrets volumes carry the password across restarts; the server user could
@@ -264,6 +313,11 @@ class RedisCluster(pulumi.ComponentResource):
             }
         )
         self.tls_ca_cert = self.tls.ca_bundle if self.tls else pulumi.Output.from_input(None)
+        self.username = pulumi.Output.from_input(spec.acl_app_user if spec.acl else None)
+        self.admin_username = pulumi.Output.from_input(self.credentials.admin_user)
+        # Secret even when null, so the output's secrecy does not depend on the stack's config.
+        self.admin_password = pulumi.Output.secret(
+            self.credentials.admin_password if spec.acl else None)
         self.node_ids = bootstrap.node_ids
         self.slot_ranges = bootstrap.slot_ranges
         self.cluster_state = bootstrap.cluster_state
@@ -327,7 +381,7 @@ class RedisCluster(pulumi.ComponentResource):
         )
         return remote.image_id
 
-    def _rolling_nodes(self, name: str, password: pulumi.Output[str]) -> list[docker.Container]:
+    def _rolling_nodes(self, name: str) -> list[docker.Container]:
         """The node containers, chained per shard so a replacement rolls one node of a
         shard at a time (components/node_handover.py): handover(n) -> container(n) ->
         handover(next n) -> ... replicas first, the master last."""
@@ -340,19 +394,17 @@ class RedisCluster(pulumi.ComponentResource):
                     f"{name}-{node.role}-{node.ordinal}-handover",
                     node=targets[node.name],
                     shard=[targets[member.name] for member in shard],
-                    password=password,
+                    password=self.credentials.admin_password,
                     # What replaces the container (image, start-only config, healthcheck):
                     # when it changes, hand over first.
                     trigger=pulumi.Output.concat(
                         self.hosts[node.host].redis_image, "|",
                         restart_digest(node, self.spec.tls), "|",
-                        hashlib.sha256(healthcheck_command(self.spec.tls).encode()
-                                       ).hexdigest()[:16]),
+                        hashlib.sha256(self._healthcheck().encode()).hexdigest()[:16]),
                     timeout_seconds=self.spec.bootstrap_timeout_s,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
                 )
-                containers[node.name] = self._node(name, node, self.hosts[node.host],
-                                                   password, handover)
+                containers[node.name] = self._node(name, node, self.hosts[node.host], handover)
                 previous = [containers[node.name]]
         return [containers[node.name] for node in self.plan.nodes]
 
@@ -361,7 +413,6 @@ class RedisCluster(pulumi.ComponentResource):
         name: str,
         node: PlannedNode,
         host: _Host,
-        password: pulumi.Output[str],
         handover: NodeHandover,
     ) -> docker.Container:
         spec = self.spec
@@ -380,7 +431,10 @@ class RedisCluster(pulumi.ComponentResource):
             f"{name}-{node.role}-{node.ordinal}",
             f"{node.name}-secrets",
             host,
-            {AUTH_CONF_NAME: password.apply(render_auth_conf), PASSWORD_FILE_NAME: password,
+            {AUTH_CONF_NAME: self.credentials.auth_conf,
+             PASSWORD_FILE_NAME: self.credentials.exporter_password,
+             **({USERS_ACL_NAME: self.credentials.users_acl}
+                if self.credentials.users_acl is not None else {}),
              **self._tls_files(node)},
             owner=REDIS_UID,
             # Not an upload: an upload is a container input, and changing it would replace
@@ -414,7 +468,7 @@ class RedisCluster(pulumi.ComponentResource):
                 ),
             ],
             healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD-SHELL", healthcheck_command(spec.tls)],
+                tests=["CMD-SHELL", self._healthcheck()],
                 interval="2s",
                 timeout="2s",
                 retries=5,
@@ -447,6 +501,9 @@ class RedisCluster(pulumi.ComponentResource):
                 ignore_changes=self._unmanaged_container_fields(),
             )),
         )
+
+    def _healthcheck(self) -> str:
+        return healthcheck_command(self.spec.tls, self.credentials.exporter_user)
 
     def _tls_files(self, node: PlannedNode) -> dict[str, pulumi.Input[str]]:
         """The node's CA bundle, certificate and key (tls: true), for its secrets volume."""
@@ -553,10 +610,10 @@ class RedisCluster(pulumi.ComponentResource):
                 ignore_changes=self._unmanaged_container_fields())),
         )
 
-    def _exporter(self, name: str, host: _Host, password: pulumi.Output[str]
-                  ) -> docker.Container:
+    def _exporter(self, name: str, host: _Host) -> docker.Container:
         nodes = self._monitored_nodes()
         file_dir, _, file_name = exporter_conf.EXPORTER_PASSWORD_FILE.rpartition("/")
+        password = self.credentials.exporter_password
         files: dict[str, pulumi.Input[str]] = {file_name: password.apply(
             lambda pw: exporter_conf.exporter_password_file(nodes, pw))}
         if self.tls is not None:
@@ -573,7 +630,8 @@ class RedisCluster(pulumi.ComponentResource):
             image=self._image(name, "exporter", self.spec.exporter_image, host),
             command=exporter_conf.exporter_args(
                 listen_port=EXPORTER_LISTEN_PORT,
-                tls_ca_file=f"{file_dir}/{EXPORTER_CA_FILE}" if self.tls else None),
+                tls_ca_file=f"{file_dir}/{EXPORTER_CA_FILE}" if self.tls else None,
+                user=self.credentials.exporter_user),
             volumes=[
                 docker.ContainerVolumeArgs(
                     volume_name=secrets.volume, container_path=file_dir, read_only=True

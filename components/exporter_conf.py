@@ -56,6 +56,7 @@ def exporter_args(
     listen_host: str = "0.0.0.0",
     connection_timeout: str = EXPORTER_CONNECTION_TIMEOUT,
     tls_ca_file: str | None = None,
+    user: str | None = None,
 ) -> list[str]:
     """Arguments for the redis_exporter binary (the image's entrypoint); no secret among them.
 
@@ -74,6 +75,8 @@ def exporter_args(
         "--log-format=json",
         # With TLS: rediss:// targets, checked against the cluster's CA (1.45's flag).
         *([f"--tls-ca-cert-file={tls_ca_file}"] if tls_ca_file else []),
+        # With ACL users: the read-only exporter user (its password is in the password file).
+        *([f"--redis.user={user}"] if user else []),
     ]
 
 

@@ -22,9 +22,14 @@ CONF_DIR = "/usr/local/etc/redis"
 # these files without replacing the container.
 SECRETS_DIR = f"{CONF_DIR}/secrets"
 AUTH_CONF_NAME = "auth.conf"
+# The healthcheck's password: the cluster password, or with ACL users the exporter user's
+# (read-only, and enough for PING).
 PASSWORD_FILE_NAME = "password"
 AUTH_CONF_PATH = f"{SECRETS_DIR}/{AUTH_CONF_NAME}"
 PASSWORD_FILE_PATH = f"{SECRETS_DIR}/{PASSWORD_FILE_NAME}"
+# acl: true: the users (password hashes only), read at start through `aclfile`.
+USERS_ACL_NAME = "users.acl"
+USERS_ACL_PATH = f"{SECRETS_DIR}/{USERS_ACL_NAME}"
 # The official redis image runs redis-server as this user (its entrypoint drops to it).
 REDIS_UID = 999
 DATA_DIR = "/data"
@@ -46,8 +51,11 @@ TLS_HEALTHCHECK_COMMAND = (
 )
 
 
-def healthcheck_command(tls: bool) -> str:
-    return TLS_HEALTHCHECK_COMMAND if tls else HEALTHCHECK_COMMAND
+def healthcheck_command(tls: bool, user: str | None = None) -> str:
+    """PING with the password from the secrets volume (stdin, never argv); ``user``: the ACL
+    user it belongs to (acl: true)."""
+    command = TLS_HEALTHCHECK_COMMAND if tls else HEALTHCHECK_COMMAND
+    return command.replace("redis-cli ", f"redis-cli --user {user} ", 1) if user else command
 
 
 def tls_settings() -> dict[str, str]:
@@ -189,3 +197,10 @@ def render_auth_conf(password: str) -> str:
     """The requirepass/masterauth pair (replicas authenticate to their master with it)."""
     quoted = _quote(password)
     return f"requirepass {quoted}\nmasterauth {quoted}\n"
+
+
+def render_acl_auth_conf(masteruser: str, masterauth: str) -> str:
+    """acl: true: the users come from users.acl (no requirepass: the default user is off), and
+    replicas authenticate to their master as the replication user."""
+    return (f"aclfile {USERS_ACL_PATH}\nmasteruser {_quote(masteruser)}\n"
+            f"masterauth {_quote(masterauth)}\n")

@@ -18,6 +18,12 @@ from typing import Any
 
 import pulumi
 
+from clusterops.acl_users import (
+    DEFAULT_APP_RULES,
+    DEFAULT_APP_USER,
+    app_rules_problems,
+    app_user_problems,
+)
 from clusterops.model import BUS_PORT_OFFSET
 from clusterops.units import format_memory, parse_memory
 from components.hosts import DockerHostSpec, check_hosts
@@ -134,6 +140,10 @@ class ClusterSpec:
     tls: bool = False
     tls_cert_days: int = 365
     tls_generation: int = 1
+    # ACL users (clusterops/acl_users.py): admin, app, exporter, replication; default off.
+    acl: bool = False
+    acl_app_user: str = DEFAULT_APP_USER
+    acl_app_rules: str = DEFAULT_APP_RULES
 
     @property
     def announces_host_address(self) -> bool:
@@ -249,7 +259,16 @@ CONFIG_KEYS: dict[str, str] = {
     "tls": "TLS on every link: clients, replication, cluster bus (plaintext port off)",
     "tlsCertDays": "validity of each node certificate in days (renewed 30 days before expiry)",
     "tlsGeneration": "bump to replace the CA and every certificate",
+    "acl": "ACL users: admin, app (password), exporter and replication, default user off",
+    "aclAppUser": "name of the application user (acl: true)",
+    "aclAppRules": "ACL rules of the application user (default: all but @admin and @dangerous)",
+    "adminPassword": "admin user's password (secret; generated when unset)",
+    "exporterPassword": "exporter user's password (secret; generated when unset)",
+    "replicationPassword": "replication user's password (secret; generated when unset)",
 }
+# The ACL users' own password keys, judged like `password`.
+ACL_PASSWORD_KEYS = {"admin": "adminPassword", "exporter": "exporterPassword",
+                     "replication": "replicationPassword"}
 
 
 TARGETS = ("docker", "kubernetes")
@@ -263,7 +282,8 @@ DEFAULT_ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone"
 DOCKER_ONLY_KEYS = ("basePort", "bindAddress", "networkName", "subnet", "adminAccess",
                     "exporterPort", "prometheusPort", "deployPrometheus", "prometheusImage",
                     "hosts", "announce", "survivesHostLoss", "tls", "tlsCertDays",
-                    "tlsGeneration")
+                    "tlsGeneration", "acl", "aclAppUser", "aclAppRules",
+                    *ACL_PASSWORD_KEYS.values())
 KUBERNETES_CONFIG_KEYS: dict[str, str] = {
     "target": "where the cluster runs: docker (default) or kubernetes",
     "namespace": "Kubernetes namespace of every object (created by the stack)",
@@ -483,6 +503,24 @@ def _unknown_key_fix(key: str) -> str:
     return f"remove it or use one of {', '.join(CONFIG_KEYS)}"
 
 
+def _check_acl(reader: _Reader, raw: Mapping[str, Any], values: dict[str, Any],
+               prod: bool) -> None:
+    """ACL users: on by default in prod stacks, like TLS (one password must not open CONFIG,
+    FLUSHALL and CLUSTER RESET to the application)."""
+    values["acl"] = reader.boolean("acl", prod)
+    values["acl_app_user"] = reader.text("aclAppUser", DEFAULT_APP_USER)
+    values["acl_app_rules"] = " ".join(reader.text("aclAppRules", DEFAULT_APP_RULES).split())
+    for problem in app_user_problems(values["acl_app_user"]):
+        reader.fail("aclAppUser", problem)
+    for problem in app_rules_problems(values["acl_app_rules"]):
+        reader.fail("aclAppRules", problem)
+    if not values["acl"]:
+        for key in ("aclAppUser", "aclAppRules", *ACL_PASSWORD_KEYS.values()):
+            if raw.get(key) is not None:
+                reader.fail(key, "only applies with ACL users. Fix: set acl to true, or remove "
+                            "it")
+
+
 def build_spec(raw: Mapping[str, Any], stack: str, password_set: bool) -> ClusterSpec:
     """Validate raw config values (key -> string, without the project prefix).
 
@@ -580,11 +618,12 @@ def build_spec(raw: Mapping[str, Any], stack: str, password_set: bool) -> Cluste
     if values["password_policy"] == "required" and not password_set:
         reader.fail("password", f"stack {stack!r} requires a password and none is set. Fix: "
                     f"pulumi config set --secret {PROJECT}:password <value>")
-    if raw.get("password") is not None and len(str(raw["password"])) < 16:
-        reader.fail("password", "is shorter than 16 characters. Fix: use a longer secret")
-    if raw.get("password") is not None and any(c in str(raw["password"]) for c in "\r\n\0"):
-        reader.fail("password", "contains a line break or NUL, which redis.conf cannot hold. "
-                    "Fix: choose a password without them")
+    for key in ("password", *ACL_PASSWORD_KEYS.values()):
+        if raw.get(key) is not None and len(str(raw[key])) < 16:
+            reader.fail(key, "is shorter than 16 characters. Fix: use a longer secret")
+        if raw.get(key) is not None and any(c in str(raw[key]) for c in "\r\n\0"):
+            reader.fail(key, "contains a line break or NUL, which redis.conf cannot hold. "
+                        "Fix: choose a password without them")
 
     check_target(reader, raw, values)
     if values.get("target", "docker") == "docker":
@@ -597,6 +636,7 @@ def build_spec(raw: Mapping[str, Any], stack: str, password_set: bool) -> Cluste
             "use 365 (renewed by any pulumi up in the last 30 days); at least 61")
         values["tls_generation"] = reader.integer(
             "tlsGeneration", 1, 1, 1_000_000, "use 1, and add 1 to replace the CA")
+        _check_acl(reader, raw, values, prod)
 
     if reader.problems:
         raise ConfigError(reader.problems)

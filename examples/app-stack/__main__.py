@@ -25,7 +25,7 @@ import pulumi_docker as docker
 HERE = Path(__file__).resolve().parent
 CLIENT_MODULE = HERE.parent.parent / "clusterops" / "client.py"
 # The outputs contract this app was written against (clusterops/client.py: OUTPUTS_VERSION).
-OUTPUTS_VERSION = 2
+OUTPUTS_VERSION = 3
 # What the helper reads: nothing else of the cluster's outputs reaches the container.
 CONNECTION_OUTPUTS = ("outputs_version", "seed_endpoints", "host_seed_endpoints", "nodes",
                       "client_settings", "password")
@@ -50,6 +50,9 @@ app_name = config.get("appName") or "slot-check"
 outputs = {key: cluster.require_output(key) for key in CONNECTION_OUTPUTS}
 # Only a cluster with tls: true exports its CA (a null output is not stored at all).
 outputs["tls_ca_cert"] = cluster.get_output("tls_ca_cert")
+# With ACL users, the application user's name (`password` is then that user's). Never the admin
+# user's credentials: the app gets only what it needs.
+outputs["username"] = cluster.get_output("username")
 outputs["outputs_version"] = outputs["outputs_version"].apply(require_version)
 # Secret because it carries the password; Output.secret makes that explicit whatever the
 # reference reports.

@@ -52,6 +52,18 @@ START_ATTEMPTS = 8
 START_DEADLINE_S = 10.0
 STOP_DEADLINE_S = 5.0
 
+@dataclass(frozen=True)
+class AclSetup:
+    """ACL users for the nodes (as acl: true deploys them): ``users_acl`` is each node's
+    users.acl (its `aclfile`), replicas authenticate as ``masteruser``, and the node's password
+    (what the helpers use) belongs to ``username``."""
+
+    users_acl: str
+    username: str
+    masteruser: str
+    masterauth: str
+
+
 # Defaults chosen for fast, disposable test nodes: no persistence (tests don't restart for
 # durability unless they ask for it), quick failure detection.
 DEFAULT_SETTINGS: dict[str, str] = {
@@ -108,7 +120,16 @@ class RedisNode:
     # False: the config is piped on stdin (``redis-server -``), so the server has no config
     # file (CONFIG REWRITE fails) and the password still never reaches argv or disk.
     config_file: bool = True
+    acl: AclSetup | None = None
     process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def username(self) -> str | None:
+        return self.acl.username if self.acl else None
+
+    @property
+    def users_acl_path(self) -> Path:
+        return self.directory / "users.acl"
 
     @property
     def bus_port(self) -> int:
@@ -146,6 +167,7 @@ class RedisNode:
             "retry": Retry(NoBackoff(), 0),
         }
         options.update(kwargs)
+        options.setdefault("username", self.username)
         return redis.Redis(
             host=self.host,
             port=self.port,
@@ -158,19 +180,22 @@ class RedisNode:
             f"bind {self.host}",
             f"port {self.port}",
             f"dir {self.directory}",
-            f"requirepass {self.password}",
-            f"masterauth {self.password}",
         ]
+        if self.acl:
+            lines += [f"aclfile {self.users_acl_path}", f"masteruser {self.acl.masteruser}",
+                      f"masterauth {self.acl.masterauth}"]
+        else:
+            lines += [f"requirepass {self.password}", f"masterauth {self.password}"]
         lines += [f"{key} {value}" for key, value in self.settings.items()]
         return "\n".join(lines) + "\n"
 
     def write_config(self) -> None:
         """Write redis.conf unless it exists (a restart keeps CONFIG REWRITE changes)."""
+        if self.acl and not self.users_acl_path.exists():
+            _write_private(self.users_acl_path, self.acl.users_acl)
         if self.config_path.exists():
             return
-        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(self.config_text())
+        _write_private(self.config_path, self.config_text())
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -251,6 +276,12 @@ class RedisNode:
             raise RedisNodeError(f"{self.name} (pid {self.pid}) survived SIGKILL")
 
 
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
 class RedisNodes:
     """N redis-server processes on loopback sharing one password; a context manager."""
 
@@ -263,6 +294,7 @@ class RedisNodes:
         hosts: Sequence[str] | None = None,
         name_prefix: str = "node",
         config_file: bool = True,
+        acl: AclSetup | None = None,
     ) -> None:
         if count < 1:
             raise ValueError("count must be >= 1")
@@ -276,6 +308,7 @@ class RedisNodes:
         self.hosts = list(hosts) if hosts is not None else ["127.0.0.1"] * count
         self.name_prefix = name_prefix
         self.config_file = config_file
+        self.acl = acl
         self.nodes: list[RedisNode] = []
 
     def __enter__(self) -> RedisNodes:
@@ -318,7 +351,8 @@ class RedisNodes:
             directory = self.base_dir / f"{name}-{port}-{attempt}"
             directory.mkdir(parents=True)
             node = RedisNode(
-                name, host, port, self.password, directory, dict(self.settings), self.config_file
+                name, host, port, self.password, directory, dict(self.settings), self.config_file,
+                self.acl,
             )
             try:
                 node.start()

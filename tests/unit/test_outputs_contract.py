@@ -31,6 +31,7 @@ from tests.support.program_runner import ProgramRun, run_program, stack_config_f
 RELEASED_SCHEMAS = {
     1: "a874a4ab92afed1439f792ac7d816c628979595a81411c244ae851311f2b5a02",
     2: "f4d6945ad3b1cfd57b4b796b5fea8dce7810e3c827a810977f578d212b216cac",
+    3: "2720a3c05d6346e248cd4c145aa337cd94ecb80b38bc0cc6ae90c19385f0947e",
 }
 PASSWORD = "prod-secret-password-0123456789"
 

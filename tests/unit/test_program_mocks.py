@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from clusterops.acl_users import password_hash
 from components.redis_conf import EMPTY
 from components.spec import ConfigError
 from tests.support.program_runner import (
@@ -205,8 +206,28 @@ def test_password_is_never_plaintext_in_any_resource_input(stack, password, dev,
         assert password not in json.dumps(container.plain), container.urn
     # ...it reaches every node and the exporter as files in a read-only secrets volume.
     for container in run.of_type(CONTAINER):
-        if "prometheus" not in container.plain["name"]:
-            assert password in json.dumps(mounted_secret_files(run, container)), container.urn
+        name = container.plain["name"]
+        if "prometheus" in name:
+            continue
+        files = json.dumps(mounted_secret_files(run, container))
+        if run.outputs["username"] is None:
+            assert password in files, container.urn
+        elif "exporter" in name:
+            # acl: true (prod): the exporter has its own user, and not even the app's hash.
+            assert password not in files and password_hash(password) not in files, container.urn
+        else:
+            # The nodes hold only its hash (users.acl); replicas use the replication user.
+            assert password not in files and password_hash(password) in files, container.urn
+
+
+def test_acl_users_generated_passwords_are_never_plaintext(prod):
+    """prod (acl: true): the admin, exporter and replication passwords are generated (the mock
+    makes each one DEV_GENERATED) and stay secrets in every input."""
+    assert prod.outputs["admin_username"] == "admin"
+    for resource in prod.resources:
+        if resource.type != GENERATED_PASSWORD_TYPE:
+            leaks = _plain_occurrences(resource.raw_inputs, DEV_GENERATED)
+            assert not leaks, f"{resource.urn} carries a user's password in plain text at {leaks}"
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
