@@ -276,11 +276,12 @@ def acl_switch_problem(olds: Mapping[str, Any], news: Mapping[str, Any]) -> str 
     could not authenticate to its master (masteruser against a node without that user)."""
     if not olds.get("nodes") or ("acl" in olds) == ("acl" in news):
         return None
-    now, asked = ("without", "with") if "acl" in news else ("with", "without")
-    return (f"this cluster runs {now} ACL users and the stack now asks for {asked}; switching a "
+    now, asked = (("without ACL users", "ACL users") if "acl" in news
+                  else ("with ACL users", "none"))
+    return (f"this cluster runs {now} and the stack now asks for {asked}; switching a "
             "live cluster is not supported (its replicas could not authenticate during the "
             "rolling replacement). Nothing was changed. Fix: keep it as it is (pulumi config "
-            f"set alphapulse-redis-cluster:acl {str(now == 'with').lower()}), or deploy a new "
+            f"set alphapulse-redis-cluster:acl {str('with ' in now).lower()}), or deploy a new "
             "stack and move the data with a client")
 
 

@@ -1,15 +1,20 @@
-"""TLS on every link, deployed by the real `pulumi up` on real Docker (tls: true).
+"""TLS on every link and ACL users, deployed by the real `pulumi up` on real Docker (tls: true,
+acl: true in one stack, so everything is proven with both on at once).
 
 What it proves: plaintext is refused; a client without the cluster's CA cannot connect; the
-outputs' client (clusterops/client.py) reaches every slot over TLS; health, the exporter
-(rediss:// targets with the CA) and a failover drill work with replication and the bus on TLS
-(recovery measured beside a plaintext stack in the same run); re-issued certificates are loaded
-without replacing a container or losing a key.
+outputs' client (clusterops/client.py, the application user) reaches every slot over TLS;
+the application user is refused admin and dangerous commands, the default user is off, and no
+password is in `docker inspect`; health, the exporter (rediss:// targets with the CA, the
+read-only exporter user, nothing refused in ACL LOG) and a failover drill work with replication
+and the bus on TLS (recovery measured beside a plaintext stack in the same run); re-issued
+certificates are loaded, and every user's password is rotated, without replacing a node or
+losing a key; switching a live plaintext stack to TLS or to ACL users is refused at preview.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import ssl
 import subprocess
@@ -30,7 +35,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TLS_STACK = {"namePrefix": "aptls", "networkName": "aptls_redis-cluster",
              "subnet": "172.31.84.0/24", "basePort": "7901", "exporterPort": "9921",
-             "prometheusPort": "9990", "tls": "true"}
+             "prometheusPort": "9990", "tls": "true", "acl": "true"}
+# Refused to the application user (as the issue lists them: config, flush, cluster reset, KEYS).
+REFUSED_TO_APP = [("CONFIG", "SET", "maxmemory", "0"), ("FLUSHALL",), ("CLUSTER", "RESET"),
+                  ("KEYS", "*"), ("ACL", "LIST")]
 PLAIN_STACK = {"namePrefix": "applain", "networkName": "applain_redis-cluster",
                "subnet": "172.31.85.0/24", "basePort": "7951", "exporterPort": "9951",
                "prometheusPort": "9995"}
@@ -59,23 +67,59 @@ def container_ids(stack: DeployedStack) -> dict[str, str]:
 def test_plaintext_and_clients_without_the_ca_are_refused(tls_stack: DeployedStack):
     assert tls_stack.outputs["cluster_state"] == "ok"
     assert tls_stack.stack.changes() == []  # a TLS stack's second preview is quiet too
-    ca = tls_stack.outputs["tls_ca_cert"]
     node = tls_stack.outputs["nodes"][0]
-    plain = redis.Redis(node["ip"], node["port"], password=tls_stack.password,
+    user = tls_stack.outputs["username"]
+    plain = redis.Redis(node["ip"], node["port"], username=user, password=tls_stack.password,
                         socket_timeout=3, socket_connect_timeout=3)
     with pytest.raises(redis.ConnectionError):
         plain.ping()
-    no_ca = redis.Redis(node["ip"], node["port"], password=tls_stack.password, ssl=True,
+    no_ca = redis.Redis(node["ip"], node["port"], username=user, password=tls_stack.password,
+                        ssl=True,
                         ssl_cert_reqs="required", socket_timeout=3, socket_connect_timeout=3)
     with pytest.raises(redis.ConnectionError, match="(?i)certificate verify failed"):
         no_ca.ping()
-    with_ca = redis.Redis(node["ip"], node["port"], password=tls_stack.password, ssl=True,
-                          ssl_ca_data=ca, ssl_cert_reqs="required", ssl_check_hostname=True)
+    with_ca = admin_client(tls_stack, node)
     assert with_ca.ping() is True
     # Replication and the cluster bus run over TLS too (their own settings say so).
     settings = with_ca.config_get("tls-*")
     assert settings["tls-replication"] == "yes" and settings["tls-cluster"] == "yes"
     assert with_ca.config_get("port")["port"] == "0"
+
+
+def admin_client(stack: DeployedStack, node: dict[str, Any], **options: Any) -> redis.Redis:
+    return redis.Redis(node["ip"], node["port"], username=stack.outputs["admin_username"],
+                       password=stack.outputs["admin_password"], ssl=True,
+                       ssl_ca_data=stack.outputs["tls_ca_cert"], ssl_cert_reqs="required",
+                       ssl_check_hostname=True, socket_timeout=5, **options)
+
+
+def app_client(stack: DeployedStack, node: dict[str, Any], password: str | None = None
+               ) -> redis.Redis:
+    return redis.Redis(node["ip"], node["port"], username=stack.outputs["username"],
+                       password=password or stack.password, ssl=True,
+                       ssl_ca_data=stack.outputs["tls_ca_cert"], ssl_cert_reqs="required",
+                       socket_timeout=5)
+
+
+def test_the_app_user_has_data_commands_only_and_no_password_is_in_docker_inspect(
+        tls_stack: DeployedStack):
+    outputs = tls_stack.outputs
+    assert (outputs["username"], outputs["admin_username"]) == ("app", "admin")
+    node = outputs["nodes"][0]
+    app = app_client(tls_stack, node)
+    for command in REFUSED_TO_APP:
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            app.execute_command(*command)
+    # The default user is off: the application's password alone opens nothing.
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(node["ip"], node["port"], password=tls_stack.password, ssl=True,
+                    ssl_ca_data=outputs["tls_ca_cert"], socket_timeout=5, protocol=2).ping()
+    names = [n["container_name"] for n in outputs["nodes"]] + [
+        f"{outputs['cluster_name']}-redis-exporter"]
+    inspected = subprocess.run(["docker", "inspect", *names], capture_output=True, text=True,
+                               check=True).stdout
+    for secret in (tls_stack.password, outputs["admin_password"]):
+        assert secret not in inspected
 
 
 def test_the_outputs_client_reaches_every_slot_over_tls(tls_stack: DeployedStack):
@@ -101,6 +145,11 @@ def test_health_and_the_exporter_work_over_tls(tls_stack: DeployedStack):
         lines = text.splitlines()
         assert "redis_up 1" in lines, (node["name"], text[-500:])
         assert "redis_cluster_state 1" in lines, node["name"]
+        # The read-only exporter user was refused nothing during the scrapes.
+        with admin_client(tls_stack, node) as admin:
+            denied = [entry for entry in admin.execute_command("ACL", "LOG")
+                      if entry.get("username") == "exporter"]
+        assert denied == [], (node["name"], denied)
 
 
 def drill_recovery(stack: DeployedStack) -> float:
@@ -131,12 +180,18 @@ def test_failover_over_tls_beside_plaintext_and_no_live_switch_to_tls(
         text = refused.stdout + refused.stderr
         assert refused.returncode != 0, text[-2000:]
         assert "this cluster runs plaintext and the stack now asks for TLS" in text, text[-3000:]
-        handle.set_config({"tls": "false"})
+        handle.set_config({"tls": "false", "acl": "true"})
+        refused = handle.run("preview", "--stack", handle.name, check=False)
+        text = refused.stdout + refused.stderr
+        assert refused.returncode != 0, text[-2000:]
+        assert "this cluster runs without ACL users and the stack now asks for ACL users" in (
+            text), text[-3000:]
+        handle.set_config({"acl": "false"})
         assert handle.changes() == []
     finally:
         deploy.close()
-    print(f"\nfailover (kill master-1), client-observed recovery: TLS {tls_s:.2f} s, "
-          f"plaintext {plain_s:.2f} s (same run)")
+    print(f"\nfailover (kill master-1), client-observed recovery: TLS + ACL users "
+          f"{tls_s:.2f} s, plaintext {plain_s:.2f} s (same run)")
     assert tls_s < 5.0
 
 
@@ -162,4 +217,46 @@ def test_reissued_certificates_are_loaded_without_a_restart(tls_stack: DeployedS
     assert after_cert != before_cert  # the running node serves the new certificate
     client = from_stack_outputs(tls_stack.outputs, "network")
     assert client.get("kept-through-rotation") == b"yes"
+    assert handle.changes() == []
+
+
+def test_every_users_password_is_rotated_live(tls_stack: DeployedStack):
+    """New app, admin, exporter and replication passwords in one `pulumi up`: no node is
+    replaced, a client connected before keeps working, the old passwords are refused, the
+    replicas stay linked and health passes as the new admin."""
+    outputs = tls_stack.outputs
+    node = outputs["nodes"][0]
+    old_app, old_admin = tls_stack.password, outputs["admin_password"]
+    ids = container_ids(tls_stack)
+    # A connection opened before (to node 0, whatever its role after the drill), and a key.
+    connected = app_client(tls_stack, node)
+    before_id = connected.client_id()
+    from_stack_outputs(outputs, "network").set("kept-through-acl-rotation", "yes")
+    handle = tls_stack.stack
+    new = {key: f"{key}-{secrets.token_hex(12)}" for key in
+           ("password", "adminPassword", "exporterPassword", "replicationPassword")}
+    handle.set_config(new, secret=True)
+    changes = handle.changes()
+    replaced = [name for op, name in changes if op in ("replace", "create-replacement")]
+    # Only the stateless exporter is recreated (it reads its password file at start).
+    assert replaced in ([], ["redis-cluster-redis-exporter"]), changes
+    handle.up()
+    tls_stack.reload_outputs()
+    assert container_ids(tls_stack) == ids  # no node restarted
+    assert tls_stack.password == new["password"]
+    assert tls_stack.outputs["admin_password"] == new["adminPassword"]
+    assert connected.client_id() == before_id  # never disconnected
+    client = from_stack_outputs(tls_stack.outputs, "network")
+    assert client.get("kept-through-acl-rotation") == b"yes"
+    with pytest.raises(redis.AuthenticationError):
+        app_client(tls_stack, node, password=old_app).ping()
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(node["ip"], node["port"], username="admin", password=old_admin, ssl=True,
+                    ssl_ca_data=outputs["tls_ca_cert"], socket_timeout=5).ping()
+    done = subprocess.run([sys.executable, "-m", "clusterops", "health", "--stack-outputs",
+                           str(tls_stack.outputs_file)], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    for secret in (*new.values(), old_app, old_admin):
+        assert secret not in done.stdout + done.stderr
     assert handle.changes() == []
