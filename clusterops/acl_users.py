@@ -3,10 +3,11 @@
 Four users, each with only what it needs, and the ``default`` user switched off:
 
 - admin: everything. Used only by the bootstrap provider and the clusterops commands.
-- app (name configurable, ``aclAppUser``): data commands; no @admin and no @dangerous command
-  (CONFIG, FLUSHALL, CLUSTER RESET, KEYS, DEBUG, ...). Cluster clients still get what they need:
-  CLUSTER SLOTS/SHARDS/NODES, READONLY and ASKING are in neither category (checked with ACL
-  DRYRUN on redis-server 7.0.15). Rules configurable (``aclAppRules``).
+- app (name configurable, ``aclAppUser``): data commands and INFO; no other @admin or
+  @dangerous command (CONFIG, FLUSHALL, CLUSTER RESET, KEYS, DEBUG, ...). Cluster clients
+  still get what they need: CLUSTER SLOTS/SHARDS/NODES, READONLY and ASKING are in neither
+  category (checked with ACL DRYRUN on redis-server 7.0.15). Rules configurable
+  (``aclAppRules``).
 - exporter: read-only, exactly what redis_exporter 1.45 runs on a scrape without key checks
   (found by scraping a node with this user and reading ACL LOG: CLIENT SETNAME was the one
   command the usual lists leave out).
@@ -29,7 +30,10 @@ from dataclasses import dataclass
 ROLES = ("admin", "app", "exporter", "replication")
 FIXED_NAMES = {"admin": "admin", "exporter": "exporter", "replication": "replication"}
 DEFAULT_APP_USER = "app"
-DEFAULT_APP_RULES = "~* &* +@all -@admin -@dangerous"
+# +info: redis-py 4.3's RedisCluster (Debian bookworm's, the example app's image) runs INFO to
+# check cluster_enabled before CLUSTER SLOTS, and INFO is @dangerous (seen on the deployed
+# cluster: "no permissions to run the 'info' command"). It reveals no secret.
+DEFAULT_APP_RULES = "~* &* +@all -@admin -@dangerous +info"
 FIXED_RULES = {
     "admin": "~* &* +@all",
     "exporter": ("-@all +ping +info +config|get +cluster|info +slowlog|get +slowlog|len "

@@ -261,7 +261,8 @@ CONFIG_KEYS: dict[str, str] = {
     "tlsGeneration": "bump to replace the CA and every certificate",
     "acl": "ACL users: admin, app (password), exporter and replication, default user off",
     "aclAppUser": "name of the application user (acl: true)",
-    "aclAppRules": "ACL rules of the application user (default: all but @admin and @dangerous)",
+    "aclAppRules": "ACL rules of the application user (default: all but @admin and "
+                   "@dangerous, plus INFO)",
     "adminPassword": "admin user's password (secret; generated when unset)",
     "exporterPassword": "exporter user's password (secret; generated when unset)",
     "replicationPassword": "replication user's password (secret; generated when unset)",

@@ -8,6 +8,9 @@
 - examples/app-stack, a second project in the same file backend, reading the cluster through a
   StackReference and running its slot check on the cluster's network.
 
+The cluster runs with ACL users (acl: true): every client here, the app's container included, is
+the application user from the outputs (`username`), never the admin.
+
 The published ports bind to the default bridge's gateway address, so "remote" clients on that
 bridge reach them (the dev/prod e2e stacks bind 127.0.0.1:7001+ and are not touched).
 """
@@ -58,7 +61,7 @@ def gateway() -> str:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, gateway: str) -> Iterator[DeployedStack]:
     yield from deploy_stack(tmp_path_factory.mktemp("apteam-cluster"), "dev",
-                            **TEAM_OVERRIDES, bindAddress=gateway)
+                            **TEAM_OVERRIDES, bindAddress=gateway, acl="true")
 
 
 def keys_per_slot(prefix: str) -> list[str]:
@@ -101,6 +104,7 @@ def masters(outputs: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_deployed_outputs_match_the_schema_of_their_version(cluster: DeployedStack):
     assert cluster.outputs["outputs_version"] == OUTPUTS_VERSION
+    assert (cluster.outputs["username"], cluster.outputs["admin_username"]) == ("app", "admin")
     assert schema_problems(cluster.outputs, OUTPUTS_SCHEMAS[OUTPUTS_VERSION]) == []
 
 
@@ -231,6 +235,7 @@ def test_app_stack_checks_every_slot_through_a_stack_reference(
         inspect = subprocess.run(["docker", "inspect", container], capture_output=True,
                                  text=True, check=True).stdout
         assert cluster.password not in inspect  # not in env, command or labels
+        assert cluster.outputs["admin_password"] not in json.dumps(stack.state()) + inspect
         state_text = json.dumps(stack.state())
         assert cluster.password not in state_text  # the upload is encrypted in the state
     finally:

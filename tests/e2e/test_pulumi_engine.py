@@ -105,6 +105,7 @@ def check_prod_destroy(stack: PulumiStack, password: str, tmp_path: Path) -> Non
     outputs = stack.up()
     assert outputs["cluster_state"] == "ok"
     assert "BEGIN CERTIFICATE" in outputs["tls_ca_cert"]  # prod: TLS on by default
+    assert outputs["admin_username"] == "admin"  # ...and ACL users
     client = cluster_client(outputs)
     for i in range(200):
         client.set(f"prod:{i}", i)

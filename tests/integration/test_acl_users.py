@@ -101,15 +101,17 @@ def test_operators_work_as_the_admin_user(acl_cluster: AclCluster, tmp_path: Pat
     assert json.loads(backup.stdout)["slots_covered"] == HASH_SLOTS
     for secret in acl_cluster.passwords.values():
         assert secret not in health.stdout + health.stderr + backup.stdout + backup.stderr
-    # The same commands as the application user cannot even read the cluster's config.
+    # As the application user, health (read-only, and a SET/GET probe) still works, but a
+    # backup does not: fetching a node's RDB (SYNC) is an admin command.
     app_file = tmp_path / "app-password"
     app_file.write_text(acl_cluster.passwords["app"])
     flags = [arg for node in acl_cluster.nodes for arg in ("--node", f"{node.name}={node.address}")]
     denied = subprocess.run(
-        [sys.executable, "-m", "clusterops", "health", *flags, "--user", "app",
-         "--password-file", str(app_file)],
+        [sys.executable, "-m", "clusterops", "backup", *flags, "--user", "app",
+         "--password-file", str(app_file), "--dest", str(tmp_path / "app-backup")],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
-    assert denied.returncode != 0, denied.stdout[-2000:]
+    assert denied.returncode == 1, denied.stdout[-2000:] + denied.stderr[-2000:]
+    assert "permission" in (denied.stdout + denied.stderr).lower(), denied.stdout[-2000:]
 
 
 def test_the_app_user_reaches_every_slot_and_no_admin_command(acl_cluster: AclCluster):
