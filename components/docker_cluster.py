@@ -402,6 +402,7 @@ class RedisCluster(pulumi.ComponentResource):
                         restart_digest(node, self.spec.tls), "|",
                         hashlib.sha256(self._healthcheck().encode()).hexdigest()[:16]),
                     timeout_seconds=self.spec.bootstrap_timeout_s,
+                    tls_ca=self.tls.ca_bundle if self.tls else None,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
                 )
                 containers[node.name] = self._node(name, node, self.hosts[node.host], handover)

@@ -21,6 +21,7 @@ nothing (a first deploy has no cluster yet; a deleted node is the bootstrap's bu
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pulumi
@@ -38,7 +39,10 @@ PROVIDER_VERSION = source_version([
     PROJECT_ROOT / "components" / "node_handover.py",
     PROJECT_ROOT / "clusterops" / "handover.py",
 ])
-INPUT_KEYS = ("node", "shard", "password", "trigger", "timeout_seconds", "provider_version")
+# tls_ca: the cluster's CA bundle with tls: true (absent otherwise); a node dict names the ACL
+# user to act as (the admin) with acl: true.
+INPUT_KEYS = ("node", "shard", "password", "trigger", "timeout_seconds", "provider_version",
+              "tls_ca")
 
 
 def _password(props: Mapping[str, Any]) -> str:
@@ -66,6 +70,12 @@ def refuse_unsafe_change(node: str, olds: Mapping[str, Any], news: Mapping[str, 
             "replaced node would start with the new password while its shard still uses the "
             "old one. Nothing was changed. Fix: change the password in one `pulumi up`, then "
             "the image in the next.")
+
+
+def _target(node: Mapping[str, Any], props: Mapping[str, Any]) -> NodeTarget:
+    """A node as the handover reaches it: over TLS with the cluster's CA when it has one (a
+    plaintext client would find no node of a TLS shard ready, and refuse every roll)."""
+    return replace(NodeTarget.from_dict(node), tls_ca=props.get("tls_ca") or None)
 
 
 def _outputs(props: Mapping[str, Any], last: dict[str, Any] | None) -> dict[str, Any]:
@@ -106,8 +116,8 @@ class NodeHandoverProvider(dynamic.ResourceProvider):
         last = olds.get("last_handover")
         refuse_unsafe_change(str(news["node"].get("name")), olds, news)
         if olds.get("trigger") != news.get("trigger"):
-            shard = [NodeTarget.from_dict(member) for member in news["shard"]]
-            report = hand_over(NodeTarget.from_dict(news["node"]), shard, _password(news),
+            shard = [_target(member, news) for member in news["shard"]]
+            report = hand_over(_target(news["node"], news), shard, _password(news),
                                float(news.get("timeout_seconds") or 120))
             last = {"was_master": report.was_master, "new_master": report.new_master,
                     "seconds": round(report.seconds, 3)}
@@ -130,6 +140,7 @@ class NodeHandover(dynamic.Resource, module="alphapulse", name="NodeHandover"):
         password: pulumi.Input[str],
         trigger: pulumi.Input[str],
         timeout_seconds: float = 120,
+        tls_ca: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
@@ -141,6 +152,8 @@ class NodeHandover(dynamic.Resource, module="alphapulse", name="NodeHandover"):
             "provider_version": PROVIDER_VERSION,
             "last_handover": None,
         }
+        if tls_ca is not None:
+            props["tls_ca"] = tls_ca  # only with tls: true: a plaintext stack's inputs stay
         super().__init__(NodeHandoverProvider(), resource_name, props, opts)
 
 

@@ -29,6 +29,7 @@ import redis
 from clusterops.client import from_stack_outputs
 from clusterops.model import HASH_SLOTS, hash_tags
 from tests.support.deploy_fixtures import DeployedStack, deploy_stack
+from tests.support.live_writer import LiveWriter, lost_acknowledged
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -218,6 +219,41 @@ def test_reissued_certificates_are_loaded_without_a_restart(tls_stack: DeployedS
     client = from_stack_outputs(tls_stack.outputs, "network")
     assert client.get("kept-through-rotation") == b"yes"
     assert handle.changes() == []
+
+
+def test_a_new_image_rolls_over_tls_with_acl_users_under_traffic(tls_stack: DeployedStack):
+    """The node handovers reach the nodes over TLS as the admin user: an image change rolls one
+    node per shard (replica first, then a failover to it), and the application user's writer
+    loses no acknowledged write."""
+    handle = tls_stack.stack
+    image = handle.run("config", "get", "--stack", handle.name,
+                       "alphapulse-redis-cluster:redisImage").stdout.strip()
+    retagged = f"{image.rsplit(':', 1)[0]}:tlsroll-{secrets.token_hex(3)}"
+    subprocess.run(["docker", "tag", image, retagged], check=True)
+    outputs = tls_stack.outputs
+    before = container_ids(tls_stack)
+    writer = LiveWriter([(n["ip"], n["port"]) for n in outputs["nodes"] if n["role"] == "master"],
+                        tls_stack.password, secrets.token_hex(4), username=outputs["username"],
+                        ssl=True, ssl_ca_data=outputs["tls_ca_cert"], ssl_cert_reqs="required")
+    try:
+        handle.set_config({"redisImage": retagged})
+        writer.start()
+        handle.up()
+        result = writer.stop()
+        lost = lost_acknowledged(writer, result)
+        print(f"\nimage roll over TLS + ACL users under the writer: {result.summary()}")
+        assert len(result.acked) > 100 and lost == [], (result.summary(), lost[:5])
+        assert not set(before.values()) & set(container_ids(tls_stack).values())
+        done = subprocess.run([sys.executable, "-m", "clusterops", "health", "--stack-outputs",
+                               str(tls_stack.outputs_file)], cwd=PROJECT_ROOT,
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    finally:
+        if writer.is_alive():
+            writer.stop()
+        handle.set_config({"redisImage": image})
+        handle.up()
+        subprocess.run(["docker", "rmi", retagged], capture_output=True, check=False)
 
 
 def test_every_users_password_is_rotated_live(tls_stack: DeployedStack):

@@ -47,12 +47,14 @@ class LiveWriteResult:
 
 class LiveWriter(threading.Thread):
     def __init__(self, seeds: list[tuple[str, int]], password: str, run_id: str,
-                 interval_s: float = 0.002) -> None:
+                 interval_s: float = 0.002, **client_options: object) -> None:
+        """``client_options`` go to RedisCluster (e.g. ``username``, TLS settings)."""
         super().__init__(name="live-writer", daemon=True)
         self._seeds = seeds
         self._password = password
         self._run_id = run_id
         self._interval_s = interval_s
+        self._client_options = client_options
         self._stop_event = threading.Event()
         self.result = LiveWriteResult()
         self.failure: BaseException | None = None
@@ -61,7 +63,7 @@ class LiveWriter(threading.Thread):
         return RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in self._seeds],
             password=self._password, socket_timeout=1.0, socket_connect_timeout=1.0,
-            decode_responses=True,
+            decode_responses=True, **self._client_options,  # type: ignore[arg-type]
         )
 
     def stop(self) -> LiveWriteResult:
