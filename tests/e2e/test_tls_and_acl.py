@@ -19,6 +19,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TLS_STACK = {"namePrefix": "aptls", "networkName": "aptls_redis-cluster",
              "subnet": "172.31.84.0/24", "basePort": "7901", "exporterPort": "9921",
-             "prometheusPort": "9990", "tls": "true", "acl": "true"}
+             "prometheusPort": "9990", "tls": "true", "acl": "true",
+             "deployPrometheus": "true"}
 # Refused to the application user (as the issue lists them: config, flush, cluster reset, KEYS).
 REFUSED_TO_APP = [("CONFIG", "SET", "maxmemory", "0"), ("FLUSHALL",), ("CLUSTER", "RESET"),
                   ("KEYS", "*"), ("ACL", "LIST")]
@@ -151,6 +153,31 @@ def test_health_and_the_exporter_work_over_tls(tls_stack: DeployedStack):
             denied = [entry for entry in admin.execute_command("ACL", "LOG")
                       if entry.get("username") == "exporter"]
         assert denied == [], (node["name"], denied)
+
+
+def test_backup_and_the_in_stack_prometheus_work_with_tls_and_acl_users(
+        tls_stack: DeployedStack, tmp_path: Path):
+    done = subprocess.run([sys.executable, "-m", "clusterops", "backup", "--stack-outputs",
+                           str(tls_stack.outputs_file), "--dest", str(tmp_path), "--json"],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert json.loads(done.stdout)["slots_covered"] == HASH_SLOTS
+    # Prometheus scrapes every node through the exporter (rediss://, the exporter user).
+    query = f"{tls_stack.outputs['prometheus_url']}/api/v1/query?query=redis_up"
+    deadline = time.monotonic() + 90
+    seen: Any = None
+    while time.monotonic() < deadline:
+        fetched = subprocess.run(["curl", "-sf", query], capture_output=True, text=True,
+                                 timeout=10, check=False)
+        if fetched.returncode == 0:
+            seen = {r["metric"].get("node"): r["value"][1]
+                    for r in json.loads(fetched.stdout)["data"]["result"]}
+            if len(seen) == len(tls_stack.outputs["nodes"]) and set(seen.values()) == {"1"}:
+                break
+        time.sleep(2)
+    else:
+        pytest.fail(f"Prometheus did not see redis_up 1 for every node in 90 s: {seen}")
 
 
 def drill_recovery(stack: DeployedStack) -> float:
