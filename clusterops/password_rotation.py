@@ -66,6 +66,29 @@ def _connect(
     )
 
 
+class _AllNodes:
+    """One admin connection per node, each made with the old password or, where that is
+    refused, the new one; every node is contacted before anything is changed."""
+
+    def __init__(self, nodes: Sequence[NodeTarget], old_password: str, new_password: str,
+                 stack: ExitStack, report: RotationReport, secrets: tuple[str, ...]) -> None:
+        self.nodes, self.secrets = nodes, secrets
+        self.conns: dict[str, redis.Redis] = {}
+        for node in nodes:
+            self.conns[node.name], already = _connect(node, old_password, new_password, stack)
+            (report.already_rotated if already else report.rotated).append(node.name)
+
+    def each(self, step: str, *args: str) -> None:
+        """Run one command on every node, in order; the first refusal stops the run."""
+        for node in self.nodes:
+            try:
+                self.conns[node.name].execute_command(*args)
+            except redis.RedisError as exc:
+                raise PasswordRotationError(
+                    f"{node.name}: {step} failed: {redact(str(exc), *self.secrets)}"
+                ) from exc
+
+
 def rotate_password(
     nodes: Sequence[NodeTarget],
     old_password: str,
@@ -86,28 +109,15 @@ def rotate_password(
     report = RotationReport()
     deadline = Deadline.after(timeout_s)
     with ExitStack() as stack:
-        conns: dict[str, redis.Redis] = {}
-        for node in nodes:
-            conns[node.name], already = _connect(node, old_password, new_password, stack)
-            (report.already_rotated if already else report.rotated).append(node.name)
-
-        def each(step: str, *args: str) -> None:
-            for node in nodes:
-                try:
-                    conns[node.name].execute_command(*args)
-                except redis.RedisError as exc:
-                    raise PasswordRotationError(
-                        f"{node.name}: {step} failed: {redact(str(exc), *secrets)}"
-                    ) from exc
-
-        each("CONFIG SET masterauth", "CONFIG", "SET", "masterauth", new_password)
-        each("CONFIG SET requirepass", "CONFIG", "SET", "requirepass", new_password)
+        every = _AllNodes(nodes, old_password, new_password, stack, report, secrets)
+        every.each("CONFIG SET masterauth", "CONFIG", "SET", "masterauth", new_password)
+        every.each("CONFIG SET requirepass", "CONFIG", "SET", "requirepass", new_password)
         # A node that already accepted the new password got it from its config (a container
         # recreated with the new secret files): its file is right already, and may not be
         # writable by the server (the official image runs Redis as an unprivileged user).
         for node in (n for n in nodes if rewrite_config and n.name in report.rotated):
             try:
-                conns[node.name].execute_command("CONFIG", "REWRITE")
+                every.conns[node.name].execute_command("CONFIG", "REWRITE")
                 report.rewritten.append(node.name)
             except redis.ResponseError as exc:
                 if NO_CONFIG_FILE not in str(exc):
@@ -146,33 +156,20 @@ def sync_acl_users(
     report = RotationReport()
     deadline = Deadline.after(timeout_s)
     with ExitStack() as stack:
-        conns: dict[str, redis.Redis] = {}
-        for node in nodes:
-            conns[node.name], already = _connect(node, old_password, new_password, stack)
-            (report.already_rotated if already else report.rotated).append(node.name)
-
-        def each(step: str, *args: str) -> None:
-            for node in nodes:
-                try:
-                    conns[node.name].execute_command(*args)
-                except redis.RedisError as exc:
-                    raise PasswordRotationError(
-                        f"{node.name}: {step} failed: {redact(str(exc), *secrets)}"
-                    ) from exc
-
+        every = _AllNodes(nodes, old_password, new_password, stack, report, secrets)
         for name, rules in parsed:
             hashes = [rule for rule in rules if rule.startswith("#")]
             if hashes:
-                each(f"ACL SETUSER {name} (new password)", "ACL", "SETUSER", name, *hashes)
-        each("CONFIG SET masteruser masterauth", "CONFIG", "SET", "masteruser", masteruser,
-             "masterauth", masterauth)
+                every.each(f"ACL SETUSER {name} (new password)", "ACL", "SETUSER", name, *hashes)
+        every.each("CONFIG SET masteruser masterauth", "CONFIG", "SET", "masteruser",
+                   masteruser, "masterauth", masterauth)
         for name, rules in parsed:
-            each(f"ACL SETUSER {name}", "ACL", "SETUSER", name, "reset", *rules)
+            every.each(f"ACL SETUSER {name}", "ACL", "SETUSER", name, "reset", *rules)
         keep = {name for name, _rules in parsed}
-        for node in nodes:
-            extra = sorted(set(conns[node.name].execute_command("ACL", "USERS")) - keep)
+        for conn in every.conns.values():
+            extra = sorted(set(conn.execute_command("ACL", "USERS")) - keep)
             if extra:
-                conns[node.name].execute_command("ACL", "DELUSER", *extra)
+                conn.execute_command("ACL", "DELUSER", *extra)
 
     report.replica_links = _wait_for_replica_links(nodes, new_password, deadline, timeout_s)
     return report
