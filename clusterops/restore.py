@@ -6,7 +6,10 @@ are not copied onto nodes: each RDB is loaded into a temporary standalone ``redi
 (the same binary; a unix socket in a private directory, no TCP port, no persistence), and its
 keys move into the target through the target's own slot map with ``MIGRATE ... COPY KEYS``,
 batched per target master. MIGRATE ships Redis' own serialization (every data type, TTLs kept)
-server to server; this process only handles key names.
+server to server; this process only handles key names. Into a TLS cluster the same payloads
+travel through this process instead (pipelined DUMP + PTTL, then RESTORE over TLS with the
+cluster's CA): a MIGRATE from the temporary server would need a client certificate the
+cluster's CA signed, which an operator's machine does not have.
 
 Order, so that a bad backup or a wrong target changes nothing:
 
@@ -43,6 +46,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
+from clusterops.connection import tls_options
 from clusterops.errors import AuthError, ClusterOpsError, UsageError, redact
 from clusterops.migrate import migrate_auth
 from clusterops.model import HASH_SLOTS, format_ranges
@@ -247,18 +251,14 @@ class Target:
     binary-safe connection per master (values are bytes)."""
 
     def __init__(self, targets: Targets) -> None:
-        if any(n.tls_ca for n in targets.nodes):
-            # The keys travel by MIGRATE from a local temporary redis-server, which would need
-            # the cluster's TLS setup for that link: not built yet.
-            raise UsageError("restore into a cluster with tls: true is not supported yet. "
-                             "Fix: restore into a plaintext cluster, or load the keys through "
-                             "a TLS client")
         self.targets = targets
+        self.tls = tls_options(targets.nodes[0].tls_ca if targets.nodes else None)
         seeds = [ClusterNode(n.host, n.port) for n in targets.nodes]
         self.cluster = RedisCluster(startup_nodes=seeds, username=targets.username,
                                     password=targets.password,
                                     address_remap=targets.remap, socket_timeout=30,
-                                    require_full_coverage=True)
+                                    require_full_coverage=True,
+                                    **self.tls)  # type: ignore[arg-type]
         self._clients: dict[tuple[str, int], redis.Redis] = {}
         self._owner = [self._owner_of(slot) for slot in range(HASH_SLOTS)]
 
@@ -282,7 +282,8 @@ class Target:
             self._clients[address] = redis.Redis(host=address[0], port=address[1],
                                                  username=self.targets.username,
                                                  password=self.targets.password,
-                                                 socket_timeout=30)
+                                                 socket_timeout=30,
+                                                 **self.tls)  # type: ignore[arg-type]
         return self._clients[address]
 
     def masters(self) -> list[tuple[str, int]]:
@@ -335,12 +336,32 @@ def existing(client: redis.Redis, keys: Sequence[bytes]) -> list[bool]:
 
 def migrate(source: redis.Redis, target: Target, address: tuple[str, int],
             keys: Sequence[bytes], replace: bool) -> None:
+    if target.tls:
+        copy_through_client(source, target.client(address), keys, replace)
+        return
     host, port = target.announced(address)
     args: list[Any] = ["MIGRATE", host, port, "", 0, MIGRATE_TIMEOUT_MS, "COPY"]
     if replace:
         args.append("REPLACE")
     args += migrate_auth(target.targets.username, target.targets.password)
     source.execute_command(*args, "KEYS", *keys)
+
+
+def copy_through_client(source: redis.Redis, destination: redis.Redis, keys: Sequence[bytes],
+                        replace: bool) -> None:
+    """MIGRATE ... COPY done by this process: the same serialized payloads (DUMP) and the
+    remaining time to live (PTTL), RESTOREd on the destination. A key gone from the source
+    meanwhile (it cannot be: the source is our private server) would be skipped."""
+    read = source.pipeline(transaction=False)
+    for key in keys:
+        read.dump(key)
+        read.pttl(key)
+    replies = read.execute()
+    write = destination.pipeline(transaction=False)
+    for key, payload, ttl in zip(keys, replies[::2], replies[1::2], strict=True):
+        if payload is not None:
+            write.restore(key, max(int(ttl), 0), payload, replace=replace)
+    write.execute()
 
 
 # ---------------------------------------------------------------------------- verification

@@ -157,12 +157,27 @@ def test_health_and_the_exporter_work_over_tls(tls_stack: DeployedStack):
 
 def test_backup_and_the_in_stack_prometheus_work_with_tls_and_acl_users(
         tls_stack: DeployedStack, tmp_path: Path):
+    client = from_stack_outputs(tls_stack.outputs, "network")
+    for i in range(300):
+        client.set(f"restore:{i}", i, px=3_600_000 if i % 3 == 0 else None)
     done = subprocess.run([sys.executable, "-m", "clusterops", "backup", "--stack-outputs",
                            str(tls_stack.outputs_file), "--dest", str(tmp_path), "--json"],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
                           check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert json.loads(done.stdout)["slots_covered"] == HASH_SLOTS
+    backup = json.loads(done.stdout)
+    assert backup["slots_covered"] == HASH_SLOTS
+    # The backup restored into the same cluster over TLS (every key replaced by its own
+    # copy), then verified key by key against the backup.
+    done = subprocess.run([sys.executable, "-m", "clusterops", "restore", "--stack-outputs",
+                           str(tls_stack.outputs_file), "--from", backup["folder"], "--merge",
+                           "--replace", "--json"],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    restored = json.loads(done.stdout)
+    assert restored["keys_in_backup"] > 0 and restored["ok"], restored
+    assert restored["conflicts_replaced"] == restored["keys_in_backup"], restored
     # Prometheus scrapes every node through the exporter (rediss://, the exporter user).
     query = f"{tls_stack.outputs['prometheus_url']}/api/v1/query?query=redis_up"
     deadline = time.monotonic() + 90

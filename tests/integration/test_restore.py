@@ -162,3 +162,21 @@ def test_a_damaged_or_incomplete_backup_is_refused_before_any_write(
     assert done.returncode == 1, done.stdout + done.stderr
     assert "slots are in no file" in done.stderr
     assert cluster(target).dbsize() == 0
+
+
+def test_the_tls_path_copies_every_type_and_ttl_through_the_client(redis_nodes_factory):
+    """Into a TLS cluster the keys go DUMP + PTTL -> RESTORE through clusterops (no MIGRATE):
+    the same payloads and expiries arrive, and --replace overwrites."""
+    from clusterops.restore import copy_through_client
+
+    source, destination = (redis_nodes_factory(1, settings={"cluster-enabled": "no"})[0]
+                           .client(decode_responses=False) for _ in range(2))
+    source.set(b"s", b"v", px=600_000)
+    source.hset(b"h", mapping={b"a": b"1", b"b": b"2"})
+    source.rpush(b"l", b"x", b"y")
+    source.zadd(b"z", {b"m": 1.5})
+    destination.set(b"l", b"old")
+    keys = [b"s", b"h", b"l", b"z"]
+    copy_through_client(source, destination, keys, replace=True)
+    assert [destination.dump(k) for k in keys] == [source.dump(k) for k in keys]
+    assert 0 < destination.pttl(b"s") <= 600_000 and destination.pttl(b"h") == -1
