@@ -106,6 +106,15 @@ class _Credentials:
     users_acl: pulumi.Output[str] | None = None
     replication_password: pulumi.Output[str] | None = None
 
+    @property
+    def digest(self) -> pulumi.Output[str] | None:
+        """With ACL users: what changes when any user's password does (the handovers refuse a
+        rolling replacement in the same run, see components/node_handover.py)."""
+        if self.users_acl is None or self.replication_password is None:
+            return None
+        return pulumi.Output.secret(pulumi.Output.all(self.users_acl, self.replication_password)
+                                    .apply(lambda parts: hashlib.sha256(
+                                        "\n".join(parts).encode()).hexdigest()))
 
 def _credentials(spec: ClusterSpec, password: pulumi.Output[str],
                  acl_passwords: Mapping[str, pulumi.Input[str]] | None) -> _Credentials:
@@ -403,6 +412,7 @@ class RedisCluster(pulumi.ComponentResource):
                         hashlib.sha256(self._healthcheck().encode()).hexdigest()[:16]),
                     timeout_seconds=self.spec.bootstrap_timeout_s,
                     tls_ca=self.tls.ca_bundle if self.tls else None,
+                    credentials=self.credentials.digest,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
                 )
                 containers[node.name] = self._node(name, node, self.hosts[node.host], handover)

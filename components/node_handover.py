@@ -41,16 +41,25 @@ PROVIDER_VERSION = source_version([
 ])
 # tls_ca: the cluster's CA bundle with tls: true (absent otherwise); a node dict names the ACL
 # user to act as (the admin) with acl: true.
+# credentials (acl: true, a secret): a digest of every user's password and of the replicas'
+# masterauth, which a rolling replacement must not change either (see refuse_unsafe_change).
 INPUT_KEYS = ("node", "shard", "password", "trigger", "timeout_seconds", "provider_version",
-              "tls_ca")
+              "tls_ca", "credentials")
+
+
+SECRET_KEYS = ("password", "credentials")
+
+
+def _secret(props: Mapping[str, Any], key: str = "password") -> str:
+    return str(rpc.unwrap_rpc_secret(props.get(key)) or "")
 
 
 def _password(props: Mapping[str, Any]) -> str:
-    return str(rpc.unwrap_rpc_secret(props.get("password")) or "")
+    return _secret(props)
 
 
 def _comparable(props: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: _password(props) if key == "password" else props.get(key)
+    return {key: _secret(props, key) if key in SECRET_KEYS else props.get(key)
             for key in INPUT_KEYS}
 
 
@@ -62,8 +71,10 @@ def refuse_unsafe_change(node: str, olds: Mapping[str, Any], news: Mapping[str, 
     """A new trigger (the container is replaced) together with a new password cannot roll: the
     replaced replica would start with the new password while its master keeps the old one
     until the bootstrap switches it (last), so it could never link, and the handover would
-    wait for it in vain."""
-    if olds.get("trigger") != news.get("trigger") and _password(olds) != _password(news):
+    wait for it in vain. With ACL users the same holds for any user's password (a replaced
+    replica would send its master a replication password the master does not know yet)."""
+    changed = any(_secret(olds, key) != _secret(news, key) for key in SECRET_KEYS)
+    if olds.get("trigger") != news.get("trigger") and changed:
         raise HandoverRefused(
             f"{node}: this run replaces the node containers (new image or start-only config) "
             "and changes the password at once, which cannot roll without an outage: a "
@@ -81,6 +92,8 @@ def _target(node: Mapping[str, Any], props: Mapping[str, Any]) -> NodeTarget:
 def _outputs(props: Mapping[str, Any], last: dict[str, Any] | None) -> dict[str, Any]:
     outs = {key: props.get(key) for key in INPUT_KEYS}
     outs["password"] = rpc.wrap_rpc_secret(_password(props))
+    if props.get("credentials"):
+        outs["credentials"] = rpc.wrap_rpc_secret(_secret(props, "credentials"))
     outs["last_handover"] = last
     return outs
 
@@ -93,6 +106,8 @@ class NodeHandoverProvider(dynamic.ResourceProvider):
             if not _password(news):
                 failures.append(dynamic.CheckFailure("password", "a password is required"))
             inputs["password"] = rpc.wrap_rpc_secret(_password(news))
+        if news.get("credentials") and not contains_unknown(news.get("credentials")):
+            inputs["credentials"] = rpc.wrap_rpc_secret(_secret(news, "credentials"))
         node, shard = news.get("node"), news.get("shard")
         if not contains_unknown([node, shard]) and not (
                 isinstance(node, Mapping) and isinstance(shard, list)
@@ -141,6 +156,7 @@ class NodeHandover(dynamic.Resource, module="alphapulse", name="NodeHandover"):
         trigger: pulumi.Input[str],
         timeout_seconds: float = 120,
         tls_ca: pulumi.Input[str] | None = None,
+        credentials: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
@@ -154,6 +170,8 @@ class NodeHandover(dynamic.Resource, module="alphapulse", name="NodeHandover"):
         }
         if tls_ca is not None:
             props["tls_ca"] = tls_ca  # only with tls: true: a plaintext stack's inputs stay
+        if credentials is not None:
+            props["credentials"] = pulumi.Output.secret(credentials)  # only with acl: true
         super().__init__(NodeHandoverProvider(), resource_name, props, opts)
 
 

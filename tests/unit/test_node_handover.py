@@ -34,3 +34,12 @@ def test_a_new_image_and_a_new_password_at_once_are_refused_at_preview():
     with pytest.raises(HandoverRefused, match="m1: .*password.*Nothing was changed"):
         NodeHandoverProvider().diff("id", OLDS, {**OLDS, "trigger": "img:2|abc",
                                                  "password": "new-password"})
+
+
+def test_with_acl_users_a_new_image_and_any_users_new_password_are_refused():
+    olds = {**OLDS, "credentials": "digest-1"}
+    provider = NodeHandoverProvider()
+    assert provider.diff("id", olds, {**olds, "credentials": "digest-2"}).changes
+    with pytest.raises(HandoverRefused, match="m1: .*password.*Nothing was changed"):
+        provider.diff("id", olds, {**olds, "trigger": "img:2|abc", "credentials": "digest-2"})
+    assert provider.diff("id", olds, {**olds, "trigger": "img:2|abc"}).changes  # image alone
