@@ -1,6 +1,9 @@
 """Several Docker hosts for real: three engines, each its own dockerd in its own network
 namespace (tests/support/netns_hosts.py), one `pulumi up` spreading the shards over them.
 
+The stack runs with TLS on every link and ACL users (tls: true, acl: true), as a cluster whose
+traffic crosses machines should: the bus, replication and clients between the hosts are TLS.
+
 What it proves: every node's resources land on the engine the plan puts it on; a client in a
 fourth namespace (an application server elsewhere) follows MOVED to the hosts' addresses and
 reaches all 16384 slots; health judges placement by Docker host; losing a whole host (its link
@@ -41,18 +44,18 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Own names, subnets and ports: no collision with the other e2e stacks on the root engine.
 PREFIX = "apmh"
 CONFIG = {"namePrefix": PREFIX, "subnet": "172.31.90.0/24", "basePort": "7701",
-          "exporterPort": "9721", "nodeTimeoutMs": "1000"}
+          "exporterPort": "9721", "nodeTimeoutMs": "1000", "tls": "true", "acl": "true"}
 RECOVERY_DEADLINE_S = 30.0
 REJOIN_DEADLINE_S = 60.0
 # Runs in the client namespace: writes and reads back one key in each of the 16384 slots,
 # and reports which addresses the cluster client was sent to.
 SLOT_CLIENT = """
 import json, sys
-from redis.cluster import ClusterNode, RedisCluster
+from clusterops.client import from_stack_outputs
 from clusterops.model import HASH_SLOTS, hash_tags
 outputs = json.load(open(sys.argv[1]))
-seeds = [ClusterNode(*e.rsplit(":", 1)) for e in outputs["seed_endpoints"]]
-client = RedisCluster(startup_nodes=seeds, password=outputs["password"], decode_responses=True)
+# The application user over TLS, checking each node's certificate names its host's address.
+client = from_stack_outputs(outputs, "network", decode_responses=True)
 keys = [f"slot:{{{tag}}}" for tag in hash_tags([(0, HASH_SLOTS - 1)], HASH_SLOTS, "s")]
 pipe = client.pipeline()
 for key in keys:
@@ -97,11 +100,22 @@ def stack(hosts: NetnsHosts, tmp_path_factory: pytest.TempPathFactory
         handle.remove()
 
 
+def tls_and_user(outputs: dict[str, Any]) -> dict[str, Any]:
+    """The application user over TLS, trusting the cluster's CA."""
+    return {"username": outputs["username"], "ssl": True, "ssl_ca_data": outputs["tls_ca_cert"],
+            "ssl_cert_reqs": "required"}
+
+
 def cluster_client(outputs: dict[str, Any]) -> RedisCluster:
     return RedisCluster(startup_nodes=[ClusterNode(*e.rsplit(":", 1))
                                        for e in outputs["seed_endpoints"]],
                         password=outputs["password"], socket_timeout=2,
-                        socket_connect_timeout=2)
+                        socket_connect_timeout=2, **tls_and_user(outputs))
+
+
+def node_client(outputs: dict[str, Any], node: dict[str, Any]) -> redis.Redis:
+    return redis.Redis(node["ip"], node["port"], password=outputs["password"], socket_timeout=1,
+                       socket_connect_timeout=1, **tls_and_user(outputs))
 
 
 def _handle_outputs(stack) -> dict[str, Any]:
@@ -110,7 +124,7 @@ def _handle_outputs(stack) -> dict[str, Any]:
 
 def scrape(exporter: str, node: dict[str, Any]) -> dict[str, str]:
     """The exporter's view of one node: metric name (no labels) -> value."""
-    target = f"redis://{node['ip']}:{node['port']}"
+    target = f"rediss://{node['ip']}:{node['port']}"
     text = subprocess.run(["curl", "-s", "-m", "20", f"{exporter}/scrape?target={target}"],
                           capture_output=True, text=True, timeout=30, check=False).stdout
     return dict(line.split(" ", 1) for line in text.splitlines()
@@ -173,8 +187,7 @@ def roles(client: RedisCluster, outputs: dict[str, Any]) -> dict[str, str]:
     seen = {}
     for node in outputs["nodes"]:
         try:
-            one = redis.Redis(node["ip"], node["port"], password=outputs["password"],
-                              socket_timeout=1, socket_connect_timeout=1)
+            one = node_client(outputs, node)
             seen[node["name"]] = one.info("replication")["role"]
         except (redis.RedisError, OSError):
             seen[node["name"]] = "unreachable"
@@ -189,8 +202,7 @@ def every_slot_served(outputs: dict[str, Any], lost_address: str) -> tuple[bool,
         if node["ip"] == lost_address:
             continue
         try:
-            one = redis.Redis(node["ip"], node["port"], password=outputs["password"],
-                              socket_timeout=1, socket_connect_timeout=1)
+            one = node_client(outputs, node)
             state = one.cluster("info")["cluster_state"]
             owners = {f"{first}-{last}": reply[0][0].decode() if isinstance(
                 reply[0][0], bytes) else reply[0][0]
@@ -210,7 +222,7 @@ def test_losing_a_whole_host_loses_no_acknowledged_write_and_it_rejoins(hosts, s
     seeds = [tuple(e.rsplit(":", 1)) for e in outputs["seed_endpoints"]
              if not e.startswith(f"{lost.address}:")]
     writer = LiveWriter([(h, int(p)) for h, p in seeds], outputs["password"],
-                        uuid.uuid4().hex[:8])
+                        uuid.uuid4().hex[:8], **tls_and_user(outputs))
     writer.start()
     poll(lambda: (len(writer.result.acked) >= 200, None), Deadline.after(30), 0.1)
     cut_at = time.monotonic()
