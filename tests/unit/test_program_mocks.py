@@ -358,3 +358,32 @@ def test_a_live_setting_does_not_trigger_a_handover(dev: ProgramRun):
     assert ({h.plain["node"]["name"]: h.plain["trigger"] for h in dev.of_type(HANDOVER_TYPE)}
             == {h.plain["node"]["name"]: h.plain["trigger"]
                 for h in changed.of_type(HANDOVER_TYPE)})
+
+
+def test_prod_wires_every_acl_user_to_what_uses_it(prod: ProgramRun):
+    """acl: true (prod's default): each node gets users.acl and an auth.conf naming it and the
+    replication user; the healthcheck and the exporter act as the exporter user; the bootstrap
+    gets the admin user, in every node, and the users as a secret."""
+    for container in node_containers(prod):
+        files = mounted_secret_files(prod, container)
+        users = files["users.acl"]
+        assert users.startswith("user default off") and "user admin on #" in users
+        assert files["auth.conf"].startswith("aclfile /usr/local/etc/redis/secrets/users.acl")
+        assert 'masteruser "replication"' in files["auth.conf"]
+        assert "requirepass" not in files["auth.conf"]
+        assert files["password"] == DEV_GENERATED  # the exporter user's (generated) password
+        assert "redis-cli --user exporter " in container.plain["healthcheck"]["tests"][1]
+    (exporter,) = [c for c in prod.of_type(CONTAINER) if c not in node_containers(prod)]
+    assert "--redis.user=exporter" in exporter.plain["command"]
+    assert PROD_PASSWORD not in json.dumps(mounted_secret_files(prod, exporter))
+    (bootstrap,) = prod.of_type(DYNAMIC_TYPE)
+    assert {node["username"] for node in bootstrap.plain["nodes"]} == {"admin"}
+    assert bootstrap.raw_inputs["acl"][SIG_KEY] == SECRET_SIG
+    assert prod.outputs["username"] == "app" and prod.outputs["admin_username"] == "admin"
+
+
+def test_dev_keeps_the_single_password(dev: ProgramRun):
+    (bootstrap,) = dev.of_type(DYNAMIC_TYPE)
+    assert "acl" not in bootstrap.raw_inputs
+    assert all("username" not in node for node in bootstrap.plain["nodes"])
+    assert dev.outputs["username"] is None and dev.outputs["admin_password"] is None
