@@ -28,8 +28,9 @@ import pytest
 import redis
 
 from clusterops.client import from_stack_outputs
-from clusterops.model import HASH_SLOTS, hash_tags
+from clusterops.model import HASH_SLOTS
 from tests.support.deploy_fixtures import DeployedStack, deploy_stack
+from tests.support.every_slot import written_and_read_back
 from tests.support.live_writer import LiveWriter, lost_acknowledged
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -127,12 +128,7 @@ def test_the_app_user_has_data_commands_only_and_no_password_is_in_docker_inspec
 
 def test_the_outputs_client_reaches_every_slot_over_tls(tls_stack: DeployedStack):
     client = from_stack_outputs(tls_stack.outputs, "network")
-    keys = [f"tls:{{{tag}}}" for tag in hash_tags([(0, HASH_SLOTS - 1)], HASH_SLOTS, "t")]
-    pipe = client.pipeline()
-    for key in keys:
-        pipe.set(key, key)
-    pipe.execute()
-    assert client.mget_nonatomic(keys) == [k.encode() for k in keys]
+    assert written_and_read_back(client, "tls") == HASH_SLOTS
 
 
 def test_health_and_the_exporter_work_over_tls(tls_stack: DeployedStack):
