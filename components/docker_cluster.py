@@ -106,15 +106,28 @@ class _Credentials:
     users_acl: pulumi.Output[str] | None = None
     replication_password: pulumi.Output[str] | None = None
 
+    def _acl_parts(self) -> pulumi.Output[list[str]] | None:
+        if self.users_acl is None or self.replication_password is None:
+            return None
+        return pulumi.Output.all(self.users_acl, self.replication_password)
+
+    @property
+    def bootstrap_acl(self) -> pulumi.Output[dict[str, str]] | None:
+        """With ACL users: the users the nodes' users.acl holds and the replicas' credentials,
+        which the bootstrap sets live (ACL SETUSER, CONFIG SET masterauth)."""
+        parts = self._acl_parts()
+        return parts.apply(lambda p: {"users_acl": p[0], "masteruser": FIXED_NAMES[
+            "replication"], "masterauth": p[1]}) if parts is not None else None
+
     @property
     def digest(self) -> pulumi.Output[str] | None:
         """With ACL users: what changes when any user's password does (the handovers refuse a
         rolling replacement in the same run, see components/node_handover.py)."""
-        if self.users_acl is None or self.replication_password is None:
-            return None
-        return pulumi.Output.secret(pulumi.Output.all(self.users_acl, self.replication_password)
-                                    .apply(lambda parts: hashlib.sha256(
-                                        "\n".join(parts).encode()).hexdigest()))
+        parts = self._acl_parts()
+        return pulumi.Output.secret(parts.apply(
+            lambda p: hashlib.sha256("\n".join(p).encode()).hexdigest())
+        ) if parts is not None else None
+
 
 def _credentials(spec: ClusterSpec, password: pulumi.Output[str],
                  acl_passwords: Mapping[str, pulumi.Input[str]] | None) -> _Credentials:
@@ -278,12 +291,7 @@ class RedisCluster(pulumi.ComponentResource):
                 lambda parts: {"ca_bundle": parts[0], "token": hashlib.sha256(
                     json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]}
             ) if self.tls else None,
-            # The users the nodes' users.acl holds: the update sets them live (ACL SETUSER).
-            acl=pulumi.Output.all(self.credentials.users_acl,
-                                  self.credentials.replication_password).apply(
-                lambda parts: {"users_acl": parts[0], "masteruser": FIXED_NAMES["replication"],
-                               "masterauth": parts[1]}
-            ) if spec.acl else None,
+            acl=self.credentials.bootstrap_acl,
             provider_version=PROVIDER_VERSION,
             timeout_seconds=spec.bootstrap_timeout_s,
             # The secrets volumes carry the password across restarts; the server user could
