@@ -12,7 +12,12 @@ from clusterops.formation import form_cluster
 from clusterops.migrate import data_client
 from clusterops.model import NodeTarget, hash_tags, split_slots
 from clusterops.observe import observe_nodes
-from clusterops.scaling import UnsafeReshapeError, preview_reshape, reshape_cluster
+from clusterops.scaling import (
+    ReshapeReport,
+    UnsafeReshapeError,
+    preview_reshape,
+    reshape_cluster,
+)
 from clusterops.verify import verify_cluster
 from tests.integration.conftest import wait_for, wait_for_replica_links
 from tests.support.cluster_writer import ClusterWriter, only_known_client_errors
@@ -53,6 +58,16 @@ def cluster_client(nodes: RedisNodes) -> RedisCluster:
                         password=nodes.password, decode_responses=True)
 
 
+def formed_with_two_replicas_each(factory: Callable[..., RedisNodes]
+                                  ) -> tuple[RedisNodes, list[NodeTarget], list[NodeTarget]]:
+    """Nine nodes formed as 3 masters x 2 replicas with 2000 keys; also the 1-replica plan."""
+    nine = factory(9)
+    one, two = one_and_two_replicas(nine)
+    form_cluster(two, nine.password, 60)
+    preload(nine, 2000)
+    return nine, one, two
+
+
 def preload(nodes: RedisNodes, count: int = PRELOAD_KEYS) -> dict[str, str]:
     data = {f"pre:{i}": f"value-{i}" for i in range(count)}
     with cluster_client(nodes) as client:
@@ -71,6 +86,22 @@ def assert_all_present(nodes: RedisNodes, data: dict[str, str]) -> None:
         values = client.mget_nonatomic(keys)
     lost = [k for k, v in zip(keys, values, strict=True) if v != data[k]]
     assert not lost, f"{len(lost)} preloaded key(s) lost or changed, e.g. {lost[:5]}"
+
+
+def reshape_under_writer(nodes: RedisNodes, before: Sequence[NodeTarget],
+                         after: Sequence[NodeTarget], label: str, timeout_s: float
+                         ) -> tuple[ReshapeReport, ClusterWriter]:
+    """reshape_cluster(before -> after) while a ClusterWriter writes: it is running before the
+    first slot moves and still writing afterwards. Returns the report and the stopped writer."""
+    writer = ClusterWriter([(nodes[0].host, nodes[0].port)], nodes.password, label)
+    writer.start()
+    try:
+        writes_flowing(writer)
+        report = reshape_cluster(before, after, nodes.password, timeout_s)
+        writes_flowing(writer)
+    finally:
+        writer.stop()
+    return report, writer
 
 
 def writes_flowing(writer: ClusterWriter, more: int = 50) -> None:
@@ -99,14 +130,7 @@ def test_grow_to_four_masters_and_back_under_a_live_writer(eight: RedisNodes) ->
     assert preview.keys_moving is not None and 0 < preview.keys_moving < PRELOAD_KEYS
     expected_keys = preview.keys_moving
 
-    writer = ClusterWriter([(eight[0].host, eight[0].port)], pw, "live")
-    writer.start()
-    try:
-        writes_flowing(writer)  # the writer is running before the first slot moves
-        grown = reshape_cluster(three, four, pw, 60)
-        writes_flowing(writer)  # and still writing afterwards
-    finally:
-        writer.stop()
+    grown, writer = reshape_under_writer(eight, three, four, "live", 60)
     assert grown.moved.slots == 8192
     assert grown.moved.keys >= expected_keys  # plus what the writer added meanwhile
     assert grown.cluster is not None and grown.cluster.action == "adopted"
@@ -122,14 +146,7 @@ def test_grow_to_four_masters_and_back_under_a_live_writer(eight: RedisNodes) ->
     assert total_keys(four, pw) == PRELOAD_KEYS + len(writer.ok)
     writer_grow = writer
 
-    writer = ClusterWriter([(eight[0].host, eight[0].port)], pw, "shrink")
-    writer.start()
-    try:
-        writes_flowing(writer)
-        shrunk = reshape_cluster(four, three, pw, 60)
-        writes_flowing(writer)
-    finally:
-        writer.stop()
+    shrunk, writer = reshape_under_writer(eight, four, three, "shrink", 60)
     print(f"grow: {grown.moved.slots} slots, {grown.moved.keys} keys in "
           f"{grown.moved.elapsed_s:.2f}s ({grown.moved.migrate_calls} MIGRATE); writer "
           f"{len(writer_grow.ok)} ok / {len(writer_grow.acked)} acked, errors "
@@ -402,11 +419,8 @@ def test_a_scale_in_whose_keys_cannot_be_placed_is_refused_and_changes_nothing(
 def test_removing_the_last_working_replica_of_a_shard_is_refused(
     redis_nodes_factory: Callable[..., RedisNodes],
 ) -> None:
-    nine = redis_nodes_factory(9)
+    nine, one, two = formed_with_two_replicas_each(redis_nodes_factory)
     pw = nine.password
-    one, two = one_and_two_replicas(nine)
-    form_cluster(two, pw, 60)
-    preload(nine, 2000)
     # replica-1 (master-1's replica that stays) is down; replica-4 is master-1's only
     # working replica, and the scale-in to one replica per master would remove it.
     nine[3].stop()
@@ -428,11 +442,8 @@ def test_removing_the_last_working_replica_of_a_shard_is_refused(
 def test_a_leaving_node_that_is_live_master_after_a_failover_is_refused(
     redis_nodes_factory: Callable[..., RedisNodes],
 ) -> None:
-    nine = redis_nodes_factory(9)
+    nine, one, two = formed_with_two_replicas_each(redis_nodes_factory)
     pw = nine.password
-    one, two = one_and_two_replicas(nine)
-    form_cluster(two, pw, 60)
-    preload(nine, 2000)
     # replica-4 (node 6) takes over master-1's shard, which stays; going back to one replica
     # per master would remove replica-4, the shard's live master.
     nine[6].client().execute_command("CLUSTER", "FAILOVER")
@@ -468,14 +479,7 @@ def test_three_to_five_masters_with_two_replicas_each_and_back_in_one_step(
     for before, after, label in ((small, large, "grow"), (large, small, "shrink")):
         preview = preview_reshape(before, after, pw)
         assert not preview.problems, preview.problems
-        writer = ClusterWriter([(nodes[0].host, nodes[0].port)], pw, label)
-        writer.start()
-        try:
-            writes_flowing(writer)
-            done = reshape_cluster(before, after, pw, 120)
-            writes_flowing(writer)
-        finally:
-            writer.stop()
+        done, writer = reshape_under_writer(nodes, before, after, label, 120)
         print(f"{label}: {done.moved.slots} slots, {done.moved.keys} keys in "
               f"{done.moved.elapsed_s:.2f}s; writer {len(writer.ok)} ok / {len(writer.acked)} "
               f"acked, errors {len(writer.errors)}: {writer.errors[:3]}")
