@@ -54,10 +54,6 @@ def _secret(props: Mapping[str, Any], key: str = "password") -> str:
     return str(rpc.unwrap_rpc_secret(props.get(key)) or "")
 
 
-def _password(props: Mapping[str, Any]) -> str:
-    return _secret(props)
-
-
 def _comparable(props: Mapping[str, Any]) -> dict[str, Any]:
     return {key: _secret(props, key) if key in SECRET_KEYS else props.get(key)
             for key in INPUT_KEYS}
@@ -91,7 +87,7 @@ def _target(node: Mapping[str, Any], props: Mapping[str, Any]) -> NodeTarget:
 
 def _outputs(props: Mapping[str, Any], last: dict[str, Any] | None) -> dict[str, Any]:
     outs = {key: props.get(key) for key in INPUT_KEYS}
-    outs["password"] = rpc.wrap_rpc_secret(_password(props))
+    outs["password"] = rpc.wrap_rpc_secret(_secret(props))
     if props.get("credentials"):
         outs["credentials"] = rpc.wrap_rpc_secret(_secret(props, "credentials"))
     outs["last_handover"] = last
@@ -103,9 +99,9 @@ class NodeHandoverProvider(dynamic.ResourceProvider):
         inputs = dict(news)
         failures = []
         if not contains_unknown(news.get("password")):
-            if not _password(news):
+            if not _secret(news):
                 failures.append(dynamic.CheckFailure("password", "a password is required"))
-            inputs["password"] = rpc.wrap_rpc_secret(_password(news))
+            inputs["password"] = rpc.wrap_rpc_secret(_secret(news))
         if news.get("credentials") and not contains_unknown(news.get("credentials")):
             inputs["credentials"] = rpc.wrap_rpc_secret(_secret(news, "credentials"))
         node, shard = news.get("node"), news.get("shard")
@@ -132,7 +128,7 @@ class NodeHandoverProvider(dynamic.ResourceProvider):
         refuse_unsafe_change(str(news["node"].get("name")), olds, news)
         if olds.get("trigger") != news.get("trigger"):
             shard = [_target(member, news) for member in news["shard"]]
-            report = hand_over(_target(news["node"], news), shard, _password(news),
+            report = hand_over(_target(news["node"], news), shard, _secret(news),
                                float(news.get("timeout_seconds") or 120))
             last = {"was_master": report.was_master, "new_master": report.new_master,
                     "seconds": round(report.seconds, 3)}
