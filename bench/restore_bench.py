@@ -34,6 +34,7 @@ if str(PROJECT_ROOT) not in sys.path:
 import redis  # noqa: E402
 
 from clusterops import restore  # noqa: E402
+from clusterops.poll import Deadline, poll  # noqa: E402
 from tests.support.process_control import (  # noqa: E402
     form_cluster_with_redis_cli,
     targets_for,
@@ -50,15 +51,16 @@ def make_backup(folder: Path, keys: int) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         client = redis.Redis(port=port)
-        deadline = time.monotonic() + 30
-        while True:
+
+        def answers() -> tuple[bool, str]:
             try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+                return bool(client.ping()), "PONG"
+            except redis.ConnectionError as exc:
+                return False, str(exc)
+
+        done, seen = poll(answers, Deadline.after(30), 0.05)
+        if not done:
+            raise SystemExit(f"the source redis-server did not answer within 30 s: {seen}")
         client.execute_command("DEBUG", "POPULATE", keys, "bench:key", 100)
         client.save()
     finally:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from tests.support.app_image import ensure_app_image
 from tests.support.deploy_fixtures import DeployedStack, deploy_stack
 from tests.support.pulumi_cli import PROJECT_ROOT, PulumiStack
 from tests.support.team_stacks import TEAM_OVERRIDES
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -198,16 +198,13 @@ def app_stack(root: Path, backend: Path) -> PulumiStack:
 
 
 def wait_for_exit(container: str) -> dict[str, Any]:
-    deadline = time.monotonic() + APP_EXIT_DEADLINE_S
-    state: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+    def exited() -> tuple[bool, dict[str, Any]]:
         done = subprocess.run(["docker", "inspect", "--format", "{{json .State}}", container],
                               capture_output=True, text=True, check=False)
         state = json.loads(done.stdout) if done.returncode == 0 else {"missing": done.stderr}
-        if state.get("Status") == "exited":
-            return state
-        time.sleep(0.5)
-    pytest.fail(f"{container} did not exit within {APP_EXIT_DEADLINE_S} s; last state {state}")
+        return state.get("Status") == "exited", state
+
+    return wait_until(f"{container} to exit", exited, APP_EXIT_DEADLINE_S, 0.5)
 
 
 def test_app_stack_checks_every_slot_through_a_stack_reference(

@@ -9,7 +9,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
@@ -18,6 +17,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
 from tests.support.deploy_fixtures import DeployedStack
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 SLOTS = 16384
@@ -63,14 +63,11 @@ def health(stack: DeployedStack, *extra: str) -> subprocess.CompletedProcess[str
 
 
 def wait_until_healthy(stack: DeployedStack, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
+    def healthy() -> tuple[bool, str]:
         result = health(stack, "--json")
-        if result.returncode == 0:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"cluster not healthy after {seconds}s:\n{result.stdout}\n{result.stderr}")
-        time.sleep(0.5)
+        return result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+
+    wait_until("the cluster to be healthy", healthy, seconds, 0.5)
 
 
 def test_redis_cli_cluster_check_passes(deployed: DeployedStack):

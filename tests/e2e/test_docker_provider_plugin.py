@@ -28,6 +28,7 @@ from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
 from tests.e2e.conftest import docker
 from tests.support.grpc_plugins import from_struct, stop_process, to_struct
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -104,13 +105,8 @@ def inspect(kind: str, name: str) -> dict[str, Any]:
 
 
 def wait_gone(kind: str, name: str) -> None:
-    deadline = time.monotonic() + GONE_TIMEOUT_S
-    while exists(kind, name):
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"docker {kind} {name} still exists {GONE_TIMEOUT_S}s after Delete"
-            )
-        time.sleep(0.2)
+    wait_for(f"docker {kind} {name} to be gone after Delete", lambda: not exists(kind, name),
+             GONE_TIMEOUT_S, 0.2)
 
 
 def configure(plugin: Plugin) -> None:

@@ -18,6 +18,7 @@ from clusterops.node_control import DockerNodeControl
 from clusterops.targets import targets_from_outputs
 from components.redis_conf import PASSWORD_FILE_PATH
 from tests.support.deploy_fixtures import DeployedStack
+from tests.support.waiting import wait_for, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PASSWORD_FILE = PASSWORD_FILE_PATH
@@ -53,14 +54,15 @@ def cluster_states(stack: DeployedStack) -> dict[str, str]:
 
 
 def wait_for_all_ok(stack: DeployedStack, seconds: float) -> float:
+    """Seconds until every node reports cluster_state:ok (fails the test after ``seconds``)."""
     started = time.monotonic()
-    while True:
+
+    def all_ok() -> tuple[bool, dict[str, str]]:
         states = cluster_states(stack)
-        if all(state == "ok" for state in states.values()):
-            return time.monotonic() - started
-        if time.monotonic() - started > seconds:
-            pytest.fail(f"cluster_state not ok on every node after {seconds}s: {states}")
-        time.sleep(0.1)
+        return all(state == "ok" for state in states.values()), states
+
+    wait_until("cluster_state:ok on every node", all_ok, seconds, 0.1)
+    return time.monotonic() - started
 
 
 def assert_every_drill_passed(report: dict[str, Any], masters: int) -> None:
@@ -122,16 +124,12 @@ def test_partitioned_master_is_replaced_and_stops_accepting_writes(deployed: Dep
                 break
             assert time.monotonic() - started < 15, f"isolated master still answers: {reply}"
         counterpart = _shard_partner(deployed, victim)
-        deadline = time.monotonic() + 15
-        while _role(deployed, counterpart) != "master":
-            assert time.monotonic() < deadline, "the majority did not promote the replica"
-            time.sleep(0.1)
+        wait_for("the majority to promote the replica",
+                 lambda: _role(deployed, counterpart) == "master", 15, 0.1)
     finally:
         control.heal(victim["name"])
-    deadline = time.monotonic() + 60
-    while _role(deployed, victim) != "slave":
-        assert time.monotonic() < deadline, "the healed master did not become a replica"
-        time.sleep(0.2)
+    wait_for("the healed master to become a replica",
+             lambda: _role(deployed, victim) == "slave", 60, 0.2)
     wait_for_all_ok(deployed, 60)
     cluster = cluster_client(deployed)
     lost = [key for key in accepted if cluster.get(key) is None]

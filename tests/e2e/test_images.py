@@ -25,6 +25,7 @@ import redis
 from components.redis_conf import HEALTHCHECK_COMMAND, PASSWORD_FILE_PATH, REDIS_CONF_PATH
 from tests.e2e.conftest import docker
 from tests.support import images
+from tests.support.waiting import wait_for, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -46,18 +47,6 @@ def published_port(container: str, port: str) -> int:
     host, _, number = binding.rpartition(":")
     assert host == "127.0.0.1", binding
     return int(number)
-
-
-def poll(what: str, attempt, timeout_s: float = 15.0, interval_s: float = 0.05):
-    """Call `attempt` until it returns without raising; fail with the last error at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return attempt()
-        except Exception as error:  # any failure means "not yet"
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"{what}: not in {timeout_s} s; last: {error!r}") from error
-            time.sleep(interval_s)
 
 
 def http_get(url: str) -> str:
@@ -118,7 +107,7 @@ def test_redis_starts_with_the_config_given_by_docker_cp(redis_on_network: Redis
     def ping_static_ip() -> bool:
         return redis.Redis(host=stack.ip, port=6379, password=stack.password).ping()
 
-    assert poll("PING at the container's static IP", ping_static_ip)
+    wait_for("PING at the container's static IP", ping_static_ip)
     client = redis.Redis(host="127.0.0.1", port=stack.host_port, password=stack.password)
     assert client.ping(), "PING through the port published on 127.0.0.1"
     assert client.config_get("appendonly") == {"appendonly": "yes"}
@@ -134,7 +123,8 @@ def test_redis_starts_with_the_config_given_by_docker_cp(redis_on_network: Redis
 
 def test_the_healthcheck_command_passes_and_fails_under_sh(redis_on_network: RedisOnNetwork):
     stack = redis_on_network
-    poll("redis answers", lambda: redis.Redis(host=stack.ip, password=stack.password).ping())
+    wait_for("redis to answer",
+             lambda: redis.Redis(host=stack.ip, password=stack.password).ping())
     right = docker("exec", stack.container, "sh", "-c", HEALTHCHECK, check=False)
     assert right.returncode == 0, right.stderr
 
@@ -168,12 +158,11 @@ def test_exporter_image_serves_metrics_of_the_redis_on_the_network(
         docker("start", name)
         port = published_port(name, "9121/tcp")
 
-        def scraped_up() -> str:
+        def scraped_up() -> tuple[bool, str]:
             text = http_get(f"http://127.0.0.1:{port}/metrics")
-            assert "\nredis_up 1\n" in text, "redis_up is not 1 yet"
-            return text
+            return "\nredis_up 1\n" in text, text
 
-        metrics = poll("exporter reports redis_up 1", scraped_up)
+        metrics = wait_until("the exporter to report redis_up 1", scraped_up)
         assert "redis_exporter_build_info" in metrics
         assert "redis_connected_clients" in metrics
         assert "\nredis_up 1\n" in http_get(f"http://{exporter_ip}:9121/metrics")

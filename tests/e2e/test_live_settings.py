@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 import redis
 
-from clusterops.poll import Deadline, poll
 from components.redis_conf import REDIS_CONF_PATH
 from tests.support.deploy_fixtures import DeployedStack, deploy_stack
 from tests.support.live_writer import LiveWriter, lost_acknowledged
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 # Away from CI's dev stack (172.28.0.0/24, 7001.., 9121) and other engineers' stacks.
@@ -64,17 +64,7 @@ def client(stack: DeployedStack, node: dict[str, Any]) -> redis.Redis:
                        socket_timeout=1, socket_connect_timeout=1, decode_responses=True)
 
 
-def wait_for(what: str, probe, seconds: float = 60) -> Any:
-    def guarded() -> tuple[bool, Any]:
-        try:
-            return probe()
-        except (redis.RedisError, OSError, KeyError) as exc:
-            return False, f"{type(exc).__name__}: {exc}"
-
-    done, seen = poll(guarded, Deadline.after(seconds), 0.1)
-    if not done:
-        pytest.fail(f"timed out after {seconds}s waiting for {what}; last seen: {seen!r}")
-    return seen
+SETTLE_S = 60.0  # waits for nodes and links after a change
 
 
 def all_ok(stack: DeployedStack) -> None:
@@ -83,7 +73,7 @@ def all_ok(stack: DeployedStack) -> None:
                   for n in stack.outputs["nodes"]}
         return all(s == "ok" for s in states.values()), states
 
-    wait_for("cluster_state:ok on every node", probe)
+    wait_until("cluster_state:ok on every node", probe, SETTLE_S, 0.1)
 
 
 def replicas_linked(stack: DeployedStack) -> None:
@@ -93,7 +83,7 @@ def replicas_linked(stack: DeployedStack) -> None:
         links = {k: v for k, v in links.items() if v}
         return len(links) == 3 and all(v == "up" for v in links.values()), links
 
-    wait_for("every replica's master link up", probe)
+    wait_until("every replica's master link up", probe, SETTLE_S, 0.1)
 
 
 def container_ids(stack: DeployedStack) -> dict[str, str]:
@@ -179,9 +169,9 @@ def test_maxmemory_changes_live_under_traffic_without_replacing_a_container(
     assert "\nmaxmemory 300mb\n" in conf
     subprocess.run(["docker", "restart", victim["container_name"]], capture_output=True,
                    check=True)
-    wait_for("the restarted node to answer", lambda: (
+    wait_until("the restarted node to answer", lambda: (
         (v := client(stack, victim).config_get("maxmemory")) == {"maxmemory": str(300 * MIB)},
-        v))
+        v), SETTLE_S, 0.1)
     all_ok(stack)
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import subprocess
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -20,9 +19,9 @@ from tests.support.prom_metrics import (
     recording_rule_names,
     sample_value,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +33,6 @@ def scrape(stack: DeployedStack, node: dict[str, Any]) -> str:
     url = f"{stack.outputs['exporter_url']}/scrape?target=redis://{node['ip']}:{node['port']}"
     with urllib.request.urlopen(url, timeout=30) as response:
         return response.read().decode()
-
-
-def poll(what: str, probe: Callable[[], tuple[bool, T]], seconds: float) -> T:
-    deadline = time.monotonic() + seconds
-    while True:
-        done, seen = probe()
-        if done:
-            return seen
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached within {seconds}s; last seen: {seen}")
-        time.sleep(1)
 
 
 def test_every_node_is_up_and_every_used_metric_is_exported(monitored: DeployedStack):
@@ -73,7 +61,7 @@ def test_prometheus_scrapes_the_cluster_and_raises_node_down(monitored: Deployed
         seen = {r["metric"].get("node"): r["value"][1] for r in result}
         return seen == dict.fromkeys(names, "1"), seen
 
-    poll("redis_cluster_state == 1 for every node in Prometheus", cluster_ok, 120)
+    wait_until("redis_cluster_state == 1 for every node in Prometheus", cluster_ok, 120, 1)
 
     def rules_healthy() -> tuple[bool, Any]:
         # Health is "unknown" until the group's first evaluation (every 30 s).
@@ -82,7 +70,7 @@ def test_prometheus_scrapes_the_cluster_and_raises_node_down(monitored: Deployed
                   if r.get("health") != "ok"}
         return bool(groups) and not not_ok, not_ok
 
-    poll("every rule loaded and evaluated healthy", rules_healthy, 90)
+    wait_until("every rule loaded and evaluated healthy", rules_healthy, 90, 1)
 
     victim = monitored.node("alphapulse-redis-replica-1")
     subprocess.run(["docker", "kill", victim["container_name"]], check=True, capture_output=True)
@@ -93,7 +81,7 @@ def test_prometheus_scrapes_the_cluster_and_raises_node_down(monitored: Deployed
                 return True, alert
             return False, api.alerts()
 
-        alert = poll("RedisNodeDown pending/firing for the killed node", node_down, 150)
+        alert = wait_until("RedisNodeDown pending/firing for the killed node", node_down, 150, 1)
         print(f"RedisNodeDown is {alert['state']} for {victim['name']}")
     finally:
         subprocess.run(["docker", "start", victim["container_name"]], check=True,

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from tests.integration.test_restore import fill, snapshot
 from tests.support.deploy_fixtures import DeployedStack, deploy_stack
 from tests.support.pulumi_cli import PROJECT_ROOT
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -64,9 +64,8 @@ def test_backup_under_load_restores_into_a_four_master_cluster(tmp_path: Path):
         typed = snapshot(client)
         writer = Writer(client)
         writer.start()
-        deadline = time.monotonic() + 30
-        while len(writer.acked) < 2000 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until("2000 acknowledged writes before the backup",
+                   lambda: (len(writer.acked) >= 2000, len(writer.acked)), 30)
         acked_before_backup = list(writer.acked)
         backup = clusterops(source, "backup", "--dest", str(tmp_path / "backups"), "--json")
         writer.stop_flag.set()

@@ -19,7 +19,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from clusterops.model import HASH_SLOTS
 from tests.support.deploy_fixtures import DeployedStack, deploy_stack
 from tests.support.every_slot import written_and_read_back
 from tests.support.live_writer import LiveWriter, lost_acknowledged
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -176,19 +176,17 @@ def test_backup_and_the_in_stack_prometheus_work_with_tls_and_acl_users(
     assert restored["conflicts_replaced"] == restored["keys_in_backup"], restored
     # Prometheus scrapes every node through the exporter (rediss://, the exporter user).
     query = f"{tls_stack.outputs['prometheus_url']}/api/v1/query?query=redis_up"
-    deadline = time.monotonic() + 90
-    seen: Any = None
-    while time.monotonic() < deadline:
+
+    def every_node_up() -> tuple[bool, Any]:
         fetched = subprocess.run(["curl", "-sf", query], capture_output=True, text=True,
                                  timeout=10, check=False)
-        if fetched.returncode == 0:
-            seen = {r["metric"].get("node"): r["value"][1]
-                    for r in json.loads(fetched.stdout)["data"]["result"]}
-            if len(seen) == len(tls_stack.outputs["nodes"]) and set(seen.values()) == {"1"}:
-                break
-        time.sleep(2)
-    else:
-        pytest.fail(f"Prometheus did not see redis_up 1 for every node in 90 s: {seen}")
+        if fetched.returncode != 0:
+            return False, f"curl exit {fetched.returncode}"
+        seen = {r["metric"].get("node"): r["value"][1]
+                for r in json.loads(fetched.stdout)["data"]["result"]}
+        return len(seen) == len(tls_stack.outputs["nodes"]) and set(seen.values()) == {"1"}, seen
+
+    wait_until("Prometheus to see redis_up 1 for every node", every_node_up, 90, 2)
 
 
 def drill_recovery(stack: DeployedStack) -> float:

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Sequence
-from typing import TypeVar
 
 import pytest
-import redis
 
 from clusterops.model import NodeTarget, split_slots
-from clusterops.poll import Deadline, poll
 from tests.support.redis_nodes import RedisNode, RedisNodes, redis_nodes_factory  # noqa: F401
-
-T = TypeVar("T")
+from tests.support.waiting import wait_for
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -58,42 +54,6 @@ def plan_for(nodes: Sequence[RedisNode], masters: int = 3) -> list[NodeTarget]:
 def six_nodes(redis_nodes_factory: Callable[..., RedisNodes]) -> RedisNodes:  # noqa: F811
     """Six fresh, empty, cluster-enabled nodes with a password."""
     return redis_nodes_factory(6)
-
-
-# What a probe may raise while the thing it waits for is on its way (a node restarting, an
-# HTTP endpoint not up yet): remembered as "last seen", never a test error on its own.
-TRANSIENT_ERRORS = (redis.RedisError, OSError, ValueError, KeyError)
-
-
-def wait_until(
-    what: str, probe: Callable[[], tuple[bool, T]], timeout_s: float = 15.0,
-    interval_s: float = 0.05,
-) -> T:
-    """Poll ``probe`` (returns ``(done, what it saw)``) with clusterops' polling helper; fail
-    the test with the last thing seen when the deadline passes."""
-
-    def guarded() -> tuple[bool, object]:
-        try:
-            return probe()
-        except TRANSIENT_ERRORS as exc:
-            return False, f"{type(exc).__name__}: {exc}"
-
-    done, seen = poll(guarded, Deadline.after(timeout_s), interval_s)
-    if not done:
-        pytest.fail(f"timed out after {timeout_s}s waiting for {what}; last seen: {seen!r}")
-    return seen  # type: ignore[return-value]
-
-
-def wait_for(
-    what: str, probe: Callable[[], object], timeout_s: float = 15.0, interval_s: float = 0.05
-) -> object:
-    """Poll ``probe`` until it returns a truthy value (see :func:`wait_until`)."""
-
-    def truthy() -> tuple[bool, object]:
-        value = probe()
-        return bool(value), value
-
-    return wait_until(what, truthy, timeout_s, interval_s)
 
 
 def wait_for_replica_links(nodes: RedisNodes, password: str | None = None) -> None:

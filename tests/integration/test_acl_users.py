@@ -28,9 +28,10 @@ from clusterops.acl_users import ROLES, render_users_acl
 from clusterops.formation import form_cluster
 from clusterops.model import HASH_SLOTS, NodeTarget
 from clusterops.password_rotation import sync_acl_users
-from tests.integration.conftest import plan_for, wait_for, wait_for_replica_links
+from tests.integration.conftest import plan_for, wait_for_replica_links
 from tests.support.every_slot import written_and_read_back
 from tests.support.redis_nodes import AclSetup, RedisNodes
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

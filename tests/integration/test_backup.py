@@ -13,9 +13,9 @@ import redis
 from redis.cluster import RedisCluster
 
 from tests.conftest import PROJECT_ROOT
-from tests.integration.conftest import wait_until
 from tests.support.process_control import form_cluster_with_redis_cli
 from tests.support.redis_nodes import RedisNodes, pick_free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 KEYS = 3000

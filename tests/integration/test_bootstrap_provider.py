@@ -23,9 +23,10 @@ from components.bootstrap import (
     ClusterBootstrapProvider,
     TopologyChangeError,
 )
-from tests.integration.conftest import plan_for, wait_for, wait_for_replica_links
+from tests.integration.conftest import plan_for, wait_for_replica_links
 from tests.integration.test_formation import write_counts
 from tests.support.redis_nodes import RedisNodes
+from tests.support.waiting import wait_for
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

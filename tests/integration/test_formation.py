@@ -26,8 +26,9 @@ from clusterops.formation import form_cluster
 from clusterops.password_rotation import rotate_password
 from clusterops.topology_read import read_live_topology
 from clusterops.verify import verify_cluster
-from tests.integration.conftest import plan_for, wait_for, wait_for_replica_links
+from tests.integration.conftest import plan_for, wait_for_replica_links
 from tests.support.redis_nodes import RedisNodes, pick_free_port
+from tests.support.waiting import wait_for
 
 TIMEOUT_S = 20.0
 KEY_ON_MASTER_1 = "{b}after-rotation"  # hash tag {b} -> slot 3300, in master-1's 0-5460

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-from tests.integration.conftest import wait_until
 from tests.support.redis_nodes import RedisNode, RedisNodes
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -17,17 +17,18 @@ import json
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import redis
 
+from clusterops.poll import Deadline, poll
 from components.k8s_cluster import REFRESH_SCRIPT, bootstrap_plan
 from components.k8s_plan import place_cluster
 from components.spec import build_spec
 from k8s_bootstrap.job import run
 from tests.support.redis_nodes import RedisNodes
+from tests.support.waiting import wait_for, wait_until
 
 FIRST_IPS = [f"127.0.0.{11 + i}" for i in range(6)]
 MOVED_IPS = [f"127.0.0.{31 + i}" for i in range(6)]
@@ -83,16 +84,17 @@ def cluster_ok(nodes: RedisNodes) -> bool:
         return False
 
 
-def wait_until(probe, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+def becomes_true(probe, timeout_s: float) -> bool:
+    """Whether ``probe`` holds within ``timeout_s`` (a RedisError, e.g. CLUSTERDOWN while a lone
+    node's rejoin delay runs, is "not yet"); False is an answer here, not a test failure."""
+
+    def quietly() -> tuple[bool, None]:
         try:
-            if probe():
-                return True
+            return bool(probe()), None
         except redis.RedisError:
-            pass  # not yet (e.g. CLUSTERDOWN while a lone node's rejoin delay runs)
-        time.sleep(0.1)
-    return False
+            return False, None
+
+    return poll(quietly, Deadline.after(timeout_s), 0.1)[0]
 
 
 def move_to(nodes: RedisNodes, addresses: list[str]) -> None:
@@ -154,7 +156,7 @@ def test_the_job_refuses_a_node_holding_data_and_writes_nothing(
     # A lone node that holds data but no slots (a PVC from an earlier deployment, say).
     holder = nodes[4].client()
     holder.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-    assert wait_until(lambda: holder.set("left-over", "1"), 10.0)
+    wait_for("the lone node to accept a write", lambda: holder.set("left-over", "1"), 10.0)
     holder.execute_command("CLUSTER", "DELSLOTSRANGE", 0, 16383)
     code, report = run_job(tmp_path, plan, nodes, dict(zip(names, FIRST_IPS, strict=True)),
                            capsys)
@@ -190,7 +192,7 @@ def test_a_full_restart_with_new_ips_reforms_only_with_the_refreshed_nodes_conf(
     move_to(nodes, MOVED_IPS)
     for node in nodes:
         node.start()
-    assert not wait_until(lambda: cluster_ok(nodes), 6.0), "re-formed without the refresh"
+    assert not becomes_true(lambda: cluster_ok(nodes), 6.0), "re-formed without the refresh"
 
     # The same restart with the init container's refresh first: it re-forms by itself.
     moved = dict(zip(names, MOVED_IPS, strict=True))
@@ -201,8 +203,8 @@ def test_a_full_restart_with_new_ips_reforms_only_with_the_refreshed_nodes_conf(
     assert all(ip not in conf for ip in FIRST_IPS[1:]), conf
     for node in nodes:
         node.start()
-    assert wait_until(lambda: cluster_ok(nodes), 30.0), [
-        n.client().execute_command("CLUSTER", "NODES") for n in nodes[:1]]
+    wait_until("the cluster to re-form at the new addresses", lambda: (
+        cluster_ok(nodes), nodes[0].client().execute_command("CLUSTER", "NODES")), 30.0)
     # Same identities, and the Job adopts the re-formed cluster at the new addresses.
     code, after = run_job(tmp_path, plan, nodes, moved, capsys)
     assert code == 0 and after["action"] == "adopted", after

@@ -41,7 +41,6 @@ from components.exporter_conf import (
     node_target_uri,
     prometheus_config,
 )
-from tests.integration.conftest import wait_until
 from tests.support.prom_metrics import (
     PROMETHEUS_BUILTIN_METRICS,
     RULES_PATH,
@@ -57,6 +56,7 @@ from tests.support.prom_metrics import (
     substitute_grafana_variables,
 )
 from tests.support.redis_nodes import AclSetup, RedisNode, RedisNodes
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -26,9 +26,10 @@ from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
 from clusterops.model import NodeTarget
 from components.bootstrap import ClusterBootstrapProvider
-from tests.integration.conftest import plan_for, wait_for_replica_links, wait_until
+from tests.integration.conftest import plan_for, wait_for_replica_links
 from tests.support.grpc_plugins import from_struct, stop_process, to_struct
 from tests.support.redis_nodes import RedisNodes
+from tests.support.waiting import wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 URN = ("urn:pulumi:test::alphapulse-redis-cluster::"

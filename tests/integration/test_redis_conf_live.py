@@ -15,8 +15,8 @@ from components.redis_conf import (
 )
 from components.spec import build_spec
 from components.topology import plan_cluster
-from tests.integration.conftest import wait_until
 from tests.support.redis_nodes import pick_free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 PASSWORD = 'odd "pass\\word" with spaces 123'

@@ -20,9 +20,9 @@ from redis.crc import key_slot
 
 from clusterops.model import hash_tags
 from tests.conftest import PROJECT_ROOT
-from tests.integration.conftest import wait_for, wait_until
 from tests.support.process_control import form_cluster_with_redis_cli
 from tests.support.redis_nodes import RedisNode, RedisNodes, pick_free_port
+from tests.support.waiting import wait_for, wait_until
 
 pytestmark = pytest.mark.integration
 CLI_TIMEOUT_S = 180.0

@@ -15,9 +15,9 @@ import pytest
 from redis.cluster import RedisCluster
 
 from tests.conftest import PROJECT_ROOT
-from tests.integration.conftest import wait_for
 from tests.support.process_control import form_cluster_with_redis_cli
 from tests.support.redis_nodes import RedisNodes
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 PLAIN_KEYS = 3000

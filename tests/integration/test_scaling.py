@@ -19,9 +19,10 @@ from clusterops.scaling import (
     reshape_cluster,
 )
 from clusterops.verify import verify_cluster
-from tests.integration.conftest import wait_for, wait_for_replica_links
+from tests.integration.conftest import wait_for_replica_links
 from tests.support.cluster_writer import ClusterWriter, only_known_client_errors
 from tests.support.redis_nodes import RedisNode, RedisNodes
+from tests.support.waiting import wait_for
 
 PRELOAD_KEYS = 20_000
 

@@ -15,13 +15,14 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from clusterops.poll import Deadline, poll
 
 TOOLS_DIR = Path(os.environ.get("PULUMI_TOOLS_DIR", Path.home() / ".cache" / "alphapulse-pulumi"))
 KUBE_APISERVER = TOOLS_DIR / "bin" / "kube-apiserver"
@@ -96,21 +97,21 @@ class KubeApiServer:
             stdout=(self.directory / "apiserver.log").open("wb"), stderr=subprocess.STDOUT,
             start_new_session=True,
         ))
-        deadline = time.monotonic() + START_DEADLINE_S
-        last = "not asked yet"
-        while time.monotonic() < deadline:
+
+        def ready() -> tuple[bool, str]:
             for process in self.processes:
                 if process.poll() is not None:
                     raise RuntimeError(f"{process.args[0]} exited {process.returncode}: "
                                        f"{self.log_tail()}")
             try:
                 reply = self.request("GET", "/readyz")
-                if reply.status == 200:
-                    return
-                last = str(reply.body)
             except (urllib.error.URLError, ConnectionError, OSError) as exc:
-                last = str(exc)
-            time.sleep(0.5)
+                return False, str(exc)
+            return reply.status == 200, str(reply.body)
+
+        done, last = poll(ready, Deadline.after(START_DEADLINE_S), 0.5)
+        if done:
+            return
         raise RuntimeError(f"kube-apiserver not ready in {START_DEADLINE_S}s ({last}): "
                            f"{self.log_tail()}")
 

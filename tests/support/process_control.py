@@ -27,13 +27,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import redis
 
 from clusterops.model import NodeTarget as TargetNode
+from clusterops.poll import Deadline, poll
 from clusterops.targets import Targets
 from tests.support.redis_nodes import START_DEADLINE_S, STOP_DEADLINE_S, RedisNode, RedisNodes
 
@@ -220,33 +220,28 @@ def _alive(pid: int) -> bool:
 
 
 def _wait_gone(pid: int, deadline_s: float) -> bool:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.01)
-    return not _alive(pid)
+    return poll(lambda: (not _alive(pid), None), Deadline.after(deadline_s), 0.01)[0]
 
 
 def _wait_answering(host: str, port: int, deadline_s: float) -> None:
     """Poll until the server answers; NOAUTH counts, the CLI holds no password."""
-    deadline = time.monotonic() + deadline_s
-    last = "not polled"
-    while time.monotonic() < deadline:
+
+    def answers() -> tuple[bool, str]:
         try:
             with redis.Redis(host=host, port=port, socket_timeout=0.5) as conn:
                 conn.ping()
-            return
         except redis.AuthenticationError:
-            return
+            pass
         except redis.ResponseError as exc:
-            if "NOAUTH" in str(exc):
-                return
-            last = str(exc)
+            if "NOAUTH" not in str(exc):
+                return False, str(exc)
         except redis.RedisError as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        time.sleep(0.02)
-    raise ProcessControlError(f"{host}:{port} did not answer within {deadline_s}s ({last})")
+            return False, f"{type(exc).__name__}: {exc}"
+        return True, "answered"
+
+    done, last = poll(answers, Deadline.after(deadline_s), 0.02)
+    if not done:
+        raise ProcessControlError(f"{host}:{port} did not answer within {deadline_s}s ({last})")
 
 
 def registry_action(path: Path, action: str, name: str) -> None:
