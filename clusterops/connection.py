@@ -14,6 +14,8 @@ from clusterops.model import NodeTarget
 
 DEFAULT_SOCKET_TIMEOUT_S = 2.0
 DEFAULT_CONNECT_TIMEOUT_S = 1.0
+# How Redis refuses CONFIG REWRITE on a node started without a config file (config.c).
+NO_CONFIG_FILE = "without a config file"
 
 
 def tls_options(tls_ca: str | None) -> dict[str, object]:
@@ -67,3 +69,16 @@ def admin_client(
     its CA (see :func:`no_retry_client`)."""
     return no_retry_client(node.host, node.port, password, socket_timeout_s, connect_timeout_s,
                            node.tls_ca, node.username, **options)
+
+
+def persist_config(conn: redis.Redis) -> bool:
+    """CONFIG REWRITE: persist the live settings into the node's config file, so a restart keeps
+    them. False when the node runs without a config file (there is nothing to persist into);
+    any other refusal (e.g. a file Redis may not write) raises."""
+    try:
+        conn.execute_command("CONFIG", "REWRITE")
+    except redis.ResponseError as exc:
+        if NO_CONFIG_FILE in str(exc):
+            return False
+        raise
+    return True

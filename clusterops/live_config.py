@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from clusterops.connection import admin_client
+from clusterops.connection import admin_client, persist_config
 from clusterops.errors import ClusterOpsError, NodesUnreachableError, redact
 from clusterops.model import NodeTarget
 from clusterops.observe import is_auth_error
@@ -33,7 +33,6 @@ from clusterops.poll import Deadline, poll
 from clusterops.units import parse_memory
 
 POLL_INTERVAL_S = 0.1
-NO_CONFIG_FILE = "without a config file"
 # Settings Redis reports in bytes (CONFIG GET) while a config may spell them 512mb.
 MEMORY_SETTINGS = ("maxmemory",)
 
@@ -181,16 +180,14 @@ def _rewrite(
     node: NodeTarget, conn: redis.Redis, password: str, report: SettingsReport
 ) -> None:
     try:
-        conn.execute_command("CONFIG", "REWRITE")
-        report.rewritten.append(node.name)
+        rewritten = persist_config(conn)
     except redis.ResponseError as exc:
-        if NO_CONFIG_FILE not in str(exc):
-            raise LiveConfigError(
-                f"{node.name} ({node.address}): CONFIG REWRITE failed: "
-                f"{redact(str(exc), password)}; the new settings are live but a restart "
-                "would lose them. Fix: make the node's config file writable by Redis."
-            ) from exc
-        report.without_config_file.append(node.name)
+        raise LiveConfigError(
+            f"{node.name} ({node.address}): CONFIG REWRITE failed: "
+            f"{redact(str(exc), password)}; the new settings are live but a restart "
+            "would lose them. Fix: make the node's config file writable by Redis."
+        ) from exc
+    (report.rewritten if rewritten else report.without_config_file).append(node.name)
 
 
 def _verify(

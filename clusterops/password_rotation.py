@@ -25,14 +25,13 @@ from dataclasses import dataclass, field
 import redis
 
 from clusterops.acl_users import parse_users_acl
-from clusterops.connection import admin_client
+from clusterops.connection import admin_client, persist_config
 from clusterops.errors import PasswordRotationError, redact
 from clusterops.model import NodeTarget
 from clusterops.observe import is_auth_error, observe_nodes
 from clusterops.poll import Deadline, poll
 
 POLL_INTERVAL_S = 0.05
-NO_CONFIG_FILE = "without a config file"
 
 
 @dataclass
@@ -117,15 +116,13 @@ def rotate_password(
         # writable by the server (the official image runs Redis as an unprivileged user).
         for node in (n for n in nodes if rewrite_config and n.name in report.rotated):
             try:
-                every.conns[node.name].execute_command("CONFIG", "REWRITE")
-                report.rewritten.append(node.name)
+                rewritten = persist_config(every.conns[node.name])
             except redis.ResponseError as exc:
-                if NO_CONFIG_FILE not in str(exc):
-                    raise PasswordRotationError(
-                        f"{node.name}: CONFIG REWRITE failed: {redact(str(exc), *secrets)}; "
-                        "the new password is live but would be lost on restart"
-                    ) from exc
-                report.without_config_file.append(node.name)
+                raise PasswordRotationError(
+                    f"{node.name}: CONFIG REWRITE failed: {redact(str(exc), *secrets)}; "
+                    "the new password is live but would be lost on restart"
+                ) from exc
+            (report.rewritten if rewritten else report.without_config_file).append(node.name)
 
     report.replica_links = _wait_for_replica_links(nodes, new_password, deadline, timeout_s)
     return report
