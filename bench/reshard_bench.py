@@ -17,7 +17,9 @@ it flat out), each call timed:
 Reported per tool: keys moved (counted on the new master afterwards), keys/s, and the client's
 p50 / p99 / max latency and errors, during the move and over a fixed window from its start
 (``--window``, 15 s: the same client traffic for both tools, so a faster move is not judged on
-a shorter, denser slice). Every key is counted afterwards.
+a shorter, denser slice). Every key is counted afterwards. Also the CPU seconds the move cost
+the four redis-servers (from /proc) and the tool itself: on 2 cores, what a move may spend per
+second of wall clock is bounded.
 
 Usage: python bench/reshard_bench.py [--keys 1000000] [--repetitions 1] [--client-rate 1000]
 """
@@ -28,6 +30,7 @@ import argparse
 import multiprocessing
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -201,18 +204,36 @@ def describe(ms: list[float], errors: list[str]) -> str:
             f"{ms[-1]:.1f} ms, {len(errors)} error(s){shown}")
 
 
+def server_cpu_s(group: RedisNodes) -> list[float]:
+    """CPU seconds (user + system) each redis-server has used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = [Path(f"/proc/{n.pid}/stat").read_text().rsplit(")", 1)[1].split() for n in group]
+    return [(int(f[11]) + int(f[12])) / ticks for f in fields]  # utime, stime
+
+
+def tool_cpu_s() -> float:
+    """CPU seconds of this process and its waited-for children (redis-cli)."""
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                          resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 @dataclass
 class Trial:
     seconds: float
     moved: int
     during: tuple[list[float], list[str]]  # the client's calls during the move
     window: tuple[list[float], list[str]]  # ... during the fixed window from the move's start
+    servers_cpu_s: list[float]  # each redis-server's CPU seconds during the move
+    tool_cpu_s: float
 
     def line(self, tool: str, window_s: float) -> str:
+        servers = " + ".join(f"{c:.2f}" for c in self.servers_cpu_s)
         return (f"{tool} moved {self.moved} keys in {self.seconds:.2f} s "
                 f"({self.moved / self.seconds:,.0f} keys/s); client during the move: "
                 f"{describe(*self.during)}; over the {window_s:g} s window: "
-                f"{describe(*self.window)}")
+                f"{describe(*self.window)}; CPU during the move: redis-servers {servers} = "
+                f"{sum(self.servers_cpu_s):.2f} s, the tool {self.tool_cpu_s:.2f} s")
 
 
 def measured(group: RedisNodes, keys: int, window_s: float, rate: float, tool: str,
@@ -221,14 +242,18 @@ def measured(group: RedisNodes, keys: int, window_s: float, rate: float, tool: s
     both tools are judged on the same amount of client traffic as well as during the move."""
     client = Client(group, keys, rate)
     client.start()
+    cpu_before, tool_before = server_cpu_s(group), tool_cpu_s()
     started = time.monotonic()
     move()
     ended = time.monotonic()
+    cpu_after, tool_after = server_cpu_s(group), tool_cpu_s()
     time.sleep(max(0.0, started + window_s - time.monotonic()))  # a fixed measuring window
     client.stop()
     moved = check_after(group, keys, tool)
     return Trial(ended - started, moved, client.between(started, ended),
-                 client.between(started, started + window_s))
+                 client.between(started, started + window_s),
+                 [b - a for a, b in zip(cpu_before, cpu_after, strict=True)],
+                 tool_after - tool_before)
 
 
 def check_after(group: RedisNodes, keys: int, tool: str) -> int:
