@@ -21,6 +21,10 @@ a shorter, denser slice). Every key is counted afterwards. Also the CPU seconds 
 the four redis-servers (from /proc) and the tool itself: on 2 cores, what a move may spend per
 second of wall clock is bounded.
 
+Control, on the same cluster before our move: the same client for 4 s idle, then for 4 s while
+busy loops (no Redis work at all) hold one core, then both. It shows what the client's p99
+becomes when a move keeps every core busy, whatever the move does.
+
 Usage: python bench/reshard_bench.py [--keys 1000000] [--repetitions 1] [--client-rate 1000]
 """
 
@@ -267,9 +271,41 @@ def targets(group: RedisNodes) -> list[NodeTarget]:
     return [NodeTarget(n.name, n.host, n.port, n.host, n.port) for n in group]
 
 
+def burn(seconds: float) -> None:
+    """A busy loop: one core held for ``seconds`` (the contention control)."""
+    stop_at = time.monotonic() + seconds
+    while time.monotonic() < stop_at:
+        pass
+
+
+def contention_control(group: RedisNodes, keys: int, rate: float, seconds: float = 4.0) -> str:
+    """The client's latencies idle, with one core busy, and with both cores busy."""
+    client = Client(group, keys, rate)
+    client.start()
+    context = multiprocessing.get_context("spawn")
+    windows = []
+    for burners in (0, 1, 2):
+        processes = [context.Process(target=burn, args=(seconds,)) for _ in range(burners)]
+        for process in processes:
+            process.start()
+        started = time.monotonic()
+        if processes:
+            for process in processes:
+                process.join()
+        else:
+            time.sleep(seconds)
+        windows.append((started, time.monotonic()))
+        time.sleep(0.5)  # let the client settle between windows
+    client.stop()
+    return "; ".join(f"{label}: {describe(*client.between(*window))}" for label, window in zip(
+        ("idle", "1 core busy", "2 cores busy"), windows, strict=True))
+
+
 def run_ours(base: Path, keys: int, window_s: float, rate: float) -> Trial:
     group = fresh_cluster(base, keys)
     try:
+        print("control (no move; busy loops, no Redis work): "
+              + contention_control(group, keys, rate), flush=True)
         def move() -> None:
             plan = preview_rebalance(targets(group), group.password)
             apply_rebalance(targets(group), group.password, plan, 60)
