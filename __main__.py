@@ -33,6 +33,10 @@ def check_hosts_answer(spec: ClusterSpec) -> None:
 
 # Validate everything before any resource is registered: a bad config creates nothing.
 spec = load_spec(raw_project_config, pulumi.get_stack())
+if spec.tls_ca_cert and not pulumi.runtime.is_config_secret(f"{PROJECT}:tlsCaKey"):
+    # In plain config the CA key would sit readable in Pulumi.<stack>.yaml and in the state.
+    raise ConfigError([f"{PROJECT}:tlsCaKey: is not a secret. Fix: pulumi config set --secret "
+                       f"{PROJECT}:tlsCaKey -- \"$(cat ca.key)\""])
 check_hosts_answer(spec)
 config = pulumi.Config(PROJECT)
 password = config.get_secret("password")
@@ -65,6 +69,7 @@ def deploy_docker(spec: ClusterSpec, password: pulumi.Input[str]) -> None:
             docker_host=docker_host,
             swap_limit_supported=all(supports_swap_limit(engine) for engine in engines),
             acl_passwords=acl_passwords(spec),
+            tls_ca_key=config.get_secret("tlsCaKey") if spec.tls_ca_cert else None,
         ),
     )
     # The outputs' shape is a contract (clusterops/client.py: OUTPUTS_SCHEMAS); bump it on any

@@ -92,6 +92,9 @@ class RedisClusterArgs:
     # acl: true: the admin, exporter and replication users' passwords (Pulumi secrets);
     # `password` is then the application user's.
     acl_passwords: Mapping[str, pulumi.Input[str]] | None = None
+    # tlsCaCert given: the private key of its CA (a Pulumi secret) that signs the node
+    # certificates instead of a CA the stack makes.
+    tls_ca_key: pulumi.Input[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,7 @@ class RedisCluster(pulumi.ComponentResource):
             f"{name}-tls", cluster=spec.name_prefix,
             nodes={n.name: certificate_names(spec, n) for n in self.plan.nodes},
             generation=spec.tls_generation, cert_days=spec.tls_cert_days,
+            supplied_ca_cert=spec.tls_ca_cert, supplied_ca_key=args.tls_ca_key,
             opts=pulumi.ResourceOptions(parent=self)) if spec.tls else None
         self.hosts = self._hosts(name)
         for host in self.hosts.values():

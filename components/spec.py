@@ -27,6 +27,7 @@ from clusterops.acl_users import (
 from clusterops.model import BUS_PORT_OFFSET
 from clusterops.units import format_memory, parse_memory
 from components.hosts import DockerHostSpec, check_hosts
+from components.tls_material import supplied_ca_problems
 
 PROJECT = "alphapulse-redis-cluster"
 # Addresses below this host offset are kept for the gateway, exporter and Prometheus.
@@ -140,6 +141,7 @@ class ClusterSpec:
     tls: bool = False
     tls_cert_days: int = 365
     tls_generation: int = 1
+    tls_ca_cert: str | None = None  # the operator's CA chain (tlsCaCert); its key is a secret
     # ACL users (clusterops/acl_users.py): admin, app, exporter, replication; default off.
     acl: bool = False
     acl_app_user: str = DEFAULT_APP_USER
@@ -259,6 +261,9 @@ CONFIG_KEYS: dict[str, str] = {
     "tls": "TLS on every link: clients, replication, cluster bus (plaintext port off)",
     "tlsCertDays": "validity of each node certificate in days (renewed 30 days before expiry)",
     "tlsGeneration": "bump to replace the CA and every certificate",
+    "tlsCaCert": "your own CA to sign the node certificates: its certificate, then each issuer "
+                 "up to the root (PEM; default: the stack makes a CA of its own)",
+    "tlsCaKey": "the private key of tlsCaCert's first certificate (secret, unencrypted PEM)",
     "acl": "ACL users: admin, app (password), exporter and replication, default user off",
     "aclAppUser": "name of the application user (acl: true)",
     "aclAppRules": "ACL rules of the application user (default: all but @admin and "
@@ -283,7 +288,7 @@ DEFAULT_ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone"
 DOCKER_ONLY_KEYS = ("basePort", "bindAddress", "networkName", "subnet", "adminAccess",
                     "exporterPort", "prometheusPort", "deployPrometheus", "prometheusImage",
                     "hosts", "announce", "survivesHostLoss", "tls", "tlsCertDays",
-                    "tlsGeneration", "acl", "aclAppUser", "aclAppRules",
+                    "tlsGeneration", "tlsCaCert", "tlsCaKey", "acl", "aclAppUser", "aclAppRules",
                     *ACL_PASSWORD_KEYS.values())
 KUBERNETES_CONFIG_KEYS: dict[str, str] = {
     "target": "where the cluster runs: docker (default) or kubernetes",
@@ -522,6 +527,28 @@ def _check_acl(reader: _Reader, raw: Mapping[str, Any], values: dict[str, Any],
                             "it")
 
 
+def _check_supplied_ca(reader: _Reader, raw: Mapping[str, Any], values: dict[str, Any]) -> None:
+    """tlsCaCert and tlsCaKey: both or neither, only with tls, and a CA that can sign the node
+    certificates for tlsCertDays (the key is judged here, and never kept in the spec)."""
+    chain, key = raw.get("tlsCaCert") or None, raw.get("tlsCaKey") or None
+    if chain is None and key is None:
+        return
+    if chain is None or key is None:
+        given, missing = ("tlsCaCert", "tlsCaKey") if chain else ("tlsCaKey", "tlsCaCert")
+        reader.fail(missing, f"is needed with {given}. Fix: set both (`pulumi config set "
+                    f"{PROJECT}:tlsCaCert -- \"$(cat ca-chain.pem)\"` and `pulumi config set "
+                    f"--secret {PROJECT}:tlsCaKey -- \"$(cat ca.key)\"`), or neither")
+        return
+    if not values["tls"]:
+        reader.fail("tlsCaCert", "only applies with TLS. Fix: set tls to true, or remove "
+                    "tlsCaCert and tlsCaKey")
+        return
+    for problem in supplied_ca_problems(str(chain), str(key), values["tls_cert_days"]):
+        on_key = problem.startswith("tlsCaKey ")
+        reader.fail("tlsCaKey" if on_key else "tlsCaCert", problem.removeprefix("tlsCaKey "))
+    values["tls_ca_cert"] = str(chain)
+
+
 def build_spec(raw: Mapping[str, Any], stack: str, password_set: bool) -> ClusterSpec:
     """Validate raw config values (key -> string, without the project prefix).
 
@@ -637,6 +664,7 @@ def build_spec(raw: Mapping[str, Any], stack: str, password_set: bool) -> Cluste
             "use 365 (renewed by any pulumi up in the last 30 days); at least 61")
         values["tls_generation"] = reader.integer(
             "tlsGeneration", 1, 1, 1_000_000, "use 1, and add 1 to replace the CA")
+        _check_supplied_ca(reader, raw, values)
         _check_acl(reader, raw, values, prod)
 
     if reader.problems:

@@ -4,7 +4,11 @@ A Pulumi dynamic resource (like GeneratedPassword) built on the `cryptography` l
 of a pulumi-tls plugin to build and ship. Keys are made in the provider's `create`/`update`
 and kept only as secrets (state, outputs); the preview shows them as unknown.
 
-- The CA (ECDSA P-256, 10 years) is made once and kept; `generation` makes a new one.
+- The CA (ECDSA P-256, 10 years) is made once and kept; `generation` makes a new one. Or the
+  operator supplies it (`tlsCaCert` and the secret `tlsCaKey`: the organisation's own CA, e.g.
+  an intermediate with its chain up to the root): the nodes' certificates are signed with it,
+  every certificate of that chain is trusted, and supplying a different CA rotates like a new
+  generation (the previous CA stays trusted during the switch).
 - Each node's certificate (ECDSA P-256, `certDays`, default 365) names every address a
   client may use for that node: its name, its container IP, its host's address, 127.0.0.1 and
   localhost (the published ports). It is server and client certificate in one: Redis presents
@@ -112,6 +116,78 @@ def cert_names(cert_pem: str) -> list[str]:
                   + san.get_values_for_type(x509.DNSName))
 
 
+def _certificates(pem: str) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(pem.encode())
+
+
+def supplied_ca_problems(chain_pem: str, key_pem: str | None, cert_days: int) -> list[str]:
+    """Why an operator's CA could not sign the nodes' certificates (empty when it can).
+
+    ``chain_pem``: the signing CA's certificate first, then each issuer up to a self-signed
+    root (Redis and clients trust every one of them, and OpenSSL needs the whole chain).
+    ``key_pem``: the signing CA's private key, unencrypted PEM; None when not known (a preview
+    of a secret), then only the certificates are judged."""
+    try:
+        chain = _certificates(chain_pem)
+    except ValueError as err:
+        return [f"is not PEM certificates ({err}). Fix: paste the PEM text, -----BEGIN "
+                "CERTIFICATE----- included"]
+    if not chain:
+        return ["holds no certificate. Fix: paste the PEM text, -----BEGIN CERTIFICATE----- "
+                "included"]
+    found = []
+    signer = chain[0]
+    for depth, cert in enumerate(chain):
+        constraints = _ca_constraints(cert)
+        if constraints is None or not constraints.ca:
+            which = "its first certificate" if depth == 0 else "a certificate of the chain"
+            found.append(f"{which} ({cert.subject.rfc4514_string()}) is not a CA "
+                         "(basicConstraints CA:TRUE). Fix: give the signing CA first, then "
+                         "its issuers")
+        # `depth` CAs sit between this one and a node certificate (OpenSSL checks it).
+        elif constraints.path_length is not None and constraints.path_length < depth:
+            found.append(f"{cert.subject.rfc4514_string()} allows no CA below it "
+                         f"(pathlen:{constraints.path_length}). Fix: sign the nodes with a CA "
+                         "that may issue end-entity certificates here")
+    for cert, issuer in zip(chain, chain[1:] + chain[-1:], strict=True):
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except Exception:  # noqa: BLE001 (InvalidSignature and ValueError have no common base)
+            what = "is not self-signed" if cert is chain[-1] else "is not issued by the next one"
+            found.append(f"{cert.subject.rfc4514_string()} {what}. Fix: give the chain in "
+                         "order, from the signing CA up to its self-signed root")
+            break
+    needed = _now() + datetime.timedelta(days=cert_days)
+    for cert in chain:
+        if cert.not_valid_after_utc < needed:
+            found.append(f"{cert.subject.rfc4514_string()} expires on "
+                         f"{cert.not_valid_after_utc:%Y-%m-%d}, before node certificates of "
+                         f"tlsCertDays {cert_days} would. Fix: renew that CA, or lower "
+                         "tlsCertDays")
+    if key_pem is not None:
+        try:
+            key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+        except (ValueError, TypeError) as err:
+            return [*found, f"tlsCaKey is not an unencrypted PEM private key ({err}). Fix: "
+                    "decrypt it (e.g. `openssl pkey -in ca.key`)"]
+        if _public(key.public_key()) != _public(signer.public_key()):
+            found.append("tlsCaKey is not the key of the first certificate of tlsCaCert. "
+                         "Fix: give the signing CA's own key")
+    return found
+
+
+def _ca_constraints(cert: x509.Certificate) -> x509.BasicConstraints | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _public(key: Any) -> bytes:
+    return key.public_bytes(serialization.Encoding.PEM,
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 def problems(ca_cert_pem: str, cert_pem: str, key_pem: str) -> list[str]:
     """Why a certificate would not work (expired, not signed by the CA, key mismatch)."""
     found = []
@@ -124,10 +200,7 @@ def problems(ca_cert_pem: str, cert_pem: str, key_pem: str) -> list[str]:
     except (ValueError, TypeError, Exception) as err:  # InvalidSignature has no common base
         found.append(f"not signed by the cluster CA ({type(err).__name__})")
     key = serialization.load_pem_private_key(key_pem.encode(), password=None)
-    if key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo) != \
-            cert.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo):
+    if _public(key.public_key()) != _public(cert.public_key()):
         found.append("its key does not match the certificate")
     return found
 
@@ -156,8 +229,8 @@ class TlsMaterialProvider(dynamic.ResourceProvider):
         return dynamic.CheckResult(dict(news), failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        changed = [key for key in ("generation", "cert_days", "cluster")
-                   if olds.get(key) != news.get(key)]
+        changed = [key for key in ("generation", "cert_days", "cluster", "supplied_ca_cert")
+                   if (olds.get(key) or None) != (news.get(key) or None)]
         certs = olds.get("certs") or {}
         nodes = news.get("nodes") or {}
         if any(_needs_new_cert(names, certs.get(name)) for name, names in nodes.items()) \
@@ -167,13 +240,17 @@ class TlsMaterialProvider(dynamic.ResourceProvider):
                                   delete_before_replace=False)
 
     def _issue(self, props: Mapping[str, Any], olds: Mapping[str, Any] | None) -> dict[str, Any]:
-        fresh_ca = olds is None or olds.get("generation") != props.get("generation")
+        supplied = props.get("supplied_ca_cert") or None
+        fresh_ca = olds is None or olds.get("generation") != props.get("generation") \
+            or (olds.get("supplied_ca_cert") or None) != supplied
         # Trusted during a CA rotation: the new CA and the one it replaces, so nodes that have
         # reloaded and nodes that have not yet still accept each other.
         bundle_tail = str(olds["ca_cert"]) if olds and fresh_ca else (
             str(olds.get("previous_ca_cert") or "") if olds else "")
         if fresh_ca:
-            ca_key, ca_cert = make_ca(f"{props['cluster']} Redis cluster CA")
+            # The operator's CA when supplied (its chain is what gets trusted), else our own.
+            ca_key, ca_cert = (str(_plain(props["supplied_ca_key"])), supplied) if supplied \
+                else make_ca(f"{props['cluster']} Redis cluster CA")
             certs: dict[str, str] = {}
             keys: dict[str, str] = {}
         else:
@@ -191,6 +268,9 @@ class TlsMaterialProvider(dynamic.ResourceProvider):
         keys = {k: v for k, v in keys.items() if k in nodes}
         return {
             **{k: props.get(k) for k in ("nodes", "generation", "cert_days", "cluster")},
+            "supplied_ca_cert": supplied,
+            "supplied_ca_key": rpc.wrap_rpc_secret(_plain(props["supplied_ca_key"]))
+            if supplied else None,
             "ca_cert": ca_cert,
             "previous_ca_cert": bundle_tail or None,
             "ca_bundle": ca_cert + bundle_tail,
@@ -222,13 +302,20 @@ class TlsMaterial(dynamic.Resource, module="alphapulse", name="TlsMaterial"):
 
     def __init__(self, resource_name: str, *, cluster: str, nodes: Mapping[str, Sequence[str]],
                  generation: int = 1, cert_days: int = DEFAULT_CERT_DAYS,
+                 supplied_ca_cert: str | None = None,
+                 supplied_ca_key: pulumi.Input[str] | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=["ca_key", "keys"]))
+        """``supplied_ca_cert``/``supplied_ca_key``: the operator's CA (chain PEM, and the key as
+        a secret) to sign with instead of a CA of our own (validated by the spec)."""
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            additional_secret_outputs=["ca_key", "keys", "supplied_ca_key"]))
         super().__init__(
             TlsMaterialProvider(), resource_name,
             {"cluster": cluster, "nodes": {k: sorted(v) for k, v in nodes.items()},
-             "generation": generation, "cert_days": cert_days, "ca_cert": None,
+             "generation": generation, "cert_days": cert_days,
+             "supplied_ca_cert": supplied_ca_cert,
+             "supplied_ca_key": pulumi.Output.secret(supplied_ca_key) if supplied_ca_key
+             else None, "ca_cert": None,
              "previous_ca_cert": None, "ca_bundle": None, "ca_key": None, "certs": None,
              "keys": None, "not_after": None},
             opts)

@@ -7,8 +7,9 @@ the application user is refused admin and dangerous commands, the default user i
 password is in `docker inspect`; health, the exporter (rediss:// targets with the CA, the
 read-only exporter user, nothing refused in ACL LOG) and a failover drill work with replication
 and the bus on TLS (recovery measured beside a plaintext stack in the same run); re-issued
-certificates are loaded, and every user's password is rotated, without replacing a node or
-losing a key; switching a live plaintext stack to TLS or to ACL users is refused at preview.
+certificates are loaded, a switch to the operator's own CA is made live, and every user's
+password is rotated, without replacing a node or losing a key; switching a live plaintext
+stack to TLS or to ACL users is refused at preview.
 """
 
 from __future__ import annotations
@@ -254,6 +255,57 @@ def test_reissued_certificates_are_loaded_without_a_restart(tls_stack: DeployedS
     assert after_cert != before_cert  # the running node serves the new certificate
     client = from_stack_outputs(tls_stack.outputs, "network")
     assert client.get("kept-through-rotation") == b"yes"
+    assert handle.changes() == []
+
+
+def test_switching_to_an_operators_ca_is_live_and_its_key_stays_secret(
+        tls_stack: DeployedStack):
+    """tlsCaCert (an intermediate and its root) and the secret tlsCaKey set on the running
+    stack: every node gets a certificate from that intermediate and loads it without a
+    restart; a client trusting only the operator's chain reaches every slot; health and the
+    exporter work; the CA key is in the state only encrypted. The tests after this one (image
+    roll, password rotation) then run on the operator's CA."""
+    from cryptography import x509
+
+    from tests.unit.test_tls_material import company_pki
+
+    key, chain, _root = company_pki()
+    ids = container_ids(tls_stack)
+    before = tls_stack.outputs["tls_ca_cert"]
+    from_stack_outputs(tls_stack.outputs, "network").set("kept-through-ca-switch", "yes")
+    handle = tls_stack.stack
+    handle.set_config({"tlsCaCert": chain})
+    handle.set_config({"tlsCaKey": key}, secret=True)
+    assert ("update", "redis-cluster-tls") in handle.changes()
+    handle.up()
+    tls_stack.reload_outputs()
+    assert container_ids(tls_stack) == ids  # no node restarted
+    # The stack's own CA stays trusted beside the operator's during the switch.
+    assert tls_stack.outputs["tls_ca_cert"] == chain + before
+    for node in tls_stack.outputs["nodes"]:
+        served = x509.load_der_x509_certificate(served_certificate(node, chain))
+        assert served.issuer.rfc4514_string() == "CN=Ops Intermediate CA", node["name"]
+    operators_only = {**tls_stack.outputs, "tls_ca_cert": chain}
+    client = from_stack_outputs(operators_only, "network")
+    assert client.get("kept-through-ca-switch") == b"yes"
+    assert written_and_read_back(client, "operator-ca") == HASH_SLOTS
+    done = subprocess.run([sys.executable, "-m", "clusterops", "health", "--stack-outputs",
+                           str(tls_stack.outputs_file)], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    node = tls_stack.outputs["nodes"][0]
+    target = f"rediss://{node['ip']}:{node['port']}"
+
+    def exporter_up() -> tuple[bool, str]:
+        text = subprocess.run(["curl", "-sf", f"{tls_stack.outputs['exporter_url']}/scrape?"
+                               f"target={target}"], capture_output=True, text=True, timeout=30,
+                              check=False).stdout
+        return "redis_up 1" in text.splitlines(), text[-300:]
+
+    wait_until("the exporter to scrape the node with the operator's CA", exporter_up, 60, 1)
+    key_body = "".join(key.splitlines()[1:-1])
+    state = json.dumps(handle.state())
+    assert key_body[:40] not in state and key.splitlines()[1] not in state
     assert handle.changes() == []
 
 

@@ -145,6 +145,34 @@ def test_tls_gives_every_node_its_certificate_and_turns_plaintext_off(monkeypatc
     assert all("--tls --cacert" in c.plain["healthcheck"]["tests"][1] for c in nodes)
 
 
+def test_an_operators_ca_signs_every_node_and_its_key_stays_a_secret(monkeypatch):
+    import json
+
+    from components.tls_material import problems
+    from tests.support.program_runner import TLS_MATERIAL_TYPE, unwrap_secrets
+    from tests.unit.test_tls_material import company_pki
+
+    key, chain, _root = company_pki()
+    monkeypatch.setattr(components.docker_host, "supports_swap_limit", lambda _host: True)
+    config = {**stack_config_file("dev"), "tls": "true", "tlsCaCert": chain, "tlsCaKey": key}
+    run = run_program("dev", config, secret_keys=("password", "tlsCaKey"))
+    assert run.outputs["tls_ca_cert"] == chain  # what the nodes and clients trust
+    (material,) = run.of_type(TLS_MATERIAL_TYPE)
+    assert material.plain["supplied_ca_cert"] == chain
+    assert material.inputs["supplied_ca_key"].get(SIG_KEY) == SECRET_SIG
+    assert key.splitlines()[1] not in json.dumps(material.plain["supplied_ca_cert"])
+    for writer in run.of_type(SECRET_FILES_TYPE):
+        files = unwrap_secrets(writer.plain["files"])
+        assert key.splitlines()[1] not in json.dumps(files)  # the CA key reaches no node
+        if "tls-node.crt" in files:
+            assert problems(chain, files["tls-node.crt"], files["tls-node.key"]) == []
+
+    with pytest.raises(Exception) as caught:  # the key in plain config: refused, named
+        run_program("dev", config, secret_keys=("password",))
+    assert "tlsCaKey: is not a secret. Fix: pulumi config set --secret" in str(caught.value)
+    assert key.splitlines()[1] not in str(caught.value)
+
+
 def test_with_tls_prometheus_scrapes_rediss_targets_and_labels_them_by_address(monkeypatch):
     import re
 

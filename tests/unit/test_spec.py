@@ -130,3 +130,23 @@ def test_prod_defaults_to_tls_and_dev_to_plaintext():
     assert not build_spec({"password": VALID_PASSWORD, "tls": "false"}, "prod", True).tls
     problem = only_problem_about({"tlsCertDays": "30"}, "tlsCertDays")
     assert "at least 61" in problem
+
+
+def test_an_operators_ca_needs_both_keys_tls_and_a_usable_chain():
+    from tests.unit.test_tls_material import company_pki
+
+    key, chain, root = company_pki()
+    spec = build_spec({"tls": "true", "tlsCaCert": chain, "tlsCaKey": key}, "dev", False)
+    assert spec.tls_ca_cert == chain
+    assert key not in repr(spec)  # the key is never kept in the spec, which is not secret
+    assert "tlsCaCert" in only_problem_about({"tls": "true", "tlsCaKey": key}, "tlsCaCert")
+    assert "tlsCaKey" in only_problem_about({"tls": "true", "tlsCaCert": chain}, "tlsCaKey")
+    problem = only_problem_about({"tlsCaCert": chain, "tlsCaKey": key}, "tlsCaCert")
+    assert "only applies with TLS" in problem
+    problem = only_problem_about({"tls": "true", "tlsCaCert": root, "tlsCaKey": key}, "tlsCaKey")
+    assert "not the key of the first certificate" in problem and key[40:80] not in problem
+    problems = problems_for({"tls": "true", "tlsCaCert": chain, "tlsCaKey": key,
+                             "tlsCertDays": "3650"})
+    assert len(problems) == 2, problems  # the intermediate and the root both end too soon
+    assert all(p.startswith("alphapulse-redis-cluster:tlsCaCert:") and "expires on" in p
+               and "lower tlsCertDays" in p for p in problems), problems

@@ -61,7 +61,8 @@ DOCKER_VALUES = {"basePort": "7001", "bindAddress": "127.0.0.1", "networkName": 
                  "hosts": '[{"name": "h1", "dockerHost": "unix:///run/h1.sock", '
                           '"address": "10.0.0.11"}]',
                  "announce": "host-address", "survivesHostLoss": "false", "tls": "true",
-                 "tlsCertDays": "365", "tlsGeneration": "1", "acl": "true",
+                 "tlsCertDays": "365", "tlsGeneration": "1", "tlsCaCert": "PEM", "tlsCaKey": "PEM",
+                 "acl": "true",
                  "aclAppUser": "app", "aclAppRules": "~* +@read", "adminPassword": "a" * 16,
                  "exporterPassword": "e" * 16, "replicationPassword": "r" * 16}
 

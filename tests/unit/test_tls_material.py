@@ -1,6 +1,7 @@
 """The cluster's CA and node certificates: names, renewal, CA rotation (real `cryptography`)."""
 
 import datetime
+import subprocess
 
 from components import tls_material
 from components.tls_material import TlsMaterialProvider, cert_names, issue, make_ca, problems
@@ -59,3 +60,113 @@ def test_a_new_generation_replaces_the_ca_and_trusts_both_during_the_switch():
     assert rotated["ca_cert"] != olds["ca_cert"]
     assert rotated["ca_bundle"] == rotated["ca_cert"] + olds["ca_cert"]
     assert problems(rotated["ca_cert"], rotated["certs"]["n2"], rotated["keys"]["n2"]) == []
+
+
+# --------------------------------------------------------------------------- the operator's CA
+
+
+def ca_pair(name: str, signer: tuple[str, str] | None = None, days: int = 1000,
+            ca: bool = True, path_length: int | None = None) -> tuple[str, str]:
+    """(key PEM, certificate PEM) of a CA, self-signed or signed by ``signer`` (key, cert): the
+    usual shape of a company PKI is nodes signed by an intermediate, clients trusting the root."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    signing_key, issuer = key, subject
+    if signer is not None:
+        signing_key = serialization.load_pem_private_key(signer[0].encode(), password=None)
+        issuer = x509.load_pem_x509_certificate(signer[1].encode()).subject
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length if ca else None),
+                       critical=True)
+        .sign(signing_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def company_pki() -> tuple[str, str, str]:
+    """(intermediate key, intermediate + root chain, root certificate)."""
+    root = ca_pair("Ops Root CA", days=3000)
+    key, cert = ca_pair("Ops Intermediate CA", signer=root)
+    return key, cert + root[1], root[1]
+
+
+def openssl_verifies(trusted: str, cert: str, tmp_path) -> subprocess.CompletedProcess[str]:
+    """What Redis' OpenSSL says of ``cert`` when it trusts ``trusted`` (its tls-ca-cert-file)."""
+    (tmp_path / "trusted.pem").write_text(trusted)
+    (tmp_path / "cert.pem").write_text(cert)
+    return subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "trusted.pem"),
+                           str(tmp_path / "cert.pem")], capture_output=True, text=True,
+                          check=False)
+
+
+def test_an_operators_ca_chain_signs_every_node_and_the_whole_chain_is_trusted(tmp_path):
+    key, chain, root = company_pki()
+    _props, outs = made(supplied_ca_cert=chain, supplied_ca_key=key)
+    outs = plain(outs)
+    assert outs["ca_cert"] == chain and outs["ca_bundle"] == chain
+    assert outs["ca_key"] == key and outs["supplied_ca_key"] == key
+    for name in NODES:
+        assert problems(chain, outs["certs"][name], outs["keys"][name]) == []
+        done = openssl_verifies(outs["ca_bundle"], outs["certs"][name], tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        # The root alone is not enough for OpenSSL: hence the whole chain in the bundle.
+        alone = openssl_verifies(root, outs["certs"][name], tmp_path)
+        assert alone.returncode != 0
+
+
+def test_switching_to_the_operators_ca_rotates_like_a_new_generation(tmp_path):
+    props, outs = made()
+    olds = {**props, **plain(outs)}
+    key, chain, _root = company_pki()
+    news = {**props, "supplied_ca_cert": chain, "supplied_ca_key": key}
+    provider = TlsMaterialProvider()
+    assert provider.diff("id", olds, news).changes
+    switched = plain(provider.update("id", olds, news).outs)
+    assert switched["ca_cert"] == chain
+    # Nodes not yet reloaded still present certificates of the stack's own CA.
+    assert switched["ca_bundle"] == chain + olds["ca_cert"]
+    done = openssl_verifies(switched["ca_bundle"], switched["certs"]["n1"], tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    settled = {**news, **switched}
+    assert not provider.diff("id", settled, news).changes  # same CA: nothing to do
+    renewed = plain(provider.update("id", settled, {**news, "cert_days": 200}).outs)
+    assert renewed["ca_cert"] == chain and renewed["ca_bundle"] == chain + olds["ca_cert"]
+
+
+def test_an_unusable_operator_ca_is_named_with_its_fix():
+    key, chain, root = company_pki()
+    root_key, _ = make_ca("unrelated")
+    leaf_key, leaf = ca_pair("not a CA", signer=ca_pair("r"), ca=False)
+    short_root = ca_pair("short-lived root", days=100)
+    capped_root = ca_pair("root allowing no intermediate", path_length=0)
+    capped_key, capped = ca_pair("intermediate", signer=capped_root)
+    cases = {
+        "not PEM": ("garbage", key, "is not PEM certificates"),
+        "no CA": (leaf, leaf_key, "is not a CA"),
+        "out of order": (root + chain.replace(root, ""), key, "is not issued by the next one"),
+        "no root": (chain.replace(root, ""), key, "is not self-signed"),
+        "wrong key": (chain, root_key, "tlsCaKey is not the key of the first certificate"),
+        "encrypted key": (chain, "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAA==\n-----END "
+                          "ENCRYPTED PRIVATE KEY-----\n", "tlsCaKey is not an unencrypted"),
+        "expires first": (short_root[1], short_root[0], "before node certificates of "
+                          "tlsCertDays 365"),
+        "path length": (capped + capped_root[1], capped_key, "allows no CA below it"),
+    }
+    for case, (cert, ca_key, expected) in cases.items():
+        found = tls_material.supplied_ca_problems(cert, ca_key, 365)
+        assert any(expected in p for p in found), (case, found)
+        assert all("Fix:" in p for p in found), (case, found)
+        assert not any(ca_key.splitlines()[1][:20] in p for p in found if len(ca_key) > 60)
+    assert tls_material.supplied_ca_problems(chain, key, 365) == []
