@@ -120,13 +120,12 @@ def _certificates(pem: str) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(pem.encode())
 
 
-def supplied_ca_problems(chain_pem: str, key_pem: str | None, cert_days: int) -> list[str]:
+def supplied_ca_problems(chain_pem: str, key_pem: str, cert_days: int) -> list[str]:
     """Why an operator's CA could not sign the nodes' certificates (empty when it can).
 
     ``chain_pem``: the signing CA's certificate first, then each issuer up to a self-signed
     root (Redis and clients trust every one of them, and OpenSSL needs the whole chain).
-    ``key_pem``: the signing CA's private key, unencrypted PEM; None when not known (a preview
-    of a secret), then only the certificates are judged."""
+    ``key_pem``: the signing CA's private key, unencrypted PEM. No message quotes the key."""
     try:
         chain = _certificates(chain_pem)
     except ValueError as err:
@@ -164,15 +163,14 @@ def supplied_ca_problems(chain_pem: str, key_pem: str | None, cert_days: int) ->
                          f"{cert.not_valid_after_utc:%Y-%m-%d}, before node certificates of "
                          f"tlsCertDays {cert_days} would. Fix: renew that CA, or lower "
                          "tlsCertDays")
-    if key_pem is not None:
-        try:
-            key = serialization.load_pem_private_key(key_pem.encode(), password=None)
-        except (ValueError, TypeError) as err:
-            return [*found, f"tlsCaKey is not an unencrypted PEM private key ({err}). Fix: "
-                    "decrypt it (e.g. `openssl pkey -in ca.key`)"]
-        if _public(key.public_key()) != _public(signer.public_key()):
-            found.append("tlsCaKey is not the key of the first certificate of tlsCaCert. "
-                         "Fix: give the signing CA's own key")
+    try:
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except (ValueError, TypeError) as err:
+        return [*found, f"tlsCaKey is not an unencrypted PEM private key ({err}). Fix: "
+                "decrypt it (e.g. `openssl pkey -in ca.key`)"]
+    if _public(key.public_key()) != _public(signer.public_key()):
+        found.append("tlsCaKey is not the key of the first certificate of tlsCaCert. "
+                     "Fix: give the signing CA's own key")
     return found
 
 
@@ -247,6 +245,8 @@ class TlsMaterialProvider(dynamic.ResourceProvider):
         # reloaded and nodes that have not yet still accept each other.
         bundle_tail = str(olds["ca_cert"]) if olds and fresh_ca else (
             str(olds.get("previous_ca_cert") or "") if olds else "")
+        if supplied and bundle_tail == supplied:  # a new generation of the same operator CA
+            bundle_tail = ""
         if fresh_ca:
             # The operator's CA when supplied (its chain is what gets trusted), else our own.
             ca_key, ca_cert = (str(_plain(props["supplied_ca_key"])), supplied) if supplied \

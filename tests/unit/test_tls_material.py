@@ -170,3 +170,13 @@ def test_an_unusable_operator_ca_is_named_with_its_fix():
         assert all("Fix:" in p for p in found), (case, found)
         assert not any(ca_key.splitlines()[1][:20] in p for p in found if len(ca_key) > 60)
     assert tls_material.supplied_ca_problems(chain, key, 365) == []
+
+
+def test_a_new_generation_with_the_same_operators_ca_reissues_and_trusts_it_once():
+    key, chain, _root = company_pki()
+    props, outs = made(supplied_ca_cert=chain, supplied_ca_key=key)
+    olds = {**props, **plain(outs)}
+    bumped = plain(TlsMaterialProvider().update("id", olds, {**props, "generation": 2}).outs)
+    assert bumped["ca_bundle"] == chain  # not the chain twice
+    assert bumped["certs"]["n1"] != olds["certs"]["n1"]
+    assert problems(chain, bumped["certs"]["n1"], bumped["keys"]["n1"]) == []
