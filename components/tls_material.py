@@ -268,9 +268,7 @@ class TlsMaterialProvider(dynamic.ResourceProvider):
         keys = {k: v for k, v in keys.items() if k in nodes}
         return {
             **{k: props.get(k) for k in ("nodes", "generation", "cert_days", "cluster")},
-            "supplied_ca_cert": supplied,
-            "supplied_ca_key": rpc.wrap_rpc_secret(_plain(props["supplied_ca_key"]))
-            if supplied else None,
+            "supplied_ca_cert": supplied,  # its key is `ca_key` then: not kept twice
             "ca_cert": ca_cert,
             "previous_ca_cert": bundle_tail or None,
             "ca_bundle": ca_cert + bundle_tail,
@@ -308,7 +306,7 @@ class TlsMaterial(dynamic.Resource, module="alphapulse", name="TlsMaterial"):
         """``supplied_ca_cert``/``supplied_ca_key``: the operator's CA (chain PEM, and the key as
         a secret) to sign with instead of a CA of our own (validated by the spec)."""
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-            additional_secret_outputs=["ca_key", "keys", "supplied_ca_key"]))
+            additional_secret_outputs=["ca_key", "keys"]))
         super().__init__(
             TlsMaterialProvider(), resource_name,
             {"cluster": cluster, "nodes": {k: sorted(v) for k, v in nodes.items()},
