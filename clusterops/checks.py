@@ -61,6 +61,11 @@ class ClusterView:
         return self.maps[self.reference_node] if self.reference_node else ()
 
     @property
+    def owners(self) -> list[str | None]:
+        """Owner node id of every slot in the majority map (None: nobody serves it)."""
+        return expand_runs(self.majority)
+
+    @property
     def dissenters(self) -> list[str]:
         return [name for name, runs in self.maps.items() if runs != self.majority]
 
@@ -74,8 +79,7 @@ class ClusterView:
 
     def uncovered(self) -> list[list[int]]:
         """Slot ranges nobody serves in the majority map."""
-        owners = expand_runs(self.majority) if self.majority else [None] * HASH_SLOTS
-        return merge_ranges(slot for slot, owner in enumerate(owners) if owner is None)
+        return merge_ranges(slot for slot, owner in enumerate(self.owners) if owner is None)
 
     def masters_without_replica(self) -> list[ClusterNodeEntry]:
         """Slot-serving masters with no replica that is not flagged FAIL: a failover target."""

@@ -51,6 +51,7 @@ from clusterops.observe import (
     ClusterNodeEntry,
     NodeSnapshot,
     describe_error,
+    info_int,
     observe_nodes,
     parse_kv_list,
 )
@@ -134,16 +135,6 @@ class Expectations:
             thresholds=thresholds or Thresholds(),
             machines={n.name: n.machine for n in targets.nodes if n.machine},
         )
-
-
-# --------------------------------------------------------------------------- parsing (pure)
-
-
-def _int(fields: Mapping[str, str], key: str, default: int = 0) -> int:
-    try:
-        return int(fields.get(key, default))
-    except (TypeError, ValueError):
-        return default
 
 
 # --------------------------------------------------------------------------- naming
@@ -241,10 +232,10 @@ def check_cluster_state(report: Report, snapshots: Sequence[NodeSnapshot]) -> No
 def check_slot_coverage(report: Report, snapshots: Sequence[NodeSnapshot]) -> None:
     for snap in _reachable(snapshots):
         info = snap.cluster_info
-        assigned = _int(info, "cluster_slots_assigned")
-        ok = _int(info, "cluster_slots_ok")
-        pfail = _int(info, "cluster_slots_pfail")
-        failed = _int(info, "cluster_slots_fail")
+        assigned = info_int(info, "cluster_slots_assigned")
+        ok = info_int(info, "cluster_slots_ok")
+        pfail = info_int(info, "cluster_slots_pfail")
+        failed = info_int(info, "cluster_slots_fail")
         text = f"assigned {assigned}, ok {ok}, pfail {pfail}, fail {failed} of {HASH_SLOTS}"
         if assigned != HASH_SLOTS or failed or ok + pfail != HASH_SLOTS:
             status = Status.FAIL
@@ -258,7 +249,7 @@ def check_slot_coverage(report: Report, snapshots: Sequence[NodeSnapshot]) -> No
 def check_node_count(report: Report, snapshots: Sequence[NodeSnapshot], view: ClusterView,
                      names: NameBook, expect: Expectations) -> None:
     for snap in _reachable(snapshots):
-        known = _int(snap.cluster_info, "cluster_known_nodes")
+        known = info_int(snap.cluster_info, "cluster_known_nodes")
         status = Status.OK if known == expect.nodes else Status.FAIL
         report.add("node_count", snap.name, status,
                    f"knows {known} nodes, expected {expect.nodes}")
@@ -319,7 +310,7 @@ def check_open_slots(report: Report, snapshots: Sequence[NodeSnapshot],
 def check_slot_map(report: Report, snapshots: Sequence[NodeSnapshot], view: ClusterView,
                    names: NameBook) -> None:
     entries = {s.name: s.entries for s in snapshots}
-    ref_owners = expand_runs(view.majority)
+    ref_owners = view.owners
     for name, mine in view.maps.items():
         if mine == view.majority:
             report.add("slot_map", name, Status.OK,
@@ -349,7 +340,7 @@ def check_replication(report: Report, snapshots: Sequence[NodeSnapshot], view: C
                        "master not reachable: its replication cannot be read")
             continue
         info = master_snap.replication
-        master_offset = _int(info, "master_repl_offset")
+        master_offset = info_int(info, "master_repl_offset")
         links = [
             parse_kv_list(value) for key, value in sorted(info.items())
             if re.fullmatch(r"slave\d+", key)
@@ -393,7 +384,7 @@ def _replica_side(snap: NodeSnapshot) -> str:
 
 def _replica_label(link: Mapping[str, str], replicas: Sequence[ClusterNodeEntry],
                    names: NameBook) -> str:
-    ip, port = link.get("ip", ""), _int(link, "port")
+    ip, port = link.get("ip", ""), info_int(link, "port")
     exact = [r for r in replicas if r.host == ip and r.port == port]
     by_port = [r for r in replicas if r.port == port]
     match = exact or (by_port if len(by_port) == 1 else [])
@@ -408,8 +399,8 @@ def _check_replica_link(report: Report, link: Mapping[str, str],
                         master_offset: int, limits: Thresholds) -> None:
     label = _replica_label(link, replicas, names)
     state = link.get("state", "?")
-    lag_bytes = max(0, master_offset - _int(link, "offset"))
-    lag_s = _int(link, "lag", -1)
+    lag_bytes = max(0, master_offset - info_int(link, "offset"))
+    lag_s = info_int(link, "lag", -1)
     snap = by_name.get(label)
     side = _replica_side(snap) if snap is not None else "replica not a target"
     text = f"replica of {master_name}: state {state}, lag {format_bytes(lag_bytes)} / {lag_s}s"
@@ -471,8 +462,8 @@ def check_memory(report: Report, snapshots: Sequence[NodeSnapshot],
                  expect: Expectations) -> None:
     limits = expect.thresholds
     for snap in _reachable(snapshots):
-        used = _int(snap.memory, "used_memory")
-        limit = _int(snap.memory, "maxmemory")
+        used = info_int(snap.memory, "used_memory")
+        limit = info_int(snap.memory, "maxmemory")
         policy = snap.memory.get("maxmemory_policy", "?")
         if limit <= 0:
             status = Status.WARN

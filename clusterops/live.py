@@ -18,7 +18,7 @@ import redis
 from clusterops import checks
 from clusterops.connection import admin_client
 from clusterops.errors import AuthError, ClusterCommandError, TargetsError, redact
-from clusterops.model import HASH_SLOTS, NodeTarget
+from clusterops.model import NodeTarget
 from clusterops.observe import NodeSnapshot, observe_nodes
 from clusterops.poll import Deadline, poll
 
@@ -100,7 +100,7 @@ def read_live(nodes: Sequence[NodeTarget], password: str | None,
     ids = {s.name: s.my_id for s in snapshots}
     names = {node_id: name for name, node_id in ids.items()}
     view = checks.majority_view(snapshots)
-    owner_ids = checks.expand_runs(view.majority) if view.majority else [None] * HASH_SLOTS
+    owner_ids = view.owners
     foreign = sorted({o for o in owner_ids if o and o not in names})
     if foreign:
         known = {e.node_id: e.address for e in view.reference}

@@ -9,7 +9,7 @@ why (``error``, password redacted) and whether waiting could help (``auth_failed
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,6 +131,14 @@ def parse_info(text: str) -> dict[str, str]:
         key, _, value = line.partition(":")
         fields[key] = value
     return fields
+
+
+def info_int(fields: Mapping[str, str], key: str, default: int = 0) -> int:
+    """An integer field of parsed INFO; ``default`` when it is missing or not a number."""
+    try:
+        return int(fields.get(key, default))
+    except (TypeError, ValueError):
+        return default
 
 
 def parse_kv_list(text: str) -> dict[str, str]:

@@ -24,9 +24,10 @@ from clusterops.model import (
     NodeTarget,
     format_ranges,
     masters_of,
+    merge_ranges,
     shard_of,
 )
-from clusterops.observe import NodeSnapshot
+from clusterops.observe import NodeSnapshot, info_int
 from clusterops.units import format_bytes
 from clusterops.verify import resolve_ids
 
@@ -231,7 +232,7 @@ def plan_reshape(
 
     members = [s for s in live.values() if len(s.entries) > 1 or (s.myself and s.myself.slots)]
     view = checks.majority_view(members)
-    owners = checks.expand_runs(view.majority) if view.majority else [None] * HASH_SLOTS
+    owners = view.owners
     live_owner = [ids.get(o) if o else None for o in owners]
     strangers = sorted({o for o in owners if o and o not in ids})
     result.foreign_owners = strangers
@@ -256,7 +257,7 @@ def plan_reshape(
                  and live_owner[slot] not in old_members[old_owner[slot]]
                  and live_owner[slot] not in new_members[new_owner[slot]]]
     if misplaced:
-        ranges = [[a, b] for a, b in _runs(misplaced)]
+        ranges = merge_ranges(misplaced)
         problems.append(
             f"{len(misplaced)} slot(s) are served by a master that neither the deployed nor the "
             f"new plan gives them to: {format_ranges(ranges, limit=5)} (resharded by hand?)")
@@ -318,26 +319,9 @@ def plan_reshape(
     return result
 
 
-def _runs(slots: Sequence[int]) -> list[tuple[int, int]]:
-    runs: list[tuple[int, int]] = []
-    for slot in slots:
-        if runs and runs[-1][1] == slot - 1:
-            runs[-1] = (runs[-1][0], slot)
-        else:
-            runs.append((slot, slot))
-    return runs
-
-
 # A target may fill up to this share of its maxmemory with what it receives: above it, an
 # allkeys-* policy starts evicting (losing keys) and noeviction fails the MIGRATE half-way.
 CAPACITY_SHARE = 0.9
-
-
-def _bytes(info: Mapping[str, str], key: str) -> int:
-    try:
-        return int(info.get(key, "0"))
-    except ValueError:
-        return 0
 
 
 def capacity_problems(moves: Sequence[SlotMove], live: Mapping[str, NodeSnapshot]
@@ -352,15 +336,15 @@ def capacity_problems(moves: Sequence[SlotMove], live: Mapping[str, NodeSnapshot
             continue
         served = sum(last - first + 1 for first, last in me.slots)
         share = (move.last - move.first + 1) / served
-        incoming[move.target] = incoming.get(move.target, 0.0) + share * _bytes(
+        incoming[move.target] = incoming.get(move.target, 0.0) + share * info_int(
             source.memory, "used_memory_dataset")
     problems = []
     for name, extra in sorted(incoming.items()):
         target = live.get(name)
         if target is None:
             continue
-        limit = _bytes(target.memory, "maxmemory")
-        used = _bytes(target.memory, "used_memory")
+        limit = info_int(target.memory, "maxmemory")
+        used = info_int(target.memory, "used_memory")
         if limit and used + extra > CAPACITY_SHARE * limit:
             problems.append(
                 f"the keys cannot be placed: about {format_bytes(int(extra))} would move to "

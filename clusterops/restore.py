@@ -49,7 +49,7 @@ from redis.crc import key_slot
 from clusterops.connection import tls_options
 from clusterops.errors import AuthError, ClusterOpsError, UsageError, redact
 from clusterops.migrate import migrate_auth
-from clusterops.model import HASH_SLOTS, format_ranges
+from clusterops.model import HASH_SLOTS, format_ranges, merge_ranges
 from clusterops.poll import Deadline, poll
 from clusterops.targets import Targets
 
@@ -163,22 +163,11 @@ def check_coverage(files: Sequence[BackupFile]) -> list[str]:
     problems = []
     if missing:
         problems.append(f"{len(missing)} of {HASH_SLOTS} slots are in no file "
-                        f"({format_ranges(_runs(missing), limit=3)})")
+                        f"({format_ranges(merge_ranges(missing), limit=3)})")
     if doubled:
         problems.append(f"{len(doubled)} slots are in more than one file "
-                        f"({format_ranges(_runs(doubled), limit=3)})")
+                        f"({format_ranges(merge_ranges(doubled), limit=3)})")
     return problems
-
-
-def _runs(slots: Sequence[int]) -> list[tuple[int, int]]:
-    """[1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
-    runs: list[list[int]] = []
-    for slot in slots:
-        if runs and slot == runs[-1][1] + 1:
-            runs[-1][1] = slot
-        else:
-            runs.append([slot, slot])
-    return [(a, b) for a, b in runs]
 
 
 # ------------------------------------------------------------------- a temporary redis-server

@@ -177,7 +177,7 @@ def _finish_open_slots(plan: ReshapePlan, snapshots: Sequence[NodeSnapshot],
     """Finish each open slot in the direction it was going: to the node importing it, else to
     the node its owner migrates it to."""
     view = checks.majority_view([s for s in snapshots if s.reachable and s.cluster_enabled])
-    owners = checks.expand_runs(view.majority)
+    owners = view.owners
     name_of = {node_id: name for name, node_id in plan.ids.items()}
     pairs: dict[tuple[str, str], list[int]] = defaultdict(list)
     for slot in sorted({o.slot for o in plan.open_slots}):

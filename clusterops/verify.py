@@ -114,7 +114,7 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
     for master in view.masters_without_replica():
         problems.append(f"master {name_of.get(master.node_id, master.node_id)} has no working "
                         "replica")
-    owner_of = dict(enumerate(checks.expand_runs(view.majority)))
+    owner_of = dict(enumerate(view.owners))
 
     # Shards: the planned master's slots must be served by a member of its own shard.
     for master in masters_of(plan):
