@@ -20,7 +20,7 @@ from clusterops.errors import UsageError
 from clusterops.live import read_live, wait_settled
 from clusterops.migrate import MoveStats, SlotMover
 from clusterops.model import HASH_SLOTS, NodeTarget
-from clusterops.reshard import SlotMove
+from clusterops.reshard import SlotMove, fold_moves
 from clusterops.scaling import count_keys
 
 # Measured by bench/reshard_bench.py (see README): the sources of one target move at once, and
@@ -56,18 +56,12 @@ def plan_rebalance(owners: Sequence[str | None], masters: Sequence[str]) -> list
         surplus = len(owned[master]) - shares[master]
         if surplus > 0:
             pool += [(slot, master) for slot in owned[master][-surplus:]]
-    moves: list[SlotMove] = []
-    cursor = 0
+    assignments: list[tuple[int, str, str]] = []  # (slot, giver, taker)
     for master in masters:
-        need = shares[master] - len(owned[master])
-        for slot, giver in pool[cursor : cursor + max(0, need)]:
-            last = moves[-1] if moves else None
-            if last and last.last == slot - 1 and (last.source, last.target) == (giver, master):
-                moves[-1] = SlotMove(last.first, slot, giver, master)
-            else:
-                moves.append(SlotMove(slot, slot, giver, master))
-        cursor += max(0, need)
-    return moves
+        need = max(0, shares[master] - len(owned[master]))
+        assignments += [(slot, giver, master) for slot, giver in pool[:need]]
+        pool = pool[need:]
+    return fold_moves(assignments)
 
 
 @dataclass

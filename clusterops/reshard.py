@@ -15,7 +15,7 @@ masters moves more than the minimal 1/(M+1) of the slots (3 -> 4 moves 8192 slot
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from clusterops import checks
@@ -134,6 +134,19 @@ def shard_targets(
     return targets
 
 
+def fold_moves(assignments: Iterable[tuple[int, str, str]]) -> list[SlotMove]:
+    """(slot, source, target) in slot order -> moves; consecutive slots with one source and
+    one target form one range."""
+    moves: list[SlotMove] = []
+    for slot, source, target in assignments:
+        last = moves[-1] if moves else None
+        if last and last.last == slot - 1 and (last.source, last.target) == (source, target):
+            moves[-1] = SlotMove(last.first, slot, source, target)
+        else:
+            moves.append(SlotMove(slot, slot, source, target))
+    return moves
+
+
 def planned_owner(plan: Sequence[NodeTarget]) -> list[str]:
     """Planned master name of every slot (the plan must be valid: full coverage)."""
     owner = [""] * HASH_SLOTS
@@ -150,18 +163,11 @@ def slot_moves(
     """Pure core: slots whose live owner (name) is outside their planned shard move to that
     shard's target; consecutive slots with one source and one target form one range.
     ``live_owner`` None (nobody serves the slot) is not a move: it is a problem elsewhere."""
-    moves: list[SlotMove] = []
-    for slot in range(HASH_SLOTS):
-        source, shard = live_owner[slot], planned[slot]
-        if source is None or source in shard_members[shard]:
-            continue
-        target = targets[shard]
-        last = moves[-1] if moves else None
-        if last and last.last == slot - 1 and (last.source, last.target) == (source, target):
-            moves[-1] = SlotMove(last.first, slot, source, target)
-        else:
-            moves.append(SlotMove(slot, slot, source, target))
-    return moves
+    return fold_moves(
+        (slot, source, targets[shard])
+        for slot, (source, shard) in enumerate(zip(live_owner, planned, strict=True))
+        if source is not None and source not in shard_members[shard]
+    )
 
 
 def planned_moves(old: Sequence[NodeTarget], new: Sequence[NodeTarget]) -> list[SlotMove]:
