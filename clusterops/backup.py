@@ -24,9 +24,9 @@ from pathlib import Path
 import redis
 
 from clusterops.connection import admin_client
-from clusterops.errors import AuthError, ClusterOpsError, TargetsError, UsageError, redact
+from clusterops.errors import ClusterOpsError, TargetsError, UsageError, redact
 from clusterops.model import NodeTarget
-from clusterops.observe import observe_nodes
+from clusterops.observe import observe_nodes, refuse_on_auth
 from clusterops.targets import Targets
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -59,16 +59,11 @@ def _tool(name: str) -> str:
 def current_masters(targets: Targets) -> list[tuple[NodeTarget, str, list[list[int]]]]:
     """(target, node id, slot ranges) of every node that is a master serving slots now."""
     snapshots = observe_nodes(targets.nodes, targets.password)
-    refused = [s for s in snapshots if s.auth_failed]
-    if refused:
-        # A wrong password is not a missing master: say so (exit 2), do not look elsewhere.
-        raise AuthError(f"{refused[0].name} ({refused[0].address}): {refused[0].error}")
+    # A wrong password is not a missing master: say so (exit 2), do not look elsewhere.
+    refuse_on_auth(snapshots)
     # An unreachable node is simply not a source: the manifest's coverage shows the gap.
-    return [
-        (s.node, s.my_id, [list(r) for r in s.myself.slots])
-        for s in snapshots
-        if s.myself is not None and s.myself.is_master and s.myself.slots
-    ]
+    return [(s.node, s.my_id, [list(r) for r in s.myself.slots])
+            for s in snapshots if s.serves_slots and s.myself]
 
 
 def backup_node(

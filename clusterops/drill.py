@@ -34,10 +34,10 @@ import redis
 from redis.crc import key_slot
 
 from clusterops import checks
-from clusterops.errors import AuthError, DrillError, NodeControlError, UsageError
+from clusterops.errors import DrillError, NodeControlError, UsageError
 from clusterops.model import hash_tags
 from clusterops.node_control import NodeControl
-from clusterops.observe import ClusterNodeEntry
+from clusterops.observe import NodeSnapshot, refuse_on_auth
 from clusterops.poll import Deadline, poll
 from clusterops.targets import Targets
 from clusterops.writes import (
@@ -70,57 +70,32 @@ LOST_SAMPLE = 5
 
 
 
-def identify_nodes(conns: Connections, names: Iterable[str]) -> dict[str, str]:
-    """node id -> target name, from CLUSTER MYID on every node (all must answer)."""
-    ids = {}
-    for name in names:
-        try:
-            ids[str(conns.call(name, "CLUSTER", "MYID"))] = name
-        except redis.RedisError as exc:
-            raise DrillError(f"{name} did not answer CLUSTER MYID: {exc}") from None
-    return ids
-
-
-def readiness_problems(conns: Connections, names: Sequence[str]) -> list[str]:
-    """What stops the cluster from being drill-ready (empty when ready); see
-    :func:`clusterops.checks.drill_readiness`. A refused password raises AuthError at once."""
-    snapshots = conns.observe(names)
-    refused = [s for s in snapshots if s.auth_failed]
-    if refused:
-        raise AuthError(f"{refused[0].name} ({refused[0].address}): {refused[0].error}")
-    return checks.drill_readiness(snapshots)
-
-
 def wait_until_ready(
     conns: Connections, names: Sequence[str], timeout_s: float = DEFAULT_READY_TIMEOUT_S
-) -> None:
-    def ready() -> tuple[bool, list[str]]:
-        problems = readiness_problems(conns, names)
-        return not problems, problems
+) -> list[NodeSnapshot]:
+    """Poll until the cluster is drill-ready (:func:`clusterops.checks.drill_readiness`) and
+    return the snapshots that showed it. A refused password raises AuthError at once."""
 
-    done, problems = poll(ready, Deadline.after(timeout_s), READY_POLL_S)
+    def ready() -> tuple[bool, tuple[list[str], list[NodeSnapshot]]]:
+        snapshots = conns.observe(names)
+        refuse_on_auth(snapshots)
+        problems = checks.drill_readiness(snapshots)
+        return not problems, (problems, snapshots)
+
+    done, (problems, snapshots) = poll(ready, Deadline.after(timeout_s), READY_POLL_S)
     if not done:
         raise DrillError(f"cluster not ready within {timeout_s:g}s: " + "; ".join(problems))
-
-
-def _myself(conns: Connections, name: str) -> ClusterNodeEntry:
-    """The node's own CLUSTER NODES line; DrillError (AuthError) when it cannot say."""
-    try:
-        return next(v for v in conns.cluster_nodes(name) if v.is_myself)
-    except redis.AuthenticationError as exc:
-        raise AuthError(f"{name}: the password was refused ({exc})") from None
-    except (redis.RedisError, StopIteration) as exc:
-        raise DrillError(f"{name} did not report its role: {exc}") from None
+    return snapshots
 
 
 def live_masters(conns: Connections, names: Sequence[str]) -> list[str]:
     """Names of the nodes that are masters serving slots right now (each asked itself)."""
-    masters = []
-    for name in names:
-        me = _myself(conns, name)
-        if me.is_master and me.slots:
-            masters.append(name)
-    return masters
+    snapshots = conns.observe(names)
+    refuse_on_auth(snapshots)
+    silent = [f"{s.name} did not report its role: {s.error}" for s in snapshots if not s.myself]
+    if silent:
+        raise DrillError("; ".join(silent))
+    return [s.name for s in snapshots if s.serves_slots]
 
 
 def node_timeout_ms(conns: Connections, name: str) -> int | None:
@@ -334,17 +309,15 @@ def run_master_failure_drill(
     others = [name for name in names if name != master]
     conns = Connections(targets)
     try:
-        wait_until_ready(conns, names, ready_timeout_s)
-        id_to_name = identify_nodes(conns, names)
-        me = _myself(conns, master)
-        if not (me.is_master and me.slots):
-            raise DrillError(
-                f"{master} is not a master serving slots now (live masters: "
-                f"{', '.join(live_masters(conns, names))})"
-            )
+        snapshots = wait_until_ready(conns, names, ready_timeout_s)
+        id_to_name = {s.my_id: s.name for s in snapshots}
+        serving = {s.name: s.myself.slots for s in snapshots if s.serves_slots and s.myself}
+        if master not in serving:
+            raise DrillError(f"{master} is not a master serving slots now (live masters: "
+                             f"{', '.join(serving)})")
         result = DrillResult(master, mode, node_timeout_ms=node_timeout_ms(conns, master))
         run_id = secrets.token_hex(4)
-        tags = hash_tags(me.slots, KEY_TAGS, "d")
+        tags = hash_tags(serving[master], KEY_TAGS, "d")
         probe_key = f"drill:{{{tags[0]}}}:{run_id}:probe"
         writer = AckedWriter(
             targets, id_to_name, tags, run_id, wait_timeout_ms, socket_timeout_s=writer_timeout_s

@@ -17,9 +17,9 @@ import redis
 
 from clusterops import checks
 from clusterops.connection import admin_client
-from clusterops.errors import AuthError, ClusterCommandError, TargetsError, redact
+from clusterops.errors import ClusterCommandError, TargetsError, redact
 from clusterops.model import NodeTarget
-from clusterops.observe import NodeSnapshot, observe_nodes
+from clusterops.observe import NodeSnapshot, observe_nodes, refuse_on_auth
 from clusterops.poll import Deadline, poll
 
 Seen = TypeVar("Seen")
@@ -84,9 +84,7 @@ def read_live(nodes: Sequence[NodeTarget], password: str | None,
               timeout_s: float = 2.0) -> LiveCluster:
     """Observe every target; raise a usage error naming the node when one cannot be used."""
     snapshots = observe_nodes(nodes, password, timeout_s)
-    refused = [s for s in snapshots if s.auth_failed]
-    if refused:
-        raise AuthError("; ".join(f"{s.name} ({s.address}): {s.error}" for s in refused))
+    refuse_on_auth(snapshots)
     down = [s for s in snapshots if not s.reachable]
     if down:
         raise TargetsError(

@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 from clusterops.connection import admin_client
-from clusterops.errors import redact
+from clusterops.errors import AuthError, redact
 from clusterops.model import NodeTarget, format_ranges
 
 DEFAULT_TIMEOUT_S = 2.0
@@ -210,6 +210,12 @@ class NodeSnapshot:
     def state(self) -> str:
         return self.cluster_info.get("cluster_state", "?")
 
+    @property
+    def serves_slots(self) -> bool:
+        """A master serving slots now (by its own account)."""
+        me = self.myself
+        return me is not None and me.is_master and bool(me.slots)
+
     def describe(self) -> str:
         """A one-line summary for error messages."""
         if not self.reachable:
@@ -281,6 +287,13 @@ def observe_node(
         snapshot.error = describe_error(exc, password, timeout_s)
         snapshot.auth_failed = is_auth_error(exc)
     return snapshot
+
+
+def refuse_on_auth(snapshots: Sequence[NodeSnapshot]) -> None:
+    """A refused password is a usage error no waiting fixes (exit 2): name every such node."""
+    refused = [s for s in snapshots if s.auth_failed]
+    if refused:
+        raise AuthError("; ".join(f"{s.name} ({s.address}): {s.error}" for s in refused))
 
 
 def observe_nodes(

@@ -12,12 +12,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import redis
-from redis.backoff import NoBackoff
-from redis.connection import Connection, SSLConnection
 from redis.crc import key_slot
-from redis.retry import Retry
 
-from clusterops.connection import admin_client, tls_options
+from clusterops.connection import admin_client
 from clusterops.observe import ClusterNodeEntry, NodeSnapshot, observe_nodes, parse_cluster_nodes
 from clusterops.targets import Targets
 
@@ -155,28 +152,15 @@ class AckedWriter(threading.Thread):
         except BaseException as exc:  # surfaced by the drill; a dead writer must not go unseen
             self.error = exc
 
-    def _connect(self, name: str) -> Connection:
-        node = self._nodes[name]
-        # With TLS the same single connection, as an SSLConnection trusting the cluster's CA.
-        tls = {k: v for k, v in tls_options(node.tls_ca).items() if k != "ssl"}
-        kind = SSLConnection if tls else Connection
-        conn = kind(
-            **tls,  # type: ignore[arg-type]
-            host=node.host,
-            port=node.port,
-            username=node.username,
-            password=self._targets.password,
-            socket_timeout=self._socket_timeout_s,
-            socket_connect_timeout=self._socket_timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
-        )
-        conn.connect()
-        return conn
+    def _connect(self, name: str) -> redis.Redis:
+        # One connection, made now (a refused connect is UNSENT): a WAIT counts the replicas
+        # that acknowledged the writes of its own connection.
+        return admin_client(self._nodes[name], self._targets.password, self._socket_timeout_s,
+                            self._socket_timeout_s, single_connection_client=True)
 
     def _loop(self) -> None:
         lookups = Connections(self._targets, ADMIN_TIMEOUT_S)
-        conn: Connection | None = None
+        conn: redis.Redis | None = None
         owner: str | None = None
         slot = key_slot(self._tags[0].encode())
         seq = 0
@@ -207,25 +191,23 @@ class AckedWriter(threading.Thread):
                 record.outcome = self._write(conn, record)
                 self._append(record)
                 if record.outcome in (REJECTED, INDETERMINATE):
-                    conn.disconnect()
+                    conn.close()
                     conn, owner = None, None
                 self._stop_event.wait(self._interval_s)
         finally:
             if conn is not None:
-                conn.disconnect()
+                conn.close()
             lookups.close()
 
-    def _write(self, conn: Connection, record: WriteRecord) -> str:
+    def _write(self, conn: redis.Redis, record: WriteRecord) -> str:
         try:
-            conn.send_command("SET", record.key, record.value)
-            conn.read_response()
+            conn.execute_command("SET", record.key, record.value)
         except redis.ResponseError:
             return REJECTED
         except redis.RedisError:
             return INDETERMINATE
         try:
-            conn.send_command("WAIT", 1, self._wait_timeout_ms)
-            replicas = int(conn.read_response())
+            replicas = int(conn.execute_command("WAIT", 1, self._wait_timeout_ms))
         except (redis.RedisError, ValueError):
             return UNACKED
         return ACKED if replicas >= 1 else UNACKED

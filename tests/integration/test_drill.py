@@ -23,7 +23,6 @@ import redis
 from clusterops.drill import (
     DrillResult,
     account_writes,
-    identify_nodes,
     live_masters,
     run_master_failure_drill,
     wait_until_ready,
@@ -187,7 +186,7 @@ def test_loss_check_counts_acknowledged_writes_that_are_missing(cluster: RedisNo
     targets: Targets = targets_for(cluster)
     names = [n.name for n in cluster]
     conns = Connections(targets)
-    id_to_name = identify_nodes(conns, names)
+    id_to_name = {s.my_id: s.name for s in wait_until_ready(conns, names)}
     stamp = time.time_ns()
     present = [WriteRecord(i, f"loss-check:{{t}}:{stamp}:{i}", f"v{i}", "", 1.0, ACKED)
                for i in range(3)]
