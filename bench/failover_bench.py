@@ -227,7 +227,7 @@ def docker_cluster(args: argparse.Namespace) -> tuple[Targets, NodeControl, str]
         source=base.source,
     )
     description = f"Docker stack {outputs.get('cluster_name', '?')} ({len(targets.nodes)} nodes)"
-    return targets, DockerNodeControl.from_targets(targets), description
+    return targets, DockerNodeControl(targets), description
 
 
 def main(argv: Sequence[str] | None = None) -> int:

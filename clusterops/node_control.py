@@ -20,7 +20,6 @@ import json
 import shlex
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from clusterops.errors import NodeControlError
@@ -74,78 +73,60 @@ def _run(argv: Sequence[str], what: str, timeout_s: float) -> str:
     return done.stdout
 
 
-@dataclass(frozen=True)
-class DockerNode:
-    """What Docker needs to know about one cluster node (from the stack outputs)."""
-
-    name: str
-    container_name: str
-    ip: str
-
-
 class DockerNodeControl:
     """Faults on the deployed Docker cluster through the docker CLI (honours DOCKER_HOST)."""
 
     def __init__(
         self,
-        nodes: Sequence[DockerNode],
-        network_name: str,
+        targets: Targets,
         docker: str = "docker",
         stop_timeout_s: int = 10,
         command_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S,
     ) -> None:
-        self._nodes = {node.name: node for node in nodes}
-        self.network_name = network_name
+        """From loaded stack outputs: container names, static IPs and the network name."""
+        if not targets.network_name:
+            raise NodeControlError(f"{targets.source}: no network_name, so no Docker control")
+        self._nodes = {node.name: node for node in targets.nodes}
+        self.network_name = targets.network_name
         self._docker = docker
         self._stop_timeout_s = stop_timeout_s
         self._command_timeout_s = command_timeout_s
         # Aliases a container had on the cluster network before `isolate`, restored by `heal`.
         self._saved_aliases: dict[str, list[str]] = {}
 
-    @classmethod
-    def from_targets(cls, targets: Targets, **kwargs: object) -> DockerNodeControl:
-        """From loaded stack outputs: container names, static IPs and the network name."""
-        if not targets.network_name:
-            raise NodeControlError(f"{targets.source}: no network_name, so no Docker control")
-        nodes = [
-            DockerNode(node.name, node.container_name or node.name, node.cluster_host)
-            for node in targets.nodes
-        ]
-        return cls(nodes, targets.network_name, **kwargs)  # type: ignore[arg-type]
-
-    def _node(self, name: str) -> DockerNode:
+    def _container(self, name: str) -> str:
         try:
-            return self._nodes[name]
+            node = self._nodes[name]
         except KeyError:
             raise NodeControlError(
                 f"unknown node {name!r}; Docker control knows {sorted(self._nodes)}"
             ) from None
+        return node.container_name or node.name
 
     def _docker_cmd(self, node: str, *args: str) -> str:
         return _run([self._docker, *args], f"{node}", self._command_timeout_s)
 
     def kill(self, node: str) -> None:
-        self._docker_cmd(node, "kill", self._node(node).container_name)
+        self._docker_cmd(node, "kill", self._container(node))
 
     def stop(self, node: str) -> None:
-        self._docker_cmd(
-            node, "stop", "--time", str(self._stop_timeout_s), self._node(node).container_name
-        )
+        self._docker_cmd(node, "stop", "--time", str(self._stop_timeout_s), self._container(node))
 
     def start(self, node: str) -> None:
-        self._docker_cmd(node, "start", self._node(node).container_name)
+        self._docker_cmd(node, "start", self._container(node))
 
     def isolate(self, node: str) -> None:
-        container = self._node(node).container_name
+        container = self._container(node)
         self._saved_aliases[node] = self._network_aliases(node, container)
         self._docker_cmd(node, "network", "disconnect", self.network_name, container)
 
     def heal(self, node: str) -> None:
-        target = self._node(node)
-        args = ["network", "connect", "--ip", target.ip]
+        container = self._container(node)
+        # The same static IP: every peer keeps it in its nodes.conf.
+        args = ["network", "connect", "--ip", self._nodes[node].cluster_host]
         for alias in self._saved_aliases.pop(node, []):
             args += ["--alias", alias]
-        self._docker_cmd(node, *args, self.network_name, target.container_name)
+        self._docker_cmd(node, *args, self.network_name, container)
 
     def _network_aliases(self, node: str, container: str) -> list[str]:
         """The container's own aliases on the cluster network (not Docker's automatic ones)."""

@@ -74,7 +74,7 @@ def build_control(args: argparse.Namespace, targets: Targets) -> NodeControl:
             "no way to inject faults: give --control-command CMD, or --stack-outputs/--stack "
             "of a Docker deployment (they name the network and containers)"
         )
-    return DockerNodeControl.from_targets(targets)
+    return DockerNodeControl(targets)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -107,7 +107,7 @@ def test_partitioned_master_is_replaced_and_stops_accepting_writes(deployed: Dep
     """The guide's test 2, measured: how long the cut-off master kept accepting writes and how
     many of those writes (never acknowledged by a replica) were lost after it healed."""
     wait_for_all_ok(deployed, 60)
-    control = DockerNodeControl.from_targets(targets_from_outputs(deployed.outputs))
+    control = DockerNodeControl(targets_from_outputs(deployed.outputs))
     victim = next(n for n in deployed.outputs["nodes"] if _role(deployed, n) == "master")
     tag = _hash_tag_in_own_slots(deployed, victim)
     accepted: list[str] = []
