@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from clusterops.targets import add_target_arguments
+from clusterops.targets import add_target_arguments, load_targets
 
 
 def add_dry_run_arguments(parser: argparse.ArgumentParser, apply_help: str,
@@ -20,6 +21,23 @@ def add_dry_run_arguments(parser: argparse.ArgumentParser, apply_help: str,
     parser.add_argument("--apply", action="store_true", help=apply_help)
     parser.add_argument("--timeout", type=float, default=timeout_s, metavar="S",
                         help=f"{timeout_help} [%(default)g]")
+
+
+def run_plan_then_apply(args: argparse.Namespace, preview: Callable[..., Any],
+                        apply: Callable[..., Any], verb: str, name: str) -> int:
+    """fix and failback: print the plan; with ``--apply`` carry it out and print what is
+    left. 0 when nothing is (left) to do, 1 otherwise (a dry run with work to do included)."""
+    targets = load_targets(args)
+    plan = preview(targets.nodes, targets.password)
+    for line in plan.lines():
+        print(line)
+    if not args.apply or plan.nothing_to_do:
+        if not args.apply and not plan.nothing_to_do:
+            print(f"dry run: nothing changed; run again with --apply to {verb}")
+        return 0 if plan.nothing_to_do and not plan.problems else 1
+    after = apply(targets.nodes, targets.password, args.timeout, progress=progress_to_stderr)
+    print(f"after {name}: " + "; ".join(after.lines()))
+    return 0 if after.nothing_to_do and not after.problems else 1
 
 
 def progress_to_stderr(line: str) -> None:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from clusterops.commands import add_dry_run_arguments, progress_to_stderr
+from clusterops.commands import add_dry_run_arguments, run_plan_then_apply
 from clusterops.failback import apply_failback, preview_failback
-from clusterops.targets import load_targets
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -24,15 +23,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    targets = load_targets(args)
-    plan = preview_failback(targets.nodes, targets.password)
-    for line in plan.lines():
-        print(line)
-    if not args.apply or plan.nothing_to_do:
-        if not args.apply and not plan.nothing_to_do:
-            print("dry run: nothing changed; run again with --apply to fail back")
-        return 0 if plan.nothing_to_do and not plan.problems else 1
-    after = apply_failback(targets.nodes, targets.password, args.timeout,
-                           progress=progress_to_stderr)
-    print("after failback: " + "; ".join(after.lines()))
-    return 0 if after.nothing_to_do and not after.problems else 1
+    return run_plan_then_apply(args, preview_failback, apply_failback, "fail back", "failback")
