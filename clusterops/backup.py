@@ -56,6 +56,15 @@ def _tool(name: str) -> str:
     return path
 
 
+def sha256_of(path: Path) -> str:
+    """The file's SHA-256, read in blocks (an RDB can be larger than the memory to spare)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def current_masters(targets: Targets) -> list[tuple[NodeTarget, str, list[list[int]]]]:
     """(target, node id, slot ranges) of every node that is a master serving slots now."""
     snapshots = observe_nodes(targets.nodes, targets.password)
@@ -100,7 +109,7 @@ def backup_node(
             raise SnapshotError(f"redis-check-rdb rejected the file: {checked.stdout[-300:]}")
         result.file = target.name
         result.bytes = target.stat().st_size
-        result.sha256 = hashlib.sha256(target.read_bytes()).hexdigest()
+        result.sha256 = sha256_of(target)
     except (SnapshotError, redis.RedisError, OSError, subprocess.SubprocessError) as exc:
         # Reported per node (the others are still backed up), never with the password.
         result.error = redact(f"{type(exc).__name__}: {exc}", password)

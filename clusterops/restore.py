@@ -46,10 +46,12 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
+from clusterops.backup import sha256_of
 from clusterops.connection import tls_options
 from clusterops.errors import AuthError, ClusterOpsError, UsageError, redact
 from clusterops.migrate import migrate_auth
 from clusterops.model import HASH_SLOTS, format_ranges, merge_ranges
+from clusterops.observe import parse_info
 from clusterops.poll import Deadline, poll
 from clusterops.targets import Targets
 
@@ -131,14 +133,6 @@ def load_backup(folder: Path) -> list[BackupFile]:
             f"the backup in {folder} cannot be restored; nothing was written:\n  - "
             + "\n  - ".join(problems))
     return files
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_files(files: Sequence[BackupFile]) -> list[str]:
@@ -288,7 +282,7 @@ class Target:
                 try:
                     info = self.client(address).execute_command("CLUSTER", "INFO")
                     text = info.decode() if isinstance(info, bytes) else str(info)
-                    seen[address] = text.split("cluster_state:", 1)[1].split()[0]
+                    seen[address] = parse_info(text).get("cluster_state", "?")
                 except redis.ConnectionError as exc:
                     seen[address] = f"unreachable ({exc})"
             return all(state == "ok" for state in seen.values()), seen
