@@ -41,6 +41,7 @@ from clusterops.model import (
     ClusterReport,
     NodeTarget,
     expand_ranges,
+    format_ranges,
     masters_of,
     merge_ranges,
     plan_problems,
@@ -173,7 +174,7 @@ def unsafe_reasons(
             shard = shard_of(plan, by_name[owner])
             extra = expand_ranges(entry.slots) - expand_ranges(shard.slots)
             if extra:
-                shown = ", ".join(f"{a}-{b}" for a, b in merge_ranges(extra)[:5])
+                shown = format_ranges(merge_ranges(extra), limit=5)
                 reasons[me].append(
                     f"sees {owner} serving slots {shown} outside the plan for {shard.name}"
                 )
