@@ -109,44 +109,15 @@ class Thresholds:
     memory_fail_percent: float = DEFAULT_MEMORY_FAIL_PERCENT
 
 
-@dataclass(frozen=True)
-class Expectations:
-    """What a healthy cluster looks like, from the targets."""
-
-    node_names: tuple[str, ...]
-    masters: int
-    replicas_per_master: int
-    maxmemory_bytes: int | None = None
-    thresholds: Thresholds = field(default_factory=Thresholds)
-    # Planned name -> the Docker host it runs on, where the targets say (stack outputs).
-    machines: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def nodes(self) -> int:
-        return len(self.node_names)
-
-    @classmethod
-    def from_targets(cls, targets: Targets, thresholds: Thresholds | None = None) -> Expectations:
-        return cls(
-            node_names=tuple(n.name for n in targets.nodes),
-            masters=targets.expected_masters,
-            replicas_per_master=targets.replicas_per_master,
-            maxmemory_bytes=targets.maxmemory_bytes,
-            thresholds=thresholds or Thresholds(),
-            machines={n.name: n.machine for n in targets.nodes if n.machine},
-        )
-
-
 # --------------------------------------------------------------------------- naming
 
 
 class NameBook:
     """Names live nodes (known by id or announced address) after their targets."""
 
-    def __init__(self, snapshots: Sequence[NodeSnapshot], cluster_addresses: Mapping[str, str],
-                 planned_ids: Mapping[str, str] | None = None) -> None:
-        self.by_address = dict(cluster_addresses)  # "ip:port" -> name
-        self.by_id = {node_id: name for name, node_id in (planned_ids or {}).items()}
+    def __init__(self, snapshots: Sequence[NodeSnapshot], targets: Targets) -> None:
+        self.by_address = {n.cluster_address: n.name for n in targets.nodes}
+        self.by_id = {node_id: name for name, node_id in targets.node_ids.items()}
         for snap in snapshots:
             me = snap.myself
             if me is not None:
@@ -247,29 +218,30 @@ def check_slot_coverage(report: Report, snapshots: Sequence[NodeSnapshot]) -> No
 
 
 def check_node_count(report: Report, snapshots: Sequence[NodeSnapshot], view: ClusterView,
-                     names: NameBook, expect: Expectations) -> None:
+                     names: NameBook, targets: Targets) -> None:
+    node_names = [n.name for n in targets.nodes]
     for snap in _reachable(snapshots):
         known = info_int(snap.cluster_info, "cluster_known_nodes")
-        status = Status.OK if known == expect.nodes else Status.FAIL
+        status = Status.OK if known == len(node_names) else Status.FAIL
         report.add("node_count", snap.name, status,
-                   f"knows {known} nodes, expected {expect.nodes}")
+                   f"knows {known} nodes, expected {len(node_names)}")
     if not view.reference:
         return
     in_cluster = {names.label(e) for e in view.reference}
-    for name in expect.node_names:
+    for name in node_names:
         if name not in in_cluster:
             report.add("node_count", name, Status.FAIL,
                        f"not in the cluster map of {view.reference_node}")
-    strangers = sorted(in_cluster - set(expect.node_names))
+    strangers = sorted(in_cluster - set(node_names))
     if strangers:
         report.add("node_count", CLUSTER, Status.FAIL,
                    f"nodes outside the targets are in the cluster: {', '.join(strangers)}")
-    order = {name: i for i, name in enumerate(expect.node_names)}
+    order = {name: i for i, name in enumerate(node_names)}
     masters = sorted(view.masters, key=lambda m: (order.get(names.label(m), len(order)),
                                                   names.label(m)))
-    status = Status.OK if len(masters) == expect.masters else Status.FAIL
+    status = Status.OK if len(masters) == targets.expected_masters else Status.FAIL
     report.add("node_count", CLUSTER, status,
-               f"{len(masters)} masters serve slots, expected {expect.masters}: "
+               f"{len(masters)} masters serve slots, expected {targets.expected_masters}: "
                + ", ".join(names.label(m) for m in masters))
 
 
@@ -328,9 +300,8 @@ def check_slot_map(report: Report, snapshots: Sequence[NodeSnapshot], view: Clus
 
 
 def check_replication(report: Report, snapshots: Sequence[NodeSnapshot], view: ClusterView,
-                      names: NameBook, expect: Expectations) -> None:
+                      names: NameBook, targets: Targets, limits: Thresholds) -> None:
     by_name = {s.name: s for s in snapshots}
-    limits = expect.thresholds
     for master in view.masters:
         master_name = names.label(master)
         master_snap = by_name.get(master_name)
@@ -347,9 +318,9 @@ def check_replication(report: Report, snapshots: Sequence[NodeSnapshot], view: C
         ]
         online = [link for link in links if link.get("state") == "online"]
         link_names = [_replica_label(link, replicas, names) for link in online]
-        text = (f"{len(online)} of {expect.replicas_per_master} expected replicas online"
+        text = (f"{len(online)} of {targets.replicas_per_master} expected replicas online"
                 + (f": {', '.join(link_names)}" if link_names else ""))
-        if len(online) < expect.replicas_per_master:
+        if len(online) < targets.replicas_per_master:
             missing = [names.label(r) for r in replicas if names.label(r) not in link_names]
             if missing:
                 text += f"; not connected: {', '.join(missing)}"
@@ -423,16 +394,17 @@ def _check_replica_link(report: Report, link: Mapping[str, str],
 
 
 def check_replica_placement(report: Report, view: ClusterView, names: NameBook,
-                            expect: Expectations) -> None:
+                            targets: Targets) -> None:
     """Each master needs a healthy replica on another host. A node's host is the Docker host
     the targets name for it; where they name none, its announced address stands in (with
     container IPs on one host that cannot tell hosts apart, hence the outputs' `host`)."""
 
-    def machine(entry: ClusterNodeEntry) -> str:
-        return expect.machines.get(names.label(entry)) or entry.host
+    machines = {n.name: n.machine for n in targets.nodes if n.machine}
 
-    single_host = len(set(expect.machines.values())) == 1 and len(expect.machines) == len(
-        expect.node_names)
+    def machine(entry: ClusterNodeEntry) -> str:
+        return machines.get(names.label(entry)) or entry.host
+
+    single_host = len(set(machines.values())) == 1 and len(machines) == len(targets.nodes)
     for master in view.masters:
         master_name = names.label(master)
         replicas = [r for r in view.replicas_of(master) if not r.failed]
@@ -450,7 +422,7 @@ def check_replica_placement(report: Report, view: ClusterView, names: NameBook,
                        f"every replica is on the master's own host {machine(master)}: "
                        + ", ".join(names.label(r) for r in replicas)
                        + "; losing that host loses the shard")
-        elif expect.replicas_per_master == 0:
+        elif targets.replicas_per_master == 0:
             report.add("replica_placement", master_name, Status.OK, "no replicas planned")
         else:
             report.add("replica_placement", master_name, Status.FAIL,
@@ -459,8 +431,7 @@ def check_replica_placement(report: Report, view: ClusterView, names: NameBook,
 
 
 def check_memory(report: Report, snapshots: Sequence[NodeSnapshot],
-                 expect: Expectations) -> None:
-    limits = expect.thresholds
+                 declared: int | None, limits: Thresholds) -> None:
     for snap in _reachable(snapshots):
         used = info_int(snap.memory, "used_memory")
         limit = info_int(snap.memory, "maxmemory")
@@ -468,8 +439,8 @@ def check_memory(report: Report, snapshots: Sequence[NodeSnapshot],
         if limit <= 0:
             status = Status.WARN
             text = f"used {format_bytes(used)}, no maxmemory limit set"
-            if expect.maxmemory_bytes:
-                text += f" (declared {format_bytes(expect.maxmemory_bytes)})"
+            if declared:
+                text += f" (declared {format_bytes(declared)})"
             report.add("memory", snap.name, status, text)
             continue
         percent = 100.0 * used / limit
@@ -483,9 +454,9 @@ def check_memory(report: Report, snapshots: Sequence[NodeSnapshot],
             text += f"; at or above {limits.memory_warn_percent:g}%"
         else:
             status = Status.OK
-        if expect.maxmemory_bytes and limit != expect.maxmemory_bytes:
+        if declared and limit != declared:
             status = Status.FAIL if status is Status.FAIL else Status.WARN
-            text += f"; declared maxmemory is {format_bytes(expect.maxmemory_bytes)}"
+            text += f"; declared maxmemory is {format_bytes(declared)}"
         report.add("memory", snap.name, status, text)
 
 
@@ -493,23 +464,23 @@ def _reachable(snapshots: Sequence[NodeSnapshot]) -> list[NodeSnapshot]:
     return [s for s in snapshots if s.reachable]
 
 
-def evaluate(snapshots: Sequence[NodeSnapshot], expect: Expectations,
-             cluster_addresses: Mapping[str, str],
-             planned_ids: Mapping[str, str] | None = None) -> tuple[Report, ClusterView, NameBook]:
+def evaluate(snapshots: Sequence[NodeSnapshot], targets: Targets,
+             thresholds: Thresholds | None = None) -> tuple[Report, ClusterView, NameBook]:
     """All checks that need no further I/O, over the gathered snapshots."""
+    limits = thresholds or Thresholds()
     report = Report()
-    names = NameBook(snapshots, cluster_addresses, planned_ids)
+    names = NameBook(snapshots, targets)
     view = majority_view(snapshots)
     check_reachable(report, snapshots)
     check_cluster_state(report, snapshots)
     check_slot_coverage(report, snapshots)
-    check_node_count(report, snapshots, view, names, expect)
+    check_node_count(report, snapshots, view, names, targets)
     check_node_flags(report, snapshots, names)
     check_open_slots(report, snapshots, names)
     check_slot_map(report, snapshots, view, names)
-    check_replication(report, snapshots, view, names, expect)
-    check_replica_placement(report, view, names, expect)
-    check_memory(report, snapshots, expect)
+    check_replication(report, snapshots, view, names, targets, limits)
+    check_replica_placement(report, view, names, targets)
+    check_memory(report, snapshots, targets.maxmemory_bytes, limits)
     return report, view, names
 
 
@@ -601,10 +572,8 @@ class HealthRun(_Verdict):
 def run_health(targets: Targets, timeout_s: float = DEFAULT_TIMEOUT_S,
                thresholds: Thresholds | None = None, write_read: bool = True) -> HealthRun:
     started = time.monotonic()
-    expect = Expectations.from_targets(targets, thresholds)
     snapshots = observe_nodes(targets.nodes, targets.password, timeout_s)
-    cluster_addresses = {n.cluster_address: n.name for n in targets.nodes}
-    report, view, names = evaluate(snapshots, expect, cluster_addresses, targets.node_ids)
+    report, view, names = evaluate(snapshots, targets, thresholds)
     if write_read and any(s.reachable for s in snapshots):
         check_write_read(report, targets, snapshots, view, names, timeout_s)
     ordered = report.sorted([n.name for n in targets.nodes])

@@ -23,7 +23,6 @@ from clusterops.errors import AuthError, ClusterOpsError, DrillError, NodeContro
 from clusterops.health import (
     CHECKS,
     CLUSTER,
-    Expectations,
     HealthRun,
     Status,
     Thresholds,
@@ -129,16 +128,20 @@ def target(name: str, address: str) -> NodeTarget:
     return NodeTarget(name, host, int(port), host, int(port))
 
 
-def expectations(nodes: dict[str, FakeNode], **kwargs: object) -> Expectations:
-    return Expectations(node_names=tuple(nodes), masters=3, replicas_per_master=1,
-                        maxmemory_bytes=64 * MIB, **kwargs)  # type: ignore[arg-type]
+def targets_of(nodes: dict[str, FakeNode], machines: dict[str, str] | None = None) -> Targets:
+    """The targets of a 3 x 1 plan of ``nodes`` (64 MiB maxmemory), on ``machines`` if given."""
+    return Targets(
+        nodes=tuple(replace(target(n.name, f"{n.ip}:{n.port}"),
+                            machine=(machines or {}).get(n.name)) for n in nodes.values()),
+        password="pw", expected_masters=3, replicas_per_master=1, maxmemory_bytes=64 * MIB,
+        source="test",
+    )
 
 
 def run_checks(nodes: dict[str, FakeNode], snaps: list[NodeSnapshot] | None = None,
-               **kwargs: object):
+               machines: dict[str, str] | None = None, thresholds: Thresholds | None = None):
     snaps = snaps if snaps is not None else [snapshot(n, nodes) for n in nodes.values()]
-    addresses = {f"{n.ip}:{n.port}": n.name for n in nodes.values()}
-    report, _view, _names = evaluate(snaps, expectations(nodes, **kwargs), addresses)
+    report, _view, _names = evaluate(snaps, targets_of(nodes, machines), thresholds)
     return report
 
 
@@ -387,11 +390,7 @@ def test_error_messages_explain_auth_and_never_carry_the_password() -> None:
 
 def health_run(nodes: dict[str, FakeNode], snaps: list[NodeSnapshot] | None = None) -> HealthRun:
     report = run_checks(nodes, snaps)
-    targets = Targets(
-        nodes=tuple(NodeTarget(n.name, n.ip, n.port, n.ip, n.port) for n in nodes.values()),
-        password="pw", expected_masters=3, replicas_per_master=1, source="test",
-    )
-    return HealthRun(targets, tuple(report.sorted(list(nodes))), 0.01)
+    return HealthRun(targets_of(nodes), tuple(report.sorted(list(nodes))), 0.01)
 
 
 def test_table_and_json_for_a_healthy_cluster() -> None:
@@ -518,8 +517,7 @@ def test_write_read_reports_a_cluster_client_that_cannot_start() -> None:
     # redis-py raises RedisClusterException (not a RedisError) when startup nodes disagree.
     nodes = healthy_nodes()
     snaps = [snapshot(n, nodes) for n in nodes.values()]
-    addresses = {f"{n.ip}:{n.port}": n.name for n in nodes.values()}
-    report, view, names = evaluate(snaps, expectations(nodes), addresses)
+    report, view, names = evaluate(snaps, targets_of(nodes))
 
     def refuses(**_kwargs: object) -> object:
         raise RedisClusterException("startup_nodes could not agree on a valid slots cache")
