@@ -58,11 +58,8 @@ def _tool(name: str) -> str:
 
 def sha256_of(path: Path) -> str:
     """The file's SHA-256, read in blocks (an RDB can be larger than the memory to spare)."""
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def current_masters(targets: Targets) -> list[tuple[NodeTarget, str, list[list[int]]]]:
