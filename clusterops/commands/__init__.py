@@ -23,17 +23,24 @@ def add_dry_run_arguments(parser: argparse.ArgumentParser, apply_help: str,
                         help=f"{timeout_help} [%(default)g]")
 
 
+def show_plan(args: argparse.Namespace, plan: Any, verb: str) -> bool:
+    """Print the plan's lines; True when it is to be carried out (``--apply`` and work to do),
+    else say what a dry run with work to do leaves undone."""
+    for line in plan.lines():
+        print(line)
+    if args.apply or plan.nothing_to_do:
+        return bool(args.apply and not plan.nothing_to_do)
+    print(f"dry run: nothing changed; run again with --apply to {verb}")
+    return False
+
+
 def run_plan_then_apply(args: argparse.Namespace, preview: Callable[..., Any],
                         apply: Callable[..., Any], verb: str, name: str) -> int:
     """fix and failback: print the plan; with ``--apply`` carry it out and print what is
     left. 0 when nothing is (left) to do, 1 otherwise (a dry run with work to do included)."""
     targets = load_targets(args)
     plan = preview(targets.nodes, targets.password)
-    for line in plan.lines():
-        print(line)
-    if not args.apply or plan.nothing_to_do:
-        if not args.apply and not plan.nothing_to_do:
-            print(f"dry run: nothing changed; run again with --apply to {verb}")
+    if not show_plan(args, plan, verb):
         return 0 if plan.nothing_to_do and not plan.problems else 1
     after = apply(targets.nodes, targets.password, args.timeout, progress=progress_to_stderr)
     print(f"after {name}: " + "; ".join(after.lines()))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from clusterops.commands import add_dry_run_arguments, progress_to_stderr
+from clusterops.commands import add_dry_run_arguments, progress_to_stderr, show_plan
 from clusterops.rebalance import apply_rebalance, preview_rebalance
 from clusterops.targets import load_targets
 
@@ -26,11 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     targets = load_targets(args)
     plan = preview_rebalance(targets.nodes, targets.password)
-    for line in plan.lines():
-        print(line)
-    if not args.apply or plan.nothing_to_do:
-        if not args.apply and not plan.nothing_to_do:
-            print("dry run: nothing changed; run again with --apply to move")
+    if not show_plan(args, plan, "move"):
         return 0
     stats = apply_rebalance(targets.nodes, targets.password, plan, args.timeout,
                             progress=progress_to_stderr)
