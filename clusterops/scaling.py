@@ -132,10 +132,6 @@ def preview_reshape(old: Sequence[NodeTarget], new: Sequence[NodeTarget], passwo
     return plan
 
 
-def _observe(nodes: Sequence[NodeTarget], password: str) -> list[NodeSnapshot]:
-    return observe_nodes(nodes, password)
-
-
 def _wait_synced(nodes: Sequence[NodeTarget], replicas: Sequence[str], password: str,
                  deadline: Deadline, timeout_s: float) -> None:
     wanted = [n for n in nodes if n.name in set(replicas)]
@@ -238,18 +234,19 @@ def reshape_cluster(
             # A node that just joined reports cluster_state:fail for about node-timeout, and
             # refuses the RESTORE-ASKING a MIGRATE sends it (CLUSTERDOWN) until then.
             _wait_state_ok(staying, password, Deadline.after(timeout_s), timeout_s)
-        snapshots = _observe(nodes, password)
+        snapshots = observe_nodes(nodes, password)
         plan = plan_reshape(old, new, snapshots, recorded_ids)
         if plan.problems:
             raise UnsafeReshapeError(plan.problems)
         mover = SlotMover(nodes, plan.ids, password, progress=say)
 
         def masters_now() -> list[str]:
-            return [s.name for s in _observe(nodes, password) if s.myself and s.myself.is_master]
+            live = observe_nodes(nodes, password)
+            return [s.name for s in live if s.myself and s.myself.is_master]
 
         if plan.open_slots:
             report.finished_open = _finish_open_slots(plan, snapshots, mover, masters_now())
-            snapshots = _observe(nodes, password)
+            snapshots = observe_nodes(nodes, password)
             plan = plan_reshape(old, new, snapshots, recorded_ids)
             if plan.problems:
                 raise UnsafeReshapeError(plan.problems)
@@ -273,7 +270,7 @@ def reshape_cluster(
 
         # Replicas learn the new owners by gossip: wait until most nodes agree.
         def settled() -> tuple[bool, ReshapePlan]:
-            after = plan_reshape(old, new, _observe(nodes, password), recorded_ids)
+            after = plan_reshape(old, new, observe_nodes(nodes, password), recorded_ids)
             for target in sorted({m.target for m in after.moves}):
                 mover.claim(target, masters)  # a claim outvoted by an older epoch: re-claim
             return not (after.moves or after.open_slots or after.problems), after
