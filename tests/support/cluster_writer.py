@@ -57,9 +57,12 @@ class ClusterWriter(threading.Thread):
                 except redis.ResponseError as exc:
                     # The SET was redirected (MOVED) to the slot's new owner while the client's
                     # map still names the old master, which has just turned replica: the WAIT
-                    # lands there and is refused. The write succeeded (it is in `ok`); only
+                    # lands there and is refused, or, when it was already waiting there as the
+                    # node turned replica, it is ended with UNBLOCKED (Redis 7 unblocks clients
+                    # on a master -> replica change). The write succeeded (it is in `ok`); only
                     # its replication is unconfirmed, so it is not counted as acknowledged.
-                    if "replica instances" not in str(exc):
+                    if "replica instances" not in str(exc) and \
+                            not str(exc).startswith("UNBLOCKED"):
                         raise
                 # Read back an earlier key: it may be in a slot being moved right now.
                 back = f"{self.prefix}:{max(1, seq // 2)}"
