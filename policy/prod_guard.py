@@ -235,8 +235,9 @@ def node_timeout_bounds(args: ResourceValidationArgs) -> list[str]:
 def _authenticated_port(conf: str | None) -> int | None:
     """The client port of a node whose redis.conf requires a password, else None.
 
-    requirepass guards only the client port: the cluster bus (port + 10000) has no
-    authentication at all, so whoever reaches it can join or confuse the cluster."""
+    The password (redis.conf's requirepass) guards only the client port: the cluster bus
+    (port + 10000) has no authentication at all, so whoever reaches it can join or confuse
+    the cluster."""
     if conf is None or not re.search(r"^(include\s+\S*auth\.conf|requirepass\s+\S+)\s*$",
                                      conf, re.M):
         return None
