@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from clusterops.model import HASH_SLOTS, merge_ranges
+from clusterops.model import HASH_SLOTS, NodeTarget, merge_ranges, shard_members
 from clusterops.observe import ClusterNodeEntry, NodeSnapshot
 
 OwnerRuns = tuple[tuple[int, int, str | None], ...]  # (first, last, owner id | None), all slots
@@ -119,6 +119,20 @@ def membership(snapshot: NodeSnapshot, planned: Mapping[str, tuple[str, str]]) -
         elif entry.address != address:
             result.misplaced.append((name, entry.address))
     return result
+
+
+def shard_targets(
+    plan: Sequence[NodeTarget], snapshots: Mapping[str, NodeSnapshot]
+) -> dict[str, str]:
+    """Planned master name -> the member of its shard that serves (or should receive) its
+    slots: the one that is a live master with slots (a failover may have promoted a
+    replica), else the planned master."""
+    targets: dict[str, str] = {}
+    for master, members in shard_members(plan).items():
+        serving = (name for name in members
+                   if name in snapshots and snapshots[name].serves_slots)
+        targets[master] = next(serving, master)
+    return targets
 
 
 def flagged(snapshots: Sequence[NodeSnapshot], *, possibly: bool = False

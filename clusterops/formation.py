@@ -187,19 +187,6 @@ def unsafe_reasons(
     return dict(reasons)
 
 
-def _shard_master(
-    plan: Sequence[NodeTarget], by_name: dict[str, NodeSnapshot], replica: NodeTarget
-) -> str:
-    """The member of ``replica``'s shard that serves its slots now (a failover may have moved
-    them to another replica); the planned master when nobody serves them yet."""
-    shard = shard_of(plan, replica)
-    for target in plan:
-        myself = by_name[target.name].myself
-        if shard_of(plan, target).name == shard.name and myself and myself.slots:
-            return target.name
-    return shard.name
-
-
 def plan_actions(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> FormationActions:
     """Pure: the writes still needed; raises :class:`UnsafeClusterStateError` when unsafe."""
     reasons = unsafe_reasons(plan, snapshots)
@@ -252,13 +239,16 @@ def plan_actions(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) 
                 )
             )
 
+    # A replica follows whichever member of its shard serves the slots now (a failover may
+    # have moved them to another replica); the planned master when nobody serves them yet.
+    serving = checks.shard_targets(plan, by_name)
     for target in plan:
         if target.is_master:
             continue
         myself = by_name[target.name].myself
         if myself is None or myself.is_replica or myself.slots:
             continue  # already follows its shard (checked above), or took over after failover
-        actions.replicate.append((target.name, _shard_master(plan, by_name, target)))
+        actions.replicate.append((target.name, serving[shard_of(plan, target).name]))
 
     holders = {s.name: s.key_count for s in snapshots if s.key_count}
     if holders and not actions.nothing_to_do:

@@ -149,9 +149,18 @@ def shard_of(nodes: Sequence[NodeTarget], node: NodeTarget) -> NodeTarget:
     raise KeyError(f"{node.name} follows unknown master {node.master!r}")
 
 
+def shard_members(nodes: Sequence[NodeTarget]) -> dict[str, list[str]]:
+    """Planned master name -> the names of its shard's members (itself and its replicas), in
+    plan order."""
+    members: dict[str, list[str]] = {master.name: [] for master in masters_of(nodes)}
+    for node in nodes:
+        members[shard_of(nodes, node).name].append(node.name)
+    return members
+
+
 def shard_ids(nodes: Sequence[NodeTarget], ids: Mapping[str, str], master: NodeTarget) -> set[str]:
     """Node ids (``ids``: name -> id, where known) of ``master``'s planned shard."""
-    return {ids[n.name] for n in nodes if shard_of(nodes, n).name == master.name and n.name in ids}
+    return {ids[name] for name in shard_members(nodes)[master.name] if name in ids}
 
 
 def merge_ranges(slots: Iterable[int]) -> list[list[int]]:

@@ -19,12 +19,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from clusterops import checks
+from clusterops.checks import shard_targets
 from clusterops.model import (
     HASH_SLOTS,
     NodeTarget,
     format_ranges,
     masters_of,
     merge_ranges,
+    shard_members,
     shard_of,
 )
 from clusterops.observe import NodeSnapshot, info_int
@@ -116,24 +118,6 @@ class ReshapePlan:
         return lines
 
 
-def shard_targets(
-    plan: Sequence[NodeTarget], snapshots: Mapping[str, NodeSnapshot]
-) -> dict[str, str]:
-    """Planned master name -> the member of its shard that should receive its slots: the one
-    that is a live master with slots (a failover may have promoted a replica), else the
-    planned master."""
-    targets: dict[str, str] = {}
-    for master in masters_of(plan):
-        targets[master.name] = master.name
-        for node in plan:
-            snap = snapshots.get(node.name)
-            me = snap.myself if snap else None
-            if shard_of(plan, node).name == master.name and me and me.is_master and me.slots:
-                targets[master.name] = node.name
-                break
-    return targets
-
-
 def fold_moves(assignments: Iterable[tuple[int, str, str]]) -> list[SlotMove]:
     """(slot, source, target) in slot order -> moves; consecutive slots with one source and
     one target form one range."""
@@ -157,8 +141,8 @@ def planned_owner(plan: Sequence[NodeTarget]) -> list[str]:
 
 
 def slot_moves(
-    live_owner: Sequence[str | None], planned: Sequence[str], shard_members: Mapping[str, set[str]],
-    targets: Mapping[str, str],
+    live_owner: Sequence[str | None], planned: Sequence[str],
+    members: Mapping[str, Sequence[str]], targets: Mapping[str, str],
 ) -> list[SlotMove]:
     """Pure core: slots whose live owner (name) is outside their planned shard move to that
     shard's target; consecutive slots with one source and one target form one range.
@@ -166,15 +150,13 @@ def slot_moves(
     return fold_moves(
         (slot, source, targets[shard])
         for slot, (source, shard) in enumerate(zip(live_owner, planned, strict=True))
-        if source is not None and source not in shard_members[shard]
+        if source is not None and source not in members[shard]
     )
 
 
 def planned_moves(old: Sequence[NodeTarget], new: Sequence[NodeTarget]) -> list[SlotMove]:
     """The moves as the two plans alone say (the live cluster not reachable: keys unknown)."""
-    members = {m.name: {n.name for n in new if shard_of(new, n).name == m.name}
-               for m in masters_of(new)}
-    return slot_moves(planned_owner(old), planned_owner(new), members,
+    return slot_moves(planned_owner(old), planned_owner(new), shard_members(new),
                       {m.name: m.name for m in masters_of(new)})
 
 
@@ -254,10 +236,7 @@ def plan_reshape(
     # Every slot must be where the deployed plan or the new plan puts it (a move in progress
     # is between the two); anything else was moved by hand.
     old_owner, new_owner = planned_owner(old), planned_owner(new)
-    old_members = {m.name: {n.name for n in old if shard_of(old, n).name == m.name}
-                   for m in masters_of(old)}
-    new_members = {m.name: {n.name for n in new if shard_of(new, n).name == m.name}
-                   for m in masters_of(new)}
+    old_members, new_members = shard_members(old), shard_members(new)
     misplaced = [slot for slot in range(HASH_SLOTS)
                  if live_owner[slot] is not None
                  and live_owner[slot] not in old_members[old_owner[slot]]
@@ -279,7 +258,7 @@ def plan_reshape(
         allowed: set[str] = set()
         for plan, members in ((old, old_members), (new, new_members)):
             if node in plan:
-                allowed |= members[shard_of(plan, node).name]
+                allowed.update(members[shard_of(plan, node).name])
         if followed is None or followed not in allowed:
             problems.append(f"{name} replicates {followed or me.master_id}, outside its shard "
                             "(changed by hand?)")
@@ -377,7 +356,7 @@ def replica_loss_problems(old: Sequence[NodeTarget], new: Sequence[NodeTarget],
     old_names = {n.name for n in old}
     problems = []
     for master in masters_of(new):
-        kept = [n.name for n in new if not n.is_master and shard_of(new, n).name == master.name]
+        kept = [name for name in shard_members(new)[master.name] if name != master.name]
         if not kept or master.name not in old_names:
             continue
         leaving = [n.name for n in old if n.name in removed and not n.is_master
