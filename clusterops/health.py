@@ -37,14 +37,13 @@ from enum import StrEnum
 
 import redis
 from redis.backoff import NoBackoff
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from clusterops import checks
 from clusterops.checks import ClusterView, expand_runs, majority_view
-from clusterops.connection import tls_options
 from clusterops.errors import redact
 from clusterops.model import HASH_SLOTS, format_ranges, hash_tags
 from clusterops.observe import (
@@ -501,24 +500,20 @@ def check_write_read(report: Report, targets: Targets, snapshots: Sequence[NodeS
         report.add("write_read", CLUSTER, Status.FAIL, "no master serves slots: nothing to test")
         return
     reachable = {s.name for s in snapshots if s.reachable}
-    startup = [ClusterNode(n.host, n.port) for n in targets.nodes if n.name in reachable]
+    startup = [n for n in targets.nodes if n.name in reachable]
     if not startup:
         report.add("write_read", CLUSTER, Status.FAIL, "no reachable node to start a client from")
         return
     try:
         client = cluster_factory(
-            startup_nodes=startup,
-            username=targets.username,
-            password=targets.password,
+            **targets.cluster_client_options(startup),
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             decode_responses=True,
             protocol=2,
             # Per-master results need a client even when some slots are down.
             require_full_coverage=False,
-            address_remap=targets.remap,
             retry=Retry(NoBackoff(), 1),
-            **tls_options(targets.nodes[0].tls_ca),  # type: ignore[arg-type]
         )
     except (redis.RedisError, RedisClusterException) as exc:
         # RedisClusterException is not a RedisError: redis-py raises it when the startup nodes

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from clusterops.backup import sha256_of
@@ -236,12 +236,8 @@ class Target:
     def __init__(self, targets: Targets) -> None:
         self.targets = targets
         self.tls = tls_options(targets.nodes[0].tls_ca if targets.nodes else None)
-        seeds = [ClusterNode(n.host, n.port) for n in targets.nodes]
-        self.cluster = RedisCluster(startup_nodes=seeds, username=targets.username,
-                                    password=targets.password,
-                                    address_remap=targets.remap, socket_timeout=30,
-                                    require_full_coverage=True,
-                                    **self.tls)  # type: ignore[arg-type]
+        self.cluster = RedisCluster(**targets.cluster_client_options(), socket_timeout=30,
+                                    require_full_coverage=True)
         self._clients: dict[tuple[str, int], redis.Redis] = {}
         self._owner = [self._owner_of(slot) for slot in range(HASH_SLOTS)]
 
@@ -335,39 +331,32 @@ def copy_through_client(source: redis.Redis, destination: redis.Redis, keys: Seq
     """MIGRATE ... COPY done by this process: the same serialized payloads (DUMP) and the
     remaining time to live (PTTL), RESTOREd on the destination. A key gone from the source
     meanwhile (it cannot be: the source is our private server) would be skipped."""
-    read = source.pipeline(transaction=False)
+    write = destination.pipeline(transaction=False)
+    for key, (payload, ttl) in zip(keys, dumps_with_ttl(source, keys), strict=True):
+        if payload is not None:
+            write.restore(key, max(int(ttl), 0), payload, replace=replace)
+    write.execute()
+
+
+def dumps_with_ttl(client: redis.Redis, keys: Sequence[bytes]) -> list[tuple[bytes | None, int]]:
+    """(DUMP payload or None, PTTL) of each key, in one pipeline."""
+    read = client.pipeline(transaction=False)
     for key in keys:
         read.dump(key)
         read.pttl(key)
     replies = read.execute()
-    write = destination.pipeline(transaction=False)
-    for key, payload, ttl in zip(keys, replies[::2], replies[1::2], strict=True):
-        if payload is not None:
-            write.restore(key, max(int(ttl), 0), payload, replace=replace)
-    write.execute()
+    return list(zip(replies[::2], replies[1::2], strict=True))
 
 
 # ---------------------------------------------------------------------------- verification
 def compare(source: redis.Redis, target: Target, keys: Sequence[bytes],
             report: RestoreReport, digests: list[int], slot_counts: Counter[int]) -> None:
     """DUMP + PTTL of each key on both sides: equal payload, and expiring on both or neither."""
-    read = source.pipeline(transaction=False)
-    for key in keys:
-        read.dump(key)
-        read.pttl(key)
-    source_replies = read.execute()
+    ours = dict(zip(keys, dumps_with_ttl(source, keys), strict=True))
     for address, group in by_owner(target, keys).items():
-        pipe = target.client(address).pipeline(transaction=False)
-        for key in group:
-            pipe.dump(key)
-            pipe.pttl(key)
-        replies = pipe.execute()
-        theirs = {k: (replies[2 * i], replies[2 * i + 1]) for i, k in enumerate(group)}
-        for i, key in enumerate(keys):
-            if key not in theirs:
-                continue
-            ours_dump, ours_ttl = source_replies[2 * i], source_replies[2 * i + 1]
-            their_dump, their_ttl = theirs[key]
+        theirs = zip(group, dumps_with_ttl(target.client(address), group), strict=True)
+        for key, (their_dump, their_ttl) in theirs:
+            ours_dump, ours_ttl = ours[key]
             slot_counts[key_slot(key)] += 1
             report.verified_keys += 1
             digests[0] ^= _key_digest(key, ours_dump)

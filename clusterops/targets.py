@@ -34,6 +34,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from redis.cluster import ClusterNode
+
+from clusterops.connection import tls_options
 from clusterops.errors import TargetsError
 from clusterops.model import ROLES, NodeTarget
 from clusterops.units import parse_memory
@@ -80,6 +83,19 @@ class Targets:
     def remap(self, address: tuple[str, int]) -> tuple[str, int]:
         """Usable as redis-py ``RedisCluster(address_remap=...)``; unknown addresses pass."""
         return self.address_map().get((address[0], int(address[1])), address)
+
+    def cluster_client_options(self, seeds: Sequence[NodeTarget] | None = None
+                               ) -> dict[str, Any]:
+        """redis-py ``RedisCluster`` options for reaching these nodes: starting from ``seeds``
+        (default: every node), as their user, through the address map, trusting their CA."""
+        return {
+            "startup_nodes": [ClusterNode(n.host, n.port)
+                              for n in (self.nodes if seeds is None else seeds)],
+            "username": self.username,
+            "password": self.password,
+            "address_remap": self.remap,
+            **tls_options(self.nodes[0].tls_ca if self.nodes else None),
+        }
 
 
 class _RefusePassword(argparse.Action):
