@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
 import redis
 
-from clusterops.commands import table
+from clusterops.commands import progress_to_stderr, table
 from clusterops.drill import (
     DEFAULT_MAX_RECOVERY_S,
     DEFAULT_POLL_INTERVAL_S,
@@ -91,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for master in _masters_to_drill(targets, args.master):
             if not args.json:
-                print(f"drilling {master} ({args.mode}) ...", file=sys.stderr, flush=True)
+                progress_to_stderr(f"drilling {master} ({args.mode}) ...")
             results.append(
                 run_master_failure_drill(
                     targets, control, master, args.mode,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from clusterops.commands import progress_to_stderr
 from clusterops.errors import UsageError
 from clusterops.restore import READY_TIMEOUT_S, run_restore
 from clusterops.targets import add_target_arguments, load_targets
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     targets = load_targets(args)
     report = run_restore(args.source, targets, merge=args.merge, replace=args.replace,
                          ready_timeout_s=args.ready_timeout,
-                         progress=lambda line: print(line, file=sys.stderr, flush=True))
+                         progress=progress_to_stderr)
     if args.json:
         print(json.dumps({**asdict(report), "ok": report.ok}, indent=2))
     else:
