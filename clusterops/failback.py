@@ -94,12 +94,6 @@ def preview_failback(nodes: Sequence[NodeTarget], password: str | None) -> Failb
     return plan_failback(nodes, read_live(nodes, password))
 
 
-def _wait(what: str, probe: Callable[[], tuple[bool, str]], timeout_s: float) -> None:
-    done, seen = poll(probe, Deadline.after(timeout_s), POLL_INTERVAL_S)
-    if not done:
-        raise ClusterCommandError(f"{what}: not done within {timeout_s:g}s; last seen: {seen}")
-
-
 def hand_back(nodes: Sequence[NodeTarget], password: str | None, handback: Handback,
               timeout_s: float) -> None:
     """One shard: wait for a synced link, CLUSTER FAILOVER, wait for the roles to flip."""
@@ -111,16 +105,11 @@ def hand_back(nodes: Sequence[NodeTarget], password: str | None, handback: Handb
         link = checks.replica_link(snap) if snap.reachable else snap.error
         return link == "up", f"{planned.name}: master_link_status {link}"
 
-    _wait(f"{planned.name} syncing with {old.name} before the failover", synced, timeout_s)
-
-    def flipped() -> tuple[bool, str]:
-        new_snap, old_snap = observe_nodes([planned, old], password)
-        new_me, old_me = new_snap.myself, old_snap.myself
-        done = bool(new_me and new_me.is_master and new_me.slots and old_me
-                    and old_me.is_replica and old_me.master_id == new_snap.my_id)
-        return done, f"{new_snap.describe()} | {old_snap.describe()}"
-
-    done, seen = manual_failover(planned, password, flipped, Deadline.after(timeout_s))
+    done, seen = poll(synced, Deadline.after(timeout_s), POLL_INTERVAL_S)
+    if not done:
+        raise ClusterCommandError(f"{planned.name} syncing with {old.name} before the failover: "
+                                  f"not done within {timeout_s:g}s; last seen: {seen}")
+    done, seen = manual_failover(planned, old, password, Deadline.after(timeout_s))
     if not done:
         raise ClusterCommandError(f"{planned.name} taking over from {old.name}: not done within "
                                   f"{timeout_s:g}s; last seen: {seen}")

@@ -86,14 +86,8 @@ def hand_over(
             "would stop its slots (and the cluster: full coverage is required). Nothing was "
             "changed. Fix: check its replicas (`python -m clusterops health`), or add one.")
     successor = candidates[0]
-
-    def swapped() -> tuple[bool, dict[str, str]]:
-        roles = {s.name: _role(s) for s in observe_nodes([node, successor.node], password)}
-        return roles[successor.name] == "master" and roles[node.name].startswith(
-            "replica"), roles
-
     try:
-        done, roles = manual_failover(successor.node, password, swapped, deadline)
+        done, seen = manual_failover(successor.node, node, password, deadline)
     except ClusterCommandError as exc:
         raise HandoverError(
             f"{successor.name}: CLUSTER FAILOVER (taking over from {node.name}) failed: "
@@ -101,7 +95,7 @@ def hand_over(
     if not done:
         raise HandoverError(
             f"{successor.name} did not take over from {node.name} within {timeout_s:g}s "
-            f"(roles now: {roles}). Nothing was taken down; run the deployment again.")
+            f"(last seen: {seen}). Nothing was taken down; run the deployment again.")
     report.new_master = successor.name
     report.seconds = timeout_s - deadline.remaining
     return report

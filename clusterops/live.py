@@ -9,9 +9,8 @@ anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import redis
 
@@ -21,8 +20,6 @@ from clusterops.errors import ClusterCommandError, TargetsError, redact
 from clusterops.model import NodeTarget
 from clusterops.observe import NodeSnapshot, observe_nodes, refuse_on_auth
 from clusterops.poll import Deadline, poll
-
-Seen = TypeVar("Seen")
 
 POLL_INTERVAL_S = 0.05
 
@@ -152,12 +149,19 @@ MANUAL_FAILOVER_RETRY_S = 6.0
 MANUAL_FAILOVER_POLL_S = 0.1
 
 
-def manual_failover(successor: NodeTarget, password: str | None,
-                    flipped: Callable[[], tuple[bool, Seen]], deadline: Deadline
-                    ) -> tuple[bool, Seen]:
+def manual_failover(successor: NodeTarget, old: NodeTarget, password: str | None,
+                    deadline: Deadline) -> tuple[bool, str]:
     """CLUSTER FAILOVER (no FORCE: the master hands over only once the replica has every write)
-    on ``successor``, sent again after each aborted attempt, until ``flipped`` says the roles
-    changed or ``deadline`` passes; returns the last ``(done, seen)``."""
+    on ``successor``, sent again after each aborted attempt, until it serves the slots and
+    ``old`` replicates it, or ``deadline`` passes; returns (done, the two nodes as last seen)."""
+
+    def flipped() -> tuple[bool, str]:
+        new_snap, old_snap = observe_nodes([successor, old], password)
+        old_me = old_snap.myself
+        done = bool(new_snap.serves_slots and old_me and old_me.is_replica
+                    and old_me.master_id == new_snap.my_id)
+        return done, f"{new_snap.describe()} | {old_snap.describe()}"
+
     while True:
         try:
             run_admin(successor, password, "CLUSTER", "FAILOVER")
