@@ -60,6 +60,15 @@ class MoveStats:
     busy_retries: int = 0  # batches re-sent with REPLACE after an interrupted MIGRATE
     elapsed_s: float = 0.0
 
+    def add(self, other: MoveStats) -> None:
+        """Count ``other``'s moves into these (elapsed time too: the moves ran one after the
+        other)."""
+        self.slots += other.slots
+        self.keys += other.keys
+        self.migrate_calls += other.migrate_calls
+        self.busy_retries += other.busy_retries
+        self.elapsed_s += other.elapsed_s
+
 
 def data_client(node: NodeTarget, password: str | None) -> redis.Redis:
     """Binary-safe (keys are bytes), no hidden retries, a long socket timeout for MIGRATE."""
@@ -150,10 +159,7 @@ class SlotMover:
                            for source, slots in sources]
             self.claim(target, everyone)
             for stats in results:
-                total.slots += stats.slots
-                total.keys += stats.keys
-                total.migrate_calls += stats.migrate_calls
-                total.busy_retries += stats.busy_retries
+                total.add(stats)
         total.elapsed_s = time.monotonic() - started
         return total
 

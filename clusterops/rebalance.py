@@ -12,7 +12,6 @@ master just added receives its share. Open or unserved slots are refused: `fix` 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ from clusterops.errors import UsageError
 from clusterops.live import read_live, wait_settled
 from clusterops.migrate import MoveStats, SlotMover
 from clusterops.model import HASH_SLOTS, NodeTarget
-from clusterops.reshard import SlotMove, fold_moves
+from clusterops.reshard import SlotMove, fold_moves, moves_by_pair
 from clusterops.scaling import count_keys
 
 # Measured by bench/reshard_bench.py (see README): the sources of one target move at once, and
@@ -108,12 +107,9 @@ def apply_rebalance(nodes: Sequence[NodeTarget], password: str | None, plan: Reb
                     ) -> MoveStats:
     """Move the planned slots, then wait until every node agrees on the new map."""
     live = wait_settled(nodes, password, timeout_s, "before rebalancing")
-    pairs: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for move in plan.moves:
-        pairs[(move.source, move.target)].extend(move.slots)
     mover = SlotMover(nodes, live.ids, password, chunk=CHUNK_SLOTS, progress=progress,
                       parallel_sources=PARALLEL_SOURCES, slots_per_round=SLOTS_PER_ROUND,
                       keys_per_migrate=KEYS_PER_MIGRATE)
-    stats = mover.move(dict(pairs), live.masters)
+    stats = mover.move(moves_by_pair(plan.moves), live.masters)
     wait_settled(nodes, password, timeout_s, "after rebalancing")
     return stats

@@ -131,6 +131,14 @@ def fold_moves(assignments: Iterable[tuple[int, str, str]]) -> list[SlotMove]:
     return moves
 
 
+def moves_by_pair(moves: Iterable[SlotMove]) -> dict[tuple[str, str], list[int]]:
+    """(source, target) -> the slots that move between them, as SlotMover.move takes them."""
+    pairs: dict[tuple[str, str], list[int]] = {}
+    for move in moves:
+        pairs.setdefault((move.source, move.target), []).extend(move.slots)
+    return pairs
+
+
 def planned_owner(plan: Sequence[NodeTarget]) -> list[str]:
     """Planned master name of every slot (the plan must be valid: full coverage)."""
     owner = [""] * HASH_SLOTS

@@ -44,6 +44,7 @@ from clusterops.reshard import (
     ReshapePlan,
     SlotMove,
     move_waves,
+    moves_by_pair,
     plan_reshape,
     planned_moves,
 )
@@ -161,13 +162,6 @@ def _wait_state_ok(nodes: Sequence[NodeTarget], password: str, deadline: Deadlin
                                     lagging, "; ".join(lagging), timeout_s)
 
 
-def _moves_by_pair(moves: Sequence[SlotMove]) -> dict[tuple[str, str], list[int]]:
-    pairs: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for move in moves:
-        pairs[(move.source, move.target)].extend(move.slots)
-    return dict(pairs)
-
-
 def _finish_open_slots(plan: ReshapePlan, snapshots: Sequence[NodeSnapshot],
                        mover: SlotMover, masters: Sequence[str]) -> int:
     """Finish each open slot in the direction it was going: to the node importing it, else to
@@ -263,10 +257,7 @@ def reshape_cluster(
         for wave, moves in enumerate(move_waves(plan.moves), start=1):
             if moves:
                 say(f"wave {wave}: moving {sum(len(m.slots) for m in moves)} slot(s)")
-                stats = mover.move(_moves_by_pair(moves), masters)
-                for name in ("slots", "keys", "migrate_calls", "busy_retries"):
-                    setattr(report.moved, name, getattr(report.moved, name) + getattr(stats, name))
-                report.moved.elapsed_s += stats.elapsed_s
+                report.moved.add(mover.move(moves_by_pair(moves), masters))
 
         # Replicas learn the new owners by gossip: wait until most nodes agree.
         def settled() -> tuple[bool, ReshapePlan]:
