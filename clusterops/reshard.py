@@ -19,7 +19,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from clusterops import checks
-from clusterops.checks import shard_targets
 from clusterops.model import (
     HASH_SLOTS,
     NodeTarget,
@@ -289,7 +288,7 @@ def plan_reshape(
                 f"after a failover: fail back first (CLUSTER FAILOVER on "
                 f"{shard_of(old, node).name}), then run pulumi up again")
 
-    targets = shard_targets(new, live)
+    targets = checks.shard_targets(new, live)
     result.moves = slot_moves(live_owner, new_owner, new_members, targets)
     problems += capacity_problems(result.moves, live)
     problems += replica_loss_problems(old, new, result.added, result.removed, live)
