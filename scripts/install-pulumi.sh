@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# Install what `pulumi preview/up/destroy` of this project needs, building from Go modules what
-# cannot be downloaded prebuilt here:
-#   pulumi                          the CLI and engine (tools/pulumi-cli pins its version)
-#   pulumi-language-python          Python language host (tools/pulumi_python_host, see its README)
-#   pulumi-resource-pulumi-python   runs the program's dynamic providers
-#   pulumi-resource-docker          pulumi-docker's provider (scripts/build-docker-provider.sh),
-#                                   installed into Pulumi's plugin cache ($PULUMI_HOME/plugins)
-#                                   at the version requirements.txt pins
-#   pulumi-resource-kubernetes      pulumi-kubernetes' provider (scripts/build-kubernetes-provider.sh),
-#                                   installed the same way, at the pinned pulumi-kubernetes version:
-#                                   the language host makes every stack require it once the SDK
-#                                   is installed, Docker stacks included
-# into $PULUMI_TOOLS_DIR/bin (default ~/.cache/alphapulse-pulumi/bin). Go's own caches make a
-# second build fast; nothing built is ever committed. Safe to run again: present tools are kept.
+# Install what `pulumi preview/up/destroy` of this project needs where no Pulumi distribution can
+# be downloaded, building each part from source, pinned:
+#   pulumi                          the CLI and engine, from its Go module (tools/pulumi-cli pins
+#                                   the version)
+#   pulumi-language-python          Pulumi's own Python language host, with the exec script and
+#   pulumi-language-python-exec     the dynamic-provider shim it ships with
+#   pulumi-resource-pulumi-python   (scripts/build-python-language-host.sh)
+#   pulumi-resource-docker          the official pulumi-docker provider
+#                                   (scripts/build-docker-provider.sh)
+#   pulumi-resource-random          the official pulumi-random provider
+#                                   (scripts/build-random-provider.sh)
+#   pulumi-resource-kubernetes      the official pulumi-kubernetes provider
+#                                   (scripts/build-kubernetes-provider.sh): the language host makes
+#                                   every stack require it once the SDK is installed
+# The host and the docker and random providers build from the unmodified source archives in
+# ../shared/vendor/ (each checked against its sha256 in scripts/vendor.sh); their dependencies,
+# the CLI and the kubernetes provider come from the Go module proxy. Tools go into
+# $PULUMI_TOOLS_DIR/bin (default ~/.cache/alphapulse-pulumi/bin), providers into Pulumi's plugin
+# cache at the versions requirements.txt pins. Go's caches make a second run fast; nothing built
+# is ever committed. Safe to run again: present, up-to-date tools are kept.
 #
 # A `pulumi` already on PATH (outside that directory) is a real distribution: it is used as it
-# is, with its own language host, and it downloads the provider plugins itself.
+# is, with its own language host, and it downloads the provider plugins itself; nothing is built.
+# Without one, the vendor archives and Go are needed; the script names whichever is missing.
 #
 # Prints the directory to put first on PATH as its last line, e.g.
 #   export PATH="$(scripts/install-pulumi.sh | tail -n 1):$PATH"
@@ -26,7 +33,6 @@ TOOLS_DIR="${PULUMI_TOOLS_DIR:-$HOME/.cache/alphapulse-pulumi}"
 BIN="$TOOLS_DIR/bin"
 PYTHON="${PYTHON:-python3}"
 CLI_MODULE="$PROJECT_ROOT/tools/pulumi-cli"
-HOST_DIR="$PROJECT_ROOT/tools/pulumi_python_host"
 
 say() { printf '[install-pulumi] %s\n' "$*" >&2; }
 die() { printf '[install-pulumi] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -45,6 +51,23 @@ is_fresh() {
 
 ambient_pulumi() { PATH="${PATH#"$BIN:"}" command -v pulumi || true; }
 
+# Without a Pulumi distribution everything is built: say at once what that needs and is absent.
+check_build_inputs() {
+  local missing=()
+  command -v go >/dev/null 2>&1 || missing+=("Go >= 1.25.11 (apt-get install golang, or /usr/local/go)")
+  # shellcheck source=vendor.sh
+  . "$PROJECT_ROOT/scripts/vendor.sh"
+  local archive
+  for archive in "${!VENDOR_SHA256[@]}"; do
+    vendor_has "$archive" || missing+=("the source archive $VENDOR_DIR/$archive")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return
+  say "no pulumi on PATH, and building one needs:"
+  local item
+  for item in "${missing[@]}"; do say "  missing: $item"; done
+  die "install Pulumi (https://www.pulumi.com/docs/install/) or provide what is listed above"
+}
+
 install_cli() {
   local ambient
   ambient="$(ambient_pulumi)"
@@ -52,11 +75,11 @@ install_cli() {
     say "using the pulumi on PATH: $ambient ($("$ambient" version))"
     return
   fi
+  check_build_inputs
   if is_fresh "$BIN/pulumi" "$CLI_MODULE"; then
     say "pulumi $("$BIN/pulumi" version) already built"
     return
   fi
-  command -v go >/dev/null 2>&1 || die "Go is needed to build the pulumi CLI (apt-get install golang, or /usr/local/go)"
   local version start=$SECONDS
   version="$(cli_version)"
   say "building the pulumi CLI $version from Go modules (a cold build takes a few minutes)"
@@ -68,21 +91,7 @@ install_cli() {
 }
 
 install_python_host() {
-  local python host="$TOOLS_DIR/python-host"
-  command -v "$PYTHON" >/dev/null || die "$PYTHON not found"
-  # The interpreter itself, not a shim (pyenv's depend on the directory they run in).
-  python="$("$PYTHON" -c 'import sys; print(sys.executable)')"
-  "$python" -c "import grpc, pulumi" 2>/dev/null \
-    || die "$python lacks grpcio/pulumi: pip install -r $PROJECT_ROOT/requirements-dev.txt"
-  # A copy, not a link into this checkout: the tools outlive any one clone (CI's goes away).
-  mkdir -p "$host"
-  cp "$HOST_DIR"/*.py "$HOST_DIR/dynamic_provider.sh" "$host/"
-  # The host itself runs under this interpreter; each program runs under its own virtualenv.
-  printf '#!/bin/sh\nexec "%s" "%s/language_host.py" "$@"\n' "$python" "$host" \
-    >"$BIN/pulumi-language-python"
-  chmod 0755 "$BIN/pulumi-language-python" "$host/dynamic_provider.sh"
-  ln -sf "$host/dynamic_provider.sh" "$BIN/pulumi-resource-pulumi-python"
-  say "Python language host: $BIN/pulumi-language-python (from $HOST_DIR)"
+  env PULUMI_TOOLS_DIR="$TOOLS_DIR" bash "$PROJECT_ROOT/scripts/build-python-language-host.sh"
 }
 
 # The version requirements.txt pins for a pulumi-<name> SDK package ("" when not pinned).
@@ -122,6 +131,7 @@ if [ -n "$(ambient_pulumi)" ]; then
 fi
 install_python_host
 install_provider docker
+install_provider random
 install_provider kubernetes
 say "ready in $((SECONDS - start)) s; tools in $BIN"
 echo "$BIN"

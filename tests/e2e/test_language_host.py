@@ -1,4 +1,5 @@
-"""Our Python language host (tools/pulumi_python_host), spoken to over gRPC as the engine does."""
+"""Pulumi's own Python language host (scripts/build-python-language-host.sh), spoken to over
+gRPC as the engine does: what it tells the engine to load for this program."""
 
 from __future__ import annotations
 
@@ -37,19 +38,13 @@ def pinned(package: str) -> str:
 
 
 def test_the_program_requires_exactly_the_plugins_of_the_pinned_sdks(host):
-    response = host.GetRequiredPlugins(language_pb2.GetRequiredPluginsRequest(
-        project="alphapulse-redis-cluster", pwd=str(PROJECT_ROOT), program=".",
+    """The engine loads these plugins at exactly these versions before the program runs: each
+    must be one scripts/install-pulumi.sh builds (kubernetes too, on Docker stacks)."""
+    response = host.GetRequiredPackages(language_pb2.GetRequiredPackagesRequest(
         info=program_info(PROJECT_ROOT)))
-    required = [(p.name, p.kind, p.version) for p in response.plugins]
+    required = sorted((p.name, p.kind, p.version.removeprefix("v")) for p in response.packages)
     assert required == [
         ("docker", "resource", pinned("pulumi-docker")),
         ("kubernetes", "resource", pinned("pulumi-kubernetes")),
+        ("random", "resource", pinned("pulumi-random")),
     ]
-
-
-def test_a_missing_virtualenv_is_named_with_the_fix(host, tmp_path: Path):
-    response = host.Run(language_pb2.RunRequest(
-        project="p", stack="s", pwd=str(tmp_path), program=".",
-        info=program_info(tmp_path, "no-such-venv")))
-    assert "no-such-venv" in response.error
-    assert "python3 -m venv" in response.error

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,9 +11,11 @@ import grpc
 from google.protobuf import json_format, struct_pb2
 from pulumi.runtime.proto import language_pb2_grpc
 
-from tests.support.pulumi_cli import PROJECT_ROOT
+from tests.support.pulumi_cli import TOOLS_BIN
 
-LANGUAGE_HOST = PROJECT_ROOT / "tools" / "pulumi_python_host" / "language_host.py"
+# Pulumi's own host, as scripts/build-python-language-host.sh installs it (beside its exec
+# script, which it finds next to itself).
+LANGUAGE_HOST = TOOLS_BIN / "pulumi-language-python"
 
 
 def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
@@ -39,10 +40,13 @@ def stop_process(process: subprocess.Popen) -> None:
 
 @contextmanager
 def language_host() -> Iterator[language_pb2_grpc.LanguageRuntimeStub]:
-    """This checkout's language host, started as the engine starts it (engine address last,
-    port on the first line of stdout)."""
-    process = subprocess.Popen([sys.executable, str(LANGUAGE_HOST), "127.0.0.1:1"],
-                               stdout=subprocess.PIPE, text=True)
+    """The installed language host, started as the engine starts it (engine address last, port
+    on the first line of stdout). Nothing listens at that address: the host only dials it when
+    a call needs the engine, and health-checks it first after five minutes."""
+    if not LANGUAGE_HOST.exists():
+        raise AssertionError(f"{LANGUAGE_HOST} is missing: run scripts/install-pulumi.sh")
+    process = subprocess.Popen([str(LANGUAGE_HOST), "127.0.0.1:1"], stdout=subprocess.PIPE,
+                               text=True)
     try:
         assert process.stdout is not None
         port = int(process.stdout.readline())
