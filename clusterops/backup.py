@@ -6,7 +6,8 @@ current master streams a fresh snapshot over the network (``redis-cli --rdb``: t
 handshake, so no file access and no restart), the file is checked with ``redis-check-rdb``,
 and a manifest records which slots it holds, so a restore knows where each file belongs.
 
-The password reaches redis-cli through its environment (``REDISCLI_AUTH``), never its argv.
+The password reaches redis-cli on its standard input (``--askpass``): never its argv, never its
+environment (clusterops.child_env).
 ``python -m clusterops backup`` is clusterops/commands/backup.py.
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import redis
 
+from clusterops.child_env import child_env
 from clusterops.connection import admin_client
 from clusterops.errors import ClusterOpsError, TargetsError, UsageError, redact
 from clusterops.model import NodeTarget
@@ -78,7 +79,6 @@ def backup_node(
 ) -> NodeBackup:
     result = NodeBackup(node=node.name, node_id=node_id, slots=slots)
     target = folder / f"{node.name}.rdb"
-    env = {**os.environ, "REDISCLI_AUTH": password or ""}
     started = time.monotonic()
     try:
         with admin_client(node, password) as conn:
@@ -91,9 +91,10 @@ def backup_node(
         try:
             fetched = subprocess.run(
                 [_tool("redis-cli"), *tls, *(["--user", node.username] if node.username else []),
-                 "--no-auth-warning", "-h", node.host, "-p",
-                 str(node.port), "--rdb", str(target)],
-                env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
+                 *(["--askpass"] if password else []), "--no-auth-warning", "-h", node.host,
+                 "-p", str(node.port), "--rdb", str(target)],
+                input=f"{password}\n" if password else "", env=child_env(),
+                capture_output=True, text=True, timeout=timeout_s, check=False,
             )
         finally:
             if tls:

@@ -15,6 +15,8 @@ import subprocess
 
 import pulumi
 
+from clusterops.child_env import child_env
+
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 DOCKER_INFO_TIMEOUT_S = 30
 
@@ -28,10 +30,9 @@ def stack_docker_host() -> str:
 
 
 def docker_cli_env(docker_host: str) -> dict[str, str]:
-    """The environment that points the docker CLI at `docker_host` and nothing else."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-    env["DOCKER_HOST"] = docker_host
-    return env
+    """The environment that points the docker CLI at `docker_host` and carries no secret: this
+    process's environment holds the decrypted stack config (clusterops.child_env says why)."""
+    return child_env({"DOCKER_HOST": docker_host})
 
 
 def supports_swap_limit(docker_host: str) -> bool:
