@@ -12,13 +12,14 @@ import pytest
 from redis.cluster import RedisCluster
 
 from clusterops.client import from_stack_outputs
+from tests.support.child_recorder import recorded_calls, recording_wrapper
 from tests.support.deploy_fixtures import (
     local_image_config,
     purge_leftovers,
     require_docker_and_pulumi,
     stack_file_config,
 )
-from tests.support.pulumi_cli import PulumiStack, new_stack
+from tests.support.pulumi_cli import PASSPHRASE, PulumiStack, new_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -57,18 +58,28 @@ def test_first_preview_of_a_fresh_dev_stack_lists_every_resource(tmp_path: Path)
     types = sorted(step["urn"].split("::")[-2].rsplit("$", 1)[-1] for step in plan["steps"])
     assert types.count("docker:index/container:Container") == NODES + 1
     assert types.count("pulumi-python:dynamic/alphapulse:SecretFiles") == NODES + 1
-    assert types.count("pulumi-python:dynamic/alphapulse:GeneratedPassword") == 1
+    assert types.count("random:index/randomPassword:RandomPassword") == 1
     # Nothing was created by previewing.
     assert docker_names("container", "com.alphapulse.cluster=alphapulse") == []
 
 
-def test_secret_files_go_to_the_engine_named_by_docker_host(tmp_path: Path):
-    """docker:host in the stack config decides the engine for everything: with an ambient
+def test_docker_children_reach_the_named_engine_and_never_see_a_secret(tmp_path: Path):
+    """Every `docker` the deploy starts (the program's engine checks, the secret-file writer in
+    the dynamic provider) is recorded with its argv and environment.
+
+    Engine: docker:host in the stack config decides it for everything. With an ambient
     DOCKER_HOST pointing nowhere, a deploy that wrote the secret files with the shell's docker
-    settings would fail; this one must form the cluster."""
+    settings would fail; this one must form the cluster.
+    Secrets: Pulumi's language host hands the program the decrypted config (PULUMI_CONFIG), and
+    the CLI's environment holds the passphrase; a child that inherits either carries the
+    password in /proc/<pid>/environ."""
+    password = f"e2e-{secrets.token_hex(16)}"
     stack = fresh(tmp_path, "dev")
+    stack.set_config({"password": password}, secret=True)
     stack.set_config({"docker:host": "unix:///var/run/docker.sock"})
     stack.env["DOCKER_HOST"] = f"unix://{tmp_path}/no-engine-here.sock"
+    recorder = tmp_path / "recorded"
+    stack.env["PATH"] = f"{recording_wrapper(recorder, 'docker')}:{stack.env['PATH']}"
     try:
         outputs = stack.up()
         assert outputs["cluster_state"] == "ok"
@@ -76,6 +87,18 @@ def test_secret_files_go_to_the_engine_named_by_docker_host(tmp_path: Path):
     finally:
         stack.destroy(check=False)
         purge_leftovers({**stack_file_config("dev"), **local_image_config()}, "dev")
+
+    calls = recorded_calls(recorder)
+    # The program asks the engine what it supports; the provider writes 7 volumes' files.
+    assert any(call.argv[1:2] == ["info"] for call in calls), [str(c) for c in calls]
+    assert sum(call.argv[1:2] == ["run"] for call in calls) >= NODES + 1, [str(c) for c in calls]
+    for call in calls:
+        assert call.environ.get("DOCKER_HOST") == "unix:///var/run/docker.sock", str(call)
+        leaked = sorted(name for name, value in call.environ.items()
+                        if password in value or PASSPHRASE in value
+                        or name.startswith("PULUMI_CONFIG"))
+        assert not leaked, f"{call} carries secrets in {leaked}"
+        assert not any(password in arg for arg in call.argv), str(call)
 
 
 def cluster_client(outputs: dict) -> RedisCluster:
