@@ -10,6 +10,7 @@ import pulumi
 
 from clusterops.client import OUTPUTS_VERSION
 from components.generated_password import GeneratedPassword
+from components.program_errors import config_problems_reported
 from components.spec import ACL_PASSWORD_KEYS, PROJECT, ClusterSpec, ConfigError, load_spec
 from components.stack_config import raw_project_config
 
@@ -31,13 +32,19 @@ def check_hosts_answer(spec: ClusterSpec) -> None:
         raise ConfigError(problems)
 
 
-# Validate everything before any resource is registered: a bad config creates nothing.
-spec = load_spec(raw_project_config, pulumi.get_stack())
-if spec.tls_ca_cert and not pulumi.runtime.is_config_secret(f"{PROJECT}:tlsCaKey"):
-    # In plain config the CA key would sit readable in Pulumi.<stack>.yaml and in the state.
-    raise ConfigError([f"{PROJECT}:tlsCaKey: is not a secret. Fix: pulumi config set --secret "
-                       f"{PROJECT}:tlsCaKey -- \"$(cat ca.key)\""])
-check_hosts_answer(spec)
+def validated_spec() -> ClusterSpec:
+    """Everything validated before any resource is registered: a bad config creates nothing."""
+    spec = load_spec(raw_project_config, pulumi.get_stack())
+    if spec.tls_ca_cert and not pulumi.runtime.is_config_secret(f"{PROJECT}:tlsCaKey"):
+        # In plain config the CA key would sit readable in Pulumi.<stack>.yaml and in the state.
+        raise ConfigError([f"{PROJECT}:tlsCaKey: is not a secret. Fix: pulumi config set "
+                           f"--secret {PROJECT}:tlsCaKey -- \"$(cat ca.key)\""])
+    check_hosts_answer(spec)
+    return spec
+
+
+with config_problems_reported():
+    spec = validated_spec()
 config = pulumi.Config(PROJECT)
 password = config.get_secret("password")
 if password is None:

@@ -22,6 +22,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from components.program_errors import USER_ACTIONABLE_EXIT_CODE
 from components.spec import PROJECT
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ SIG_KEY = rpc._special_sig_key
 
 DYNAMIC_TYPE = "pulumi-python:dynamic/alphapulse:ClusterBootstrap"
 SECRET_FILES_TYPE = "pulumi-python:dynamic/alphapulse:SecretFiles"
-GENERATED_PASSWORD_TYPE = "pulumi-python:dynamic/alphapulse:GeneratedPassword"
+GENERATED_PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
 TLS_MATERIAL_TYPE = "pulumi-python:dynamic/alphapulse:TlsMaterial"
 
 
@@ -212,3 +213,24 @@ def stack_config_file(stack: str) -> dict[str, str]:
         for key, value in (document.get("config") or {}).items()
         if key.startswith(prefix) and not isinstance(value, dict)  # dict = encrypted secret
     }
+
+
+def config_problems(stack: str, config: Mapping[str, str],
+                    on_resource: OnResource = default_outputs,
+                    secret_keys: tuple[str, ...] = ("password",)) -> str:
+    """Run the program on a config it must refuse: what it logged as an error, after checking
+    that it ended as the official exec script expects a reported problem to end (exit 32,
+    nothing else printed)."""
+    logged: list[str] = []
+    original = pulumi.log.error
+    pulumi.log.error = lambda message, *args, **kwargs: logged.append(message)  # type: ignore
+    try:
+        run_program(stack, config, secret_keys=secret_keys, on_resource=on_resource)
+    except SystemExit as exited:
+        assert exited.code == USER_ACTIONABLE_EXIT_CODE, f"exit code {exited.code}: {logged}"
+    else:
+        raise AssertionError(f"the program accepted config {dict(config)}")
+    finally:
+        pulumi.log.error = original  # type: ignore[assignment]
+    assert len(logged) == 1, logged
+    return logged[0]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import pulumi
 import pytest
 
 import components.docker_host
+from components.program_errors import USER_ACTIONABLE_EXIT_CODE
 from tests.support.program_runner import (
     SECRET_FILES_TYPE,
     SECRET_SIG,
     SIG_KEY,
     ProgramRun,
+    config_problems,
     run_program,
     stack_config_file,
 )
@@ -112,9 +115,12 @@ def test_each_host_gets_its_own_provider_and_every_node_resource_goes_through_it
 
 
 def test_a_host_that_does_not_answer_stops_the_program_before_anything_is_declared(monkeypatch):
-    with pytest.raises(Exception) as caught:
+    logged: list[str] = []
+    monkeypatch.setattr(pulumi.log, "error", lambda message, *_args, **_kw: logged.append(message))
+    with pytest.raises(SystemExit) as exited:
         run_three_hosts(monkeypatch, {"ssh://deploy@10.1.0.11", "ssh://deploy@10.1.0.13"})
-    message = str(caught.value)
+    assert exited.value.code == USER_ACTIONABLE_EXIT_CODE
+    (message,) = logged
     assert "hosts: h2: the Docker engine at ssh://deploy@10.1.0.12 does not answer" in message
     assert "No route to host" in message and "Fix:" in message
 
@@ -167,10 +173,10 @@ def test_an_operators_ca_signs_every_node_and_its_key_stays_a_secret(monkeypatch
         if "tls-node.crt" in files:
             assert problems(chain, files["tls-node.crt"], files["tls-node.key"]) == []
 
-    with pytest.raises(Exception) as caught:  # the key in plain config: refused, named
-        run_program("dev", config, secret_keys=("password",))
-    assert "tlsCaKey: is not a secret. Fix: pulumi config set --secret" in str(caught.value)
-    assert key.splitlines()[1] not in str(caught.value)
+    # The key in plain config: refused, named, and not repeated in the message.
+    problems = config_problems("dev", config, secret_keys=("password",))
+    assert "tlsCaKey: is not a secret. Fix: pulumi config set --secret" in problems
+    assert key.splitlines()[1] not in problems
 
 
 def test_with_tls_prometheus_scrapes_rediss_targets_and_labels_them_by_address(monkeypatch):
