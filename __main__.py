@@ -9,7 +9,7 @@ from pathlib import Path
 import pulumi
 
 from clusterops.client import OUTPUTS_VERSION
-from components.generated_password import GeneratedPassword
+from components.passwords import generated_password
 from components.program_errors import config_problems_reported
 from components.spec import ACL_PASSWORD_KEYS, PROJECT, ClusterSpec, ConfigError, load_spec
 from components.stack_config import raw_project_config
@@ -49,7 +49,7 @@ config = pulumi.Config(PROJECT)
 password = config.get_secret("password")
 if password is None:
     # Only reachable with passwordPolicy=generate (the default outside prod stacks).
-    password = GeneratedPassword("redis-password", length=32).result
+    password = generated_password("redis-password")
 
 
 def acl_passwords(spec: ClusterSpec) -> dict[str, pulumi.Input[str]] | None:
@@ -58,7 +58,7 @@ def acl_passwords(spec: ClusterSpec) -> dict[str, pulumi.Input[str]] | None:
     if not spec.acl:
         return None
     return {role: config.get_secret(key)
-            or GeneratedPassword(f"redis-{role}-password", length=32).result
+            or generated_password(f"redis-{role}-password")
             for role, key in ACL_PASSWORD_KEYS.items()}
 
 

@@ -1,12 +1,13 @@
-"""GeneratedPassword: a password made once by the deploy and kept, encrypted, in the stack state.
+"""GeneratedPassword: the generated password of stacks deployed before pulumi-random's.
 
-It stands where pulumi-random's RandomPassword stood: the same job (a value generated on the
-first `up`, stable on every later run, a secret everywhere), without a second resource plugin to
-build and ship for it. The value is made by the OS's CSPRNG inside the dynamic provider's
-`create`, so a preview shows it as unknown, exactly as RandomPassword's result is.
+The program no longer declares it: passwords the config does not give are pulumi-random
+RandomPasswords now (components/passwords.py). It stays importable because the engine loads a
+dynamic resource's provider from this module to delete it: the first `up` of an upgraded stack
+drops the old resource (after scripts/keep_generated_passwords.py moved its value into the
+stack config, so the password does not change). Do not change its behaviour.
 
-Changing `length` makes a new password (a replacement); the bootstrap then rotates the live
-cluster to it without restarting a node.
+It was: a value made once by the OS's CSPRNG in the dynamic provider's `create`, stable on every
+later run, a secret everywhere; changing `length` made a new one (a replacement).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ CONTAINER = "docker:index/container:Container"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 BOOTSTRAP = "pulumi-python:dynamic/alphapulse:ClusterBootstrap"
 SECRET_FILES = "pulumi-python:dynamic/alphapulse:SecretFiles"
-GENERATED_PASSWORD = "pulumi-python:dynamic/alphapulse:GeneratedPassword"
+GENERATED_PASSWORD = "random:index/randomPassword:RandomPassword"
 
 DATA_VOLUME_LABEL = "com.alphapulse.node"  # only node data volumes carry it
 # Failover takes about node-timeout + 0.5-1 s (DESIGN.md section 3): above 2000 ms the
