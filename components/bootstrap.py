@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -51,20 +50,12 @@ from clusterops.password_rotation import rotate_password, sync_acl_users
 from clusterops.scaling import preview_reshape, reshape_cluster
 from clusterops.topology_read import read_live_topology
 from components.preview_values import contains_unknown
-from components.provider_version import PROJECT_ROOT, source_version
+from components.provider_version import module_version
 
-
-def provider_sources(root: Path = PROJECT_ROOT) -> list[Path]:
-    """The files whose code the provider runs: this module, its preview-value test and the
-    whole clusterops package."""
-    return [root / "components" / "bootstrap.py", root / "components" / "preview_values.py",
-            *sorted((root / "clusterops").rglob("*.py"))]
-
-
-# Derived, not bumped by hand (a manual bump was missed once): any change to the provider's
-# code makes existing stacks run `update` once with the new code, since a changed pickle alone
+# Derived, not bumped by hand (a manual bump was missed once): any change to the code the
+# provider runs makes existing stacks run `update` once with it, since a changed pickle alone
 # never triggers an update (see diff()). An update of an unchanged cluster only verifies it.
-PROVIDER_VERSION = source_version(provider_sources())
+PROVIDER_VERSION = module_version(__name__)
 DEFAULT_TIMEOUT_SECONDS = 120
 MAX_TIMEOUT_SECONDS = 3600
 INPUT_KEYS = ("nodes", "password", "provider_version", "timeout_seconds", "rewrite_config",

@@ -32,13 +32,10 @@ from clusterops.errors import ClusterOpsError
 from clusterops.handover import hand_over
 from clusterops.model import NodeTarget
 from components.preview_values import contains_unknown
-from components.provider_version import PROJECT_ROOT, source_version
+from components.provider_version import module_version
 from components.topology import ClusterPlan, PlannedNode
 
-PROVIDER_VERSION = source_version([
-    PROJECT_ROOT / "components" / "node_handover.py",
-    PROJECT_ROOT / "clusterops" / "handover.py",
-])
+PROVIDER_VERSION = module_version(__name__)  # the code it runs (components/provider_version.py)
 # tls_ca: the cluster's CA bundle with tls: true (absent otherwise); a node dict names the ACL
 # user to act as (the admin) with acl: true.
 # credentials (acl: true, a secret): a digest of every user's password and of the replicas'

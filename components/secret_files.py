@@ -41,14 +41,11 @@ from pulumi.runtime import rpc
 
 from components.docker_host import DEFAULT_DOCKER_HOST, docker_cli_env
 from components.preview_values import contains_unknown
-from components.provider_version import PROJECT_ROOT, source_version
+from components.provider_version import module_version
 
 # Derived from the code the provider runs, like the bootstrap's: a change to it makes existing
 # stacks rewrite their files once with the new code (a changed pickle alone never would).
-PROVIDER_VERSION = source_version([
-    PROJECT_ROOT / "components" / name
-    for name in ("secret_files.py", "docker_host.py", "preview_values.py")
-])
+PROVIDER_VERSION = module_version(__name__)
 INPUT_KEYS = ("volume", "image", "files", "config_files", "owner", "docker_host",
               "provider_version")
 FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")

@@ -1,44 +1,58 @@
-"""PROVIDER_VERSION follows the provider's source: an edit anywhere in it changes the version."""
+"""A dynamic provider's version follows the code it runs: the import closure of its module."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-from components.bootstrap import (
-    PROJECT_ROOT,
-    PROVIDER_VERSION,
-    provider_sources,
-    source_version,
-)
+import components.bootstrap
+import components.node_handover
+import components.secret_files
+from components.provider_version import PROJECT_ROOT, import_closure, module_version
+
+PROVIDERS = {
+    "components.bootstrap": components.bootstrap.PROVIDER_VERSION,
+    "components.node_handover": components.node_handover.PROVIDER_VERSION,
+    "components.secret_files": components.secret_files.PROVIDER_VERSION,
+}
 
 
-def copy_of_sources(tmp_path: Path) -> Path:
-    for path in provider_sources():
-        target = tmp_path / path.relative_to(PROJECT_ROOT)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
-    return tmp_path
+def closure_names(module: str, root: Path = PROJECT_ROOT) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in import_closure(module, root)}
 
 
-def test_version_is_the_digest_of_the_bootstrap_and_every_clusterops_module() -> None:
-    names = {p.relative_to(PROJECT_ROOT).as_posix() for p in provider_sources()}
-    expected = {"components/bootstrap.py", "components/preview_values.py"} | {
-        p.relative_to(PROJECT_ROOT).as_posix() for p in (PROJECT_ROOT / "clusterops").rglob("*.py")
-    }
-    assert names == expected and "clusterops/formation.py" in names
-    assert source_version(provider_sources()) == PROVIDER_VERSION
+def test_each_version_is_the_digest_of_its_modules_import_closure() -> None:
+    for module, version in PROVIDERS.items():
+        assert module_version(module) == version, module
 
 
-def test_an_edit_to_any_source_file_changes_the_version(tmp_path: Path) -> None:
-    root = copy_of_sources(tmp_path)
-    copied = provider_sources(root)
-    before = source_version(copied, root)
-    assert before == PROVIDER_VERSION  # same bytes, same relative paths: same version
-    for relative in ("components/bootstrap.py", "clusterops/formation.py"):
-        path = root / relative
+def test_the_closure_holds_what_each_provider_runs_and_not_the_cli() -> None:
+    handover = closure_names("components.node_handover")
+    # Once a hand-written list of two files: the takeover it delegates to was missing.
+    assert {"components/node_handover.py", "clusterops/handover.py", "clusterops/live.py",
+            "clusterops/observe.py", "clusterops/poll.py", "clusterops/checks.py",
+            "clusterops/connection.py"} <= handover
+    secret_files = closure_names("components.secret_files")
+    assert {"components/docker_host.py", "clusterops/child_env.py"} <= secret_files
+    bootstrap = closure_names("components.bootstrap")
+    assert {"clusterops/formation.py", "clusterops/scaling.py",
+            "components/preview_values.py"} <= bootstrap
+    for closure in (handover, secret_files, bootstrap):
+        assert not any(name.startswith("clusterops/commands/") for name in closure)
+        assert "clusterops/cli.py" not in closure
+
+
+def test_an_edit_inside_the_closure_changes_the_version_and_one_outside_does_not(
+        tmp_path: Path) -> None:
+    for package in ("components", "clusterops"):
+        shutil.copytree(PROJECT_ROOT / package, tmp_path / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    before = module_version("components.node_handover", tmp_path)
+    assert before == PROVIDERS["components.node_handover"]  # same files, same version
+    for relative, changes in (("clusterops/live.py", True), ("clusterops/cli.py", False)):
+        path = tmp_path / relative
         original = path.read_bytes()
         path.write_bytes(original + b"\n# changed\n")
-        assert source_version(copied, root) != before, f"editing {relative} kept the version"
+        changed = module_version("components.node_handover", tmp_path) != before
+        assert changed == changes, f"editing {relative}: version changed={changed}"
         path.write_bytes(original)
-    assert source_version(copied, root) == before
