@@ -8,7 +8,8 @@
 #
 # What it sets up: Docker and the test packages (scripts/setup-test-env.sh, as root on Debian),
 # the pulumi CLI and plugins (scripts/install-pulumi.sh, built from Go modules where no binary
-# can be downloaded), the project's virtualenv from requirements.txt. Backend: yours when you are
+# can be downloaded). The project's virtualenv (venv/, from requirements.txt) is made by Pulumi's
+# language host on the first `pulumi up`, as for any Python project. Backend: yours when you are
 # logged in (`pulumi login`) or PULUMI_BACKEND_URL is set; otherwise a local file backend in
 # .pulumi-state/ with a generated passphrase file (mode 0600) for the stack's secrets.
 set -euo pipefail
@@ -29,9 +30,6 @@ done
 bash scripts/setup-test-env.sh >&2
 PATH="$(bash scripts/install-pulumi.sh | tail -n 1):$PATH"
 export PATH PULUMI_SKIP_UPDATE_CHECK=1
-
-python3 -m venv venv
-venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 
 if [ -z "${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then
   mkdir -p .pulumi-state
