@@ -21,7 +21,7 @@ fi
 bash scripts/setup-test-env.sh
 PATH="$(bash scripts/install-pulumi.sh | tail -n 1):$PATH"
 export PATH
-# kube-apiserver for the server-side dry-run of the Kubernetes manifests (not needed to deploy).
-bash scripts/build-kube-apiserver.sh >&2
+# Kubernetes components: the server-side dry-run of the manifests, and the local cluster (not needed to deploy).
+bash scripts/build-kubernetes.sh >&2
 ruff check .
 exec python3 -m pytest "$@"

@@ -1,6 +1,6 @@
 """Server-side dry-run of every manifest the real provider renders, on a real kube-apiserver.
 
-Optional tier: it runs where scripts/build-kube-apiserver.sh has built kube-apiserver from Go
+Optional tier: it runs where scripts/build-kubernetes.sh has built kube-apiserver from Go
 modules and Debian's etcd-server is installed, and skips (with that reason) elsewhere. The API
 server validates each object as a cluster would (schema with strict field validation, defaults,
 Pod Security admission of the namespace's `restricted` profile); no scheduler or kubelet runs,

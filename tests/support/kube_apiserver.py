@@ -1,4 +1,4 @@
-"""A real kube-apiserver (built from Go modules, scripts/build-kube-apiserver.sh) on a real etcd
+"""A real kube-apiserver (built from Go modules, scripts/build-kubernetes.sh) on a real etcd
 (Debian's etcd-server), for server-side dry-runs of the manifests the program renders.
 
 No scheduler, controller manager or kubelet: objects are validated and admitted (including Pod
@@ -38,7 +38,7 @@ PLURALS = {
 
 def apiserver_missing() -> str | None:
     if not KUBE_APISERVER.exists():
-        return (f"no {KUBE_APISERVER}: run scripts/build-kube-apiserver.sh (optional; builds "
+        return (f"no {KUBE_APISERVER}: run scripts/build-kubernetes.sh (optional; builds "
                 "kube-apiserver from Go modules)")
     if shutil.which("etcd") is None:
         return "no etcd: apt-get install etcd-server"
