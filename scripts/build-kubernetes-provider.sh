@@ -46,10 +46,12 @@ die() { printf '[build-kubernetes-provider] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # The engine asks a plugin for its version over gRPC, not with a flag; the version linked in
 # is printed by the binary only through the schema, so the build records it beside the binary.
+# The stamp also names this script's digest (not its mtime: a fresh clone's files are all new,
+# and CI would rebuild the 7-minute provider every run).
 STAMP="$BIN.version"
+STAMP_LINE="$PLUGIN_VERSION $PROVIDER_VERSION $(sha256sum "$SELF" | cut -c1-16)"
 up_to_date() {
-  [ -x "$BIN" ] && [ -f "$STAMP" ] && [ "$BIN" -nt "$SELF" ] \
-    && [ "$(cat "$STAMP")" = "$PLUGIN_VERSION $PROVIDER_VERSION" ]
+  [ -x "$BIN" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_LINE" ]
 }
 
 if [ "${FORCE:-0}" != 1 ] && up_to_date; then
@@ -110,7 +112,7 @@ embedded="$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["v
   "$BUILD_DIR/provider/${MAIN_PACKAGE#./}/schema-embed.json")"
 [ "$embedded" = "$PLUGIN_VERSION" ] || die "embedded schema says $embedded, expected $PLUGIN_VERSION"
 mv -f "$tmp_bin" "$BIN"
-printf '%s %s\n' "$PLUGIN_VERSION" "$PROVIDER_VERSION" >"$STAMP"
+printf '%s\n' "$STAMP_LINE" >"$STAMP"
 
 elapsed=$(( $(date +%s) - start ))
 size_mib=$(( $(stat -c %s "$BIN") / 1024 / 1024 ))
