@@ -32,6 +32,15 @@ declare -A PACKAGE_COMMANDS=(
   [curl]="curl"
   # The API server's store in the server-side dry-run tier (tests/e2e/test_k8s_apiserver.py).
   [etcd-server]="etcd"
+  # The local Kubernetes cluster (local_kubernetes/, scripts/local-kubernetes.sh): each node's
+  # containerd and runc, pod networking, kube-proxy's conntrack cleanup, and the static pause
+  # binary compiled from Kubernetes' pause.c (tests/support/k8s_images.py).
+  [containerd]="containerd ctr"
+  [runc]="runc"
+  [containernetworking-plugins]=""
+  [conntrack]="conntrack"
+  [gcc]="gcc"
+  [libc6-dev]=""
   # No command: python3.11 + redis-py for examples/app-stack's image (tests/support/app_image.py).
   [python3-redis]=""
 )
