@@ -13,6 +13,7 @@ API: `ensure_app_image() -> ref`.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from tests.support.images import (
@@ -37,11 +38,12 @@ PACKAGES = ("redis", "packaging", "async_timeout")
 SKIPPED_PARTS = {"__pycache__", "test", "tests", "idlelib", "tkinter", "turtledemo", "ensurepip"}
 
 
-def _tree(source: Path, target: str) -> list[Entry]:
-    """Every regular file under `source` (symlinks followed when their target exists)."""
+def _tree(source: Path, target: str, skipped: Collection[str] = SKIPPED_PARTS) -> list[Entry]:
+    """Every regular file under `source` (symlinks followed when their target exists), except
+    under directories named in `skipped`."""
     entries = []
     for root, dirs, files in os.walk(source):
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_PARTS)
+        dirs[:] = sorted(d for d in dirs if d not in skipped)
         for name in sorted(files):
             path = Path(root) / name
             if name.endswith(".pth") or not path.exists():

@@ -65,6 +65,7 @@ DEBIAN_PACKAGE_OF = {
     "prometheus": "prometheus",
     "promtool": "prometheus",
     "busybox": "busybox-static",
+    "getent": "libc-bin",
 }
 
 
@@ -242,8 +243,12 @@ def _labels(role: str, description: str) -> list[str]:
 def redis_recipe() -> ImageRecipe:
     server = host_binary("redis-server")
     cli = host_binary("redis-cli")
-    binaries = [server, cli]
+    # The official image is Debian with libc-bin: the Kubernetes target's nodes.conf refresh
+    # (components/refresh-nodes-conf.sh) resolves peers' pod names with getent.
+    getent = host_binary("getent")
+    binaries = [server, cli, getent]
     entries = [
+        Entry("/usr/bin/getent", "file", 0o755, source=getent),
         Entry("/usr/local/bin/redis-server", "file", 0o755, source=server),
         Entry("/usr/local/bin/redis-cli", "file", 0o755, source=cli),
         # Like the official image: one binary, its mode chosen by the name it is started as.
