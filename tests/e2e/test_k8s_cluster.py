@@ -77,6 +77,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory, kubeconfig: Path,
         handle.remove()
 
 
+def refresh_logs() -> dict[str, str]:
+    """pod -> what its nodes.conf refresh (init container) printed."""
+    logs = {}
+    for pod in redis_pods():
+        name = pod["metadata"]["name"]
+        try:
+            logs[name] = api().get(f"/api/v1/namespaces/{NAMESPACE}/pods/{name}/log"
+                                   "?container=refresh-nodes-conf").get("text", "").strip()
+        except Exception as exc:  # noqa: BLE001 - a diagnostic, never the failure itself
+            logs[name] = f"({exc})"
+    return logs
+
+
 def redis_pods() -> list[dict[str, Any]]:
     return pods(NAMESPACE, REDIS_SELECTOR)
 
@@ -228,7 +241,8 @@ def test_every_pod_deleted_at_once_rejoins_with_the_same_ids_and_keys(stack, ima
         return view == before, view
 
     done, seen = poll(reformed, Deadline.after(RESTART_TIMEOUT_S), 1.0)
-    assert done, f"not re-formed within {RESTART_TIMEOUT_S:g} s; before {before}, seen {seen}"
+    assert done, (f"not re-formed within {RESTART_TIMEOUT_S:g} s; before {before}, seen {seen}; "
+                  f"the init containers said: {refresh_logs()}")
     print(f"\nfull restart (6 pods, every IP new) to cluster_state:ok with the same ids: "
           f"{time.monotonic() - started:.1f} s")
     log = run_client_pod("restart-reader", images["bootstrap"], EVERY_SLOT_SCRIPT % (
