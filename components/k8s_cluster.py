@@ -30,6 +30,7 @@ from components.redis_conf import (
     DATA_DIR,
     HEALTHCHECK_COMMAND,
     PASSWORD_FILE_NAME,
+    PASSWORD_FILE_PATH,
     REDIS_UID,
     SECRETS_DIR,
     render_auth_conf,
@@ -45,8 +46,8 @@ MIB = 1024 * 1024
 # redis.conf of every node lives in one ConfigMap, one key per pod, mounted here; the pod picks
 # its own file by name (POD_NAME from the downward API).
 NODE_CONF_DIR = f"{CONF_DIR}/nodes"
-REFRESH_SCRIPT_NAME = "refresh-nodes-conf.sh"
-REFRESH_SCRIPT = Path(__file__).resolve().parent / REFRESH_SCRIPT_NAME
+PEER_ADDRESSES_SCRIPT_NAME = "peer-addresses.sh"
+PEER_ADDRESSES_SCRIPT = Path(__file__).resolve().parent / PEER_ADDRESSES_SCRIPT_NAME
 SCRIPTS_DIR = "/opt/alphapulse"
 PLAN_DIR = "/etc/alphapulse/plan"
 PLAN_FILE_NAME = "plan.json"
@@ -305,7 +306,7 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
             node_conf_key(p): render_redis_conf(self.spec, p.node, announce_hostname=p.hostname)
             for p in self.kplan.nodes
         }
-        data[REFRESH_SCRIPT_NAME] = REFRESH_SCRIPT.read_text()
+        data[PEER_ADDRESSES_SCRIPT_NAME] = PEER_ADDRESSES_SCRIPT.read_text()
         return k8s.core.v1.ConfigMap(
             f"{self._name}-config",
             metadata=self._meta(f"{self._prefix}-config", "config"),
@@ -419,6 +420,11 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
         memory = f"{spec.memory_limit_bytes // MIB}Mi"
         conf_mount = {"name": "config", "mount_path": NODE_CONF_DIR, "read_only": True}
         data_mount = {"name": "data", "mount_path": DATA_DIR}
+        scripts_mount = {"name": "config", "mount_path": SCRIPTS_DIR, "read_only": True}
+        secrets_mount = {"name": "auth", "mount_path": SECRETS_DIR, "read_only": True}
+        peer_addresses = ["sh", f"{SCRIPTS_DIR}/{PEER_ADDRESSES_SCRIPT_NAME}"]
+        helper_resources = {"requests": {"cpu": "10m", "memory": "16Mi"},
+                            "limits": {"memory": "64Mi"}}
         pvc_spec: dict[str, Any] = {
             "access_modes": ["ReadWriteOnce"],
             "resources": {"requests": {"storage": settings.storage_size}},
@@ -456,21 +462,16 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                         "termination_grace_period_seconds": 30,
                         "init_containers": [
                             {
+                                # Peers' entries in nodes.conf at their current pod IPs
+                                # before Redis reads it (components/peer-addresses.sh).
                                 "name": "refresh-nodes-conf",
                                 "image": spec.redis_image,
                                 "image_pull_policy": self._pull_policy,
-                                "command": ["sh", f"{SCRIPTS_DIR}/{REFRESH_SCRIPT_NAME}",
+                                "command": [*peer_addresses, "nodes-conf",
                                             f"{DATA_DIR}/nodes.conf"],
-                                "volume_mounts": [
-                                    data_mount,
-                                    {"name": "config", "mount_path": SCRIPTS_DIR,
-                                     "read_only": True},
-                                ],
+                                "volume_mounts": [data_mount, scripts_mount],
                                 "security_context": _restricted_container(),
-                                "resources": {
-                                    "requests": {"cpu": "10m", "memory": "16Mi"},
-                                    "limits": {"memory": "64Mi"},
-                                },
+                                "resources": helper_resources,
                             }
                         ],
                         "containers": [
@@ -492,8 +493,7 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                                 "volume_mounts": [
                                     data_mount,
                                     conf_mount,
-                                    {"name": "auth", "mount_path": SECRETS_DIR,
-                                     "read_only": True},
+                                    secrets_mount,
                                 ],
                                 "resources": {
                                     # Memory request = limit: a Redis node is never the pod
@@ -520,7 +520,19 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                                     "failure_threshold": 6,
                                 },
                                 "security_context": _restricted_container(),
-                            }
+                            },
+                            {
+                                # Peers that moved while this node could not see it (a full
+                                # restart: the pods that start first resolve nobody) are met
+                                # at their new IPs as soon as their names resolve.
+                                "name": "follow-peer-addresses",
+                                "image": spec.redis_image,
+                                "image_pull_policy": self._pull_policy,
+                                "command": [*peer_addresses, "follow", PASSWORD_FILE_PATH],
+                                "volume_mounts": [scripts_mount, secrets_mount],
+                                "security_context": _restricted_container(),
+                                "resources": helper_resources,
+                            },
                         ],
                         "volumes": [
                             {"name": "config", "config_map": {"name": config.metadata.name,
@@ -556,7 +568,7 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
         text = "".join(
             render_redis_conf(self.spec, p.node, announce_hostname=p.hostname)
             for p in self.kplan.shard(shard)
-        ) + REFRESH_SCRIPT.read_text()
+        ) + PEER_ADDRESSES_SCRIPT.read_text()
         return hashlib.sha256(text.encode()).hexdigest()
 
     @property

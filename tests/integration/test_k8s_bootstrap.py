@@ -3,9 +3,11 @@
 - the bootstrap Job's code (k8s_bootstrap.job.run): names resolved to IPs, the cluster formed
   by clusterops with nodes announcing their DNS names, adopted on a re-run, refused when a node
   holds foreign data;
-- the init container's script (components/refresh-nodes-conf.sh): after a full restart in
-  which every node got a new IP, the cluster re-forms only because the script pointed nodes.conf
-  at the new addresses (the control restart without it stays broken).
+- components/peer-addresses.sh: after a full restart in which every node got a new IP, the
+  cluster re-forms only because the init container pointed nodes.conf at the new addresses, or,
+  when no peer resolved yet as the init containers ran (what real pods see), because the
+  sidecar met each moved peer at its new address (the control restart without either stays
+  broken).
 
 Each node listens on its own loopback address (127.0.0.x), which stands in for a pod IP, and
 the DNS names come from a resolver table (a stub `getent` for the shell script).
@@ -14,19 +16,21 @@ the DNS names come from a resolver table (a stub `getent` for the shell script).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import redis
 
 from clusterops.poll import Deadline, poll
-from components.k8s_cluster import REFRESH_SCRIPT, bootstrap_plan
+from components.k8s_cluster import PEER_ADDRESSES_SCRIPT, bootstrap_plan
 from components.k8s_plan import place_cluster
 from components.spec import build_spec
 from k8s_bootstrap.job import run
+from tests.support.dns_stub import dns_stub
 from tests.support.redis_nodes import RedisNodes
 from tests.support.waiting import wait_for, wait_until
 
@@ -110,23 +114,33 @@ def move_to(nodes: RedisNodes, addresses: list[str]) -> None:
 
 
 def refresh_nodes_conf(nodes: RedisNodes, table: dict[str, str], tmp_path: Path) -> None:
-    """Run the init container's script on each node's nodes.conf, with `getent` answering
-    from `table` (what the cluster DNS answers for the headless Service's pod records)."""
-    stub = tmp_path / "dns"
-    stub.mkdir(exist_ok=True)
-    (stub / "hosts").write_text("".join(f"{ip} {name}\n" for name, ip in table.items()))
-    getent = stub / "getent"
-    getent.write_text(
-        "#!/bin/sh\n"
-        '[ "$1" = hosts ] || exit 2\n'
-        f"awk -v h=\"$2\" '$2 == h {{print $1 \"  \" $2; found=1}} END {{exit !found}}' "
-        f"{stub / 'hosts'}\n"
-    )
-    getent.chmod(0o755)
-    env = {**os.environ, "PATH": f"{stub}{os.pathsep}{os.environ['PATH']}"}
+    """Run the init container's mode of the script on each node's nodes.conf."""
+    env = dns_stub(table, tmp_path)
     for node in nodes:
-        subprocess.run(["sh", str(REFRESH_SCRIPT), str(node.directory / "nodes.conf")],
+        subprocess.run(["sh", str(PEER_ADDRESSES_SCRIPT), "nodes-conf",
+                        str(node.directory / "nodes.conf")],
                        env=env, check=True, capture_output=True, text=True)
+
+
+@contextmanager
+def following_peers(nodes: RedisNodes, table: dict[str, str],
+                    tmp_path: Path) -> Iterator[list[subprocess.Popen[str]]]:
+    """Each node's sidecar (the script's follow mode), polling every 0.2 s."""
+    env = dns_stub(table, tmp_path)
+    password_file = tmp_path / "sidecar-password"
+    password_file.write_text(nodes.password + "\n")
+    followers = [subprocess.Popen(
+        ["sh", str(PEER_ADDRESSES_SCRIPT), "follow", str(password_file), node.host,
+         str(node.port), "0.2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for node in nodes]
+    try:
+        yield followers
+    finally:
+        for follower in followers:
+            follower.terminate()
+        for follower in followers:
+            follower.wait(timeout=10)
 
 
 def test_the_job_forms_by_name_then_adopts(redis_nodes_factory, tmp_path, capsys):
@@ -176,26 +190,43 @@ def test_the_job_names_a_pod_whose_name_does_not_resolve(redis_nodes_factory, tm
     assert "ResolveError" in report["error"] and names[-1] in report["error"]
 
 
-@pytest.mark.slow
-def test_a_full_restart_with_new_ips_reforms_only_with_the_refreshed_nodes_conf(
-        redis_nodes_factory, tmp_path, capsys):
-    nodes = redis_nodes_factory(6, hosts=FIRST_IPS)
+def formed_then_moved_and_down(nodes: RedisNodes, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> tuple[dict, dict, dict]:
+    """Form the cluster by name, then restart every node on a new IP with nodes.conf untouched
+    (what every pod sees when no peer resolved as its init container ran): the control, which
+    must stay down for several node-timeouts of 1000 ms. -> (plan, the formed report, the new
+    name -> IP table)."""
     plan, names = plan_and_names(nodes)
     announce(nodes, names)
     code, report = run_job(tmp_path, plan, nodes, dict(zip(names, FIRST_IPS, strict=True)),
                            capsys)
     assert code == 0, report
     nodes[0].client().execute_command("CLUSTER", "SAVECONFIG")
-
-    # Control: every node back on a new IP, nodes.conf untouched. Peers are still looked for
-    # at their old IPs: the cluster stays down (several node-timeouts of 1000 ms).
     move_to(nodes, MOVED_IPS)
     for node in nodes:
         node.start()
-    assert not becomes_true(lambda: cluster_ok(nodes), 6.0), "re-formed without the refresh"
+    assert not becomes_true(lambda: cluster_ok(nodes), 6.0), "re-formed with nothing refreshed"
+    return plan, report, dict(zip(names, MOVED_IPS, strict=True))
 
-    # The same restart with the init container's refresh first: it re-forms by itself.
-    moved = dict(zip(names, MOVED_IPS, strict=True))
+
+def assert_reformed_with_the_same_ids(nodes: RedisNodes, plan: dict, report: dict,
+                                      moved: dict[str, str], tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    wait_until("the cluster to re-form at the new addresses", lambda: (
+        cluster_ok(nodes), nodes[0].client().execute_command("CLUSTER", "NODES")), 30.0)
+    # Same identities, and the Job adopts the re-formed cluster at the new addresses.
+    code, after = run_job(tmp_path, plan, nodes, moved, capsys)
+    assert code == 0 and after["action"] == "adopted", after
+    assert after["node_ids"] == report["node_ids"]
+
+
+@pytest.mark.slow
+def test_a_full_restart_with_new_ips_reforms_with_the_refreshed_nodes_conf(
+        redis_nodes_factory, tmp_path, capsys):
+    nodes = redis_nodes_factory(6, hosts=FIRST_IPS)
+    plan, report, moved = formed_then_moved_and_down(nodes, tmp_path, capsys)
+    # The same restart with every peer resolvable as the init containers run: it re-forms by
+    # itself.
     for node in nodes:
         node.stop()
     refresh_nodes_conf(nodes, moved, tmp_path)
@@ -203,9 +234,16 @@ def test_a_full_restart_with_new_ips_reforms_only_with_the_refreshed_nodes_conf(
     assert all(ip not in conf for ip in FIRST_IPS[1:]), conf
     for node in nodes:
         node.start()
-    wait_until("the cluster to re-form at the new addresses", lambda: (
-        cluster_ok(nodes), nodes[0].client().execute_command("CLUSTER", "NODES")), 30.0)
-    # Same identities, and the Job adopts the re-formed cluster at the new addresses.
-    code, after = run_job(tmp_path, plan, nodes, moved, capsys)
-    assert code == 0 and after["action"] == "adopted", after
-    assert after["node_ids"] == report["node_ids"]
+    assert_reformed_with_the_same_ids(nodes, plan, report, moved, tmp_path, capsys)
+
+
+@pytest.mark.slow
+def test_a_full_restart_nobody_could_resolve_reforms_when_the_sidecars_meet_the_moved_peers(
+        redis_nodes_factory, tmp_path, capsys):
+    nodes = redis_nodes_factory(6, hosts=FIRST_IPS)
+    plan, report, moved = formed_then_moved_and_down(nodes, tmp_path, capsys)
+    with following_peers(nodes, moved, tmp_path) as followers:
+        assert_reformed_with_the_same_ids(nodes, plan, report, moved, tmp_path, capsys)
+    said = "".join(f.stdout.read() for f in followers if f.stdout)
+    assert "CLUSTER MEET OK" in said, said
+    assert nodes.password not in said

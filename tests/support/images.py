@@ -244,7 +244,7 @@ def redis_recipe() -> ImageRecipe:
     server = host_binary("redis-server")
     cli = host_binary("redis-cli")
     # The official image is Debian with libc-bin: the Kubernetes target's nodes.conf refresh
-    # (components/refresh-nodes-conf.sh) resolves peers' pod names with getent.
+    # (components/peer-addresses.sh) resolves peers' pod names with getent.
     getent = host_binary("getent")
     binaries = [server, cli, getent]
     entries = [

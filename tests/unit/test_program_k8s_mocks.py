@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from components.k8s_cluster import PEER_ADDRESSES_SCRIPT
 from components.topology import split_slots
 from tests.support.k8s_manifests import (
     CUSTOM_KINDS,
@@ -178,6 +179,27 @@ def test_pvcs_resources_probes_and_security(manifests):
     mounts = {m["mountPath"]: m["name"] for m in redis["volumeMounts"]}
     assert mounts == {"/data": "data", "/usr/local/etc/redis/nodes": "config",
                       "/usr/local/etc/redis/secrets": "auth"}
+
+
+def test_every_pod_keeps_its_peers_addresses_current(manifests):
+    """Init container: nodes.conf refreshed before Redis starts; sidecar: moved peers met at
+    their new IPs (components/peer-addresses.sh). The sidecar reads the password file, never
+    an environment variable, and the script itself travels in the ConfigMap, so a change to it
+    rolls the pods (the config digest covers it)."""
+    script = "/opt/alphapulse/peer-addresses.sh"
+    for shard in (1, 2, 3):
+        spec = pod_spec(manifests[f"StatefulSet/alphapulse-redis-shard-{shard}"])
+        [init] = spec["initContainers"]
+        assert init["command"] == ["sh", script, "nodes-conf", "/data/nodes.conf"]
+        sidecar = next(c for c in spec["containers"] if c["name"] == "follow-peer-addresses")
+        assert sidecar["command"] == ["sh", script, "follow",
+                                      "/usr/local/etc/redis/secrets/password"]
+        assert "env" not in sidecar
+        assert sidecar["resources"]["limits"] == {"memory": "64Mi"}
+        assert {m["mountPath"] for m in sidecar["volumeMounts"]} == {
+            "/opt/alphapulse", "/usr/local/etc/redis/secrets"}
+    data = manifests["ConfigMap/alphapulse-redis-config"]["data"]
+    assert data["peer-addresses.sh"] == PEER_ADDRESSES_SCRIPT.read_text()
 
 
 def test_a_named_storage_class_and_size_reach_the_claims():
