@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import secrets
 import shutil
 import subprocess
@@ -41,7 +42,7 @@ from local_kubernetes.layout import (
 START_TIMEOUT_S = 120.0
 NODE_READY_TIMEOUT_S = 180.0
 TOKENS = ("admin", "controller-manager", "scheduler", "kube-proxy", "coredns",
-          *(node.name for node in NODES))
+          "network-policies", *(node.name for node in NODES))
 KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
                  "kube-proxy")
 HOST_TOOLS = {"etcd": "etcd-server", "containerd": "containerd", "runc": "runc",
@@ -59,6 +60,9 @@ def missing_tools() -> list[str]:
                for name in KUBE_BINARIES if not (TOOLS_BIN / name).exists()]
     if not (TOOLS_BIN / "coredns").exists():
         missing.append(f"{TOOLS_BIN / 'coredns'} (scripts/build-coredns.sh)")
+    if not (TOOLS_BIN / "kube-network-policies").exists():
+        missing.append(f"{TOOLS_BIN / 'kube-network-policies'} "
+                       "(scripts/build-kube-network-policies.sh)")
     missing += [f"{tool} (apt-get install {package})" for tool, package in HOST_TOOLS.items()
                 if shutil.which(tool) is None]
     if not (Path("/usr/lib/cni") / "bridge").exists():
@@ -72,7 +76,7 @@ def _tokens() -> dict[str, str]:
     if not path.exists():
         groups = {"admin": "system:masters", "controller-manager": "system:masters",
                   "scheduler": "system:masters", "kube-proxy": "system:masters",
-                  "coredns": "system:masters"}
+                  "coredns": "system:masters", "network-policies": "system:masters"}
         lines = []
         for user in TOKENS:
             node_user = user.startswith("apk8s-")
@@ -214,6 +218,10 @@ def _remove_node_cgroups(node: Node) -> None:
 
 def _start_node(node: Node, images: Sequence[str]) -> None:
     _make_node_cgroups(node)
+    _start_node_services(node, images)
+
+
+def _start_node_services(node: Node, images: Sequence[str]) -> None:
     for directory in (node.state_dir, node.run_dir, node.state_dir / "cni",
                       node.volumes_dir):
         directory.mkdir(parents=True, exist_ok=True)
@@ -240,6 +248,66 @@ def _start_node(node: Node, images: Sequence[str]) -> None:
         configs.kube_proxy_config(node, str(_kubeconfig("kube-proxy"))))
     processes.start(f"{node.name}-kube-proxy", [
         str(TOOLS_BIN / "kube-proxy"), f"--config={proxy_config}"], netns=node.netns_path)
+    _start_network_policies(node)
+
+
+# Where client-go's in-cluster configuration looks for its credentials (rest.InClusterConfig);
+# kube-network-policies v0.8.0 knows no other way to reach the API server.
+IN_CLUSTER_CREDENTIALS = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def _kernel_before(major: int, minor: int) -> bool:
+    numbers = platform.release().split("-", 1)[0].split(".")
+    try:
+        return (int(numbers[0]), int(numbers[1])) < (major, minor)
+    except (IndexError, ValueError):
+        return True  # unknown: keep the workaround
+
+
+def _start_network_policies(node: Node) -> None:
+    """kube-network-policies (scripts/build-kube-network-policies.sh) in the node's network
+    namespace: the NetworkPolicies enforced on the node's pods, as a policy-enforcing CNI add-on
+    does. Its credentials are bind-mounted where the in-cluster configuration reads them, in a
+    mount namespace of its own, so nothing of the machine's /var/run changes but an empty
+    mount point."""
+    credentials = node.state_dir / "network-policies"
+    _write_private(credentials / "token", _tokens()["network-policies"])
+    (credentials / "ca.crt").write_bytes(_ca_file().read_bytes())
+    IN_CLUSTER_CREDENTIALS.mkdir(parents=True, exist_ok=True)
+    binary = TOOLS_BIN / "kube-network-policies"
+    processes.start(f"{node.name}-network-policies", [
+        "unshare", "--mount", "--propagation", "private", "sh", "-c",
+        'mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh",
+        str(credentials), str(IN_CLUSTER_CREDENTIALS), str(binary),
+        f"--hostname-override={node.name}", "--disable-nri",
+        # Kernels from 6.12 on do not need the DNS workaround (its flag's help says so).
+        f"--netfilter-bug-1766-fix={str(_kernel_before(6, 12)).lower()}",
+        f"--metrics-bind-address={node.address}:9080"],
+        netns=node.netns_path,
+        env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+             "KUBERNETES_SERVICE_HOST": CONTROL_PLANE_ADDRESS,
+             "KUBERNETES_SERVICE_PORT": str(APISERVER_PORT)})
+
+
+NODE_SERVICES = ("network-policies", "kube-proxy", "kubelet", "containerd")
+
+
+def lose_node(node: Node) -> None:
+    """A node loss as the rest of the cluster sees it: its link cut, its kubelet, kube-proxy
+    and containerd stopped. Its pods' processes keep running, cut off (their shims outlive
+    containerd), as on a node that hangs or drops off the network."""
+    network.cut_link(node)
+    for part in NODE_SERVICES:
+        processes.stop(f"{node.name}-{part}")
+
+
+def restore_node(node: Node) -> None:
+    """The lost node back: link up, containerd, kubelet and kube-proxy started again (its
+    images are still in its containerd); returns once the API server sees it Ready."""
+    network.restore_link(node)
+    _start_node_services(node, ())
+    _wait(f"{node.name} Ready again", _nodes_ready, NODE_READY_TIMEOUT_S,
+          [f"{node.name}-{part}" for part in NODE_SERVICES])
 
 
 def import_images(node: Node, refs: Sequence[str]) -> None:
@@ -343,7 +411,7 @@ def _unmount_under(path: Path) -> None:
 def down() -> None:
     """Stop every process of the cluster and remove its network and state."""
     for node in NODES:
-        for part in ("kube-proxy", "kubelet"):
+        for part in NODE_SERVICES[:3]:
             processes.stop(f"{node.name}-{part}")
     for node in NODES:
         _kill_node_cgroups(node)

@@ -22,6 +22,7 @@ case "${1:-}" in
     bash scripts/setup-test-env.sh >&2
     bash scripts/build-kubernetes.sh >&2
     bash scripts/build-coredns.sh >&2
+    bash scripts/build-kube-network-policies.sh >&2
     exec python3 -m local_kubernetes up --local-images
     ;;
   down | status)

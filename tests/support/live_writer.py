@@ -119,12 +119,17 @@ def lost_acknowledged(writer: LiveWriter, result: LiveWriteResult) -> list[str]:
     """Acknowledged keys that are missing or hold another value now (a fresh client)."""
     cluster = writer.cluster()
     try:
-        lost = []
-        batch = 500
-        for start in range(0, len(result.acked), batch):
-            chunk = result.acked[start:start + batch]
-            values = cluster.mget_nonatomic([key for key, _ in chunk])
-            lost += [key for (key, value), got in zip(chunk, values, strict=True) if got != value]
-        return lost
+        return acknowledged_missing(cluster, result)
     finally:
         cluster.close()
+
+
+def acknowledged_missing(cluster: RedisCluster, result: LiveWriteResult) -> list[str]:
+    """Acknowledged keys that `cluster` does not hold with the acknowledged value."""
+    lost = []
+    batch = 500
+    for start in range(0, len(result.acked), batch):
+        chunk = result.acked[start:start + batch]
+        values = cluster.mget_nonatomic([key for key, _ in chunk])
+        lost += [key for (key, value), got in zip(chunk, values, strict=True) if got != value]
+    return lost
