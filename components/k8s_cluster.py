@@ -28,9 +28,9 @@ from components.redis_conf import (
     AUTH_CONF_NAME,
     CONF_DIR,
     DATA_DIR,
-    HEALTHCHECK_COMMAND,
     PASSWORD_FILE_NAME,
     PASSWORD_FILE_PATH,
+    READINESS_COMMAND,
     REDIS_UID,
     SECRETS_DIR,
     render_auth_conf,
@@ -503,10 +503,11 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                                     "requests": {"cpu": settings.cpu_request, "memory": memory},
                                     "limits": {"memory": memory},
                                 },
-                                # Ready = answers an authenticated PING (also before the cluster
-                                # is formed: the Job needs the pods ready-able first).
+                                # Ready = answers an authenticated PING and holds the data: a
+                                # master (also before the cluster is formed: the Job needs the
+                                # pods ready first) or a replica in sync (READINESS_COMMAND).
                                 "readiness_probe": {
-                                    "exec": {"command": ["sh", "-c", HEALTHCHECK_COMMAND]},
+                                    "exec": {"command": ["sh", "-c", READINESS_COMMAND]},
                                     "period_seconds": 2,
                                     "timeout_seconds": 2,
                                     "failure_threshold": 3,

@@ -45,6 +45,14 @@ TLS_KEY_PATH = f"{SECRETS_DIR}/{TLS_KEY_NAME}"
 HEALTHCHECK_COMMAND = (
     f"redis-cli --no-auth-warning --askpass ping < {PASSWORD_FILE_PATH} | grep -q PONG"
 )
+# Kubernetes readiness: the authenticated PING, and a master or a replica whose replication link
+# is up. A replica still loading or syncing is not yet a second copy: the StatefulSet's rolling
+# update and the PodDisruptionBudget both wait on readiness, so neither takes the master away
+# until its replica holds the data.
+READINESS_COMMAND = (
+    f"{HEALTHCHECK_COMMAND} && redis-cli --no-auth-warning --askpass info replication "
+    f"< {PASSWORD_FILE_PATH} | grep -qE '^(role:master|master_link_status:up)'"
+)
 TLS_HEALTHCHECK_COMMAND = (
     f"redis-cli --tls --cacert {TLS_CA_PATH} --no-auth-warning --askpass ping "
     f"< {PASSWORD_FILE_PATH} | grep -q PONG"

@@ -1,4 +1,5 @@
-"""python -m local_kubernetes up [--local-images] [--image REF ...] | down | status"""
+"""python -m local_kubernetes up [--local-images] [--image REF ...] | down | status |
+recycle-volumes"""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def stack_settings(images: dict[str, str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="local-kubernetes", description=__doc__)
-    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument("action", choices=("up", "down", "status", "recycle-volumes"))
     parser.add_argument("--image", action="append", default=[], metavar="REF",
                         help="a local Docker image to import into every node (repeatable)")
     parser.add_argument("--local-images", action="store_true",
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
             print("  pulumi config rm --stack k8s alphapulse-redis-cluster:renderDir")
             for line in stack_settings(images):
                 print(f"  {line}")
+        elif args.action == "recycle-volumes":
+            recycled = cluster.recycle_released_volumes()
+            print(f"recycled (wiped, Available again): {', '.join(recycled) or 'none'}")
         elif args.action == "down":
             cluster.down()
             print("removed: every process, the network and the state of the local cluster")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import secrets
 import shutil
 import subprocess
@@ -42,7 +41,7 @@ from local_kubernetes.layout import (
 START_TIMEOUT_S = 120.0
 NODE_READY_TIMEOUT_S = 180.0
 TOKENS = ("admin", "controller-manager", "scheduler", "kube-proxy", "coredns",
-          "network-policies", *(node.name for node in NODES))
+          *(node.name for node in NODES))
 KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
                  "kube-proxy")
 HOST_TOOLS = {"etcd": "etcd-server", "containerd": "containerd", "runc": "runc",
@@ -60,9 +59,6 @@ def missing_tools() -> list[str]:
                for name in KUBE_BINARIES if not (TOOLS_BIN / name).exists()]
     if not (TOOLS_BIN / "coredns").exists():
         missing.append(f"{TOOLS_BIN / 'coredns'} (scripts/build-coredns.sh)")
-    if not (TOOLS_BIN / "kube-network-policies").exists():
-        missing.append(f"{TOOLS_BIN / 'kube-network-policies'} "
-                       "(scripts/build-kube-network-policies.sh)")
     missing += [f"{tool} (apt-get install {package})" for tool, package in HOST_TOOLS.items()
                 if shutil.which(tool) is None]
     if not (Path("/usr/lib/cni") / "bridge").exists():
@@ -76,7 +72,7 @@ def _tokens() -> dict[str, str]:
     if not path.exists():
         groups = {"admin": "system:masters", "controller-manager": "system:masters",
                   "scheduler": "system:masters", "kube-proxy": "system:masters",
-                  "coredns": "system:masters", "network-policies": "system:masters"}
+                  "coredns": "system:masters"}
         lines = []
         for user in TOKENS:
             node_user = user.startswith("apk8s-")
@@ -248,48 +244,9 @@ def _start_node_services(node: Node, images: Sequence[str]) -> None:
         configs.kube_proxy_config(node, str(_kubeconfig("kube-proxy"))))
     processes.start(f"{node.name}-kube-proxy", [
         str(TOOLS_BIN / "kube-proxy"), f"--config={proxy_config}"], netns=node.netns_path)
-    _start_network_policies(node)
 
 
-# Where client-go's in-cluster configuration looks for its credentials (rest.InClusterConfig);
-# kube-network-policies v0.8.0 knows no other way to reach the API server.
-IN_CLUSTER_CREDENTIALS = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-
-
-def _kernel_before(major: int, minor: int) -> bool:
-    numbers = platform.release().split("-", 1)[0].split(".")
-    try:
-        return (int(numbers[0]), int(numbers[1])) < (major, minor)
-    except (IndexError, ValueError):
-        return True  # unknown: keep the workaround
-
-
-def _start_network_policies(node: Node) -> None:
-    """kube-network-policies (scripts/build-kube-network-policies.sh) in the node's network
-    namespace: the NetworkPolicies enforced on the node's pods, as a policy-enforcing CNI add-on
-    does. Its credentials are bind-mounted where the in-cluster configuration reads them, in a
-    mount namespace of its own, so nothing of the machine's /var/run changes but an empty
-    mount point."""
-    credentials = node.state_dir / "network-policies"
-    _write_private(credentials / "token", _tokens()["network-policies"])
-    (credentials / "ca.crt").write_bytes(_ca_file().read_bytes())
-    IN_CLUSTER_CREDENTIALS.mkdir(parents=True, exist_ok=True)
-    binary = TOOLS_BIN / "kube-network-policies"
-    processes.start(f"{node.name}-network-policies", [
-        "unshare", "--mount", "--propagation", "private", "sh", "-c",
-        'mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh",
-        str(credentials), str(IN_CLUSTER_CREDENTIALS), str(binary),
-        f"--hostname-override={node.name}", "--disable-nri",
-        # Kernels from 6.12 on do not need the DNS workaround (its flag's help says so).
-        f"--netfilter-bug-1766-fix={str(_kernel_before(6, 12)).lower()}",
-        f"--metrics-bind-address={node.address}:9080"],
-        netns=node.netns_path,
-        env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-             "KUBERNETES_SERVICE_HOST": CONTROL_PLANE_ADDRESS,
-             "KUBERNETES_SERVICE_PORT": str(APISERVER_PORT)})
-
-
-NODE_SERVICES = ("network-policies", "kube-proxy", "kubelet", "containerd")
+NODE_SERVICES = ("kube-proxy", "kubelet", "containerd")
 
 
 def lose_node(node: Node) -> None:
@@ -365,6 +322,31 @@ def _storage() -> None:
                          "values": [node.name]}]}]}}}})
 
 
+def recycle_released_volumes() -> list[str]:
+    """Wipe every Released local volume (its claim was deleted) and make it Available again,
+    as sig-storage-local-static-provisioner does on a real cluster: without it each deleted
+    PVC would use up one of the VOLUMES_PER_NODE volumes for good. -> the names recycled.
+    Volumes still Bound (a `protectData` stack's PVCs) are never touched."""
+    client = api()
+    recycled = []
+    for volume in client.get("/api/v1/persistentvolumes").get("items", []):
+        if (volume["spec"].get("storageClassName") != STORAGE_CLASS
+                or volume.get("status", {}).get("phase") != "Released"):
+            continue
+        path = Path(volume["spec"]["local"]["path"])
+        if path.is_dir():
+            for entry in path.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        client.request("PATCH", f"/api/v1/persistentvolumes/{volume['metadata']['name']}",
+                       {"spec": {"claimRef": None}},
+                       content_type="application/merge-patch+json")
+        recycled.append(volume["metadata"]["name"])
+    return recycled
+
+
 def up(images: Sequence[str] = ()) -> Path:
     """Start the cluster (after removing whatever an earlier run left) and return the path of
     an admin kubeconfig. `images` are imported into every node's containerd."""
@@ -411,7 +393,7 @@ def _unmount_under(path: Path) -> None:
 def down() -> None:
     """Stop every process of the cluster and remove its network and state."""
     for node in NODES:
-        for part in NODE_SERVICES[:3]:
+        for part in NODE_SERVICES[:2]:
             processes.stop(f"{node.name}-{part}")
     for node in NODES:
         _kill_node_cgroups(node)

@@ -8,6 +8,9 @@
 #                                        print the kubeconfig and the stack settings to use
 #   scripts/local-kubernetes.sh status   processes, nodes, kubeconfig
 #   scripts/local-kubernetes.sh down     stop everything and remove its network and state
+#   scripts/local-kubernetes.sh recycle-volumes
+#                                        wipe the local volumes whose claims were deleted (a
+#                                        destroyed stack) and make them Available again
 #
 # Needs root (network namespaces, cgroups, iptables) and Debian (packages are installed by
 # scripts/setup-test-env.sh). Every address it uses is private to this machine (10.214.0.0/24
@@ -22,14 +25,13 @@ case "${1:-}" in
     bash scripts/setup-test-env.sh >&2
     bash scripts/build-kubernetes.sh >&2
     bash scripts/build-coredns.sh >&2
-    bash scripts/build-kube-network-policies.sh >&2
     exec python3 -m local_kubernetes up --local-images
     ;;
-  down | status)
+  down | status | recycle-volumes)
     exec python3 -m local_kubernetes "$1"
     ;;
   *)
-    printf 'usage: %s up|down|status\n' "$0" >&2
+    printf 'usage: %s up|down|status|recycle-volumes\n' "$0" >&2
     exit 2
     ;;
 esac

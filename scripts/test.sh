@@ -24,6 +24,5 @@ export PATH
 # Kubernetes components: the server-side dry-run of the manifests, and the local cluster (not needed to deploy).
 bash scripts/build-kubernetes.sh >&2
 bash scripts/build-coredns.sh >&2
-bash scripts/build-kube-network-policies.sh >&2
 ruff check .
 exec python3 -m pytest "$@"

@@ -4,12 +4,14 @@ Kubernetes (local_kubernetes/): kubelets, containerd, CNI, CoreDNS and kube-prox
 What only real pods show: the scheduler honouring the shard anti-affinity on three nodes, PVCs
 binding, the bootstrap Job forming the cluster from inside, clients following MOVED to pod DNS
 names through the Service, and a full restart (every pod IP new) re-forming with the same node
-IDs thanks to the `nodes.conf` refresh.
+IDs thanks to components/peer-addresses.sh (init container and sidecar).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +20,16 @@ from typing import Any
 import pytest
 import redis
 
+from clusterops.connection import no_retry_client
+from clusterops.model import HASH_SLOTS, hash_tags
 from clusterops.poll import Deadline, poll
 from local_kubernetes import cluster as local_cluster
+from local_kubernetes.api import ApiError
 from tests.e2e.test_k8s_render import kubernetes_plugin_missing
+from tests.support import k8s_client_pods
 from tests.support.deploy_fixtures import _skip_or_fail
-from tests.support.local_k8s import api, pods, start_local_cluster
+from tests.support.live_writer import LiveWriteResult, acknowledged_missing
+from tests.support.local_k8s import address_remap, api, pods, start_local_cluster
 from tests.support.pulumi_cli import PulumiStack, new_stack
 
 pytestmark = pytest.mark.e2e
@@ -30,8 +37,15 @@ pytestmark = pytest.mark.e2e
 NAMESPACE = "alphapulse-redis"
 REDIS_SELECTOR = "app.kubernetes.io/component=node"
 SERVICE_DNS = f"alphapulse-redis.{NAMESPACE}.svc.cluster.local"
-CLIENT_LABEL = "redis.alphapulse.io/client"
 RESTART_TIMEOUT_S = 120.0
+# How long the control restart (no peer address refresh) is watched staying down: several times
+# what the restart with it takes here.
+CONTROL_WINDOW_S = 60.0
+FAILOVER_TRIALS = 10
+# While a node is drained: how long it is held so, and how long a client may take to drop the
+# evicted pods from its slot map (a 1 s connect timeout, then a refresh).
+DRAIN_HOLD_S = 10.0
+CLIENT_SETTLE_S = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +82,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, kubeconfig: Path,
     })
     handle.remove_config("renderDir")
     handle.env["KUBECONFIG"] = str(kubeconfig)
+    # What earlier runs on a kept cluster (ALPHAPULSE_KEEP_LOCAL_K8S) left Released.
+    local_cluster.recycle_released_volumes()
     try:
         started = time.monotonic()
         handle.up()
@@ -77,16 +93,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory, kubeconfig: Path,
         handle.remove()
 
 
-def refresh_logs() -> dict[str, str]:
-    """pod -> what its nodes.conf refresh (init container) printed."""
+def peer_address_logs() -> dict[str, str]:
+    """pod/container -> what its peer address keeping (components/peer-addresses.sh) printed."""
     logs = {}
     for pod in redis_pods():
         name = pod["metadata"]["name"]
-        try:
-            logs[name] = api().get(f"/api/v1/namespaces/{NAMESPACE}/pods/{name}/log"
-                                   "?container=refresh-nodes-conf").get("text", "").strip()
-        except Exception as exc:  # noqa: BLE001 - a diagnostic, never the failure itself
-            logs[name] = f"({exc})"
+        for container in ("refresh-nodes-conf", "follow-peer-addresses"):
+            try:
+                logs[f"{name}/{container}"] = api().get(
+                    f"/api/v1/namespaces/{NAMESPACE}/pods/{name}/log?container={container}"
+                ).get("text", "").strip()[-2000:]
+            except Exception as exc:  # noqa: BLE001 - a diagnostic, never the failure itself
+                logs[f"{name}/{container}"] = f"({exc})"
     return logs
 
 
@@ -94,13 +112,17 @@ def redis_pods() -> list[dict[str, Any]]:
     return pods(NAMESPACE, REDIS_SELECTOR)
 
 
+def redis_pod_ips() -> list[str]:
+    return [ip for p in redis_pods() if (ip := p.get("status", {}).get("podIP"))]
+
+
 def password(stack: PulumiStack) -> str:
     return stack.outputs()["password"]
 
 
 def node_client(ip: str, secret: str) -> redis.Redis:
-    return redis.Redis(host=ip, port=6379, password=secret, socket_timeout=5,
-                       decode_responses=True)
+    # No hidden retries: redis-py's default policy spends half a minute on a deleted pod's IP.
+    return no_retry_client(ip, 6379, secret, socket_timeout_s=2.0, connect_timeout_s=1.0)
 
 
 def cluster_view(secret: str) -> dict[str, tuple[str, str]]:
@@ -119,62 +141,46 @@ def cluster_view(secret: str) -> dict[str, tuple[str, str]]:
     return view
 
 
-def run_client_pod(name: str, bootstrap_image: str, script: str,
-                   timeout_s: float = 180.0) -> str:
-    """Run `script` in a pod labelled as a client (Pod Security `restricted`), with the Redis
-    password mounted from the stack's Secret; return its log once it succeeded."""
-    manifest = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {CLIENT_LABEL: "true"}},
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
-                                "fsGroup": 65532,  # the Secret files are root:fsGroup 0440
-                                "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{
-                "name": "client", "image": bootstrap_image, "imagePullPolicy": "Never",
-                "command": ["python", "-c", script],
-                "volumeMounts": [{"name": "auth", "mountPath": "/etc/alphapulse/secret",
-                                  "readOnly": True}],
-                "securityContext": {"allowPrivilegeEscalation": False,
-                                    "capabilities": {"drop": ["ALL"]}},
-            }],
-            "volumes": [{"name": "auth", "secret": {
-                "secretName": "alphapulse-redis-auth", "defaultMode": 0o440,
-                "items": [{"key": "password", "path": "password"}]}}],
-        },
-    }
-    client = api()
-    client.request("POST", f"/api/v1/namespaces/{NAMESPACE}/pods", manifest)
-    path = f"/api/v1/namespaces/{NAMESPACE}/pods/{name}"
-
-    def finished() -> tuple[bool, str]:
-        phase = client.get(path).get("status", {}).get("phase", "?")
-        return phase in ("Succeeded", "Failed"), phase
-
-    done, phase = poll(finished, Deadline.after(timeout_s), 1.0)
-    log = client.request("GET", f"{path}/log").get("text", "")
-    assert done and phase == "Succeeded", f"client pod {name}: {phase}; log:\n{log}"
-    return log
-
-
 EVERY_SLOT_SCRIPT = """
+import time
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 from clusterops.model import HASH_SLOTS, hash_tags
-secret = open("/etc/alphapulse/secret/password").read().strip()
-client = RedisCluster(host="%s", port=6379, password=secret, decode_responses=True)
+secret = open("%s").read().strip()
 keys = ["%s:{" + tag + "}" for tag in hash_tags([(0, HASH_SLOTS - 1)], HASH_SLOTS, "s")]
-if %s:  # write first; otherwise only read what an earlier pod wrote
-    pipe = client.pipeline()
-    for key in keys:
-        pipe.set(key, key)
-    pipe.execute()
-values = client.mget_nonatomic(keys)
+# Right after pods moved, a pod's DNS record can lag its new IP for a moment: a client retries,
+# as applications do (for at most a minute, and says so).
+deadline = time.monotonic() + 60
+while True:
+    try:
+        client = RedisCluster(host="%s", port=6379, password=secret, decode_responses=True)
+        if %s:  # write first; otherwise only read what an earlier pod wrote
+            pipe = client.pipeline()
+            for key in keys:
+                pipe.set(key, key)
+            pipe.execute()
+        values = client.mget_nonatomic(keys)
+        break
+    except (RedisError, RedisClusterException) as exc:
+        if time.monotonic() > deadline:
+            raise
+        print("RETRY", type(exc).__name__, exc)
+        time.sleep(1)
 hosts = sorted({node.host for node in client.get_nodes()})
 print("READ", sum(v == k for k, v in zip(keys, values)), "OF", len(keys))
 print("HOSTS", " ".join(hosts))
 """
+
+
+def every_slot(pod: str, images: dict[str, str], prefix: str, write: bool,
+               node_name: str | None = None) -> str:
+    """A client pod writes (or only reads back) one key in each of the 16384 slots through the
+    Service name; -> its log, after checking that every key read back."""
+    script = EVERY_SLOT_SCRIPT % (k8s_client_pods.PASSWORD_PATH, prefix, SERVICE_DNS, write)
+    log = k8s_client_pods.run_client_pod(pod, NAMESPACE, images["bootstrap"], script,
+                                         node_name=node_name)
+    assert "READ 16384 OF 16384" in log, log
+    return log
 
 
 def test_pods_spread_pvcs_bound_job_done_and_every_node_ok(stack):
@@ -201,9 +207,7 @@ def test_pods_spread_pvcs_bound_job_done_and_every_node_ok(stack):
 
 def test_a_client_pod_writes_every_slot_by_the_service_name_and_follows_pod_names(
         stack, images):
-    log = run_client_pod("every-slot-writer", images["bootstrap"],
-                         EVERY_SLOT_SCRIPT % (SERVICE_DNS, "k8s-every-slot", True))
-    assert "READ 16384 OF 16384" in log, log
+    log = every_slot("every-slot-writer", images, "k8s-every-slot", write=True)
     # The nodes the client learnt from CLUSTER SLOTS: at least every master, each by its pod
     # DNS name (a replica still syncing may be left out of CLUSTER SLOTS).
     hosts = log.split("HOSTS", 1)[1].split()
@@ -216,35 +220,407 @@ def test_a_second_up_changes_nothing(stack):
     assert handle.changes() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "found on real pods (issue 25): after every pod is deleted at once the nodes come back "
-    "with the same ids but cluster_state stays fail; the nodes.conf refresh in the init "
-    "container does not re-form the cluster yet"))
+def statefulsets() -> list[dict[str, Any]]:
+    return api().get(f"/apis/apps/v1/namespaces/{NAMESPACE}/statefulsets"
+                     f"?labelSelector={REDIS_SELECTOR}")["items"]
+
+
+def merge_patch(statefulset: dict[str, Any], patch: dict[str, Any]) -> None:
+    api().request("PATCH", f"/apis/apps/v1/namespaces/{NAMESPACE}/statefulsets/"
+                  f"{statefulset['metadata']['name']}", patch,
+                  content_type="application/merge-patch+json")
+
+
+def delete_every_redis_pod() -> dict[str, str]:
+    """Delete every Redis pod at once; -> pod name -> the IP it had."""
+    old_ips = {p["metadata"]["name"]: p["status"]["podIP"] for p in redis_pods()}
+    api().request("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector="
+                  f"{REDIS_SELECTOR}")
+    return old_ips
+
+
+def all_back_at_new_ips(old_ips: dict[str, str]) -> tuple[bool, dict[str, Any]]:
+    ips = {p["metadata"]["name"]: p.get("status", {}).get("podIP") for p in redis_pods()}
+    ready = all(ips.get(name) not in (None, old) for name, old in old_ips.items())
+    return ready, ips
+
+
 def test_every_pod_deleted_at_once_rejoins_with_the_same_ids_and_keys(stack, images):
     handle, _ = stack
     secret = password(handle)
-    log = run_client_pod("restart-writer", images["bootstrap"], EVERY_SLOT_SCRIPT % (
-        SERVICE_DNS, "k8s-restart", True))
-    assert "READ 16384 OF 16384" in log, log
+    every_slot("restart-writer", images, "k8s-restart", write=True)
     before = cluster_view(secret)
-    old_ips = {p["metadata"]["name"]: p["status"]["podIP"] for p in redis_pods()}
-    started = time.monotonic()
-    api().request("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector="
-                  f"{REDIS_SELECTOR}")
 
-    def reformed() -> tuple[bool, Any]:
-        current = redis_pods()
-        ips = {p["metadata"]["name"]: p.get("status", {}).get("podIP") for p in current}
-        if any(ips.get(name) in (None, old) for name, old in old_ips.items()):
+    # Control: the same restart with the pods' address keeping removed (no init container, no
+    # sidecar; OnDelete so the patch itself restarts nothing) stays down.
+    kept = {s["metadata"]["name"]: s for s in statefulsets()}
+    for sts in kept.values():
+        template = sts["spec"]["template"]["spec"]
+        merge_patch(sts, {"spec": {
+            "updateStrategy": {"type": "OnDelete", "rollingUpdate": None},
+            "template": {"spec": {
+                "initContainers": None,
+                "containers": [c for c in template["containers"] if c["name"] == "redis"]}}}})
+    old_ips = delete_every_redis_pod()
+    back, ips = poll(lambda: all_back_at_new_ips(old_ips), Deadline.after(RESTART_TIMEOUT_S), 1.0)
+    assert back, f"pods not back at new IPs within {RESTART_TIMEOUT_S:g} s: {ips}"
+    reformed, seen = poll(lambda: (cluster_view(secret) == before, cluster_view(secret)),
+                          Deadline.after(CONTROL_WINDOW_S), 2.0)
+    assert not reformed, f"re-formed without the peer address refresh: {seen}"
+
+    # The fix back (the templates as `pulumi up` made them), and every pod deleted again.
+    for sts in kept.values():
+        merge_patch(sts, {"spec": {"updateStrategy": sts["spec"]["updateStrategy"],
+                                   "template": sts["spec"]["template"]}})
+    started = time.monotonic()
+    old_ips = delete_every_redis_pod()
+
+    def reformed_again() -> tuple[bool, Any]:
+        back, ips = all_back_at_new_ips(old_ips)
+        if not back:
             return False, {"ips": ips}
         view = cluster_view(secret)
         return view == before, view
 
-    done, seen = poll(reformed, Deadline.after(RESTART_TIMEOUT_S), 1.0)
+    done, seen = poll(reformed_again, Deadline.after(RESTART_TIMEOUT_S), 1.0)
     assert done, (f"not re-formed within {RESTART_TIMEOUT_S:g} s; before {before}, seen {seen}; "
-                  f"the init containers said: {refresh_logs()}")
+                  f"the pods said: {peer_address_logs()}")
     print(f"\nfull restart (6 pods, every IP new) to cluster_state:ok with the same ids: "
-          f"{time.monotonic() - started:.1f} s")
-    log = run_client_pod("restart-reader", images["bootstrap"], EVERY_SLOT_SCRIPT % (
-        SERVICE_DNS, "k8s-restart", False))
-    assert "READ 16384 OF 16384" in log, log
+          f"{time.monotonic() - started:.1f} s (the control without the refresh: still down "
+          f"after {CONTROL_WINDOW_S:g} s)")
+    every_slot("restart-reader", images, "k8s-restart", write=False)
+
+
+def role_view(secret: str) -> dict[str, dict[str, str]]:
+    """pod -> its shard, role, cluster_state and (replicas) replication link, asked of every
+    Redis pod at its current IP; a pod that does not answer is in the view with its error."""
+    view = {}
+    for pod in redis_pods():
+        name = pod["metadata"]["name"]
+        entry = {"shard": pod["metadata"]["labels"]["redis.alphapulse.io/shard"],
+                 "uid": pod["metadata"]["uid"]}
+        ip = pod.get("status", {}).get("podIP")
+        try:
+            if not ip:
+                raise redis.ConnectionError("no pod IP yet")
+            client = node_client(ip, secret)
+            info = client.info("replication")
+            entry.update(role=info["role"], state=client.cluster("info")["cluster_state"],
+                         link=str(info.get("master_link_status", "-")))
+        except redis.RedisError as exc:
+            entry.update(role="?", state=f"{type(exc).__name__}: {exc}", link="?")
+        view[name] = entry
+    return view
+
+
+def settled(view: dict[str, dict[str, str]]) -> bool:
+    """Six nodes answering cluster_state ok, one master per shard, every replica's link up."""
+    masters = sorted(e["shard"] for e in view.values() if e["role"] == "master")
+    return (len(view) == 6 and masters == ["1", "2", "3"]
+            and all(e["state"] == "ok" for e in view.values())
+            and all(e["link"] == "up" for e in view.values() if e["role"] == "slave"))
+
+
+def served_without(gone: list[str], secret: str) -> tuple[bool, dict[str, dict[str, str]]]:
+    """Whether the pods other than `gone` hold one master per shard, all at cluster_state ok."""
+    others = {p: e for p, e in role_view(secret).items() if p not in gone}
+    masters = sorted(e["shard"] for e in others.values() if e["role"] == "master")
+    return masters == ["1", "2", "3"] and all(e["state"] == "ok" for e in others.values()), others
+
+
+def cluster_client(secret: str) -> redis.RedisCluster:
+    """A client in the test process, reaching pods at their IPs (see address_remap)."""
+    [seed, *_] = redis_pod_ips()
+    return redis.RedisCluster(host=seed, port=6379, password=secret, decode_responses=True,
+                              socket_timeout=5, address_remap=address_remap(NAMESPACE))
+
+
+def stopped_without_loss(writer: k8s_client_pods.WriterPod, secret: str) -> LiveWriteResult:
+    """Stop the writer pod; fail when the cluster lacks an acknowledged write."""
+    client = cluster_client(secret)
+    result = writer.stop(client)
+    lost = acknowledged_missing(client, result)
+    assert lost == [], f"{len(lost)} acknowledged writes lost: {lost[:10]}; {result.summary()}"
+    return result
+
+
+def errors_between(result: LiveWriteResult, start: float, end: float) -> list[float]:
+    return [at for at, _why in result.errors if start <= at < end]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def test_master_pod_deleted_ten_times_recovers_without_losing_an_acknowledged_write(
+        stack, images):
+    handle, _ = stack
+    secret = password(handle)
+    writer = k8s_client_pods.WriterPod("failover-writer", NAMESPACE, images["bootstrap"],
+                                       SERVICE_DNS, "k8s-failover")
+    writer.wait_writing()
+    trials: list[tuple[float, str]] = []
+    rejoined: list[float] = []
+    failed_over = 0
+    for trial in range(FAILOVER_TRIALS):
+        shard = str(trial % 3 + 1)
+        view = role_view(secret)
+        [master] = [p for p, e in view.items() if e["shard"] == shard and e["role"] == "master"]
+        started = time.monotonic()
+        api().request("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods/{master}")
+        trials.append((started, master))
+
+        def recovered(deleted: str = master, uid: str = view[master]["uid"]) -> tuple[bool, Any]:
+            now = role_view(secret)
+            return deleted in now and now[deleted]["uid"] != uid and settled(now), now
+
+        done, seen = poll(recovered, Deadline.after(RESTART_TIMEOUT_S), 0.5)
+        assert done, (f"trial {trial + 1}: {master} deleted, not settled within "
+                      f"{RESTART_TIMEOUT_S:g} s: {seen}; the pods said: {peer_address_logs()}")
+        rejoined.append(time.monotonic() - started)
+        failed_over += seen[master]["role"] != "master"
+    result = stopped_without_loss(writer, secret)
+    ends = [start for start, _ in trials[1:]] + [result.stopped]
+    recovery = [max(errors_between(result, start, end), default=start) - start
+                for (start, _), end in zip(trials, ends, strict=True)]
+    assert result.unacked + len(result.acked) > 0 and all(
+        errors_between(result, start, end) for (start, _), end in zip(trials, ends, strict=True)
+    ), f"a trial the writer did not notice: recovery {recovery}; {result.summary()}"
+    print(f"\nmaster pod deleted, {FAILOVER_TRIALS} trials, client-observed recovery (last "
+          f"failed write after the delete): p50 {percentile(recovery, 0.5):.2f} s, p95 "
+          f"{percentile(recovery, 0.95):.2f} s, each {[round(r, 2) for r in recovery]}; the "
+          f"deleted pod back and in sync after {[round(r, 1) for r in rejoined]} s; its replica "
+          f"took over in {failed_over} of {FAILOVER_TRIALS} (in the others the pod was back, "
+          "same node id, before the replica's election); "
+          f"{result.summary()}; 0 acknowledged writes lost")
+
+
+def evict(pod: str) -> int:
+    """POST an Eviction (what `kubectl drain` does); -> the HTTP status (201, or 429 when a
+    PodDisruptionBudget forbids it)."""
+    try:
+        api().request("POST", f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}/eviction", {
+            "apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": pod, "namespace": NAMESPACE}})
+    except ApiError as exc:
+        return exc.status
+    return 201
+
+
+def set_unschedulable(node: str, unschedulable: bool) -> None:
+    api().request("PATCH", f"/api/v1/nodes/{node}", {"spec": {"unschedulable": unschedulable}},
+                  content_type="application/merge-patch+json")
+
+
+def test_a_drain_through_the_eviction_api_keeps_every_shard_serving(stack, images):
+    handle, _ = stack
+    secret = password(handle)
+    placed = {p["metadata"]["name"]: p for p in redis_pods()}
+    node = sorted({p["spec"]["nodeName"] for p in placed.values()})[0]
+    on_node = sorted(name for name, p in placed.items() if p["spec"]["nodeName"] == node)
+    assert on_node, f"no Redis pod on {node}"
+    writer = k8s_client_pods.WriterPod("drain-writer", NAMESPACE, images["bootstrap"],
+                                       SERVICE_DNS, "k8s-drain")
+    writer.wait_writing()
+    set_unschedulable(node, True)
+    try:
+        for pod in on_node:
+            # A budget that is momentarily used up (a pod not ready yet) answers 429: a drain
+            # retries, as kubectl does.
+            evicted, status = poll(lambda pod=pod: (evict(pod) == 201, pod),
+                                   Deadline.after(RESTART_TIMEOUT_S), 2.0)
+            assert evicted, f"could not evict {status} from {node}"
+        # Their volumes are local to the drained node: the evicted pods wait for it (Pending).
+        # The budget holds: the other member of each of those shards may not be evicted now.
+        shards = {placed[p]["metadata"]["labels"]["redis.alphapulse.io/shard"] for p in on_node}
+        for name, pod in placed.items():
+            if name not in on_node and pod["metadata"]["labels"][
+                    "redis.alphapulse.io/shard"] in shards:
+                assert evict(name) == 429, f"{name}: the budget let its shard lose both members"
+
+        def serving_without_the_node() -> tuple[bool, Any]:
+            return served_without(on_node, secret)
+
+        serving, seen = poll(serving_without_the_node, Deadline.after(RESTART_TIMEOUT_S), 1.0)
+        assert serving, f"with {node} drained the other nodes do not serve every shard: {seen}"
+        drained_at = time.monotonic()
+        # And it stays so while the node is drained (the writer's client meanwhile drops the
+        # evicted pods' addresses from its slot map: CLIENT_SETTLE_S).
+        held, seen = poll(lambda: (not serving_without_the_node()[0], role_view(secret)),
+                          Deadline.after(DRAIN_HOLD_S), 1.0)
+        assert not held, f"with {node} drained the others stopped serving every shard: {seen}"
+        # Writes continue while the node is drained: every slot takes one (from the test
+        # process), and the writer pod sees no error meanwhile.
+        keys = [f"k8s-drain:{{{tag}}}" for tag in hash_tags([(0, HASH_SLOTS - 1)], HASH_SLOTS,
+                                                             "d")]
+        pipe = cluster_client(secret).pipeline()
+        for key in keys:
+            pipe.set(key, key)
+        assert all(pipe.execute()), "a slot refused a write while the node was drained"
+        uncordoned_at = time.monotonic()
+    finally:
+        set_unschedulable(node, False)
+    done, seen = poll(lambda: (settled(role_view(secret)), role_view(secret)),
+                      Deadline.after(RESTART_TIMEOUT_S), 1.0)
+    assert done, f"after the uncordon the evicted pods did not rejoin: {seen}"
+    result = stopped_without_loss(writer, secret)
+    settled_at = drained_at + CLIENT_SETTLE_S
+    assert errors_between(result, settled_at, uncordoned_at) == [], result.errors[-5:]
+    assert [t for t in result.applied_at if settled_at <= t < uncordoned_at], (
+        f"no write applied while {node} was drained; {result.summary()}")
+    print(f"\ndrain of {node} ({', '.join(on_node)}) through the eviction API: budgets held, "
+          f"every shard served by the other nodes {drained_at - result.started:.1f} s into the "
+          f"run; {result.summary()}; 0 acknowledged writes lost")
+
+
+def spread_masters(secret: str) -> dict[str, str]:
+    """One master per node, by CLUSTER FAILOVER on the replicas that must take over; -> node ->
+    its master pod. Failovers (the earlier tests) can leave two masters on one node, and a
+    node holding two of three masters takes the majority with it when it is lost: no failover
+    can be elected then (Redis Cluster's rule, not Kubernetes')."""
+    placed = {p["metadata"]["name"]: p for p in redis_pods()}
+    node_of = {name: pod["spec"]["nodeName"] for name, pod in placed.items()}
+    members: dict[str, list[str]] = {}
+    for name, pod in sorted(placed.items()):
+        members.setdefault(pod["metadata"]["labels"]["redis.alphapulse.io/shard"], []).append(name)
+    shards = sorted(members)
+    choice = next(c for c in itertools.product(*(members[s] for s in shards))
+                  if len({node_of[name] for name in c}) == len(c))
+    for name in choice:
+        if role_view(secret)[name]["role"] != "master":
+            node_client(placed[name]["status"]["podIP"], secret).execute_command(
+                "CLUSTER", "FAILOVER")
+
+    def spread() -> tuple[bool, Any]:
+        view = role_view(secret)
+        return settled(view) and all(view[name]["role"] == "master" for name in choice), view
+
+    done, seen = poll(spread, Deadline.after(RESTART_TIMEOUT_S), 0.5)
+    assert done, f"could not put one master on each node ({choice}): {seen}"
+    return {node_of[name]: name for name in choice}
+
+
+def test_a_node_lost_leaves_every_slot_served_by_the_others_and_its_pods_rejoin(stack, images):
+    handle, _ = stack
+    secret = password(handle)
+    masters = spread_masters(secret)
+    placed = {p["metadata"]["name"]: p for p in redis_pods()}
+    # A node with a master on it: losing it needs a failover, not just a missing replica.
+    node = local_cluster.NODES[0]
+    assert node.name in masters, masters
+    on_node = sorted(name for name, p in placed.items() if p["spec"]["nodeName"] == node.name)
+    survivor = next(n.name for n in local_cluster.NODES if n.name != node.name)
+    writer = k8s_client_pods.WriterPod("node-loss-writer", NAMESPACE, images["bootstrap"],
+                                       SERVICE_DNS, "k8s-node-loss", node_name=survivor)
+    writer.wait_writing()
+    started = time.monotonic()
+    local_cluster.lose_node(node)
+    try:
+        served, seen = poll(lambda: served_without(on_node, secret),
+                            Deadline.after(RESTART_TIMEOUT_S), 0.2)
+        served_after = time.monotonic() - started
+        assert served, f"{node.name} lost: the other nodes do not serve every slot: {seen}"
+        every_slot("node-loss-every-slot", images, "k8s-node-loss", write=True,
+                   node_name=survivor)
+    finally:
+        local_cluster.restore_node(node)
+    back_started = time.monotonic()
+    done, seen = poll(lambda: (settled(role_view(secret)) and pods_ready()[0],
+                               (role_view(secret), pods_ready()[1])),
+                      Deadline.after(RESTART_TIMEOUT_S), 1.0)
+    assert done, f"{node.name} back: its pods did not rejoin (and turn Ready): {seen}"
+    rejoined_after = time.monotonic() - back_started
+    result = stopped_without_loss(writer, secret)
+    print(f"\nnode {node.name} lost ({', '.join(on_node)}; link cut, kubelet and containerd "
+          f"stopped): every slot served by the others after {served_after:.1f} s; back, its "
+          f"pods rejoined in {rejoined_after:.1f} s; {result.summary()}; 0 acknowledged "
+          "writes lost")
+
+
+def pods_ready() -> tuple[bool, dict[str, bool]]:
+    """Whether every Redis pod is Ready as Kubernetes sees it (its readiness probe)."""
+    ready = {p["metadata"]["name"]: any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in p.get("status", {}).get("conditions", [])) for p in redis_pods()}
+    return len(ready) == 6 and all(ready.values()), ready
+
+
+def rolled_out() -> tuple[bool, list[dict[str, Any]]]:
+    """Every StatefulSet has seen its latest spec and runs it on every pod, all Ready."""
+    sets = statefulsets()
+    return all(
+        s["status"].get("observedGeneration") == s["metadata"]["generation"]
+        and s["status"].get("currentRevision") == s["status"].get("updateRevision")
+        and s["status"].get("readyReplicas") == s["spec"]["replicas"] for s in sets
+    ), [s["status"] for s in sets]
+
+
+class ShardWatch(threading.Thread):
+    """Samples, every 0.25 s, how many pods of each shard are not Ready (or missing), and how
+    many shards have one down at once."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.most_down: dict[str, int] = {}
+        self.most_shards_down = 0  # shards with a pod down in one sample
+        self.samples = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            ready: dict[str, int] = {"1": 0, "2": 0, "3": 0}
+            for pod in redis_pods():
+                conditions = pod.get("status", {}).get("conditions", [])
+                if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                    ready[pod["metadata"]["labels"]["redis.alphapulse.io/shard"]] += 1
+            for shard, count in ready.items():
+                self.most_down[shard] = max(self.most_down.get(shard, 0), 2 - count)
+            self.most_shards_down = max(self.most_shards_down,
+                                        sum(count < 2 for count in ready.values()))
+            self.samples += 1
+            self._stop_event.wait(0.25)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(10)
+
+
+def test_a_redis_conf_change_rolls_each_shard_one_pod_at_a_time(stack, images):
+    handle, _ = stack
+    secret = password(handle)
+    ready, seen = poll(pods_ready, Deadline.after(RESTART_TIMEOUT_S), 1.0)
+    assert ready, f"not every pod Ready before the change: {seen}"
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in redis_pods()}
+    writer = k8s_client_pods.WriterPod("roll-writer", NAMESPACE, images["bootstrap"],
+                                       SERVICE_DNS, "k8s-roll")
+    writer.wait_writing()
+    watch = ShardWatch()
+    watch.start()
+    try:
+        handle.set_config({"maxmemory": "65mb"})
+        handle.up()
+        # Not `pulumi up`'s await: pulumi-kubernetes' StatefulSet awaiter can return on the
+        # status from before the update (it never compares observedGeneration).
+        rolled, seen = poll(rolled_out, Deadline.after(RESTART_TIMEOUT_S), 1.0)
+        assert rolled, f"the StatefulSets did not finish rolling: {seen}"
+        done, seen = poll(lambda: (settled(role_view(secret)), role_view(secret)),
+                          Deadline.after(RESTART_TIMEOUT_S), 1.0)
+    finally:
+        watch.stop()
+    assert done, f"not settled after the roll: {seen}"
+    after = {p["metadata"]["name"]: p["metadata"]["uid"] for p in redis_pods()}
+    unrolled = [name for name, uid in before.items() if after.get(name) == uid]
+    assert not unrolled, (f"not rolled: {unrolled}; the StatefulSets say "
+                          f"{[s['status'] for s in statefulsets()]}")
+    assert watch.samples > 10 and max(watch.most_down.values()) == 1, watch.most_down
+    for entry in role_view(secret).values():
+        assert entry["state"] == "ok"
+    for ip in redis_pod_ips():
+        assert node_client(ip, secret).config_get("maxmemory") == {
+            "maxmemory": str(65 * 1024 * 1024)}, ip
+    result = stopped_without_loss(writer, secret)
+    print(f"\nmaxmemory 64mb -> 65mb rolled all 6 pods, one pod of a shard at a time, "
+          f"{watch.most_shards_down} shard(s) at once ({watch.samples} samples); "
+          f"{result.summary()}; 0 acknowledged writes lost")
+

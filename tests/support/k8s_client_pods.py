@@ -106,6 +106,7 @@ if __name__ == "__main__":
     _result = _writer.stop()
     print("RESULT " + _json.dumps({
         "acked": _result.acked, "unacked": _result.unacked, "errors": _result.errors,
+        "applied_at": [round(t, 3) for t in _result.applied_at],
         "started": _result.started, "stopped": _result.stopped}), flush=True)
 """
 
@@ -140,5 +141,5 @@ class WriterPod:
         data = json.loads(line.removeprefix("RESULT "))
         return LiveWriteResult(
             acked=[(k, v) for k, v in data["acked"]], unacked=data["unacked"],
-            errors=[(t, why) for t, why in data["errors"]], started=data["started"],
-            stopped=data["stopped"])
+            errors=[(t, why) for t, why in data["errors"]], applied_at=data["applied_at"],
+            started=data["started"], stopped=data["stopped"])

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 
 WAIT_TIMEOUT_MS = 500
 
@@ -27,6 +28,7 @@ class LiveWriteResult:
     acked: list[tuple[str, str]] = field(default_factory=list)  # (key, value) WAIT >= 1
     unacked: int = 0  # SET ok, no replica confirmed within WAIT_TIMEOUT_MS
     errors: list[tuple[float, str]] = field(default_factory=list)  # (monotonic time, error)
+    applied_at: list[float] = field(default_factory=list)  # monotonic time of each SET ok
     started: float = 0.0
     stopped: float = 0.0
 
@@ -106,9 +108,11 @@ class LiveWriter(threading.Thread):
             self.result.errors.append((time.monotonic(), f"{type(exc).__name__}: {exc}"))
             # What redis-py does after MOVED or a dead node; if it fails too, the next write
             # tries again.
-            with contextlib.suppress(redis.RedisError):
+            # (RedisClusterException: no node answered the refresh this time.)
+            with contextlib.suppress(redis.RedisError, RedisClusterException):
                 cluster.nodes_manager.initialize()
             return
+        self.result.applied_at.append(time.monotonic())
         if isinstance(replicas, int) and replicas >= 1:
             self.result.acked.append((key, value))
         else:

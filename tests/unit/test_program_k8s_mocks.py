@@ -166,8 +166,10 @@ def test_pvcs_resources_probes_and_security(manifests):
     assert redis["resources"] == {"requests": {"cpu": "250m", "memory": "1024Mi"},
                                   "limits": {"memory": "1024Mi"}}
     assert "cpu" not in redis["resources"]["limits"]
-    assert "--askpass ping < /usr/local/etc/redis/secrets/password" in " ".join(
-        redis["readinessProbe"]["exec"]["command"])
+    readiness = " ".join(redis["readinessProbe"]["exec"]["command"])
+    assert "--askpass ping < /usr/local/etc/redis/secrets/password" in readiness
+    # ... and holds the data: a master, or a replica whose link is up.
+    assert "grep -qE '^(role:master|master_link_status:up)'" in readiness
     assert redis["livenessProbe"]["tcpSocket"]["port"] == "redis"
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["runAsUser"] == 999
