@@ -117,11 +117,7 @@ def main() -> int:
     kubeconfig = cluster.up(list(images.values()))
     try:
         with tempfile.TemporaryDirectory(prefix="k8s-bench-") as root:
-            handle = new_stack(Path(root), "k8s", {
-                "storageClass": cluster.STORAGE_CLASS, "kubernetesNodes": "3", "zones": "3",
-                "pullImages": "false", "maxmemory": "64mb", "storageSize": "1Gi",
-                "redisImage": images["redis"], "exporterImage": images["exporter"],
-                "bootstrapImage": images["bootstrap"]})
+            handle = new_stack(Path(root), "k8s", k8s.stack_settings(images))
             handle.remove_config("renderDir")
             handle.env["KUBECONFIG"] = str(kubeconfig)
             try:

@@ -22,8 +22,9 @@ def local_images() -> dict[str, str]:
     return {"redis": built["redis"], "exporter": built["exporter"], **ensure_k8s_images()}
 
 
-def stack_settings(images: dict[str, str]) -> list[str]:
-    """The `pulumi config set` lines that point the k8s stack at this cluster."""
+def stack_settings(images: dict[str, str]) -> dict[str, str]:
+    """The k8s stack's settings that point it at this cluster: its storage, its three nodes
+    (one zone each), and the local images, never pulled."""
     settings = {
         "storageClass": STORAGE_CLASS,
         "kubernetesNodes": "3",
@@ -33,8 +34,7 @@ def stack_settings(images: dict[str, str]) -> list[str]:
         "exporterImage": images.get("exporter"),
         "bootstrapImage": images.get("bootstrap"),
     }
-    return [f"pulumi config set --stack k8s alphapulse-redis-cluster:{key} {value}"
-            for key, value in settings.items() if value]
+    return {key: value for key, value in settings.items() if value}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ready: three nodes; export KUBECONFIG={kubeconfig}")
             print("then point the k8s stack at it (and remove renderDir):")
             print("  pulumi config rm --stack k8s alphapulse-redis-cluster:renderDir")
-            for line in stack_settings(images):
-                print(f"  {line}")
+            for key, value in stack_settings(images).items():
+                print(f"  pulumi config set --stack k8s alphapulse-redis-cluster:{key} {value}")
         elif args.action == "recycle-volumes":
             recycled = cluster.recycle_released_volumes()
             print(f"recycled (wiped, Available again): {', '.join(recycled) or 'none'}")

@@ -42,11 +42,16 @@ export PATH="$BIN:$PATH:/usr/local/go/bin"
 
 cli_version() { awk '$1 == "github.com/pulumi/pulumi/pkg/v3" {print $2}' "$CLI_MODULE/go.mod"; }
 
-# Newer than every file of the module that builds it: nothing to rebuild.
+# Built from exactly these module files: nothing to rebuild. A digest of their content, kept in
+# a stamp beside the binary, not their mtimes (a fresh clone's files are all new, so an mtime
+# test rebuilt the CLI on every CI run).
+source_digest() {
+  (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16
+}
 is_fresh() {
   local binary="$1" source_dir="$2"
   [ -x "$binary" ] || return 1
-  [ -z "$(find "$source_dir" -newer "$binary" -type f -print -quit)" ]
+  [ "$(cat "$binary.stamp" 2>/dev/null)" = "$(source_digest "$source_dir")" ]
 }
 
 ambient_pulumi() { PATH="${PATH#"$BIN:"}" command -v pulumi || true; }
@@ -87,6 +92,7 @@ install_cli() {
     -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$version" \
     github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
   mv "$BIN/pulumi.tmp" "$BIN/pulumi"
+  source_digest "$CLI_MODULE" >"$BIN/pulumi.stamp"
   say "built pulumi $("$BIN/pulumi" version) in $((SECONDS - start)) s"
 }
 

@@ -48,12 +48,25 @@ DRAIN_HOLD_S = 10.0
 CLIENT_SETTLE_S = 5.0
 
 
-@pytest.fixture(scope="module")
-def images() -> dict[str, str]:
+def local_stack_images() -> dict[str, str]:
+    """The local images the k8s stack runs (built when missing); skips (fails in CI) without
+    the kubernetes plugin."""
     _skip_or_fail(kubernetes_plugin_missing())
     from local_kubernetes.__main__ import local_images
 
     return local_images()
+
+
+def stack_settings(images: dict[str, str]) -> dict[str, str]:
+    """The k8s stack on the local cluster (local_kubernetes' settings), kept small."""
+    from local_kubernetes.__main__ import stack_settings as local_settings
+
+    return {**local_settings(images), "maxmemory": "64mb", "storageSize": "1Gi"}
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, str]:
+    return local_stack_images()
 
 
 @pytest.fixture(scope="module")
@@ -69,17 +82,7 @@ def kubeconfig(images: dict[str, str]) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, kubeconfig: Path,
           images: dict[str, str]) -> Iterator[tuple[PulumiStack, float]]:
-    handle = new_stack(tmp_path_factory.mktemp("k8s-real"), "k8s", {
-        "storageClass": local_cluster.STORAGE_CLASS,
-        "kubernetesNodes": "3",
-        "zones": "3",
-        "pullImages": "false",
-        "maxmemory": "64mb",
-        "storageSize": "1Gi",
-        "redisImage": images["redis"],
-        "exporterImage": images["exporter"],
-        "bootstrapImage": images["bootstrap"],
-    })
+    handle = new_stack(tmp_path_factory.mktemp("k8s-real"), "k8s", stack_settings(images))
     handle.remove_config("renderDir")
     handle.env["KUBECONFIG"] = str(kubeconfig)
     # What earlier runs on a kept cluster (ALPHAPULSE_KEEP_LOCAL_K8S) left Released.
