@@ -10,7 +10,6 @@ IDs thanks to components/peer-addresses.sh (init container and sidecar).
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from tests.e2e.test_k8s_render import kubernetes_plugin_missing
 from tests.support import k8s_client_pods
 from tests.support.deploy_fixtures import _skip_or_fail
 from tests.support.live_writer import LiveWriteResult, acknowledged_missing
-from tests.support.local_k8s import address_remap, api, pods, start_local_cluster
+from tests.support.local_k8s import address_remap, api, local_cluster_running, pods
 from tests.support.pulumi_cli import PulumiStack, new_stack
 
 pytestmark = pytest.mark.e2e
@@ -71,12 +70,8 @@ def images() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def kubeconfig(images: dict[str, str]) -> Iterator[Path]:
-    path = start_local_cluster(list(images.values()))
-    try:
+    with local_cluster_running(list(images.values())) as path:
         yield path
-    finally:
-        if not os.environ.get("ALPHAPULSE_KEEP_LOCAL_K8S"):
-            local_cluster.down()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from clusterops.poll import Deadline, poll
 from local_kubernetes import cluster as local_cluster
 from tests.e2e import test_k8s_cluster as real
-from tests.support.local_k8s import api, start_local_cluster
+from tests.support.local_k8s import api, local_cluster_running
 from tests.support.pulumi_cli import PulumiStack, new_stack
 
 pytestmark = pytest.mark.e2e
@@ -31,12 +30,8 @@ def images() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def kubeconfig(images: dict[str, str]) -> Iterator[Path]:
-    path = start_local_cluster(list(images.values()))
-    try:
+    with local_cluster_running(list(images.values())) as path:
         yield path
-    finally:
-        if not os.environ.get("ALPHAPULSE_KEEP_LOCAL_K8S"):
-            local_cluster.down()
 
 
 def k8s_stack(root: Path, kubeconfig: Path, images: dict[str, str],

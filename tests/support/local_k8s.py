@@ -9,7 +9,8 @@ pods' current IPs for redis-py, the way a client pod's resolver would.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,18 @@ def start_local_cluster(images: list[str]) -> Path:
         _skip_or_fail("the local Kubernetes cluster needs root")
     _skip_or_fail("; ".join(cluster.missing_tools()) or None)
     return cluster.up(images)
+
+
+@contextmanager
+def local_cluster_running(images: list[str]) -> Iterator[Path]:
+    """The cluster for a test module: started with `images`, removed afterwards unless
+    ALPHAPULSE_KEEP_LOCAL_K8S is set (to look at it after a failure); -> the kubeconfig."""
+    path = start_local_cluster(images)
+    try:
+        yield path
+    finally:
+        if not os.environ.get("ALPHAPULSE_KEEP_LOCAL_K8S"):
+            cluster.down()
 
 
 def api() -> Api:
