@@ -6,12 +6,9 @@ move by MIGRATE, which deletes on the source after the target stored them):
 - an **unserved** slot is given (CLUSTER ADDSLOTSRANGE) to the master that holds keys in it,
   else to the master with the fewest slots; a slot whose keys sit on two masters is left
   alone and reported (which copy is right is not ours to guess);
-- an **open** slot (importing/migrating) is finished in the direction it was going: to the
-  node importing it, else to the node its owner migrates it to. The owner's remaining keys
-  move there and the new owner is set everywhere (:class:`clusterops.migrate.SlotMover`, the
-  same path as a reshape). A slot open toward its own owner, or toward nobody, is just closed
-  (SETSLOT STABLE) where it is open. Keys of an open slot held by a node that neither owns
-  nor receives it are reported, not touched.
+- an **open** slot (importing/migrating) is finished by the one rule `pulumi up` and the
+  restore use too (:mod:`clusterops.open_slots`): in the direction it was going, refused
+  when that direction is ambiguous or keys sit on a third node.
 
 Unserved slots go first: a cluster with one is down, and every MIGRATE is refused
 (CLUSTERDOWN). Running it again after a full run finds nothing to do.
@@ -19,20 +16,13 @@ Unserved slots go first: a cluster with one is down, and every MIGRATE is refuse
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from clusterops.live import (
-    LiveCluster,
-    OpenState,
-    holders,
-    read_live,
-    run_admin,
-    wait_settled,
-)
+from clusterops.live import LiveCluster, holders, read_live, run_admin, wait_settled
 from clusterops.migrate import SlotMover
 from clusterops.model import NodeTarget, merge_ranges
+from clusterops.open_slots import Finish, close_in_place, pairs_to_move, plan_finish
 
 
 @dataclass(frozen=True)
@@ -48,25 +38,6 @@ class Cover:
         span = f"{self.first}-{self.last}" if self.first != self.last else str(self.first)
         why = f"holds {self.keys} key(s) there" if self.keys else "fewest slots"
         return f"assign unserved slots {span} to {self.master} ({why})"
-
-
-@dataclass(frozen=True)
-class Finish:
-    """Open slot ``slot``: ``keys`` keys move from ``source`` to ``target``, which then owns it.
-    ``source`` == ``target``: only close it where it is open."""
-
-    slot: int
-    source: str | None
-    target: str
-    keys: int
-    open_on: tuple[str, ...]
-
-    def describe(self) -> str:
-        where = ", ".join(self.open_on)
-        if self.source == self.target or self.source is None:
-            return f"close slot {self.slot} (open on {where}); it stays with {self.target}"
-        return (f"finish slot {self.slot} (open on {where}): move {self.keys} key(s) from "
-                f"{self.source} to {self.target}, then {self.target} owns it everywhere")
 
 
 @dataclass
@@ -125,40 +96,6 @@ def plan_cover(uncovered: Sequence[int], held: dict[int, dict[str, int]],
     return covers, problems
 
 
-def plan_finish(live: LiveCluster, held: dict[int, dict[str, int]]) -> tuple[list[Finish],
-                                                                              list[str]]:
-    """Pure given the key counts: where each open slot goes (see the module docstring)."""
-    by_slot: dict[int, list[OpenState]] = defaultdict(list)
-    for state in live.open_states():
-        by_slot[state.slot].append(state)
-    finishes: list[Finish] = []
-    problems: list[str] = []
-    masters = set(live.masters)
-    for slot, states in sorted(by_slot.items()):
-        owner = live.owners[slot]
-        if owner is None:
-            continue  # covered first; the next read sees it with an owner
-        importers = {s.node for s in states if s.state == "importing from" and s.node != owner}
-        migrating_to = {s.peer for s in states if s.state == "migrating to" and s.node == owner
-                        and s.peer != owner}
-        candidates = importers or migrating_to
-        if len(candidates) > 1 or (candidates and not candidates <= masters):
-            problems.append(f"slot {slot} is open toward {', '.join(sorted(candidates))}: not "
-                            "one master among the targets; close it by hand")
-            continue
-        target = next(iter(candidates)) if candidates else owner
-        keyed = held.get(slot, {})
-        strays = sorted(set(keyed) - {owner, target})
-        if strays:
-            problems.append(f"slot {slot}: keys on {', '.join(strays)}, which neither owns "
-                            f"({owner}) nor receives ({target}) it; left untouched")
-            continue
-        open_on = tuple(sorted({s.node for s in states}))
-        finishes.append(Finish(slot, owner, target, keyed.get(owner, 0) if target != owner
-                               else 0, open_on))
-    return finishes, problems
-
-
 def preview_fix(nodes: Sequence[NodeTarget], password: str | None) -> FixPlan:
     """Read-only: what fix would do now."""
     live = read_live(nodes, password)
@@ -167,11 +104,12 @@ def preview_fix(nodes: Sequence[NodeTarget], password: str | None) -> FixPlan:
 
 def _plan(live: LiveCluster, password: str | None) -> FixPlan:
     uncovered = live.uncovered()
-    open_slots = sorted({o.slot for o in live.open_states()})
-    held = holders(live, password, sorted(set(uncovered) | set(open_slots)))
+    open_slots = live.open_slots()
+    held = holders(live.nodes, live.masters, password,
+                   sorted(set(uncovered) | {o.slot for o in open_slots}))
     plan = FixPlan()
     plan.cover, problems = plan_cover(uncovered, held, live.slot_counts())
-    plan.finish, more = plan_finish(live, held)
+    plan.finish, more = plan_finish(open_slots, live.owners, live.masters, held)
     plan.problems = problems + more
     return plan
 
@@ -199,16 +137,11 @@ def apply_fix(nodes: Sequence[NodeTarget], password: str | None, timeout_s: floa
         live = wait_settled(nodes, password, timeout_s, "before finishing open slots",
                             agree=False)
         plan = _plan(live, password)
-    pairs: dict[tuple[str, str], list[int]] = defaultdict(list)
     for finish in plan.finish:
         say(finish.describe())
-        if finish.source == finish.target or finish.source is None:
-            for name in finish.open_on:
-                run_admin(by_name[name], password, "CLUSTER", "SETSLOT", finish.slot, "STABLE")
-        else:
-            pairs[(finish.source, finish.target)].append(finish.slot)
-    if pairs:
-        SlotMover(nodes, live.ids, password, progress=say).move(dict(pairs), live.masters)
+    close_in_place(plan.finish, lambda name, command: run_admin(by_name[name], password, *command))
+    if pairs := pairs_to_move(plan.finish):
+        SlotMover(nodes, live.ids, password, progress=say).move(pairs, live.masters)
     if plan.finish:
         live = wait_settled(nodes, password, timeout_s, "after finishing open slots")
     return _plan(live, password)

@@ -19,19 +19,11 @@ from clusterops.connection import admin_client
 from clusterops.errors import ClusterCommandError, TargetsError, redact
 from clusterops.model import NodeTarget
 from clusterops.observe import NodeSnapshot, observe_nodes, refuse_on_auth
+from clusterops.open_slots import OpenSlot, find_open_slots
+from clusterops.open_slots import count_keys_in_slots as count_keys_on
 from clusterops.poll import Deadline, poll
 
 POLL_INTERVAL_S = 0.05
-
-
-@dataclass(frozen=True)
-class OpenState:
-    """Slot ``slot`` is open on ``node``: ``state`` "migrating to" / "importing from" ``peer``."""
-
-    slot: int
-    node: str
-    state: str
-    peer: str  # a target's name, or the node id when the peer is not among the targets
 
 
 @dataclass
@@ -60,14 +52,8 @@ class LiveCluster:
                 counts[owner] += 1
         return counts
 
-    def open_states(self) -> list[OpenState]:
-        names = self.names
-        found = []
-        for snap in self.snapshots:
-            me = snap.myself
-            for slot, state, peer in (me.open_slots if me else ()):
-                found.append(OpenState(slot, snap.name, state, names.get(peer, peer)))
-        return sorted(found, key=lambda o: (o.slot, o.node))
+    def open_slots(self) -> list[OpenSlot]:
+        return find_open_slots(self.snapshots, self.names)
 
     def uncovered(self) -> list[int]:
         return [slot for slot, owner in enumerate(self.owners) if owner is None]
@@ -113,18 +99,15 @@ def count_keys_in_slots(node: NodeTarget, password: str | None,
     if not slots:
         return {}
     with admin_client(node, password, socket_timeout_s=10.0) as conn:
-        pipe = conn.pipeline(transaction=False)
-        for slot in slots:
-            pipe.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)
-        return {slot: int(n) for slot, n in zip(slots, pipe.execute(), strict=True)}
+        return count_keys_on(conn, slots)
 
 
-def holders(live: LiveCluster, password: str | None,
+def holders(nodes: Sequence[NodeTarget], masters: Sequence[str], password: str | None,
             slots: Sequence[int]) -> dict[int, dict[str, int]]:
     """Slot -> {master name: keys it holds in that slot} (only masters with keys)."""
     found: dict[int, dict[str, int]] = {slot: {} for slot in slots}
-    by_name = {n.name: n for n in live.nodes}
-    for name in live.masters:
+    by_name = {n.name: n for n in nodes}
+    for name in masters:
         for slot, count in count_keys_in_slots(by_name[name], password, slots).items():
             if count:
                 found[slot][name] = count

@@ -89,7 +89,7 @@ class RebalancePlan:
 def preview_rebalance(nodes: Sequence[NodeTarget], password: str | None) -> RebalancePlan:
     """Read-only: the plan against the live cluster, keys counted on each source."""
     live = read_live(nodes, password)
-    problems = [f"slot {o.slot} {o.state} {o.peer} on {o.node}" for o in live.open_states()]
+    problems = [f"slot {o.slot} {o.state} {o.peer} on {o.node}" for o in live.open_slots()]
     if problems:
         raise UsageError("open slots (an interrupted move): " + "; ".join(problems[:5])
                          + ": run `clusterops fix` first")

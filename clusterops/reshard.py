@@ -29,6 +29,7 @@ from clusterops.model import (
     shard_of,
 )
 from clusterops.observe import NodeSnapshot, info_int
+from clusterops.open_slots import OpenSlot, find_open_slots
 from clusterops.units import format_bytes
 from clusterops.verify import resolve_ids
 
@@ -52,16 +53,6 @@ class SlotMove:
         keys = "? keys" if self.keys is None else f"{self.keys} keys"
         count = self.last - self.first + 1
         return f"slots {span} ({count}): {self.source} -> {self.target}, {keys}"
-
-
-@dataclass(frozen=True)
-class OpenSlot:
-    """A slot an interrupted move left importing/migrating; finished toward its planned owner."""
-
-    slot: int
-    node: str  # the node that has it open
-    state: str  # "migrating to" | "importing from"
-    peer: str  # name (or id) of the other side
 
 
 @dataclass
@@ -109,8 +100,7 @@ class ReshapePlan:
         lines += [f"  {m.describe()}" for m in self.moves]
         if self.open_slots:
             lines.append(f"finish {len(self.open_slots)} open slot(s) left by an interrupted move: "
-                         + ", ".join(f"{o.slot} ({o.node} {o.state} {o.peer})"
-                                     for o in self.open_slots[:10]))
+                         + ", ".join(o.describe() for o in self.open_slots[:10]))
         lines += [f"attach replica {r} to {m}" for r, m in self.attach]
         if self.unknown_nodes:
             lines.append(f"not reachable now (to be created): {', '.join(self.unknown_nodes)}")
@@ -270,10 +260,7 @@ def plan_reshape(
             problems.append(f"{name} replicates {followed or me.master_id}, outside its shard "
                             "(changed by hand?)")
 
-    for name, snap in live.items():
-        me = snap.myself
-        for slot, state, peer in (me.open_slots if me else ()):
-            result.open_slots.append(OpenSlot(slot, name, state, ids.get(peer, peer)))
+    result.open_slots = find_open_slots(list(live.values()), ids)
 
     # A removed node serving a surviving shard's slots (promoted by a failover) cannot leave:
     # its shard has no other live master to take them.

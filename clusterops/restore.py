@@ -51,7 +51,8 @@ from clusterops.connection import tls_options
 from clusterops.errors import AuthError, ClusterOpsError, UsageError, redact
 from clusterops.migrate import migrate_auth
 from clusterops.model import HASH_SLOTS, format_ranges, merge_ranges
-from clusterops.observe import parse_info
+from clusterops.observe import observe_nodes, parse_info
+from clusterops.open_slots import count_keys_in_slots, find_open_slots
 from clusterops.poll import Deadline, poll
 from clusterops.targets import Targets
 
@@ -290,6 +291,17 @@ class Target:
                 f"the target cluster is not ok after {timeout_s:g}s ({detail}); nothing "
                 "was written. Check it with `python -m clusterops health`")
 
+    def refuse_open_slots(self) -> None:
+        """A slot left open by an interrupted move would send part of its keys to the wrong
+        node: such a target is repaired first, by the one rule (clusterops.open_slots)."""
+        snapshots = observe_nodes(self.targets.nodes, self.targets.password)
+        names = {s.my_id: s.name for s in snapshots if s.my_id}
+        if open_now := find_open_slots(snapshots, names):
+            raise UsageError(
+                "the target cluster has open slots (an interrupted move): "
+                + ", ".join(o.describe() for o in open_now[:5]) + "; nothing was written. "
+                "Run `python -m clusterops fix` with the same targets first, then restore")
+
     def total_keys(self) -> int:
         return sum(int(self.client(address).dbsize()) for address in self.masters())
 
@@ -413,12 +425,8 @@ def verify_slot_counts(target: Target, expected: Counter[int]) -> int:
     for slot in range(HASH_SLOTS):
         slots_of[target._owner[slot]].append(slot)
     for address, slots in slots_of.items():
-        pipe = target.client(address).pipeline(transaction=False)
-        for slot in slots:
-            pipe.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)
-        for slot, count in zip(slots, pipe.execute(), strict=True):
-            if int(count) != expected.get(slot, 0):
-                mismatches += 1
+        counts = count_keys_in_slots(target.client(address), slots)
+        mismatches += sum(1 for slot in slots if counts[slot] != expected.get(slot, 0))
     return mismatches
 
 
@@ -448,6 +456,7 @@ def run_restore(folder: Path, targets: Targets, *, merge: bool = False, replace:
                         ) from None
     try:
         target.wait_ready(ready_timeout_s)
+        target.refuse_open_slots()
         before = target.total_keys()
         if before and not merge:
             raise TargetNotEmptyError(

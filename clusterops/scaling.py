@@ -5,7 +5,8 @@ The order, each step finished before the next:
 1. observe every node of both plans; refuse, writing nothing, when the live cluster is not
    one our own procedure can leave behind (:func:`clusterops.reshard.plan_reshape`: changed by
    hand, a node down, a new node holding data);
-2. finish slots an interrupted move left open, in the direction they were going;
+2. finish slots an interrupted move left open, by the rule `clusterops fix` uses
+   (:mod:`clusterops.open_slots`);
 3. MEET the new nodes; attach new replicas (and replicas whose shard changed) to their shard's
    live master and wait until they are synced. Replicas go before slots on purpose: a new
    master then never owns slots without a failover target, and writers' ``WAIT 1`` keeps
@@ -36,9 +37,17 @@ import redis
 from clusterops import checks, formation
 from clusterops.connection import admin_client
 from clusterops.errors import ClusterCommandError, ClusterOpsError, FormationTimeoutError, redact
+from clusterops.live import holders
 from clusterops.migrate import MoveStats, SlotMover, data_client
 from clusterops.model import ClusterReport, NodeTarget
-from clusterops.observe import NodeSnapshot, observe_nodes
+from clusterops.observe import observe_nodes
+from clusterops.open_slots import (
+    close_in_place,
+    count_keys_in_slots,
+    find_open_slots,
+    pairs_to_move,
+    plan_finish,
+)
 from clusterops.poll import Deadline, poll
 from clusterops.reshard import (
     ReshapePlan,
@@ -94,14 +103,11 @@ def count_keys(moves: Sequence[SlotMove], nodes: Mapping[str, NodeTarget],
     for source, indexes in by_source.items():
         try:
             with data_client(nodes[source], password) as conn:
-                pipe = conn.pipeline(transaction=False)
-                for index in indexes:
-                    for slot in moves[index].slots:
-                        pipe.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)
-                replies = iter(pipe.execute())
+                counts = count_keys_in_slots(
+                    conn, [slot for index in indexes for slot in moves[index].slots])
                 for index in indexes:
                     move = moves[index]
-                    total = sum(int(next(replies)) for _slot in move.slots)
+                    total = sum(counts[slot] for slot in move.slots)
                     counted[index] = SlotMove(move.first, move.last, move.source, move.target,
                                               total)
         except redis.RedisError as exc:
@@ -162,30 +168,29 @@ def _wait_state_ok(nodes: Sequence[NodeTarget], password: str, deadline: Deadlin
                                     lagging, "; ".join(lagging), timeout_s)
 
 
-def _finish_open_slots(plan: ReshapePlan, snapshots: Sequence[NodeSnapshot],
-                       mover: SlotMover, masters: Sequence[str]) -> int:
-    """Finish each open slot in the direction it was going: to the node importing it, else to
-    the node its owner migrates it to."""
+def _finish_open_slots(plan: ReshapePlan, nodes: Sequence[NodeTarget], password: str,
+                       mover: SlotMover, masters: Sequence[str],
+                       conns: Mapping[str, redis.Redis]) -> int:
+    """Finish what an interrupted move left open, by the rule `clusterops fix` uses
+    (:mod:`clusterops.open_slots`); refuse, touching nothing, where that rule refuses."""
+    snapshots = observe_nodes(nodes, password)
+    names = {node_id: name for name, node_id in plan.ids.items()}
     view = checks.majority_view([s for s in snapshots if s.reachable and s.cluster_enabled])
-    owners = view.owners
-    name_of = {node_id: name for name, node_id in plan.ids.items()}
-    pairs: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for slot in sorted({o.slot for o in plan.open_slots}):
-        importer = next((o.node for o in plan.open_slots
-                         if o.slot == slot and o.state == "importing from"), None)
-        migrating_to = next((o.peer for o in plan.open_slots
-                             if o.slot == slot and o.state == "migrating to"), None)
-        target = importer or migrating_to
-        source = name_of.get(owners[slot] or "")
-        if target is None or source is None or target not in mover.nodes:
-            raise UnsafeReshapeError([f"slot {slot} is open but its owner or target is unknown "
-                                      f"({[o for o in plan.open_slots if o.slot == slot]})"])
-        pairs[(source, target)].append(slot)
-    for (source, target), slots in pairs.items():
-        log.info("finishing %d open slot(s) from %s to %s", len(slots), source, target)
-    if pairs:
+    owners = [names.get(o) if o else None for o in view.owners]
+    open_now = find_open_slots(snapshots, names)
+    slots = sorted({o.slot for o in open_now})
+    unowned = [slot for slot in slots if owners[slot] is None]
+    held = holders(nodes, masters, password, slots)
+    finishes, problems = plan_finish(open_now, owners, masters, held)
+    if unowned or problems:
+        raise UnsafeReshapeError([*problems, *(f"slot {slot} is open but no node serves it: "
+                                               "run `clusterops fix`" for slot in unowned)])
+    for finish in finishes:
+        log.info("%s", finish.describe())
+    close_in_place(finishes, lambda name, command: conns[name].execute_command(*command))
+    if pairs := pairs_to_move(finishes):
         mover.move(pairs, masters)
-    return sum(len(s) for s in pairs.values())
+    return len(finishes)
 
 
 def reshape_cluster(
@@ -239,7 +244,8 @@ def reshape_cluster(
             return [s.name for s in live if s.myself and s.myself.is_master]
 
         if plan.open_slots:
-            report.finished_open = _finish_open_slots(plan, snapshots, mover, masters_now())
+            report.finished_open = _finish_open_slots(plan, nodes, password, mover,
+                                                      masters_now(), conns)
             snapshots = observe_nodes(nodes, password)
             plan = plan_reshape(old, new, snapshots, recorded_ids)
             if plan.problems:

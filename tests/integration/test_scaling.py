@@ -8,6 +8,7 @@ import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
 from clusterops.errors import NodesUnreachableError
+from clusterops.fix import preview_fix
 from clusterops.formation import form_cluster
 from clusterops.migrate import data_client
 from clusterops.model import NodeTarget, hash_tags, split_slots
@@ -212,6 +213,35 @@ def test_an_interrupted_move_is_finished_by_the_next_run(eight: RedisNodes) -> N
     assert verify_cluster(four, pw) == []
     assert_all_present(eight, data)
     assert total_keys(four, pw) == len(data)
+
+
+def test_an_open_slot_with_two_importers_is_refused_by_the_reshape_as_by_fix(
+        eight: RedisNodes) -> None:
+    """pulumi up and `clusterops fix` finish interrupted moves by one rule: a slot two masters
+    import is ambiguous for both, and neither picks one (the reshape used to take the first)."""
+    pw = eight.password
+    three, four = layout(eight, *THREE), layout(eight, *FOUR)
+    form_cluster(three, pw, 30)
+    eight[0].client().execute_command("CLUSTER", "MEET", eight[6].host, eight[6].port)
+    ids = {n.name: s.my_id for n, s in zip(four, observe_nodes(four, pw), strict=True)}
+    wait_for("master-4 joined", lambda: all(
+        ids["ap-master-4"] in node.client().execute_command("CLUSTER", "NODES")
+        for node in eight[:3]))
+    slot = 16000
+    for importer in (eight[0], eight[6]):
+        importer.client().execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING",
+                                          ids["ap-master-3"])
+    before = [node.client().execute_command("CLUSTER", "NODES") for node in eight[:3]]
+
+    with pytest.raises(UnsafeReshapeError, match=f"slot {slot} is open toward ap-master-1, "
+                                                 "ap-master-4: not one master"):
+        reshape_cluster(three, four, pw, 20)
+    fix_plan = preview_fix(four, pw)
+    assert [p for p in fix_plan.problems if f"slot {slot}" in p] == [
+        f"slot {slot} is open toward ap-master-1, ap-master-4: not one master among the "
+        "targets; close it by hand"]
+    # Nothing moved: both still import it, master-3 still owns it.
+    assert [node.client().execute_command("CLUSTER", "NODES") for node in eight[:3]] == before
 
 
 def test_a_hand_modified_cluster_is_refused_and_left_untouched(eight: RedisNodes) -> None:

@@ -7,6 +7,15 @@ import pytest
 from clusterops.errors import UsageError
 from clusterops.fix import plan_cover
 from clusterops.model import HASH_SLOTS, split_slots
+from clusterops.open_slots import (
+    IMPORTING,
+    MIGRATING,
+    Finish,
+    OpenSlot,
+    close_in_place,
+    pairs_to_move,
+    plan_finish,
+)
 from clusterops.rebalance import even_shares, plan_rebalance
 
 
@@ -77,3 +86,58 @@ def test_cover_leaves_a_slot_with_keys_on_two_masters_alone():
                                   {"m1": 1, "m2": 1})
     assert [(c.first, c.last, c.master) for c in covers] == [(5, 5, "m1"), (7, 7, "m1")]
     assert len(problems) == 1 and "slot 6 has keys on several masters" in problems[0]
+
+
+# --- open slots: the one rule of pulumi up, fix and restore (clusterops.open_slots) ---------
+
+
+def three_owners() -> list[str | None]:
+    return owners_of(three())
+
+
+def test_an_open_slot_goes_where_it_was_going_with_the_owners_keys() -> None:
+    opened = [OpenSlot(100, "m1", MIGRATING, "m4"), OpenSlot(100, "m4", IMPORTING, "m1")]
+    finishes, problems = plan_finish(opened, three_owners(), ["m1", "m2", "m3", "m4"],
+                                     {100: {"m1": 7, "m4": 3}})
+    assert problems == []
+    assert finishes == [Finish(100, "m1", "m4", 7, ("m1", "m4"))]
+    assert pairs_to_move(finishes) == {("m1", "m4"): [100]}
+
+
+def test_a_slot_only_migrating_goes_to_the_migration_target() -> None:
+    finishes, problems = plan_finish([OpenSlot(100, "m1", MIGRATING, "m2")], three_owners(),
+                                     ["m1", "m2", "m3"], {})
+    assert (finishes, problems) == ([Finish(100, "m1", "m2", 0, ("m1",))], [])
+
+
+def test_a_slot_open_toward_its_owner_is_only_closed() -> None:
+    finishes, problems = plan_finish([OpenSlot(100, "m1", IMPORTING, "m2")], three_owners(),
+                                     ["m1", "m2", "m3"], {100: {"m1": 4}})
+    assert problems == [] and [f.closes_only for f in finishes] == [True]
+    assert pairs_to_move(finishes) == {}
+    closed: list[tuple[str, tuple[object, ...]]] = []
+    close_in_place(finishes, lambda node, command: closed.append((node, tuple(command))))
+    assert closed == [("m1", ("CLUSTER", "SETSLOT", 100, "STABLE"))]
+
+
+def test_two_importers_are_ambiguous_and_refused() -> None:
+    opened = [OpenSlot(100, "m2", IMPORTING, "m1"), OpenSlot(100, "m4", IMPORTING, "m1")]
+    finishes, problems = plan_finish(opened, three_owners(), ["m1", "m2", "m3", "m4"], {})
+    assert finishes == []
+    assert problems == ["slot 100 is open toward m2, m4: not one master among the targets; "
+                        "close it by hand"]
+
+
+def test_keys_on_a_third_master_are_refused_not_moved() -> None:
+    opened = [OpenSlot(100, "m4", IMPORTING, "m1")]
+    finishes, problems = plan_finish(opened, three_owners(), ["m1", "m2", "m3", "m4"],
+                                     {100: {"m1": 5, "m3": 1}})
+    assert finishes == []
+    assert problems == ["slot 100: keys on m3, which neither owns (m1) nor receives (m4) it; "
+                        "left untouched"]
+
+
+def test_an_importer_that_is_not_a_master_is_refused() -> None:
+    finishes, problems = plan_finish([OpenSlot(100, "r1", IMPORTING, "m1")], three_owners(),
+                                     ["m1", "m2", "m3"], {})
+    assert finishes == [] and "not one master among the targets" in problems[0]
