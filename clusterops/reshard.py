@@ -157,6 +157,28 @@ def planned_moves(old: Sequence[NodeTarget], new: Sequence[NodeTarget]) -> list[
                       {m.name: m.name for m in masters_of(new)})
 
 
+@dataclass(frozen=True)
+class _Scene:
+    """What every check of :func:`plan_reshape` reads: both plans and the live cluster."""
+
+    old: Sequence[NodeTarget]
+    new: Sequence[NodeTarget]
+    union: list[NodeTarget]
+    by_name: Mapping[str, NodeSnapshot]
+    live: Mapping[str, NodeSnapshot]  # reachable cluster nodes
+    names: Mapping[str, str]  # node id -> name
+    added: list[str]
+    removed: list[str]
+    view: checks.ClusterView  # the slot map most cluster members agree on
+
+    @property
+    def live_owner(self) -> list[str | None]:
+        return [self.names.get(o) if o else None for o in self.view.owners]
+
+    def node(self, name: str) -> NodeTarget:
+        return next(n for n in self.union if n.name == name)
+
+
 def plan_reshape(
     old: Sequence[NodeTarget], new: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot],
     recorded_ids: Mapping[str, str] | None = None,
@@ -165,137 +187,182 @@ def plan_reshape(
 
     ``recorded_ids`` (name -> node id from the last deployment) catches a node that was reset
     or swapped by hand. Unreachable nodes are listed in ``unknown_nodes``; an unreachable node
-    of the old plan is also a problem (its slots cannot be judged or moved).
+    of the old plan is also a problem (its slots cannot be judged or moved). Each check below
+    is a small pure function returning its problems.
     """
-    result = ReshapePlan()
-    old_names = {n.name for n in old}
-    new_names = {n.name for n in new}
-    result.added = [n.name for n in new if n.name not in old_names]
-    result.removed = [n.name for n in old if n.name not in new_names]
+    old_names, new_names = {n.name for n in old}, {n.name for n in new}
+    union = [*old, *(n for n in new if n.name not in old_names)]
     by_name = {s.name: s for s in snapshots}
     live = {name: s for name, s in by_name.items() if s.reachable and s.cluster_enabled}
-    union = [*old, *(n for n in new if n.name not in old_names)]
     # A node that is down (a container being replaced) is still known by its peers: its id
     # comes from them, so its slots are not mistaken for a stranger's.
-    result.ids = resolve_ids(union, snapshots)
-    ids = {node_id: name for name, node_id in result.ids.items()}
-    problems = result.problems
+    ids = resolve_ids(union, snapshots)
+    members = [s for s in live.values() if len(s.entries) > 1 or (s.myself and s.myself.slots)]
+    scene = _Scene(old, new, union, by_name, live, {i: n for n, i in ids.items()},
+                   [n.name for n in new if n.name not in old_names],
+                   [n.name for n in old if n.name not in new_names],
+                   checks.majority_view(members))
+    result = ReshapePlan(added=scene.added, removed=scene.removed, ids=ids)
+    result.unknown_nodes, result.down, problems = _reachability(scene, old_names)
+    problems += _reset_by_hand(scene, recorded_ids or {})
+    problems += _strangers(scene)
+    problems += _new_nodes_with_data(scene)
+    result.meet = [name for name in scene.added
+                   if name in live and len(live[name].entries) == 1]
+    result.foreign_owners = sorted({o for o in scene.view.owners if o and o not in scene.names})
+    problems += _foreign_owner_problems(result.foreign_owners)
+    problems += _uncovered(scene)
+    problems += _misplaced(scene)
+    problems += _replicas_outside_their_shard(scene)
+    result.open_slots = find_open_slots(list(live.values()), scene.names)
+    problems += _leaving_live_masters(scene)
+    targets = checks.shard_targets(new, live)
+    result.moves = slot_moves(scene.live_owner, planned_owner(new), shard_members(new), targets)
+    problems += capacity_problems(result.moves, live)
+    problems += replica_loss_problems(old, new, scene.added, scene.removed, live)
+    result.attach = _replicas_to_attach(scene, targets)
+    result.forget = _to_forget(scene, ids)
+    result.problems = problems
+    return result
 
-    for node in union:
-        snap = by_name.get(node.name)
+
+def _reachability(scene: _Scene, old_names: set[str]) -> tuple[list[str], list[str], list[str]]:
+    """(unknown nodes, deployed nodes down, problems): a deployed node must answer."""
+    unknown: list[str] = []
+    down: list[str] = []
+    problems: list[str] = []
+    for node in scene.union:
+        snap = scene.by_name.get(node.name)
         if snap is None or not snap.reachable:
-            result.unknown_nodes.append(node.name)
+            unknown.append(node.name)
             if node.name in old_names:
-                result.down.append(f"{node.name} (deployed) is not reachable: "
-                                   f"{snap.error if snap else 'not observed'}")
-                problems.append(result.down[-1])
+                down.append(f"{node.name} (deployed) is not reachable: "
+                            f"{snap.error if snap else 'not observed'}")
+                problems.append(down[-1])
         elif not snap.cluster_enabled:
             problems.append(f"{node.name} has cluster support disabled")
-    for name, node_id in (recorded_ids or {}).items():
-        if name in live and live[name].my_id != node_id:
-            problems.append(
-                f"{name} has node id {live[name].my_id}, but the stack recorded {node_id}: the "
-                "node was reset or replaced by hand")
+    return unknown, down, problems
 
-    # Known members: the deployed nodes (and added nodes once met). Anyone else was added by hand.
-    for name, snap in live.items():
-        for entry in snap.others:
-            if entry.node_id not in ids and not entry.in_handshake:
-                problems.append(f"{name} knows node {entry.node_id} at {entry.address}, which is "
-                                "in neither the deployed nor the new plan (added by hand?)")
-    for name in result.added:
-        snap = live.get(name)
-        if snap is None:
-            continue
-        # Only a node not yet in the cluster is judged: once met, a replica holds its
-        # master's keys and a master the slots it received.
-        if snap.key_count and len(snap.entries) == 1:
-            problems.append(f"{name} is new to the cluster but holds {snap.key_count} key(s) "
-                            "(a volume from another cluster?)")
-        if len(snap.entries) == 1:
-            result.meet.append(name)
 
-    members = [s for s in live.values() if len(s.entries) > 1 or (s.myself and s.myself.slots)]
-    view = checks.majority_view(members)
-    owners = view.owners
-    live_owner = [ids.get(o) if o else None for o in owners]
-    strangers = sorted({o for o in owners if o and o not in ids})
-    result.foreign_owners = strangers
-    if strangers:
-        problems.append(f"slots are served by node(s) outside both plans: {', '.join(strangers)} "
-                        "(a scale-out that failed half-way and was then reverted? set the "
-                        "config back to finish it first)")
-    uncovered = view.uncovered() if view.majority else []
-    if uncovered:
-        problems.append(f"{sum(b - a + 1 for a, b in uncovered)} slot(s) are served by nobody: "
-                        f"{format_ranges(uncovered, limit=5)} (fix the cluster first)")
+def _reset_by_hand(scene: _Scene, recorded_ids: Mapping[str, str]) -> list[str]:
+    return [f"{name} has node id {scene.live[name].my_id}, but the stack recorded {node_id}: "
+            "the node was reset or replaced by hand"
+            for name, node_id in recorded_ids.items()
+            if name in scene.live and scene.live[name].my_id != node_id]
 
-    # Every slot must be where the deployed plan or the new plan puts it (a move in progress
-    # is between the two); anything else was moved by hand.
-    old_owner, new_owner = planned_owner(old), planned_owner(new)
-    old_members, new_members = shard_members(old), shard_members(new)
+
+def _strangers(scene: _Scene) -> list[str]:
+    """Known members are the deployed nodes (and added ones once met); anyone else was added
+    by hand."""
+    return [f"{name} knows node {entry.node_id} at {entry.address}, which is in neither the "
+            "deployed nor the new plan (added by hand?)"
+            for name, snap in scene.live.items() for entry in snap.others
+            if entry.node_id not in scene.names and not entry.in_handshake]
+
+
+def _new_nodes_with_data(scene: _Scene) -> list[str]:
+    """Only a node not yet in the cluster is judged: once met, a replica holds its master's
+    keys and a master the slots it received."""
+    return [f"{name} is new to the cluster but holds {snap.key_count} key(s) (a volume from "
+            "another cluster?)"
+            for name in scene.added if (snap := scene.live.get(name)) is not None
+            and snap.key_count and len(snap.entries) == 1]
+
+
+def _foreign_owner_problems(strangers: Sequence[str]) -> list[str]:
+    if not strangers:
+        return []
+    return [f"slots are served by node(s) outside both plans: {', '.join(strangers)} (a "
+            "scale-out that failed half-way and was then reverted? set the config back to "
+            "finish it first)"]
+
+
+def _uncovered(scene: _Scene) -> list[str]:
+    uncovered = scene.view.uncovered() if scene.view.majority else []
+    if not uncovered:
+        return []
+    return [f"{sum(b - a + 1 for a, b in uncovered)} slot(s) are served by nobody: "
+            f"{format_ranges(uncovered, limit=5)} (fix the cluster first)"]
+
+
+def _misplaced(scene: _Scene) -> list[str]:
+    """Every slot must be where the deployed plan or the new plan puts it (a move in progress
+    is between the two); anything else was moved by hand."""
+    old_owner, new_owner = planned_owner(scene.old), planned_owner(scene.new)
+    old_members, new_members = shard_members(scene.old), shard_members(scene.new)
+    live_owner = scene.live_owner
     misplaced = [slot for slot in range(HASH_SLOTS)
                  if live_owner[slot] is not None
                  and live_owner[slot] not in old_members[old_owner[slot]]
                  and live_owner[slot] not in new_members[new_owner[slot]]]
-    if misplaced:
-        ranges = merge_ranges(misplaced)
-        problems.append(
-            f"{len(misplaced)} slot(s) are served by a master that neither the deployed nor the "
-            f"new plan gives them to: {format_ranges(ranges, limit=5)} (resharded by hand?)")
+    if not misplaced:
+        return []
+    return [f"{len(misplaced)} slot(s) are served by a master that neither the deployed nor the "
+            f"new plan gives them to: {format_ranges(merge_ranges(misplaced), limit=5)} "
+            "(resharded by hand?)"]
 
-    # Replicas must follow a member of their own planned shard (old or new plan). A leaving
-    # master that lost its last slot follows the slot's new owner (Redis 7 does that itself).
-    for name, snap in live.items():
+
+def _replicas_outside_their_shard(scene: _Scene) -> list[str]:
+    """Replicas must follow a member of their own planned shard (old or new plan). A leaving
+    master that lost its last slot follows the slot's new owner (Redis 7 does that itself)."""
+    plans = ((scene.old, shard_members(scene.old)), (scene.new, shard_members(scene.new)))
+    problems = []
+    for name, snap in scene.live.items():
         me = snap.myself
-        if me is None or not me.is_replica or name in result.removed:
+        if me is None or not me.is_replica or name in scene.removed:
             continue
-        followed = ids.get(me.master_id or "")
-        node = next(n for n in union if n.name == name)
-        allowed: set[str] = set()
-        for plan, members in ((old, old_members), (new, new_members)):
-            if node in plan:
-                allowed.update(members[shard_of(plan, node).name])
+        followed = scene.names.get(me.master_id or "")
+        node = scene.node(name)
+        allowed = {member for plan, members in plans if node in plan
+                   for member in members[shard_of(plan, node).name]}
         if followed is None or followed not in allowed:
             problems.append(f"{name} replicates {followed or me.master_id}, outside its shard "
                             "(changed by hand?)")
+    return problems
 
-    result.open_slots = find_open_slots(list(live.values()), ids)
 
-    # A removed node serving a surviving shard's slots (promoted by a failover) cannot leave:
-    # its shard has no other live master to take them.
-    new_masters = {m.name for m in masters_of(new)}
-    for name in result.removed:
-        me = live[name].myself if name in live else None
-        node = next(n for n in old if n.name == name)
-        if me and me.is_master and me.slots and not node.is_master \
-                and shard_of(old, node).name in new_masters:
+def _leaving_live_masters(scene: _Scene) -> list[str]:
+    """A removed node serving a surviving shard's slots (promoted by a failover) cannot leave:
+    its shard has no other live master to take them."""
+    new_masters = {m.name for m in masters_of(scene.new)}
+    problems = []
+    for name in scene.removed:
+        me = scene.live[name].myself if name in scene.live else None
+        node = scene.node(name)
+        shard = shard_of(scene.old, node).name
+        if me and me.is_master and me.slots and not node.is_master and shard in new_masters:
             problems.append(
-                f"{name} is leaving but is the live master of {shard_of(old, node).name}'s shard "
-                f"after a failover: fail back first (CLUSTER FAILOVER on "
-                f"{shard_of(old, node).name}), then run pulumi up again")
+                f"{name} is leaving but is the live master of {shard}'s shard after a "
+                f"failover: fail back first (CLUSTER FAILOVER on {shard}), then run pulumi up "
+                "again")
+    return problems
 
-    targets = checks.shard_targets(new, live)
-    result.moves = slot_moves(live_owner, new_owner, new_members, targets)
-    problems += capacity_problems(result.moves, live)
-    problems += replica_loss_problems(old, new, result.added, result.removed, live)
 
-    for replica in new:
+def _replicas_to_attach(scene: _Scene, targets: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(replica, its shard's live master) for each new-plan replica not following its shard."""
+    new_members = shard_members(scene.new)
+    attach = []
+    for replica in scene.new:
         if replica.is_master:
             continue
-        me = live[replica.name].myself if replica.name in live else None
-        if me is None and replica.name not in result.added:
+        me = scene.live[replica.name].myself if replica.name in scene.live else None
+        if me is None and replica.name not in scene.added:
             continue  # a deployed replica that is down: for health checks, not a reshape
         if me is not None and me.is_master and me.slots:
             continue  # took over its shard after a failover: it serves, it stays
-        followed = ids.get(me.master_id or "") if me is not None and me.is_replica else None
-        if followed not in new_members[shard_of(new, replica).name]:
-            result.attach.append((replica.name, targets[shard_of(new, replica).name]))
+        followed = scene.names.get(me.master_id or "") if me is not None and me.is_replica \
+            else None
+        shard = shard_of(scene.new, replica).name
+        if followed not in new_members[shard]:
+            attach.append((replica.name, targets[shard]))
+    return attach
 
-    survivors = [s for n, s in live.items() if n not in result.removed]
-    result.forget = [name for name in result.removed if name in result.ids and any(
-        result.ids[name] in {e.node_id for e in s.others} for s in survivors)]
-    return result
+
+def _to_forget(scene: _Scene, ids: Mapping[str, str]) -> list[str]:
+    """Removed nodes that a surviving node still knows."""
+    survivors = [s for n, s in scene.live.items() if n not in scene.removed]
+    return [name for name in scene.removed if name in ids and any(
+        ids[name] in {e.node_id for e in s.others} for s in survivors)]
 
 
 # A target may fill up to this share of its maxmemory with what it receives: above it, an

@@ -42,6 +42,7 @@ from clusterops.migrate import MoveStats, SlotMover, data_client
 from clusterops.model import ClusterReport, NodeTarget
 from clusterops.observe import observe_nodes
 from clusterops.open_slots import (
+    Finish,
     close_in_place,
     count_keys_in_slots,
     find_open_slots,
@@ -168,23 +169,29 @@ def _wait_state_ok(nodes: Sequence[NodeTarget], password: str, deadline: Deadlin
                                     lagging, "; ".join(lagging), timeout_s)
 
 
-def _finish_open_slots(plan: ReshapePlan, nodes: Sequence[NodeTarget], password: str,
-                       mover: SlotMover, masters: Sequence[str],
-                       conns: Mapping[str, redis.Redis]) -> int:
-    """Finish what an interrupted move left open, by the rule `clusterops fix` uses
-    (:mod:`clusterops.open_slots`); refuse, touching nothing, where that rule refuses."""
+def _open_slot_finishes(plan: ReshapePlan, nodes: Sequence[NodeTarget], password: str
+                        ) -> tuple[list[Finish], list[str]]:
+    """How the rule `clusterops fix` uses (:mod:`clusterops.open_slots`) finishes what an
+    interrupted move left open, and the masters now; refuses where that rule refuses."""
     snapshots = observe_nodes(nodes, password)
     names = {node_id: name for name, node_id in plan.ids.items()}
     view = checks.majority_view([s for s in snapshots if s.reachable and s.cluster_enabled])
     owners = [names.get(o) if o else None for o in view.owners]
+    masters = [s.name for s in snapshots if s.myself and s.myself.is_master]
     open_now = find_open_slots(snapshots, names)
     slots = sorted({o.slot for o in open_now})
     unowned = [slot for slot in slots if owners[slot] is None]
-    held = holders(nodes, masters, password, slots)
-    finishes, problems = plan_finish(open_now, owners, masters, held)
+    finishes, problems = plan_finish(open_now, owners, masters,
+                                     holders(nodes, masters, password, slots))
     if unowned or problems:
         raise UnsafeReshapeError([*problems, *(f"slot {slot} is open but no node serves it: "
                                                "run `clusterops fix`" for slot in unowned)])
+    return finishes, masters
+
+
+def _finish_open_slots(plan: ReshapePlan, nodes: Sequence[NodeTarget], password: str,
+                       mover: SlotMover, conns: Mapping[str, redis.Redis]) -> int:
+    finishes, masters = _open_slot_finishes(plan, nodes, password)
     for finish in finishes:
         log.info("%s", finish.describe())
     close_in_place(finishes, lambda name, command: conns[name].execute_command(*command))
@@ -208,6 +215,8 @@ def reshape_cluster(
     plan = plan_reshape(old, new, snapshots, recorded_ids)
     if plan.problems:
         raise UnsafeReshapeError(plan.problems)
+    if plan.open_slots:
+        _open_slot_finishes(plan, nodes, password)  # refused before anything is written
     report = ReshapeReport(plan)
     say("; ".join(plan.summary()))
 
@@ -244,8 +253,7 @@ def reshape_cluster(
             return [s.name for s in live if s.myself and s.myself.is_master]
 
         if plan.open_slots:
-            report.finished_open = _finish_open_slots(plan, nodes, password, mover,
-                                                      masters_now(), conns)
+            report.finished_open = _finish_open_slots(plan, nodes, password, mover, conns)
             snapshots = observe_nodes(nodes, password)
             plan = plan_reshape(old, new, snapshots, recorded_ids)
             if plan.problems:
