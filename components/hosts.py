@@ -22,7 +22,10 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from components.config_reader import ConfigReader
+from components.layout import Shape
 
 # tcp:// is refused: without TLS an engine's API is root on that host for anyone on the
 # network, and TLS client material is not wired through yet; ssh:// uses the deploying user's
@@ -32,6 +35,7 @@ _HOST_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 HOST_FIELDS = ("name", "dockerHost", "address")
 # The name of the one implicit host when `hosts` is unset (the engine of docker:host).
 DEFAULT_HOST_NAME = "docker-host"
+ANNOUNCE_MODES = ("container-ip", "host-address")
 _EXAMPLE = ('[{"name": "h1", "dockerHost": "ssh://deploy@10.0.0.11", "address": "10.0.0.11"}, '
             '...]')
 
@@ -41,16 +45,6 @@ class DockerHostSpec:
     name: str  # names the host in resource names and outputs
     docker_host: str  # the engine endpoint: ssh://user@host, or unix:// for a local engine
     address: str  # the IPv4 address clients and the other hosts reach this host at
-
-
-class ProblemReader(Protocol):
-    """What check_hosts needs of components.spec's config reader."""
-
-    raw: Mapping[str, Any]
-
-    def fail(self, key: str, problem: str) -> None: ...
-    def boolean(self, key: str, default: bool) -> bool: ...
-    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str: ...
 
 
 def host_index(role: str, ordinal: int, masters: int, host_count: int) -> int:
@@ -104,44 +98,57 @@ def _entries(value: Any) -> Any:
     return value
 
 
-def parse_hosts(reader: ProblemReader) -> tuple[DockerHostSpec, ...]:
-    value = reader.raw.get("hosts")
+def parse_hosts(reader: ConfigReader) -> tuple[DockerHostSpec, ...]:
+    """The `hosts` list, each entry judged on its own, then against the others."""
+    value = reader.raw.get("hosts")  # structured: JSON text from the engine, a list from mocks
     if value is None:
         return ()
     entries = _entries(value)
     if not isinstance(entries, list) or not entries:
         reader.fail("hosts", f"is not a non-empty list of hosts. Fix: e.g. {_EXAMPLE}")
         return ()
-    hosts: list[DockerHostSpec] = []
-    for number, entry in enumerate(entries, start=1):
-        where = f"entry {number}"
-        if not isinstance(entry, Mapping):
-            reader.fail("hosts", f"{where} is not an object. Fix: e.g. {_EXAMPLE}")
-            continue
-        unknown = sorted(set(entry) - set(HOST_FIELDS))
-        if unknown:
-            reader.fail("hosts", f"{where} has unknown field(s) {', '.join(unknown)}. Fix: use "
-                        f"only {', '.join(HOST_FIELDS)}")
-        name = str(entry.get("name", "")).strip()
-        endpoint = str(entry.get("dockerHost", "")).strip()
-        address = str(entry.get("address", "")).strip()
-        if not _HOST_NAME.match(name) or len(name) > 32:
-            reader.fail("hosts", f"{where}: name {name!r} is not a host name. Fix: use lower-"
-                        "case letters, digits and '-', e.g. h1 or redis-a")
-        if not endpoint.startswith(ENDPOINT_SCHEMES):
-            reader.fail("hosts", f"{where} ({name}): dockerHost {endpoint!r} is not a supported "
-                        "Docker endpoint. Fix: use ssh://user@host (the engine over SSH) or "
-                        "unix:///path/to/docker.sock; tcp:// is not supported (an engine API "
-                        "on the network without TLS client certificates is root for anyone)")
-        try:
-            parsed = ipaddress.ip_address(address)
-            if parsed.version != 4 or parsed.is_loopback or parsed.is_unspecified:
-                raise ValueError(address)
-        except ValueError:
-            reader.fail("hosts", f"{where} ({name}): address {address!r} is not an IPv4 address "
-                        "other hosts and clients can reach. Fix: give the host's own address "
-                        "on the network the clients use (not 127.0.0.1 or 0.0.0.0)")
-        hosts.append(DockerHostSpec(name=name, docker_host=endpoint, address=address))
+    hosts = tuple(host for number, entry in enumerate(entries, start=1)
+                  if (host := _parse_entry(reader, number, entry)) is not None)
+    _check_distinct(reader, hosts)
+    return hosts
+
+
+def _parse_entry(reader: ConfigReader, number: int, entry: object) -> DockerHostSpec | None:
+    where = f"entry {number}"
+    if not isinstance(entry, Mapping):
+        reader.fail("hosts", f"{where} is not an object. Fix: e.g. {_EXAMPLE}")
+        return None
+    unknown = sorted(set(entry) - set(HOST_FIELDS))
+    if unknown:
+        reader.fail("hosts", f"{where} has unknown field(s) {', '.join(unknown)}. Fix: use "
+                    f"only {', '.join(HOST_FIELDS)}")
+    name = str(entry.get("name", "")).strip()
+    endpoint = str(entry.get("dockerHost", "")).strip()
+    address = str(entry.get("address", "")).strip()
+    if not _HOST_NAME.match(name) or len(name) > 32:
+        reader.fail("hosts", f"{where}: name {name!r} is not a host name. Fix: use lower-"
+                    "case letters, digits and '-', e.g. h1 or redis-a")
+    if not endpoint.startswith(ENDPOINT_SCHEMES):
+        reader.fail("hosts", f"{where} ({name}): dockerHost {endpoint!r} is not a supported "
+                    "Docker endpoint. Fix: use ssh://user@host (the engine over SSH) or "
+                    "unix:///path/to/docker.sock; tcp:// is not supported (an engine API "
+                    "on the network without TLS client certificates is root for anyone)")
+    if not _is_reachable_ipv4(address):
+        reader.fail("hosts", f"{where} ({name}): address {address!r} is not an IPv4 address "
+                    "other hosts and clients can reach. Fix: give the host's own address "
+                    "on the network the clients use (not 127.0.0.1 or 0.0.0.0)")
+    return DockerHostSpec(name=name, docker_host=endpoint, address=address)
+
+
+def _is_reachable_ipv4(address: str) -> bool:
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return parsed.version == 4 and not parsed.is_loopback and not parsed.is_unspecified
+
+
+def _check_distinct(reader: ConfigReader, hosts: Sequence[DockerHostSpec]) -> None:
     for field, label in (("name", "name"), ("docker_host", "dockerHost"),
                          ("address", "address")):
         repeated = sorted(v for v, n in Counter(getattr(h, field) for h in hosts).items()
@@ -149,7 +156,6 @@ def parse_hosts(reader: ProblemReader) -> tuple[DockerHostSpec, ...]:
         for value in repeated:
             reader.fail("hosts", f"two entries have the same {label} {value!r}: each host "
                         f"needs its own. Fix: remove the duplicate or correct its {label}")
-    return tuple(hosts)
 
 
 def _is_loopback(address: str) -> bool:
@@ -159,11 +165,44 @@ def _is_loopback(address: str) -> bool:
         return False  # reported as bindAddress's own problem
 
 
-def check_hosts(reader: ProblemReader, raw: Mapping[str, Any], values: dict[str, Any]) -> None:
-    """`hosts`, `announce` and `survivesHostLoss`, added to `values`; problems go to `reader`."""
+@dataclass(frozen=True)
+class HostSettings:
+    """What check_hosts decided: the hosts, the announced address, the published bind address."""
+
+    bind_address: str  # where the published ports bind: 0.0.0.0 by default with host-address
+    hosts: tuple[DockerHostSpec, ...] = ()  # (): the one engine of docker:host
+    announce: str = "container-ip"
+    survives_host_loss: bool = False
+
+    @property
+    def host_names(self) -> list[str]:
+        return [h.name for h in self.hosts] or [DEFAULT_HOST_NAME]
+
+
+def check_hosts(reader: ConfigReader, shape: Shape, bind_address: str) -> HostSettings:
+    """`hosts`, `announce` and `survivesHostLoss`; `bind_address` is bindAddress as read.
+
+    Problems go to `reader`; with announce host-address an unset bindAddress becomes 0.0.0.0.
+    """
     hosts = parse_hosts(reader)
+    announce = _read_announce(reader, hosts)
+    if announce == "host-address":
+        bind_address = _host_address_bind(reader, bind_address)
+    settings = HostSettings(bind_address=bind_address, hosts=hosts, announce=announce,
+                            survives_host_loss=reader.boolean("survivesHostLoss", len(hosts) >= 2))
+    if settings.survives_host_loss:
+        problems = host_loss_problems(shape.masters, shape.replicas_per_master,
+                                      settings.host_names)
+        for problem in problems:
+            reader.fail("survivesHostLoss", f"{problem}. Fix: add hosts or change masters / "
+                        "replicasPerMaster, or set survivesHostLoss to false for a stack that "
+                        "may go down with a host (dev)")
+    return settings
+
+
+def _read_announce(reader: ConfigReader, hosts: tuple[DockerHostSpec, ...]) -> str:
     announce = reader.choice("announce", "host-address" if hosts else "container-ip",
-                             ("container-ip", "host-address"))
+                             ANNOUNCE_MODES)
     if len(hosts) > 1 and announce == "container-ip":
         reader.fail("announce", "container-ip cannot work across hosts: a container IP is "
                     "reachable only on its own host. Fix: remove the setting (host-address is "
@@ -171,23 +210,19 @@ def check_hosts(reader: ProblemReader, raw: Mapping[str, Any], values: dict[str,
     if announce == "host-address" and not hosts:
         reader.fail("announce", "host-address needs the address clients reach the host at. "
                     f"Fix: also set hosts, e.g. {_EXAMPLE} (one entry for one host)")
-    if announce == "host-address":
-        if "adminAccess" in raw:
-            reader.fail("adminAccess", "does not apply with announce host-address: the deploy "
-                        "reaches every node at its host's address and published port. Fix: "
-                        "remove it")
-        if "bindAddress" not in raw:
-            values["bind_address"] = "0.0.0.0"  # the published ports face the other hosts
-        elif _is_loopback(values["bind_address"]):
-            reader.fail("bindAddress", f"{values['bind_address']} would publish the nodes on "
-                        "loopback, where the other hosts cannot reach them. Fix: remove it "
-                        "(0.0.0.0) or set the hosts' interface address")
-    survives = reader.boolean("survivesHostLoss", len(hosts) >= 2)
-    if survives:
-        problems = host_loss_problems(values["masters"], values["replicas_per_master"],
-                                      [h.name for h in hosts] or [DEFAULT_HOST_NAME])
-        for problem in problems:
-            reader.fail("survivesHostLoss", f"{problem}. Fix: add hosts or change masters / "
-                        "replicasPerMaster, or set survivesHostLoss to false for a stack that "
-                        "may go down with a host (dev)")
-    values.update(hosts=hosts, announce=announce, survives_host_loss=survives)
+    return announce
+
+
+def _host_address_bind(reader: ConfigReader, bind_address: str) -> str:
+    """The bind address of nodes announced at their host's address: other hosts reach them."""
+    if reader.given("adminAccess"):
+        reader.fail("adminAccess", "does not apply with announce host-address: the deploy "
+                    "reaches every node at its host's address and published port. Fix: "
+                    "remove it")
+    if not reader.given("bindAddress"):
+        return "0.0.0.0"  # the published ports face the other hosts
+    if _is_loopback(bind_address):
+        reader.fail("bindAddress", f"{bind_address} would publish the nodes on "
+                    "loopback, where the other hosts cannot reach them. Fix: remove it "
+                    "(0.0.0.0) or set the hosts' interface address")
+    return bind_address
