@@ -128,3 +128,28 @@ def test_scaling_never_moves_a_node_to_another_host():
     after = {n.name: n.host for n in plan_cluster(build_spec(
         {"hosts": hosts_json(3), "masters": "5"}, "dev", False)).masters}
     assert all(after[name] == host for name, host in before.items())
+
+
+def test_the_parsed_hosts_come_back_in_the_spec():
+    spec = build_spec({"hosts": hosts_json(3), "bindAddress": "10.1.0.1"}, "dev", False)
+    assert [(h.name, h.docker_host, h.address) for h in spec.hosts] == [
+        (f"h{i}", f"unix:///run/h{i}.sock", f"10.1.0.{10 + i}") for i in (1, 2, 3)]
+    assert spec.bind_address == "10.1.0.1"  # a set bindAddress is kept
+
+
+def test_check_hosts_returns_what_it_decided_and_reports_every_problem():
+    from components.config_reader import ConfigReader
+    from components.hosts import HostSettings, check_hosts
+    from components.layout import Shape
+
+    reader = ConfigReader({"hosts": hosts_json(2, name="Bad_Name"), "adminAccess": "host-ports"})
+    settings = check_hosts(reader, Shape(masters=3, replicas_per_master=1), "127.0.0.1")
+    assert isinstance(settings, HostSettings)
+    assert [h.name for h in settings.hosts] == ["Bad_Name", "h2"]
+    assert (settings.announce, settings.bind_address) == ("host-address", "0.0.0.0")
+    assert settings.survives_host_loss
+    assert sorted(p.split(":")[1] for p in reader.problems) == [
+        "adminAccess", "hosts", "survivesHostLoss"]
+    one = check_hosts(ConfigReader({}), Shape(3, 1), "127.0.0.1")
+    assert one == HostSettings(bind_address="127.0.0.1")
+    assert one.host_names == ["docker-host"]

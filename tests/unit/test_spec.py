@@ -150,3 +150,116 @@ def test_an_operators_ca_needs_both_keys_tls_and_a_usable_chain():
     assert len(problems) == 2, problems  # the intermediate and the root both end too soon
     assert all(p.startswith("alphapulse-redis-cluster:tlsCaCert:") and "expires on" in p
                and "lower tlsCertDays" in p for p in problems), problems
+
+
+# Each typed settings function on its own: it returns what it read and reports to the reader.
+
+def reader_for(raw: dict):
+    from components.config_reader import ConfigReader
+
+    return ConfigReader(raw)
+
+
+def keys_reported(reader) -> list[str]:
+    return sorted(p.split(":")[1] for p in reader.problems)
+
+
+def test_the_raw_config_is_only_read():
+    from types import MappingProxyType
+
+    raw = MappingProxyType({"masters": "4", "hosts": '[{"name": "h1", "dockerHost": '
+                            '"unix:///run/h1.sock", "address": "10.1.0.11"}]'})
+    spec = build_spec(raw, "dev", password_set=False)  # a read-only mapping: nothing writes it
+    assert spec.masters == 4 and spec.bind_address == "0.0.0.0"
+    assert "bindAddress" not in raw
+
+
+def test_read_shape_and_its_address_span():
+    from components.layout import read_shape
+
+    reader = reader_for({"masters": "4", "replicasPerMaster": "9"})
+    shape = read_shape(reader)
+    assert (shape.masters, shape.replicas_per_master) == (4, 1)  # the bad value falls back
+    assert keys_reported(reader) == ["replicasPerMaster"]
+    assert shape.node_count == 8 and shape.index_span > shape.node_count  # master 4 sits after
+
+
+def test_read_memory_reports_both_sizes_and_returns_bytes():
+    from components.node_settings import read_memory
+
+    reader = reader_for({"maxmemory": "8mb", "memoryLimit": "10mb", "maxmemoryPolicy": "lru"})
+    memory = read_memory(reader)
+    assert memory.maxmemory_bytes == 8 * 1024**2 and memory.memory_limit_bytes == 10 * 1024**2
+    assert keys_reported(reader) == ["maxmemory", "maxmemoryPolicy", "memoryLimit"]
+    assert read_memory(reader_for({"maxmemory": "1gb"})).memory_limit_bytes == 2 * 1024**3
+
+
+def test_read_images_persistence_and_failover():
+    from components.layout import Shape
+    from components.node_settings import read_failover, read_images, read_persistence
+
+    reader = reader_for({"redisImage": "my redis", "pullImages": "no", "rdbSave": "",
+                         "appendonly": "maybe", "minReplicasToWrite": "2"})
+    images = read_images(reader)
+    assert images.redis_image == "my redis" and images.pull_images is False
+    persistence = read_persistence(reader)
+    assert persistence.rdb_save == () and persistence.appendonly is True
+    failover = read_failover(reader, Shape(masters=3, replicas_per_master=1))
+    assert failover.min_replicas_to_write == 2
+    assert keys_reported(reader) == ["appendonly", "minReplicasToWrite", "redisImage"]
+
+
+def test_read_protection_judges_every_password_and_keeps_none():
+    from components.node_settings import read_protection
+
+    reader = reader_for({"password": "short", "adminPassword": "x" * 16 + "\n"})
+    protection = read_protection(reader, "prod", prod=True, password_set=False)
+    assert protection.password_policy == "required" and protection.protect_data
+    assert keys_reported(reader) == ["adminPassword", "password", "password"]
+    assert "short" not in repr(protection)
+
+
+def test_read_ports_reports_a_bad_range_and_a_collision_together():
+    from components.docker_settings import read_ports
+    from components.layout import Shape
+
+    reader = reader_for({"basePort": "60000", "exporterPort": "60001", "bindAddress": "here"})
+    ports = read_ports(reader, Shape(masters=3, replicas_per_master=1))
+    assert (ports.base_port, ports.exporter_port, ports.bind_address) == (60000, 60001, "here")
+    assert keys_reported(reader) == ["basePort", "bindAddress", "exporterPort"]
+
+
+def test_read_network_sizes_the_subnet_for_the_shape():
+    from components.docker_settings import read_network
+    from components.layout import Shape
+
+    reader = reader_for({"subnet": "10.9.0.0/28"})
+    network = read_network(reader, "shop", Shape(masters=3, replicas_per_master=1))
+    assert (network.network_name, network.subnet) == ("shop_redis-cluster", "10.9.0.0/28")
+    assert network.admin_access == "container-ip"
+    [problem] = reader.problems
+    assert "6 nodes need 18" in problem and "/27" in problem
+
+
+def test_read_tls_and_acl_default_on_in_prod_and_report_stray_keys():
+    from components.docker_settings import read_acl, read_tls
+
+    reader = reader_for({"tlsCaKey": "PEM", "aclAppUser": "shop", "acl": "false",
+                         "tlsGeneration": "0"})
+    tls = read_tls(reader, prod=True)
+    assert tls.tls and tls.tls_ca_cert is None and tls.tls_generation == 1
+    acl = read_acl(reader, prod=True)
+    assert not acl.acl and acl.acl_app_user == "shop"
+    assert keys_reported(reader) == ["aclAppUser", "tlsCaCert", "tlsGeneration"]
+    assert read_acl(reader_for({}), prod=True).acl
+
+
+def test_read_common_collects_every_concern_at_once():
+    from components.spec import read_common
+
+    reader = reader_for({"masters": "2", "maxmemory": "1mb", "appendfsync": "never",
+                         "exporterPort": "7001", "subnet": "nope"})
+    common = read_common(reader, "dev", password_set=False)
+    assert common.shape.masters == 3 and common.memory.maxmemory_bytes == 1024**2
+    assert keys_reported(reader) == ["appendfsync", "exporterPort", "masters", "maxmemory",
+                                     "memoryLimit", "subnet"]

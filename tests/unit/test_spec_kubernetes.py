@@ -124,3 +124,33 @@ def test_a_name_prefix_kubernetes_cannot_use_is_refused():
     problems = problems_for({**K8S, "namePrefix": "Alpha_Pulse", "namespace": "redis"})
     assert keys_of(problems) == ["namePrefix"]
     assert "lower-case letters, digits and '-'" in problems[0]
+
+
+def test_a_docker_only_key_and_a_bad_port_range_are_reported_together():
+    problems = problems_for({**K8S, "basePort": "60000", "exporterPort": "70000"})
+    assert keys_of(problems) == ["basePort", "basePort", "exporterPort", "exporterPort"]
+    assert any("applies to the Docker target" in p for p in problems)
+    assert any("last cluster-bus port" in p for p in problems)
+    assert any("out of range 1..65535" in p for p in problems)
+
+
+def test_kubernetes_stacks_keep_the_docker_defaults_of_the_spec():
+    spec = build_spec(K8S, "k8s-prod", password_set=True)
+    assert spec.hosts == () and spec.announce == "container-ip"
+    assert not spec.tls and not spec.acl and spec.bind_address == "127.0.0.1"
+
+
+def test_read_kubernetes_settings_returns_what_it_read_and_reports_each_key():
+    from components.config_reader import ConfigReader
+    from components.k8s_settings import read_kubernetes_settings
+    from components.layout import Shape
+
+    reader = ConfigReader({"storageClass": "cluster-default", "storageSize": "1Gi",
+                           "zones": "2", "kubernetesNodes": "4", "renderDir": "out",
+                           "serviceMonitor": "true", "clusterDomain": "Bad Domain"})
+    k8s = read_kubernetes_settings(reader, "shop", Shape(masters=3, replicas_per_master=2),
+                                   maxmemory_bytes=512 * 1024**2)
+    assert k8s.namespace == "shop-redis" and k8s.storage_class is None
+    assert (k8s.render_dir, k8s.service_monitor) == ("out", True)
+    assert (k8s.kubernetes_nodes, k8s.zones) == (4, 2)
+    assert keys_of(reader.problems) == ["clusterDomain", "storageSize", "zones"]
