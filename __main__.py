@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pulumi
 
-from clusterops.client import OUTPUTS_VERSION
 from components.passwords import generated_password
 from components.program_errors import config_problems_reported
 from components.spec import ACL_PASSWORD_KEYS, PROJECT, ClusterSpec, ConfigError, load_spec
 from components.stack_config import raw_project_config
+from components.target_neutral import ClusterOutputs
 
 
 def check_hosts_answer(spec: ClusterSpec) -> None:
@@ -62,6 +62,13 @@ def acl_passwords(spec: ClusterSpec) -> dict[str, pulumi.Input[str]] | None:
             for role, key in ACL_PASSWORD_KEYS.items()}
 
 
+def export_outputs(outputs: ClusterOutputs) -> None:
+    """The component's outputs are the stack's: their shape is a contract (clusterops/client.py:
+    OUTPUTS_SCHEMAS, one variant per target); any change to it is a new outputs_version."""
+    for key, value in outputs.as_dict().items():
+        pulumi.export(key, value)
+
+
 def deploy_docker(spec: ClusterSpec, password: pulumi.Input[str]) -> None:
     from components.docker_cluster import RedisCluster, RedisClusterArgs
     from components.docker_host import stack_docker_host, supports_swap_limit
@@ -79,29 +86,7 @@ def deploy_docker(spec: ClusterSpec, password: pulumi.Input[str]) -> None:
             tls_ca_key=config.get_secret("tlsCaKey") if spec.tls_ca_cert else None,
         ),
     )
-    # The outputs' shape is a contract (clusterops/client.py: OUTPUTS_SCHEMAS); bump it on any
-    # change. (The Kubernetes target's outputs are not under that contract yet.)
-    pulumi.export("outputs_version", OUTPUTS_VERSION)
-    pulumi.export("cluster_name", spec.name_prefix)
-    pulumi.export("password", cluster.password)
-    pulumi.export("network_name", cluster.network_name)
-    pulumi.export("seed_endpoints", cluster.seed_endpoints)
-    pulumi.export("host_seed_endpoints", cluster.host_seed_endpoints)
-    pulumi.export("nodes", cluster.nodes)
-    pulumi.export("exporter_url", cluster.exporter_url)
-    pulumi.export("exporter_urls", cluster.exporter_urls)
-    pulumi.export("exporter_internal_url", cluster.exporter_internal_url)
-    pulumi.export("prometheus_url", cluster.prometheus_url)
-    pulumi.export("client_settings", cluster.client_settings)
-    pulumi.export("node_ids", cluster.node_ids)
-    pulumi.export("slot_ranges", cluster.slot_ranges)
-    pulumi.export("cluster_state", cluster.cluster_state)
-    pulumi.export("maxmemory_bytes", spec.maxmemory_bytes)
-    pulumi.export("announce", spec.announce)
-    pulumi.export("tls_ca_cert", cluster.tls_ca_cert)
-    pulumi.export("username", cluster.username)
-    pulumi.export("admin_username", cluster.admin_username)
-    pulumi.export("admin_password", cluster.admin_password)
+    export_outputs(cluster.outputs)
 
 
 def deploy_kubernetes(spec: ClusterSpec, password: pulumi.Input[str]) -> None:
@@ -138,20 +123,7 @@ def deploy_kubernetes(spec: ClusterSpec, password: pulumi.Input[str]) -> None:
     cluster = RedisKubernetesCluster(
         "redis-cluster", RedisKubernetesClusterArgs(spec=spec, password=password), opts=opts
     )
-    pulumi.export("cluster_name", spec.name_prefix)
-    pulumi.export("target", spec.target)
-    pulumi.export("namespace", cluster.namespace)
-    pulumi.export("password", cluster.password)
-    pulumi.export("seed_endpoints", cluster.seed_endpoints)
-    pulumi.export("nodes", cluster.nodes)
-    pulumi.export("exporter_internal_url", cluster.exporter_internal_url)
-    pulumi.export("client_settings", cluster.client_settings)
-    pulumi.export("slot_ranges", cluster.slot_ranges)
-    pulumi.export("bootstrap_job", cluster.bootstrap_job)
-    pulumi.export("cluster_state", cluster.cluster_state)
-    pulumi.export("maxmemory_bytes", spec.maxmemory_bytes)
-    pulumi.export("render_dir", spec.k8s.render_dir)
-
+    export_outputs(cluster.outputs)
 
 if spec.target == "kubernetes":
     deploy_kubernetes(spec, password)

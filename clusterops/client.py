@@ -18,6 +18,10 @@ tests/unit/test_outputs_contract.py fails otherwise.
                                             publish on an address that client reaches
                                             (bindAddress), e.g. 0.0.0.0 behind a firewall
 
+On a Kubernetes stack (outputs `target` "kubernetes") only "network" exists, from a pod of that
+Kubernetes cluster: the seeds are the pods' DNS names, which resolve nowhere else. (The outputs'
+own `location` record says the same for either target: how the nodes are reached, from where.)
+
 This module imports only redis-py and the standard library: application images can ship it as a
 single file (examples/app-stack does). It works with redis-py 4.3 (Debian bookworm's) for
 "network"; the two mapped locations need redis-py >= 5 (RedisCluster's address_remap).
@@ -33,13 +37,14 @@ from typing import Any, Literal
 
 from redis.cluster import ClusterNode, RedisCluster
 
-OUTPUTS_VERSION = 3
+OUTPUTS_VERSION = 4
 
 # Type language: "str", "int", "bool", "endpoint" ("host:port"), a trailing "?" allows null
 # or absent (the engine does not store a null stack output: `prometheus_url` without
 # deployPrometheus is missing from `pulumi stack output`, while mocks show it as None);
 # [schema] is a list of schema; {"key": schema, ...} is a record with exactly these keys;
-# {"*": schema} is a map from any string key to schema.
+# {"*": schema} is a map from any string key to schema; {"@variants": "key", "a": schema, ...}
+# is a record whose `key` says which schema it has ("a", ...).
 OUTPUTS_SCHEMAS: dict[int, dict[str, Any]] = {
     1: {
         "outputs_version": "int",
@@ -85,6 +90,50 @@ OUTPUTS_SCHEMAS[3] = {
     "admin_username": "str?",
     "admin_password": "str?",
 }
+# 4: both targets under the contract, one variant each, told apart by `target`. `location`
+# says how to reach the nodes and from where (`reachable_from`). A node's announced host has
+# its own key per meaning: `ip` on Docker (an address; `host` stays the Docker host it runs
+# on), `dns_name` on Kubernetes (the pod's stable DNS name). Docker: v3 + target + location.
+# Kubernetes: node_ids is an empty map, because only the bootstrap Job learns the ids (its
+# report) and pulumi-kubernetes hands nothing of a Job's output back to the program.
+_COMMON_V4 = {
+    key: OUTPUTS_SCHEMAS[3][key] for key in (
+        "outputs_version", "cluster_name", "password", "seed_endpoints", "exporter_internal_url",
+        "client_settings", "node_ids", "slot_ranges", "cluster_state", "maxmemory_bytes",
+        "tls_ca_cert", "username", "admin_username", "admin_password")
+}
+OUTPUTS_SCHEMAS[4] = {
+    "@variants": "target",
+    "docker": {
+        **OUTPUTS_SCHEMAS[3],
+        "target": "str",
+        "location": {
+            "reachable_from": "str",  # "docker-network", or "host-addresses" (announce)
+            "network_name": "str",
+            "published_endpoints": {"*": "endpoint"},  # node name -> published host:port
+        },
+    },
+    "kubernetes": {
+        **_COMMON_V4,
+        "target": "str",
+        "location": {
+            "reachable_from": "str",  # "inside-cluster": pod names resolve nowhere else
+            "namespace": "str",
+            "headless_service": "str",  # the pods' DNS names: <pod>.<this>.<namespace>.svc
+            "client_service": "str",
+            "client_endpoint": "endpoint",  # the client Service, a seed for cluster clients
+            "client_pod_label": "str",  # pods of other namespaces need it (NetworkPolicy)
+            "auth_secret": "str",  # the Secret holding the password (key `password`)
+        },
+        "nodes": [{
+            "name": "str", "role": "str", "master": "str?", "dns_name": "str", "port": "int",
+            "pod": "str", "statefulset": "str", "shard": "int",
+        }],
+        "bootstrap_job": "str",
+        "render_dir": "str?",
+    },
+}
+SUPPORTED_VERSIONS = tuple(sorted(OUTPUTS_SCHEMAS))
 SECRET_OUTPUTS = frozenset({"password", "admin_password"})
 
 Location = Literal["network", "docker-host", "remote"]
@@ -117,6 +166,12 @@ def schema_problems(value: Any, schema: Any, path: str = "outputs") -> list[str]
                 for p in schema_problems(item, schema[0], f"{path}[{i}]")]
     if not isinstance(value, Mapping):
         return [f"{path}: {type(value).__name__}, expected an object"]
+    if "@variants" in schema:
+        key = schema["@variants"]
+        variants = sorted(k for k in schema if k != "@variants")
+        if value.get(key) not in variants:
+            return [f"{path}.{key}: {value.get(key)!r} is not one of {', '.join(variants)}"]
+        return schema_problems(value, schema[value[key]], path)
     if set(schema) == {"*"}:
         return [p for key, item in value.items()
                 for p in schema_problems(item, schema["*"], f"{path}.{key}")]
@@ -158,12 +213,15 @@ def _integer(value: Any) -> Any:
 
 
 def check_version(outputs: Mapping[str, Any]) -> None:
+    """Every released version is understood: the addresses a client needs (seed_endpoints,
+    host_seed_endpoints, the nodes' ip/port/host_port) kept their meaning since version 1."""
     version = _integer(outputs.get("outputs_version"))
-    if version != OUTPUTS_VERSION:
+    if version not in SUPPORTED_VERSIONS:
         raise OutputsContractError(
             f"the stack outputs have outputs_version {version!r}; this client understands "
-            f"{OUTPUTS_VERSION}. Fix: use the clusterops/client.py of the cluster's deployed "
-            "revision (or redeploy the cluster stack so it exports outputs_version)"
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))}. Fix: use the clusterops/client.py of "
+            "the cluster's deployed revision (or redeploy the cluster stack so it exports "
+            "outputs_version)"
         )
 
 
@@ -177,6 +235,12 @@ def connection_plan(outputs: Mapping[str, Any], location: str = "network",
     nodes = outputs["nodes"]
     if location == "network":
         return ConnectionPlan(location, [parse_endpoint(e) for e in outputs["seed_endpoints"]])
+    if outputs.get("target") == "kubernetes":
+        raise OutputsContractError(
+            f"location {location!r} needs published ports, and a Kubernetes stack has none: its "
+            "nodes are reachable only inside the Kubernetes cluster. Fix: run the client in a "
+            "pod there (another namespace's pod needs the label in location.client_pod_label) "
+            "and use location='network'")
     if location == "docker-host":
         published = [parse_endpoint(e) for e in outputs["host_seed_endpoints"]]
         host = published[0][0]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,6 @@ from components.redis_conf import (
     PASSWORD_FILE_NAME,
     REDIS_CONF_NAME,
     REDIS_CONF_PATH,
-    REDIS_UID,
     SECRETS_DIR,
     TLS_CA_NAME,
     TLS_CERT_NAME,
@@ -52,17 +51,26 @@ from components.redis_conf import (
 )
 from components.secret_files import SecretFiles
 from components.spec import ClusterSpec
+from components.target_neutral import (
+    EXPORTER_LISTEN_PORT,
+    EXPORTER_UID,
+    MIB,
+    REDIS_UID,
+    AddressedNode,
+    ClusterOutputs,
+    client_settings,
+    monitored_nodes,
+    seed_endpoints,
+)
+from components.target_neutral import node_outputs as addressed_outputs
 from components.tls_material import TlsMaterial
 from components.topology import ClusterPlan, PlannedNode, plan_cluster
 
 TYPE_TOKEN = "alphapulse:redis:RedisCluster"
-EXPORTER_LISTEN_PORT = 9121
 PROMETHEUS_LISTEN_PORT = 9090
 PROMETHEUS_CONFIG_PATH = "/etc/prometheus/prometheus.yml"
 PROMETHEUS_RULES_PATH = "/etc/prometheus/redis-cluster-alerts.yml"
 ALERT_RULES_FILE = Path(__file__).resolve().parent.parent / "monitoring" / "alerts.yml"
-MIB = 1024 * 1024
-EXPORTER_UID = 59000  # the official oliver006/redis_exporter image's USER
 EXPORTER_CA_FILE = "ca.crt"  # beside its password file
 
 
@@ -173,46 +181,47 @@ def _admin_address(spec: ClusterSpec, node: PlannedNode) -> tuple[str, int]:
 
 
 def bootstrap_nodes(spec: ClusterSpec, plan: ClusterPlan) -> list[dict[str, Any]]:
-    """The bootstrap resource's view of the plan (plain JSON, no secrets). With ACL users every
-    node is reached as the admin user."""
-    user = {"username": FIXED_NAMES["admin"]} if spec.acl else {}
-    nodes = []
-    for node in plan.nodes:
-        admin_host, admin_port = _admin_address(spec, node)
-        nodes.append(
-            {
-                **user,
-                "name": node.name,
-                "role": node.role,
-                "admin_host": admin_host,
-                "admin_port": admin_port,
-                "cluster_host": node.announce_ip,
-                "cluster_port": node.announce_port,
-                "slots": [list(r) for r in node.slots],
-                "master": node.master,
-            }
+    """The bootstrap resource's view of the plan: clusterops' NodeTarget as plain JSON (no
+    secrets). With ACL users every node is reached as the admin user."""
+    user = FIXED_NAMES["admin"] if spec.acl else None
+    return [replace(node.target(*_admin_address(spec, node)), username=user).to_dict()
+            for node in plan.nodes]
+
+
+def addressed_nodes(plan: ClusterPlan) -> list[AddressedNode]:
+    """How the Docker target addresses a node: `ip`/`port` are what it announces (what clients
+    are redirected to), `host` the Docker host it runs on."""
+    return [
+        AddressedNode(
+            node=n, announced_host=n.announce_ip, announced_port=n.announce_port, host_key="ip",
+            target_fields={"host_port": n.host_port, "bus_host_port": n.host_bus_port,
+                           "container_name": n.name, "container_ip": n.ip, "host": n.host},
         )
-    return nodes
+        for n in plan.nodes
+    ]
 
 
 def node_outputs(plan: ClusterPlan) -> list[dict[str, Any]]:
-    """Each node as the outputs describe it: `ip`/`port` are what it announces (what clients
-    are redirected to), `host` the Docker host it runs on."""
-    return [
-        {
-            "name": n.name,
-            "role": n.role,
-            "master": n.master,
-            "ip": n.announce_ip,
-            "port": n.announce_port,
-            "host_port": n.host_port,
-            "bus_host_port": n.host_bus_port,
-            "container_name": n.name,
-            "container_ip": n.ip,
-            "host": n.host,
-        }
-        for n in plan.nodes
-    ]
+    """The `nodes` output of a Docker plan."""
+    return addressed_outputs(addressed_nodes(plan))
+
+
+def published_endpoints(spec: ClusterSpec, plan: ClusterPlan) -> list[str]:
+    """Each node's published client port, at the address a client reaches it."""
+    host = host_address(spec)
+    return [f"{n.host_address or host}:{n.host_port}" for n in plan.nodes]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockerClusterOutputs(ClusterOutputs):
+    """ClusterOutputs, plus what only the Docker target has."""
+
+    network_name: pulumi.Output[str]
+    host_seed_endpoints: list[str]
+    exporter_url: pulumi.Output[str]
+    exporter_urls: list[str]  # one exporter per Docker host
+    prometheus_url: str | None
+    announce: str
 
 
 @dataclass
@@ -230,23 +239,7 @@ class _Host:
 class RedisCluster(pulumi.ComponentResource):
     """3+ masters with replicas, an exporter and a formed, validated cluster."""
 
-    network_name: pulumi.Output[str]
-    password: pulumi.Output[str]
-    seed_endpoints: pulumi.Output[list[str]]
-    host_seed_endpoints: pulumi.Output[list[str]]
-    nodes: pulumi.Output[list[dict[str, Any]]]
-    exporter_url: pulumi.Output[str]
-    exporter_urls: pulumi.Output[list[str]]  # one exporter per Docker host
-    exporter_internal_url: pulumi.Output[str]
-    prometheus_url: pulumi.Output[str | None]
-    client_settings: pulumi.Output[dict[str, Any]]
-    node_ids: pulumi.Output[dict[str, str]]
-    slot_ranges: pulumi.Output[dict[str, Any]]
-    cluster_state: pulumi.Output[str]
-    tls_ca_cert: pulumi.Output[str | None]
-    username: pulumi.Output[str | None]  # the application user (acl: true)
-    admin_username: pulumi.Output[str | None]
-    admin_password: pulumi.Output[str | None]
+    outputs: DockerClusterOutputs
 
     def __init__(
         self, name: str, args: RedisClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -275,21 +268,29 @@ class RedisCluster(pulumi.ComponentResource):
         for host in self.hosts.values():
             host.network = self._network(name, host)
             host.redis_image = self._image(name, "redis", spec.redis_image, host)
-        first = next(iter(self.hosts.values()))
         node_containers = self._rolling_nodes(name)
         # An exporter on every host, each scraping every node: monitoring outlives any one
         # host (the moment it is needed most). Prometheus, when deployed, is on the first.
         for host in self.hosts.values():
             self._exporter(name, host)
         if spec.deploy_prometheus:
-            self._prometheus(name, first)
+            self._prometheus(name, self._first_host)
+        bootstrap = self._bootstrap(name, node_containers)
+        self.outputs = self._outputs(password, bootstrap)
+        self.register_outputs(self.outputs.as_dict())
 
-        bootstrap = ClusterBootstrap(
+    @property
+    def _first_host(self) -> _Host:
+        return next(iter(self.hosts.values()))
+
+    def _bootstrap(self, name: str, node_containers: list[docker.Container]) -> ClusterBootstrap:
+        """Forms (or adopts) the cluster once every node container is up, and proves it."""
+        return ClusterBootstrap(
             f"{name}-bootstrap",
-            nodes=bootstrap_nodes(spec, self.plan),
+            nodes=bootstrap_nodes(self.spec, self.plan),
             password=self.credentials.admin_password,
             # Applied with CONFIG SET on every node: a setting change restarts nothing.
-            settings=live_settings(spec),
+            settings=live_settings(self.spec),
             # A new certificate (or CA) in the files: the update makes every node load it.
             tls=pulumi.Output.all(self.tls.ca_bundle, self.tls.certs).apply(
                 lambda parts: {"ca_bundle": parts[0], "token": hashlib.sha256(
@@ -297,67 +298,55 @@ class RedisCluster(pulumi.ComponentResource):
             ) if self.tls else None,
             acl=self.credentials.bootstrap_acl,
             provider_version=PROVIDER_VERSION,
-            timeout_seconds=spec.bootstrap_timeout_s,
+            timeout_seconds=self.spec.bootstrap_timeout_s,
             # The secrets volumes carry the password across restarts; the server user could
             # not write a rotated one into its config file anyway.
             rewrite_config=False,
             opts=pulumi.ResourceOptions(parent=self, depends_on=node_containers),
         )
 
-        self.network_name = first.network.name  # type: ignore[union-attr]
-        self.password = password
-        self.seed_endpoints = pulumi.Output.from_input(
-            [f"{n.announce_ip}:{n.announce_port}" for n in self.plan.nodes]
-        )
+    def _outputs(self, password: pulumi.Output[str],
+                 bootstrap: ClusterBootstrap) -> DockerClusterOutputs:
+        spec = self.spec
+        nodes = addressed_nodes(self.plan)
         host = host_address(spec)
-        self.host_seed_endpoints = pulumi.Output.from_input(
-            [f"{n.host_address or host}:{n.host_port}" for n in self.plan.nodes]
-        )
-        self.nodes = pulumi.Output.from_input(node_outputs(self.plan))
-        self.exporter_url = pulumi.Output.concat(
-            "http://", host, ":", str(spec.exporter_port)
-        )
-        self.exporter_urls = pulumi.Output.from_input(
-            [f"http://{h.address}:{spec.exporter_port}" for h in spec.hosts]
-            if spec.announces_host_address else [f"http://{host}:{spec.exporter_port}"])
-        self.exporter_internal_url = pulumi.Output.from_input(
-            f"http://{self.plan.exporter_ip}:{EXPORTER_LISTEN_PORT}"
-        )
-        self.prometheus_url = pulumi.Output.from_input(
-            f"http://{host}:{spec.prometheus_port}" if spec.deploy_prometheus else None
-        )
-        self.client_settings = pulumi.Output.from_input(
-            {
-                "startup_nodes": [{"host": n.announce_ip, "port": n.announce_port}
-                                  for n in self.plan.masters],
-                "require_full_coverage": True,
-            }
-        )
-        self.tls_ca_cert = self.tls.ca_bundle if self.tls else pulumi.Output.from_input(None)
-        self.username = pulumi.Output.from_input(spec.acl_app_user if spec.acl else None)
-        self.admin_username = pulumi.Output.from_input(self.credentials.admin_user)
-        # Secret even when null, so the output's secrecy does not depend on the stack's config.
-        self.admin_password = pulumi.Output.secret(
-            self.credentials.admin_password if spec.acl else None)
-        self.node_ids = bootstrap.node_ids
-        self.slot_ranges = bootstrap.slot_ranges
-        self.cluster_state = bootstrap.cluster_state
-        self.register_outputs(
-            {
-                "network_name": self.network_name,
-                "password": self.password,
-                "seed_endpoints": self.seed_endpoints,
-                "host_seed_endpoints": self.host_seed_endpoints,
-                "nodes": self.nodes,
-                "exporter_url": self.exporter_url,
-                "exporter_urls": self.exporter_urls,
-                "exporter_internal_url": self.exporter_internal_url,
-                "prometheus_url": self.prometheus_url,
-                "client_settings": self.client_settings,
-                "node_ids": self.node_ids,
-                "slot_ranges": self.slot_ranges,
-                "cluster_state": self.cluster_state,
-            }
+        network_name = self._first_host.network.name  # type: ignore[union-attr]
+        published = published_endpoints(spec, self.plan)
+        return DockerClusterOutputs(
+            target="docker",
+            location={
+                # Announced addresses: container IPs, reachable on the Docker network (and
+                # from a Linux Docker host), or with announce host-address the hosts' own.
+                "reachable_from": "host-addresses" if spec.announces_host_address
+                else "docker-network",
+                "network_name": spec.network_name,
+                "published_endpoints": dict(zip([n.name for n in self.plan.nodes], published,
+                                                strict=True)),
+            },
+            cluster_name=spec.name_prefix,
+            password=password,
+            seed_endpoints=seed_endpoints(nodes),
+            nodes=addressed_outputs(nodes),
+            exporter_internal_url=f"http://{self.plan.exporter_ip}:{EXPORTER_LISTEN_PORT}",
+            client_settings=client_settings(nodes),
+            node_ids=bootstrap.node_ids,
+            slot_ranges=bootstrap.slot_ranges,
+            cluster_state=bootstrap.cluster_state,
+            maxmemory_bytes=spec.maxmemory_bytes,
+            tls_ca_cert=self.tls.ca_bundle if self.tls else None,
+            username=spec.acl_app_user if spec.acl else None,
+            admin_username=self.credentials.admin_user,
+            # Secret even when null, so the output's secrecy does not depend on the config.
+            admin_password=pulumi.Output.secret(
+                self.credentials.admin_password if spec.acl else None),
+            network_name=network_name,
+            host_seed_endpoints=published,
+            exporter_url=pulumi.Output.concat("http://", host, ":", str(spec.exporter_port)),
+            exporter_urls=[f"http://{h.address}:{spec.exporter_port}" for h in spec.hosts]
+            if spec.announces_host_address else [f"http://{host}:{spec.exporter_port}"],
+            prometheus_url=f"http://{host}:{spec.prometheus_port}"
+            if spec.deploy_prometheus else None,
+            announce=spec.announce,
         )
 
     def _hosts(self, name: str) -> dict[str, _Host]:
@@ -538,7 +527,7 @@ class RedisCluster(pulumi.ComponentResource):
 
     def _monitored_nodes(self) -> list[dict[str, Any]]:
         """The nodes as the exporter and Prometheus address them (rediss:// with TLS)."""
-        return [{**n, "tls": self.spec.tls} for n in node_outputs(self.plan)]
+        return monitored_nodes(addressed_nodes(self.plan), self.spec.tls)
 
     def _memory_swap(self, memory_mb: int) -> int | None:
         """Memory + swap = memory: no swap at all, where the engine can enforce that."""

@@ -31,18 +31,28 @@ from components.redis_conf import (
     PASSWORD_FILE_NAME,
     PASSWORD_FILE_PATH,
     READINESS_COMMAND,
-    REDIS_UID,
     SECRETS_DIR,
     render_auth_conf,
     render_redis_conf,
 )
-from components.spec import ClusterSpec
+from components.spec import REDIS_PORT, ClusterSpec
+from components.target_neutral import (
+    BOOTSTRAP_UID,
+    BUS_PORT,
+    EXPORTER_LISTEN_PORT,
+    EXPORTER_UID,
+    MIB,
+    REDIS_UID,
+    AddressedNode,
+    ClusterOutputs,
+    client_settings,
+    monitored_nodes,
+    node_outputs,
+    planned_slot_ranges,
+    seed_endpoints,
+)
 
 TYPE_TOKEN = "alphapulse:redis:RedisKubernetesCluster"
-EXPORTER_LISTEN_PORT = 9121
-EXPORTER_UID = 59000  # the official oliver006/redis_exporter image's USER
-BOOTSTRAP_UID = 65532  # k8s_bootstrap/Dockerfile's USER
-MIB = 1024 * 1024
 # redis.conf of every node lives in one ConfigMap, one key per pod, mounted here; the pod picks
 # its own file by name (POD_NAME from the downward API).
 NODE_CONF_DIR = f"{CONF_DIR}/nodes"
@@ -59,12 +69,28 @@ HOSTNAME_KEY = "kubernetes.io/hostname"
 # Set by the StatefulSet controller on every pod (Kubernetes 1.28+): 0 is the planned master.
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 CONFIG_DIGEST_ANNOTATION = "redis.alphapulse.io/config-sha256"
+SHARD_LABEL = "redis.alphapulse.io/shard"
+# What every helper container of a node pod (init, sidecar) may use: it runs a small script.
+HELPER_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}}
+CONF_MOUNT = {"name": "config", "mount_path": NODE_CONF_DIR, "read_only": True}
+DATA_MOUNT = {"name": "data", "mount_path": DATA_DIR}
+SCRIPTS_MOUNT = {"name": "config", "mount_path": SCRIPTS_DIR, "read_only": True}
+SECRETS_MOUNT = {"name": "auth", "mount_path": SECRETS_DIR, "read_only": True}
+PEER_ADDRESSES = ["sh", f"{SCRIPTS_DIR}/{PEER_ADDRESSES_SCRIPT_NAME}"]
 
 
 @dataclass(frozen=True)
 class RedisKubernetesClusterArgs:
     spec: ClusterSpec
     password: pulumi.Input[str]  # a Pulumi secret
+
+
+@dataclass(frozen=True, kw_only=True)
+class KubernetesClusterOutputs(ClusterOutputs):
+    """ClusterOutputs, plus what only the Kubernetes target has."""
+
+    bootstrap_job: pulumi.Input[str]  # the Job that formed the cluster: its log has the report
+    render_dir: str | None  # render mode: where the manifests went (nothing was applied)
 
 
 def labels(spec: ClusterSpec, component: str, **extra: str) -> dict[str, str]:
@@ -92,17 +118,48 @@ def node_conf_key(placed: PlacedNode) -> str:
     return f"{placed.pod}.conf"
 
 
-def exporter_nodes(kplan: KubernetesPlan) -> list[dict[str, Any]]:
-    """The exporter's view of the nodes: exporter_conf keys each node by ``ip``, which here is
-    the node's DNS name (the exporter resolves it at every scrape, so a new pod IP is found)."""
+def addressed_nodes(kplan: KubernetesPlan) -> list[AddressedNode]:
+    """How the Kubernetes target addresses a node: by its pod's stable DNS name (what it
+    announces, cluster-announce-hostname), never by the pod IP, which changes with every pod."""
     return [
-        {"name": p.node.name, "role": p.node.role, "ip": p.hostname, "port": p.node.port}
+        AddressedNode(
+            node=p.node, announced_host=p.hostname, announced_port=p.node.port,
+            host_key="dns_name",
+            target_fields={"pod": p.pod, "statefulset": p.statefulset, "shard": p.shard},
+        )
         for p in kplan.nodes
     ]
 
 
+def exporter_nodes(kplan: KubernetesPlan) -> list[dict[str, Any]]:
+    """The exporter's view of the nodes, by DNS name (the exporter resolves it at every scrape,
+    so a new pod IP is found). The Kubernetes target has no TLS."""
+    return monitored_nodes(addressed_nodes(kplan), tls=False)
+
+
+def location(kplan: KubernetesPlan, cluster_domain: str, auth_secret: str) -> dict[str, Any]:
+    """How to reach the nodes: only from inside the cluster, by the Services' DNS names."""
+    return {
+        # Pod IPs and the Services' names resolve only inside the Kubernetes cluster, and a
+        # cluster client follows MOVED redirects to every pod's own name: one port-forward
+        # from outside is not enough.
+        "reachable_from": "inside-cluster",
+        "namespace": kplan.namespace,
+        "headless_service": kplan.headless_service,
+        "client_service": kplan.client_service,
+        "client_endpoint":
+            f"{kplan.client_service}.{kplan.namespace}.svc.{cluster_domain}:{REDIS_PORT}",
+        # Pods of other namespaces reach the nodes only with this label (NetworkPolicy).
+        "client_pod_label": f"{CLIENT_LABEL}=true",
+        "auth_secret": auth_secret,  # the Secret whose key `password` an in-cluster client mounts
+    }
+
+
 def bootstrap_plan(kplan: KubernetesPlan) -> dict[str, Any]:
-    """What the bootstrap Job forms (plain JSON, no secret): k8s_bootstrap.job.load_plan."""
+    """What the bootstrap Job forms (plain JSON, no secret): k8s_bootstrap.job.load_plan.
+
+    Not the `nodes` output: the Job names each node by DNS and resolves it to the pod IP itself
+    (CLUSTER MEET takes IPs only), and this JSON's digest names the Job, so it keeps its shape."""
     return {
         "nodes": [
             {
@@ -117,22 +174,6 @@ def bootstrap_plan(kplan: KubernetesPlan) -> dict[str, Any]:
             for p in kplan.nodes
         ]
     }
-
-
-def node_outputs(kplan: KubernetesPlan) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": p.node.name,
-            "role": p.node.role,
-            "master": p.node.master,
-            "host": p.hostname,
-            "port": p.node.port,
-            "pod": p.pod,
-            "statefulset": p.statefulset,
-            "shard": p.shard,
-        }
-        for p in kplan.nodes
-    ]
 
 
 def _restricted_container() -> dict[str, Any]:
@@ -158,18 +199,32 @@ def _pod_security(uid: int) -> dict[str, Any]:
     }
 
 
+def _redis_probes() -> dict[str, Any]:
+    return {
+        # Ready = answers an authenticated PING and holds the data: a master (also before the
+        # cluster is formed: the Job needs the pods ready first) or a replica in sync
+        # (READINESS_COMMAND).
+        "readiness_probe": {
+            "exec": {"command": ["sh", "-c", READINESS_COMMAND]},
+            "period_seconds": 2,
+            "timeout_seconds": 2,
+            "failure_threshold": 3,
+        },
+        # Alive = the port accepts connections. Not the PING: a node loading a large AOF
+        # answers LOADING and must not be killed.
+        "liveness_probe": {
+            "tcp_socket": {"port": "redis"},
+            "initial_delay_seconds": 10,
+            "period_seconds": 5,
+            "failure_threshold": 6,
+        },
+    }
+
+
 class RedisKubernetesCluster(pulumi.ComponentResource):
     """3+ shards of StatefulSet pods, an exporter and a bootstrap Job, from one ClusterSpec."""
 
-    namespace: pulumi.Output[str]
-    password: pulumi.Output[str]
-    seed_endpoints: pulumi.Output[list[str]]
-    nodes: pulumi.Output[list[dict[str, Any]]]
-    exporter_internal_url: pulumi.Output[str]
-    client_settings: pulumi.Output[dict[str, Any]]
-    slot_ranges: pulumi.Output[dict[str, Any]]
-    bootstrap_job: pulumi.Output[str]
-    cluster_state: pulumi.Output[str]
+    outputs: KubernetesClusterOutputs
 
     def __init__(
         self, name: str, args: RedisKubernetesClusterArgs,
@@ -184,25 +239,9 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
         self.kplan = place_cluster(spec)
         password = pulumi.Output.secret(args.password)
         self._name = name
-        ns_name = self.kplan.namespace
 
-        namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata={
-                "name": ns_name,
-                "labels": {
-                    **labels(spec, "namespace"),
-                    # Everything here runs as the restricted profile allows: enforce it (on
-                    # pods), and warn on workload templates so a violation shows at apply time.
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/warn": "restricted",
-                },
-            },
-            opts=pulumi.ResourceOptions(parent=self, protect=spec.protect_data,
-                                        retain_on_delete=spec.protect_data),
-        )
+        namespace = self._namespace()
         self._child = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
-
         secret = self._secret(password)
         config = self._config_map()
         plan_config = self._plan_config_map()
@@ -216,46 +255,39 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
         self._network_policies()
         self._exporter(secret)
         job = self._bootstrap_job(plan_config, secret, statefulsets)
+        self.outputs = self._outputs(password, job)
+        self.register_outputs(self.outputs.as_dict())
 
-        self.namespace = namespace.metadata.name
-        self.password = password
-        self.seed_endpoints = pulumi.Output.from_input(
-            [f"{p.hostname}:{p.node.port}" for p in self.kplan.nodes]
-        )
-        self.nodes = pulumi.Output.from_input(node_outputs(self.kplan))
-        self.exporter_internal_url = pulumi.Output.from_input(
-            f"http://{self._exporter_name}.{ns_name}.svc.{self.settings.cluster_domain}:"
-            f"{EXPORTER_LISTEN_PORT}"
-        )
-        self.client_settings = pulumi.Output.from_input(
-            {
-                "startup_nodes": [
-                    {"host": p.hostname, "port": p.node.port}
-                    for p in self.kplan.nodes if p.node.is_master
-                ],
-                "require_full_coverage": True,
-            }
-        )
-        # Planned, not observed: the Job's report (its log and termination message) has the
-        # live view; Pulumi learns only whether it succeeded.
-        self.slot_ranges = pulumi.Output.from_input(
-            {p.node.name: [list(r) for r in p.node.slots] for p in self.kplan.nodes
-             if p.node.is_master}
-        )
-        self.bootstrap_job = job.metadata.name
-        self.cluster_state = job.status.apply(self._cluster_state)
-        self.register_outputs(
-            {
-                "namespace": self.namespace,
-                "password": self.password,
-                "seed_endpoints": self.seed_endpoints,
-                "nodes": self.nodes,
-                "exporter_internal_url": self.exporter_internal_url,
-                "client_settings": self.client_settings,
-                "slot_ranges": self.slot_ranges,
-                "bootstrap_job": self.bootstrap_job,
-                "cluster_state": self.cluster_state,
-            }
+    def _outputs(self, password: pulumi.Output[str],
+                 job: k8s.batch.v1.Job) -> KubernetesClusterOutputs:
+        nodes = addressed_nodes(self.kplan)
+        return KubernetesClusterOutputs(
+            target="kubernetes",
+            location=location(self.kplan, self.settings.cluster_domain,
+                              f"{self._prefix}-auth"),
+            cluster_name=self.spec.name_prefix,
+            password=password,
+            seed_endpoints=seed_endpoints(nodes),
+            nodes=node_outputs(nodes),
+            exporter_internal_url=(
+                f"http://{self._exporter_name}.{self.kplan.namespace}.svc."
+                f"{self.settings.cluster_domain}:{EXPORTER_LISTEN_PORT}"),
+            client_settings=client_settings(nodes),
+            # Empty, not the node ids: only the bootstrap Job learns them (its report), and
+            # pulumi-kubernetes does not hand a Job's output back to the program.
+            node_ids={},
+            # Planned, not observed: the Job's report (its log and termination message) has
+            # the live view; Pulumi learns only whether it succeeded.
+            slot_ranges=planned_slot_ranges(self.kplan.plan.nodes),
+            cluster_state=job.status.apply(self._cluster_state),
+            maxmemory_bytes=self.spec.maxmemory_bytes,
+            # This target has neither TLS nor ACL users (spec.py refuses them for it).
+            tls_ca_cert=None,
+            username=None,
+            admin_username=None,
+            admin_password=pulumi.Output.secret(None),
+            bootstrap_job=job.metadata.name,
+            render_dir=self.settings.render_dir,
         )
 
     # -- helpers ----------------------------------------------------------------------------
@@ -284,6 +316,24 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
         return f"{self._prefix}-exporter"
 
     # -- objects ----------------------------------------------------------------------------
+    def _namespace(self) -> k8s.core.v1.Namespace:
+        spec = self.spec
+        return k8s.core.v1.Namespace(
+            f"{self._name}-namespace",
+            metadata={
+                "name": self.kplan.namespace,
+                "labels": {
+                    **labels(spec, "namespace"),
+                    # Everything here runs as the restricted profile allows: enforce it (on
+                    # pods), and warn on workload templates so a violation shows at apply time.
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, protect=spec.protect_data,
+                                        retain_on_delete=spec.protect_data),
+        )
+
     def _secret(self, password: pulumi.Output[str]) -> k8s.core.v1.Secret:
         """The only object holding the password: redis auth.conf + password file, and the
         exporter's JSON password file. Mounted as files; never an environment variable."""
@@ -334,8 +384,8 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                 "publish_not_ready_addresses": True,
                 "selector": selector(self.spec, "node"),
                 "ports": [
-                    {"name": "redis", "port": 6379, "target_port": "redis"},
-                    {"name": "cluster-bus", "port": 16379, "target_port": "cluster-bus"},
+                    {"name": "redis", "port": REDIS_PORT, "target_port": "redis"},
+                    {"name": "cluster-bus", "port": BUS_PORT, "target_port": "cluster-bus"},
                 ],
             },
             opts=self._child,
@@ -349,7 +399,7 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
             spec={
                 "type": "ClusterIP",
                 "selector": selector(self.spec, "node"),
-                "ports": [{"name": "redis", "port": 6379, "target_port": "redis"}],
+                "ports": [{"name": "redis", "port": REDIS_PORT, "target_port": "redis"}],
             },
             opts=self._child,
         )
@@ -363,7 +413,7 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                     {
                         "label_selector": {
                             "match_labels": selector(self.spec, "node", **{
-                                "redis.alphapulse.io/shard": str(shard)})
+                                SHARD_LABEL: str(shard)})
                         },
                         "topology_key": HOSTNAME_KEY,
                     }
@@ -394,7 +444,7 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                 "topology_key": zone_key,
                 "when_unsatisfiable": "DoNotSchedule",
                 "label_selector": {"match_labels": selector(self.spec, "node", **{
-                    "redis.alphapulse.io/shard": str(shard)})},
+                    SHARD_LABEL: str(shard)})},
             },
             {
                 # The planned masters across zones too, so one zone does not hold the
@@ -414,23 +464,9 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
         secret: k8s.core.v1.Secret,
         headless: k8s.core.v1.Service,
     ) -> k8s.apps.v1.StatefulSet:
-        spec, settings = self.spec, self.settings
+        spec = self.spec
         members = self.kplan.shard(shard)
-        shard_labels = {"redis.alphapulse.io/shard": str(shard)}
-        memory = f"{spec.memory_limit_bytes // MIB}Mi"
-        conf_mount = {"name": "config", "mount_path": NODE_CONF_DIR, "read_only": True}
-        data_mount = {"name": "data", "mount_path": DATA_DIR}
-        scripts_mount = {"name": "config", "mount_path": SCRIPTS_DIR, "read_only": True}
-        secrets_mount = {"name": "auth", "mount_path": SECRETS_DIR, "read_only": True}
-        peer_addresses = ["sh", f"{SCRIPTS_DIR}/{PEER_ADDRESSES_SCRIPT_NAME}"]
-        helper_resources = {"requests": {"cpu": "10m", "memory": "16Mi"},
-                            "limits": {"memory": "64Mi"}}
-        pvc_spec: dict[str, Any] = {
-            "access_modes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": settings.storage_size}},
-        }
-        if settings.storage_class is not None:
-            pvc_spec["storage_class_name"] = settings.storage_class
+        shard_labels = {SHARD_LABEL: str(shard)}
         retention = "Retain" if spec.protect_data else "Delete"
         return k8s.apps.v1.StatefulSet(
             f"{self._name}-shard-{shard}",
@@ -445,118 +481,8 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                 "persistent_volume_claim_retention_policy": {
                     "when_deleted": retention, "when_scaled": "Retain"},
                 "selector": {"match_labels": selector(spec, "node", **shard_labels)},
-                "template": {
-                    "metadata": {
-                        "labels": labels(spec, "node", **shard_labels),
-                        # Redis reads redis.conf only at start and a ConfigMap change restarts
-                        # nothing: the digest of this shard's files makes a change roll the
-                        # shard's pods (one at a time, RollingUpdate), as Docker replaces them.
-                        "annotations": {CONFIG_DIGEST_ANNOTATION: self._config_digest(shard)},
-                    },
-                    "spec": {
-                        "affinity": self._affinity(shard),
-                        "topology_spread_constraints": self._spread(shard),
-                        "security_context": _pod_security(REDIS_UID),
-                        "automount_service_account_token": False,
-                        # SIGTERM lets Redis fsync the AOF and write its RDB before exiting.
-                        "termination_grace_period_seconds": 30,
-                        "init_containers": [
-                            {
-                                # Peers' entries in nodes.conf at their current pod IPs
-                                # before Redis reads it (components/peer-addresses.sh).
-                                "name": "refresh-nodes-conf",
-                                "image": spec.redis_image,
-                                "image_pull_policy": self._pull_policy,
-                                "command": [*peer_addresses, "nodes-conf",
-                                            f"{DATA_DIR}/nodes.conf"],
-                                "volume_mounts": [data_mount, scripts_mount],
-                                "security_context": _restricted_container(),
-                                "resources": helper_resources,
-                            }
-                        ],
-                        "containers": [
-                            {
-                                "name": "redis",
-                                "image": spec.redis_image,
-                                "image_pull_policy": self._pull_policy,
-                                # $(POD_NAME) is expanded by the kubelet: each pod loads its
-                                # own redis.conf (its announced hostname is in it).
-                                "command": ["redis-server", f"{NODE_CONF_DIR}/$(POD_NAME).conf"],
-                                "env": [
-                                    {"name": "POD_NAME", "value_from": {
-                                        "field_ref": {"field_path": "metadata.name"}}},
-                                ],
-                                "ports": [
-                                    {"name": "redis", "container_port": 6379},
-                                    {"name": "cluster-bus", "container_port": 16379},
-                                ],
-                                "volume_mounts": [
-                                    data_mount,
-                                    conf_mount,
-                                    secrets_mount,
-                                ],
-                                "resources": {
-                                    # Memory request = limit: a Redis node is never the pod
-                                    # the kernel picks first under node memory pressure. No
-                                    # CPU limit: CFS throttling stalls the event loop and
-                                    # misses cluster heartbeats (false failovers).
-                                    "requests": {"cpu": settings.cpu_request, "memory": memory},
-                                    "limits": {"memory": memory},
-                                },
-                                # Ready = answers an authenticated PING and holds the data: a
-                                # master (also before the cluster is formed: the Job needs the
-                                # pods ready first) or a replica in sync (READINESS_COMMAND).
-                                "readiness_probe": {
-                                    "exec": {"command": ["sh", "-c", READINESS_COMMAND]},
-                                    "period_seconds": 2,
-                                    "timeout_seconds": 2,
-                                    "failure_threshold": 3,
-                                },
-                                # Alive = the port accepts connections. Not the PING: a node
-                                # loading a large AOF answers LOADING and must not be killed.
-                                "liveness_probe": {
-                                    "tcp_socket": {"port": "redis"},
-                                    "initial_delay_seconds": 10,
-                                    "period_seconds": 5,
-                                    "failure_threshold": 6,
-                                },
-                                "security_context": _restricted_container(),
-                            },
-                            {
-                                # Peers that moved while this node could not see it (a full
-                                # restart: the pods that start first resolve nobody) are met
-                                # at their new IPs as soon as their names resolve.
-                                "name": "follow-peer-addresses",
-                                "image": spec.redis_image,
-                                "image_pull_policy": self._pull_policy,
-                                "command": [*peer_addresses, "follow", PASSWORD_FILE_PATH],
-                                "volume_mounts": [scripts_mount, secrets_mount],
-                                "security_context": _restricted_container(),
-                                "resources": helper_resources,
-                            },
-                        ],
-                        "volumes": [
-                            {"name": "config", "config_map": {"name": config.metadata.name,
-                                                              "default_mode": 0o444}},
-                            {"name": "auth", "secret": {
-                                "secret_name": secret.metadata.name,
-                                # Group-readable: files belong to root and the fsGroup (999).
-                                "default_mode": 0o440,
-                                "items": [
-                                    {"key": AUTH_CONF_NAME, "path": AUTH_CONF_NAME},
-                                    {"key": PASSWORD_FILE_NAME, "path": PASSWORD_FILE_NAME},
-                                ],
-                            }},
-                        ],
-                    },
-                },
-                "volume_claim_templates": [
-                    {
-                        "metadata": {"name": "data", "labels": labels(spec, "node",
-                                                                      **shard_labels)},
-                        "spec": pvc_spec,
-                    }
-                ],
+                "template": self._node_pod_template(shard, config, secret),
+                "volume_claim_templates": [self._data_claim(shard_labels)],
             },
             opts=pulumi.ResourceOptions(
                 parent=self,
@@ -565,6 +491,115 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
             ),
         )
 
+    def _node_pod_template(self, shard: int, config: k8s.core.v1.ConfigMap,
+                           secret: k8s.core.v1.Secret) -> dict[str, Any]:
+        return {
+            "metadata": {
+                "labels": labels(self.spec, "node", **{SHARD_LABEL: str(shard)}),
+                # Redis reads redis.conf only at start and a ConfigMap change restarts
+                # nothing: the digest of this shard's files makes a change roll the
+                # shard's pods (one at a time, RollingUpdate), as Docker replaces them.
+                "annotations": {CONFIG_DIGEST_ANNOTATION: self._config_digest(shard)},
+            },
+            "spec": {
+                "affinity": self._affinity(shard),
+                "topology_spread_constraints": self._spread(shard),
+                "security_context": _pod_security(REDIS_UID),
+                "automount_service_account_token": False,
+                # SIGTERM lets Redis fsync the AOF and write its RDB before exiting.
+                "termination_grace_period_seconds": 30,
+                "init_containers": [self._refresh_nodes_conf_container()],
+                "containers": [self._redis_container(), self._follow_peers_container()],
+                "volumes": self._node_volumes(config, secret),
+            },
+        }
+
+    def _redis_container(self) -> dict[str, Any]:
+        memory = f"{self.spec.memory_limit_bytes // MIB}Mi"
+        return {
+            "name": "redis",
+            "image": self.spec.redis_image,
+            "image_pull_policy": self._pull_policy,
+            # $(POD_NAME) is expanded by the kubelet: each pod loads its
+            # own redis.conf (its announced hostname is in it).
+            "command": ["redis-server", f"{NODE_CONF_DIR}/$(POD_NAME).conf"],
+            "env": [
+                {"name": "POD_NAME", "value_from": {
+                    "field_ref": {"field_path": "metadata.name"}}},
+            ],
+            "ports": [
+                {"name": "redis", "container_port": REDIS_PORT},
+                {"name": "cluster-bus", "container_port": BUS_PORT},
+            ],
+            "volume_mounts": [DATA_MOUNT, CONF_MOUNT, SECRETS_MOUNT],
+            "resources": {
+                # Memory request = limit: a Redis node is never the pod
+                # the kernel picks first under node memory pressure. No
+                # CPU limit: CFS throttling stalls the event loop and
+                # misses cluster heartbeats (false failovers).
+                "requests": {"cpu": self.settings.cpu_request, "memory": memory},
+                "limits": {"memory": memory},
+            },
+            **_redis_probes(),
+            "security_context": _restricted_container(),
+        }
+
+    def _refresh_nodes_conf_container(self) -> dict[str, Any]:
+        return {
+            # Peers' entries in nodes.conf at their current pod IPs
+            # before Redis reads it (components/peer-addresses.sh).
+            "name": "refresh-nodes-conf",
+            "image": self.spec.redis_image,
+            "image_pull_policy": self._pull_policy,
+            "command": [*PEER_ADDRESSES, "nodes-conf", f"{DATA_DIR}/nodes.conf"],
+            "volume_mounts": [DATA_MOUNT, SCRIPTS_MOUNT],
+            "security_context": _restricted_container(),
+            "resources": HELPER_RESOURCES,
+        }
+
+    def _follow_peers_container(self) -> dict[str, Any]:
+        return {
+            # Peers that moved while this node could not see it (a full
+            # restart: the pods that start first resolve nobody) are met
+            # at their new IPs as soon as their names resolve.
+            "name": "follow-peer-addresses",
+            "image": self.spec.redis_image,
+            "image_pull_policy": self._pull_policy,
+            "command": [*PEER_ADDRESSES, "follow", PASSWORD_FILE_PATH],
+            "volume_mounts": [SCRIPTS_MOUNT, SECRETS_MOUNT],
+            "security_context": _restricted_container(),
+            "resources": HELPER_RESOURCES,
+        }
+
+    @staticmethod
+    def _node_volumes(config: k8s.core.v1.ConfigMap,
+                      secret: k8s.core.v1.Secret) -> list[dict[str, Any]]:
+        return [
+            {"name": "config", "config_map": {"name": config.metadata.name,
+                                              "default_mode": 0o444}},
+            {"name": "auth", "secret": {
+                "secret_name": secret.metadata.name,
+                # Group-readable: files belong to root and the fsGroup (999).
+                "default_mode": 0o440,
+                "items": [
+                    {"key": AUTH_CONF_NAME, "path": AUTH_CONF_NAME},
+                    {"key": PASSWORD_FILE_NAME, "path": PASSWORD_FILE_NAME},
+                ],
+            }},
+        ]
+
+    def _data_claim(self, shard_labels: dict[str, str]) -> dict[str, Any]:
+        """The PersistentVolumeClaim template of a node's /data (AOF, RDB, nodes.conf)."""
+        claim: dict[str, Any] = {
+            "access_modes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": self.settings.storage_size}},
+        }
+        if self.settings.storage_class is not None:
+            claim["storage_class_name"] = self.settings.storage_class
+        return {
+            "metadata": {"name": "data", "labels": labels(self.spec, "node", **shard_labels)},
+            "spec": claim,
+        }
     def _config_digest(self, shard: int) -> str:
         text = "".join(
             render_redis_conf(self.spec, p.node, announce_hostname=p.hostname)
@@ -579,7 +614,7 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
 
     def _pdb(self, shard: int) -> k8s.policy.v1.PodDisruptionBudget:
         members = self.kplan.shard(shard)
-        shard_labels = {"redis.alphapulse.io/shard": str(shard)}
+        shard_labels = {SHARD_LABEL: str(shard)}
         return k8s.policy.v1.PodDisruptionBudget(
             f"{self._name}-shard-{shard}-pdb",
             metadata=self._meta(members[0].statefulset, "node", **shard_labels),
@@ -603,14 +638,14 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                 "ingress": [
                     # The cluster bus (and replication) only between the nodes themselves.
                     {"from": [{"pod_selector": nodes}],
-                     "ports": [{"protocol": "TCP", "port": 6379},
-                               {"protocol": "TCP", "port": 16379}]},
+                     "ports": [{"protocol": "TCP", "port": REDIS_PORT},
+                               {"protocol": "TCP", "port": BUS_PORT}]},
                     # Clients: this namespace (exporter, bootstrap Job, apps deployed here) and
                     # pods of any namespace that carry the client label.
                     {"from": [{"pod_selector": {}},
                               {"namespace_selector": {},
                                "pod_selector": {"match_labels": {CLIENT_LABEL: "true"}}}],
-                     "ports": [{"protocol": "TCP", "port": 6379}]},
+                     "ports": [{"protocol": "TCP", "port": REDIS_PORT}]},
                 ],
             },
             opts=self._child,

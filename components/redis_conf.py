@@ -30,8 +30,8 @@ PASSWORD_FILE_PATH = f"{SECRETS_DIR}/{PASSWORD_FILE_NAME}"
 # acl: true: the users (password hashes only), read at start through `aclfile`.
 USERS_ACL_NAME = "users.acl"
 USERS_ACL_PATH = f"{SECRETS_DIR}/{USERS_ACL_NAME}"
-# The official redis image runs redis-server as this user (its entrypoint drops to it).
-REDIS_UID = 999
+# The files here are owned by REDIS_UID (components/target_neutral.py), the official redis
+# image's user.
 DATA_DIR = "/data"
 
 # TLS material (tls: true), in the same secrets volume: the CA, the node's certificate and key.

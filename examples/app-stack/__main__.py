@@ -24,8 +24,9 @@ import pulumi_docker as docker
 
 HERE = Path(__file__).resolve().parent
 CLIENT_MODULE = HERE.parent.parent / "clusterops" / "client.py"
-# The outputs contract this app was written against (clusterops/client.py: OUTPUTS_VERSION).
-OUTPUTS_VERSION = 3
+# The outputs contract versions this app reads (clusterops/client.py: OUTPUTS_SCHEMAS): 4 only
+# added `target` and `location`; what the app reads kept its meaning on the Docker target.
+OUTPUTS_VERSIONS = (3, 4)
 # What the helper reads: nothing else of the cluster's outputs reaches the container.
 CONNECTION_OUTPUTS = ("outputs_version", "seed_endpoints", "host_seed_endpoints", "nodes",
                       "client_settings", "password")
@@ -35,12 +36,23 @@ def require_version(version: Any) -> Any:
     # Numbers cross a StackReference as protobuf doubles: 1 arrives as 1.0.
     if isinstance(version, float) and version.is_integer():
         version = int(version)
-    if version != OUTPUTS_VERSION:
+    if version not in OUTPUTS_VERSIONS:
         raise ValueError(
             f"the cluster stack exports outputs_version {version!r}; this app understands "
-            f"{OUTPUTS_VERSION}. Fix: update the app for the new outputs (clusterops/client.py "
-            "describes them) or point clusterStack at a cluster of the matching revision")
+            f"{', '.join(map(str, OUTPUTS_VERSIONS))}. Fix: update the app for the new outputs "
+            "(clusterops/client.py describes them) or point clusterStack at a cluster of the "
+            "matching revision")
     return version
+
+
+def require_docker(target: Any) -> Any:
+    # The app runs on the cluster's Docker network; a Kubernetes cluster has none (v4 `target`;
+    # v3 stacks were always Docker and export no target).
+    if target not in (None, "docker"):
+        raise ValueError(
+            f"the cluster stack's target is {target!r}; this app runs on the cluster's Docker "
+            "network. Fix: point clusterStack at a Docker cluster stack")
+    return target
 
 
 config = pulumi.Config()
@@ -54,6 +66,7 @@ outputs["tls_ca_cert"] = cluster.get_output("tls_ca_cert")
 # user's credentials: the app gets only what it needs.
 outputs["username"] = cluster.get_output("username")
 outputs["outputs_version"] = outputs["outputs_version"].apply(require_version)
+outputs["target"] = cluster.get_output("target").apply(require_docker)
 # Secret because it carries the password; Output.secret makes that explicit whatever the
 # reference reports.
 connection = pulumi.Output.secret(

@@ -102,7 +102,7 @@ def test_the_connection_file_is_a_secret_holding_only_what_the_helper_reads(cont
     assert connection["password"] == outputs["password"]
     assert set(connection) == {"outputs_version", "seed_endpoints", "host_seed_endpoints",
                                "nodes", "client_settings", "password", "tls_ca_cert",
-                               "username"}
+                               "username", "target"}
 
 
 def test_the_password_is_nowhere_else_in_the_container(container, outputs):
@@ -120,8 +120,18 @@ def test_another_outputs_version_is_refused_with_the_fix():
     # In a child process: a program that fails inside an apply leaves Pulumi's runtime state
     # (pending tasks) behind, which would fail the next mocked run in this process.
     script = ("from tests.unit.test_app_stack_mocks import cluster_outputs, run_app\n"
-              "run_app({**cluster_outputs(), 'outputs_version': 4})\n")
+              "run_app({**cluster_outputs(), 'outputs_version': 5})\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode != 0
-    assert "outputs_version 4; this app understands 3" in done.stderr, done.stderr[-2000:]
+    assert "outputs_version 5; this app understands 3, 4" in done.stderr, done.stderr[-2000:]
+
+
+def test_a_kubernetes_cluster_is_refused_with_the_fix():
+    # A child process, for the same reason as above.
+    script = ("from tests.unit.test_app_stack_mocks import cluster_outputs, run_app\n"
+              "run_app({**cluster_outputs(), 'target': 'kubernetes'})\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0
+    assert "this app runs on the cluster's Docker network" in done.stderr, done.stderr[-2000:]

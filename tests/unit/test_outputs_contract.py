@@ -32,6 +32,7 @@ RELEASED_SCHEMAS = {
     1: "a874a4ab92afed1439f792ac7d816c628979595a81411c244ae851311f2b5a02",
     2: "f4d6945ad3b1cfd57b4b796b5fea8dce7810e3c827a810977f578d212b216cac",
     3: "2720a3c05d6346e248cd4c145aa337cd94ecb80b38bc0cc6ae90c19385f0947e",
+    4: "9abcc11556a3476cff61774af4bc81b59fb36df72ba59535435b4b08b9e8f01d",
 }
 PASSWORD = "prod-secret-password-0123456789"
 
@@ -40,10 +41,10 @@ def fingerprint(schema: Any) -> str:
     return hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()
 
 
-@pytest.fixture(scope="module", params=["dev", "prod"])
+@pytest.fixture(scope="module", params=["dev", "prod", "k8s"])
 def run(request: pytest.FixtureRequest) -> ProgramRun:
     config = stack_config_file(request.param)
-    if request.param == "prod":
+    if request.param != "dev":
         config["password"] = PASSWORD
     return run_program(request.param, config)
 
@@ -63,6 +64,29 @@ def test_every_output_has_the_shape_its_version_promises(run: ProgramRun):
 
 def test_secret_outputs_are_secret(run: ProgramRun):
     assert run.secret_outputs == set(SECRET_OUTPUTS)
+
+
+def test_each_target_exports_its_own_variant(run: ProgramRun):
+    target = "kubernetes" if run.outputs.get("render_dir") else "docker"
+    assert run.outputs["target"] == target
+    location = run.outputs["location"]
+    if target == "kubernetes":
+        assert location["reachable_from"] == "inside-cluster"
+        assert location["namespace"] == "alphapulse-redis"
+        # `host` meant a Docker host on one target and a pod DNS name on the other.
+        assert all("host" not in n and n["dns_name"].endswith(".svc.cluster.local")
+                   for n in run.outputs["nodes"])
+    else:
+        assert location["network_name"] == run.outputs["network_name"]
+        assert sorted(location["published_endpoints"].values()) == sorted(
+            run.outputs["host_seed_endpoints"])
+
+
+def test_a_variant_is_chosen_by_target_and_an_unknown_target_is_refused(run: ProgramRun):
+    other = "docker" if run.outputs["target"] == "kubernetes" else "kubernetes"
+    assert schema_problems({**run.outputs, "target": other}, OUTPUTS_SCHEMAS[4]) != []
+    assert schema_problems({**run.outputs, "target": "moon"}, OUTPUTS_SCHEMAS[4]) == [
+        "outputs.target: 'moon' is not one of docker, kubernetes"]
 
 
 def test_released_schemas_are_never_edited():
@@ -112,9 +136,13 @@ def test_remote_clients_need_the_hosts_address(outputs: dict[str, Any]):
                                                for n in outputs["nodes"]}
 
 
-def test_other_versions_and_locations_are_refused_with_the_fix(outputs: dict[str, Any]):
-    with pytest.raises(OutputsContractError, match="outputs_version 1"):
-        connection_plan({**outputs, "outputs_version": 1})
+def test_older_versions_are_read_and_unknown_ones_refused_with_the_fix(outputs: dict[str, Any]):
+    # What a client reads kept its meaning since version 1: old stacks' outputs still work.
+    for version in (1, 2, 3):
+        assert connection_plan({**outputs, "outputs_version": version}, "network")
+    with pytest.raises(OutputsContractError, match="outputs_version 5; this client understands "
+                                                   "1, 2, 3, 4"):
+        connection_plan({**outputs, "outputs_version": 5})
     with pytest.raises(OutputsContractError, match="outputs_version None"):
         connection_plan({k: v for k, v in outputs.items() if k != "outputs_version"})
     with pytest.raises(OutputsContractError, match="one of network, docker-host, remote"):
@@ -129,3 +157,12 @@ def test_the_client_is_built_without_connecting(outputs: dict[str, Any]):
                            socket_connect_timeout=0.2)
     assert "7001" in str(caught.value) or "Redis Cluster cannot be connected" in str(
         caught.value)
+
+
+def test_kubernetes_outputs_give_in_cluster_clients_and_refuse_published_ports():
+    outputs = run_program("k8s", {**stack_config_file("k8s"), "password": PASSWORD}).outputs
+    plan = connection_plan(outputs, "network")
+    assert plan.startup_nodes == [(n["dns_name"], n["port"]) for n in outputs["nodes"]]
+    for location in ("docker-host", "remote"):
+        with pytest.raises(OutputsContractError, match="reachable only inside the Kubernetes"):
+            connection_plan(outputs, location, host_address="10.1.2.3")
