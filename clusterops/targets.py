@@ -290,6 +290,8 @@ def targets_from_outputs(
     outputs: Mapping[str, Any], via_host_ports: bool = False, source: str = "stack outputs"
 ) -> Targets:
     """Targets from the stack outputs contract (see the project's stack outputs description)."""
+    if outputs.get("target") == "kubernetes":
+        raise TargetsError(_kubernetes_refusal(outputs, source))
     raw_nodes = outputs.get("nodes")
     if not isinstance(raw_nodes, list) or not raw_nodes:
         raise TargetsError(f"{source}: 'nodes' is missing or empty")
@@ -342,6 +344,53 @@ def targets_from_outputs(
         network_name=outputs.get("network_name"),
         node_ids={str(k): str(v) for k, v in node_ids.items()},
         source=source,
+    )
+
+
+def _kubernetes_refusal(outputs: Mapping[str, Any], source: str) -> str:
+    """Why a Kubernetes stack's nodes cannot be targeted from here, and the command that can.
+
+    The nodes are known by their pods' DNS names, which resolve only inside the Kubernetes
+    cluster, and a cluster client follows MOVED redirects to every pod's own name: a `kubectl
+    port-forward` (one pod, one local port) cannot stand in for that. So the command runs in a
+    pod of the bootstrap image (it has clusterops), with the password from the stack's Secret
+    mounted as a file and the nodes given by name; the pod passes the namespace's restricted
+    Pod Security profile."""
+    location = outputs.get("location") or {}
+    namespace = location.get("namespace") or "NAMESPACE"
+    secret = location.get("auth_secret") or "AUTH_SECRET"
+    job = outputs.get("bootstrap_job") or "BOOTSTRAP_JOB"
+    flags = " ".join(
+        f"--node {n.get('name')}={n.get('dns_name')}:{n.get('port')}:{n.get('role')}"
+        for n in outputs.get("nodes") or [] if isinstance(n, Mapping))
+    command = ["python", "-m", "clusterops", "health", "--password-file",
+               "/etc/alphapulse/secret/password", *flags.split()]
+    # Strategic merge: the container kubectl run makes (named like the pod, with --image) gets
+    # the command, the restricted security settings and the Secret's password file.
+    pod = {"spec": {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "automountServiceAccountToken": False,
+        "containers": [{
+            "name": "clusterops", "command": command,
+            "securityContext": {"allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]}},
+            "volumeMounts": [{"name": "auth", "mountPath": "/etc/alphapulse/secret",
+                              "readOnly": True}],
+        }],
+        "volumes": [{"name": "auth", "secret": {
+            "secretName": secret, "items": [{"key": "password", "path": "password"}]}}],
+    }}
+    image = (f"$(kubectl -n {namespace} get job {job} "
+             "-o jsonpath='{.spec.template.spec.containers[0].image}')")
+    return (
+        f"{source}: these are a Kubernetes stack's outputs: its nodes are reachable only from "
+        "inside the Kubernetes cluster (location.reachable_from: inside-cluster), at their pods' "
+        "DNS names, so nothing was contacted from here. `kubectl port-forward` is not enough: "
+        "a cluster client follows redirects to every pod's own name. Fix: run the command in a "
+        "pod of the bootstrap image, e.g. for health (other commands alike):\n"
+        f"  kubectl -n {namespace} run clusterops --rm -i --restart=Never --image=\"{image}\" "
+        f"--override-type=strategic --overrides='{json.dumps(pod, separators=(',', ':'))}'"
     )
 
 

@@ -282,3 +282,45 @@ def test_parse_size(text: str, expected: int) -> None:
 def test_parse_size_rejects_garbage() -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         parse_size("lots")
+
+
+def kubernetes_outputs() -> dict:
+    """A Kubernetes stack's outputs (outputs_version 4, target kubernetes), as far as the
+    parser reads them."""
+    fqdn = "alphapulse-redis-shard-{}-{}.alphapulse-redis-nodes.alphapulse-redis.svc.cluster.local"
+    nodes = [{"name": f"alphapulse-redis-{role}-{i}", "role": role, "dns_name": fqdn.format(i, j),
+              "port": 6379, "master": f"alphapulse-redis-master-{i}" if j else None}
+             for i in (1, 2, 3) for j, role in enumerate(("master", "replica"))]
+    return {"outputs_version": 4, "target": "kubernetes", "password": SECRET,
+            "location": {"reachable_from": "inside-cluster", "namespace": "alphapulse-redis",
+                         "auth_secret": "alphapulse-redis-auth"},
+            "bootstrap_job": "alphapulse-redis-bootstrap-0123456789", "nodes": nodes}
+
+
+def test_kubernetes_outputs_are_refused_with_the_in_cluster_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    def no_connection(*_args, **_kwargs):
+        raise AssertionError("a node was contacted")
+
+    monkeypatch.setattr(redis.Redis, "__init__", no_connection)
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(kubernetes_outputs()))
+    with pytest.raises(TargetsError) as caught:
+        load_targets(parse(["--stack-outputs", str(path)]), environ={})
+    message = str(caught.value)
+    assert "reachable only from inside the Kubernetes cluster" in message
+    assert "has no 'ip'" not in message
+    assert "port-forward` is not enough" in message
+    command = message.split("\n", 1)[1]
+    assert command.startswith("  kubectl -n alphapulse-redis run clusterops --rm -i ")
+    assert "get job alphapulse-redis-bootstrap-0123456789" in command
+    overrides = json.loads(command.split("--overrides='", 1)[1].rstrip("'"))
+    [container] = overrides["spec"]["containers"]
+    assert container["command"][:4] == ["python", "-m", "clusterops", "health"]
+    assert ("alphapulse-redis-replica-2=alphapulse-redis-shard-2-1.alphapulse-redis-nodes."
+            "alphapulse-redis.svc.cluster.local:6379:replica") in container["command"]
+    assert overrides["spec"]["volumes"][0]["secret"]["secretName"] == "alphapulse-redis-auth"
+    assert SECRET not in message
