@@ -451,7 +451,11 @@ class ClusterBootstrap(dynamic.Resource, module="alphapulse", name="ClusterBoots
         password: pulumi.Input[str],
         provider_version: str = PROVIDER_VERSION,
         timeout_seconds: pulumi.Input[float] = DEFAULT_TIMEOUT_SECONDS,
-        rewrite_config: bool = True,
+        *,
+        # No default: whether CONFIG REWRITE may persist live changes depends on who owns the
+        # config file (the Docker target's is rewritten by the deployment, so it says False).
+        # Existing states carry the input; a state without it reads as True (_rewrite_config).
+        rewrite_config: bool,
         settings: Mapping[str, str] | None = None,
         tls: pulumi.Input[Mapping[str, str]] | None = None,
         acl: pulumi.Input[Mapping[str, str]] | None = None,

@@ -15,7 +15,9 @@ record does not exist yet).
 Input: ``--plan`` (JSON from the ConfigMap: ``{"nodes": [{name, role, host, port, slots,
 master}]}``), ``--password-file`` (the mounted Secret) and ``--timeout``. Output: one JSON line
 on stdout (action, node ids, slot ranges, state; never the password), the same summary in
-``/dev/termination-log`` (``kubectl describe`` shows it), exit 0; on failure the reason, exit 1.
+``/dev/termination-log`` (``kubectl describe`` shows it), exit 0; on failure the reason, with
+clusterops' exit code for it (:mod:`clusterops.errors`: 2 for a refused password, which no
+retry fixes, 1 otherwise).
 """
 
 from __future__ import annotations
@@ -30,14 +32,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from clusterops.errors import ClusterOpsError
+import redis
+
+from clusterops.errors import EXIT_FAILED, EXIT_USAGE, ClusterOpsError, redact
 from clusterops.formation import form_cluster
 from clusterops.model import NodeTarget
 
 TERMINATION_LOG = Path("/dev/termination-log")
 RESOLVE_POLL_S = 0.5
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 Resolver = Callable[[str], str]
 
@@ -123,8 +125,17 @@ def run(
     try:
         targets = resolve_plan(load_plan(plan_path), deadline, resolve)
         report = form_cluster(targets, password, max(1.0, deadline - time.monotonic()))
-    except (ClusterOpsError, ValueError) as exc:
-        # clusterops redacts the password from every message it builds.
+    except ClusterOpsError as exc:
+        # clusterops redacts the password from every message it builds; its exit code says
+        # whether a retry can help (an AuthError cannot), as the CLI's does.
+        _report({"error": f"{type(exc).__name__}: {exc}"}, termination_log)
+        return exc.exit_code
+    except redis.AuthenticationError as exc:
+        # What clusterops' CLI exits with for a refused password that reached it unwrapped.
+        _report({"error": f"{type(exc).__name__}: {redact(str(exc), password)}"},
+                termination_log)
+        return EXIT_USAGE
+    except ValueError as exc:  # an unreadable plan
         _report({"error": f"{type(exc).__name__}: {exc}"}, termination_log)
         return EXIT_FAILED
     _report(

@@ -210,7 +210,8 @@ MOCK_PROGRAM = textwrap.dedent("""
     nodes = [{"name": "m", "role": "master", "admin_host": "127.0.0.1", "admin_port": 1,
               "cluster_host": "127.0.0.1", "cluster_port": 1, "slots": [[0, 16383]]}]
     resource = ClusterBootstrap("boot", nodes=nodes, password="mock-password-xyz",
-                                provider_version=PROVIDER_VERSION, timeout_seconds=30)
+                                provider_version=PROVIDER_VERSION, timeout_seconds=30,
+                                rewrite_config=True)
 
     def report(values):
         state, password_output_secret = values

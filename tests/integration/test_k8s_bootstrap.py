@@ -25,10 +25,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from clusterops.errors import EXIT_USAGE, AuthError
 from clusterops.poll import Deadline, poll
 from components.k8s_cluster import PEER_ADDRESSES_SCRIPT, bootstrap_plan
 from components.k8s_plan import place_cluster
 from components.spec import build_spec
+from k8s_bootstrap import job
 from k8s_bootstrap.job import run
 from tests.support.dns_stub import dns_stub
 from tests.support.redis_nodes import RedisNodes
@@ -60,11 +62,13 @@ def announce(nodes: RedisNodes, names: list[str]) -> None:
 
 
 def run_job(tmp_path: Path, plan: dict, nodes: RedisNodes, table: dict[str, str],
-            capsys: pytest.CaptureFixture[str], timeout: float = 30.0) -> tuple[int, dict]:
+            capsys: pytest.CaptureFixture[str], timeout: float = 30.0,
+            password: str | None = None) -> tuple[int, dict]:
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(json.dumps(plan))
     password_file = tmp_path / "password"
-    password_file.write_text(nodes.password + "\n")  # a Secret file may end with a newline
+    # A Secret file may end with a newline.
+    password_file.write_text((nodes.password if password is None else password) + "\n")
 
     def resolve(host: str) -> str:
         if host not in table:
@@ -179,6 +183,27 @@ def test_the_job_refuses_a_node_holding_data_and_writes_nothing(
     for node in nodes:  # nothing was sent: every node still knows only itself, no slots
         lines = node.client().execute_command("CLUSTER", "NODES").strip().splitlines()
         assert len(lines) == 1 and lines[0].split()[8:] == []
+
+
+@pytest.mark.parametrize("refusal", [
+    AuthError("alphapulse-redis-master-1: the password was refused"),
+    redis.AuthenticationError("WRONGPASS invalid username-password pair"),
+])
+def test_an_auth_error_exits_with_clusterops_auth_code(refusal, tmp_path, capsys, monkeypatch):
+    def refused(*_args, **_kwargs):
+        raise refusal
+
+    monkeypatch.setattr(job, "form_cluster", refused)
+    plan = {"nodes": [{"name": "m", "role": "master", "host": "m.example", "port": 6379}]}
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    password_file = tmp_path / "password"
+    password_file.write_text("s3cret-0123\n")
+    code = run(plan_file, password_file, 5.0, resolve=lambda _host: "127.0.0.1",
+               termination_log=tmp_path / "termination-log")
+    # What clusterops' CLI exits with for it: no retry of the Job can fix a refused password.
+    assert code == EXIT_USAGE
+    assert type(refusal).__name__ in capsys.readouterr().out
 
 
 def test_the_job_names_a_pod_whose_name_does_not_resolve(redis_nodes_factory, tmp_path, capsys):
