@@ -34,6 +34,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
+from clusterops.access import Access  # noqa: E402
 from clusterops.formation import form_cluster  # noqa: E402
 from tests.integration.conftest import plan_for  # noqa: E402
 from tests.support.redis_nodes import RedisNodes  # noqa: E402
@@ -89,7 +90,7 @@ class Watcher(threading.Thread):
 
 
 def run_ours(nodes: RedisNodes) -> None:
-    form_cluster(plan_for(nodes), nodes.password, timeout_s=OK_DEADLINE_S)
+    form_cluster(plan_for(nodes), Access(nodes.password), timeout_s=OK_DEADLINE_S)
 
 
 def run_redis_cli(nodes: RedisNodes) -> None:

@@ -55,6 +55,7 @@ import redis  # noqa: E402
 from redis.cluster import ClusterNode, RedisCluster  # noqa: E402
 from redis.crc import key_slot  # noqa: E402
 
+from clusterops.access import Access  # noqa: E402
 from clusterops.model import NodeTarget  # noqa: E402
 from clusterops.observe import parse_cluster_nodes  # noqa: E402
 from clusterops.poll import Deadline, poll  # noqa: E402
@@ -307,8 +308,8 @@ def run_ours(base: Path, keys: int, window_s: float, rate: float) -> Trial:
         print("control (no move; busy loops, no Redis work): "
               + contention_control(group, keys, rate), flush=True)
         def move() -> None:
-            plan = preview_rebalance(targets(group), group.password)
-            apply_rebalance(targets(group), group.password, plan, 60)
+            plan = preview_rebalance(targets(group), Access(group.password))
+            apply_rebalance(targets(group), Access(group.password), plan, 60)
 
         return measured(group, keys, window_s, rate, "clusterops", move)
     finally:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import redis
 
+from clusterops.access import Access
 from clusterops.child_env import child_env
-from clusterops.connection import admin_client
-from clusterops.errors import ClusterOpsError, TargetsError, UsageError, redact
+from clusterops.errors import ClusterOpsError, TargetsError, UsageError
 from clusterops.model import NodeTarget
 from clusterops.observe import observe_nodes, refuse_on_auth
 from clusterops.targets import Targets
@@ -65,7 +65,7 @@ def sha256_of(path: Path) -> str:
 
 def current_masters(targets: Targets) -> list[tuple[NodeTarget, str, list[list[int]]]]:
     """(target, node id, slot ranges) of every node that is a master serving slots now."""
-    snapshots = observe_nodes(targets.nodes, targets.password)
+    snapshots = observe_nodes(targets.nodes, targets.access)
     # A wrong password is not a missing master: say so (exit 2), do not look elsewhere.
     refuse_on_auth(snapshots)
     # An unreachable node is simply not a source: the manifest's coverage shows the gap.
@@ -74,14 +74,14 @@ def current_masters(targets: Targets) -> list[tuple[NodeTarget, str, list[list[i
 
 
 def backup_node(
-    node: NodeTarget, node_id: str, slots: list[list[int]], password: str | None, folder: Path,
+    node: NodeTarget, node_id: str, slots: list[list[int]], access: Access, folder: Path,
     timeout_s: float,
 ) -> NodeBackup:
     result = NodeBackup(node=node.name, node_id=node_id, slots=slots)
     target = folder / f"{node.name}.rdb"
     started = time.monotonic()
     try:
-        with admin_client(node, password) as conn:
+        with access.client(node) as conn:
             result.keys_before = int(conn.dbsize())
         tls: list[str] = []
         if node.tls_ca:
@@ -91,9 +91,9 @@ def backup_node(
         try:
             fetched = subprocess.run(
                 [_tool("redis-cli"), *tls, *(["--user", node.username] if node.username else []),
-                 *(["--askpass"] if password else []), "--no-auth-warning", "-h", node.host,
+                 *(["--askpass"] if access.password else []), "--no-auth-warning", "-h", node.host,
                  "-p", str(node.port), "--rdb", str(target)],
-                input=f"{password}\n" if password else "", env=child_env(),
+                input=f"{access.password}\n" if access.password else "", env=child_env(),
                 capture_output=True, text=True, timeout=timeout_s, check=False,
             )
         finally:
@@ -110,7 +110,7 @@ def backup_node(
         result.sha256 = sha256_of(target)
     except (SnapshotError, redis.RedisError, OSError, subprocess.SubprocessError) as exc:
         # Reported per node (the others are still backed up), never with the password.
-        result.error = redact(f"{type(exc).__name__}: {exc}", password)
+        result.error = access.redact(f"{type(exc).__name__}: {exc}")
     result.seconds = round(time.monotonic() - started, 3)
     return result
 
@@ -121,7 +121,7 @@ def run_backup(targets: Targets, dest: Path, timeout_s: float) -> tuple[Path, li
         raise TargetsError("no reachable master serves slots: nothing to back up")
     folder = dest / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     folder.mkdir(parents=True, exist_ok=False)
-    results = [backup_node(node, node_id, slots, targets.password, folder, timeout_s)
+    results = [backup_node(node, node_id, slots, targets.access, folder, timeout_s)
                for node, node_id, slots in masters]
     covered = sum(b - a + 1 for r in results if not r.error for a, b in r.slots)
     manifest = {"created": folder.name, "slots_covered": covered,

@@ -10,8 +10,6 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from clusterops.model import NodeTarget
-
 DEFAULT_SOCKET_TIMEOUT_S = 2.0
 DEFAULT_CONNECT_TIMEOUT_S = 1.0
 # How Redis refuses CONFIG REWRITE on a node started without a config file (config.c).
@@ -56,19 +54,6 @@ def no_retry_client(
         **tls_options(tls_ca),  # type: ignore[arg-type]
         **options,  # type: ignore[arg-type]
     )
-
-
-def admin_client(
-    node: NodeTarget,
-    password: str | None,
-    socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
-    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
-    **options: object,
-) -> redis.Redis:
-    """A client for the address this process reaches ``node`` at, as the node's user, trusting
-    its CA (see :func:`no_retry_client`)."""
-    return no_retry_client(node.host, node.port, password, socket_timeout_s, connect_timeout_s,
-                           node.tls_ca, node.username, **options)
 
 
 def persist_config(conn: redis.Redis) -> bool:

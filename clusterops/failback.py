@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from clusterops import checks
+from clusterops.access import Access
 from clusterops.errors import ClusterCommandError, UsageError
 from clusterops.live import LiveCluster, manual_failover, read_live
 from clusterops.model import NodeTarget, format_ranges
@@ -90,18 +91,18 @@ def plan_failback(nodes: Sequence[NodeTarget], live: LiveCluster) -> FailbackPla
     return plan
 
 
-def preview_failback(nodes: Sequence[NodeTarget], password: str | None) -> FailbackPlan:
-    return plan_failback(nodes, read_live(nodes, password))
+def preview_failback(nodes: Sequence[NodeTarget], access: Access) -> FailbackPlan:
+    return plan_failback(nodes, read_live(nodes, access))
 
 
-def hand_back(nodes: Sequence[NodeTarget], password: str | None, handback: Handback,
+def hand_back(nodes: Sequence[NodeTarget], access: Access, handback: Handback,
               timeout_s: float) -> None:
     """One shard: wait for a synced link, CLUSTER FAILOVER, wait for the roles to flip."""
     by_name = {n.name: n for n in nodes}
     planned, old = by_name[handback.planned], by_name[handback.live_master]
 
     def synced() -> tuple[bool, str]:
-        snap = observe_nodes([planned], password)[0]
+        snap = observe_nodes([planned], access)[0]
         link = checks.replica_link(snap) if snap.reachable else snap.error
         return link == "up", f"{planned.name}: master_link_status {link}"
 
@@ -109,19 +110,19 @@ def hand_back(nodes: Sequence[NodeTarget], password: str | None, handback: Handb
     if not done:
         raise ClusterCommandError(f"{planned.name} syncing with {old.name} before the failover: "
                                   f"not done within {timeout_s:g}s; last seen: {seen}")
-    done, seen = manual_failover(planned, old, password, Deadline.after(timeout_s))
+    done, seen = manual_failover(planned, old, access, Deadline.after(timeout_s))
     if not done:
         raise ClusterCommandError(f"{planned.name} taking over from {old.name}: not done within "
                                   f"{timeout_s:g}s; last seen: {seen}")
 
 
-def apply_failback(nodes: Sequence[NodeTarget], password: str | None, timeout_s: float,
+def apply_failback(nodes: Sequence[NodeTarget], access: Access, timeout_s: float,
                    progress: Callable[[str], None] | None = None) -> FailbackPlan:
     """Hand each shard back in turn; return a fresh plan afterwards (empty when done)."""
     say = progress or (lambda _line: None)
-    plan = preview_failback(nodes, password)
+    plan = preview_failback(nodes, access)
     for handback in plan.handbacks:
         say(handback.describe())
-        hand_back(nodes, password, handback, timeout_s)
+        hand_back(nodes, access, handback, timeout_s)
         say(f"{handback.planned} is master again")
-    return preview_failback(nodes, password)
+    return preview_failback(nodes, access)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from clusterops.access import Access
 from clusterops.live import LiveCluster, holders, read_live, run_admin, wait_settled
 from clusterops.migrate import SlotMover
 from clusterops.model import NodeTarget, merge_ranges
@@ -96,16 +97,16 @@ def plan_cover(uncovered: Sequence[int], held: dict[int, dict[str, int]],
     return covers, problems
 
 
-def preview_fix(nodes: Sequence[NodeTarget], password: str | None) -> FixPlan:
+def preview_fix(nodes: Sequence[NodeTarget], access: Access) -> FixPlan:
     """Read-only: what fix would do now."""
-    live = read_live(nodes, password)
-    return _plan(live, password)
+    live = read_live(nodes, access)
+    return _plan(live, access)
 
 
-def _plan(live: LiveCluster, password: str | None) -> FixPlan:
+def _plan(live: LiveCluster, access: Access) -> FixPlan:
     uncovered = live.uncovered()
     open_slots = live.open_slots()
-    held = holders(live.nodes, live.masters, password,
+    held = holders(live.nodes, live.masters, access,
                    sorted(set(uncovered) | {o.slot for o in open_slots}))
     plan = FixPlan()
     plan.cover, problems = plan_cover(uncovered, held, live.slot_counts())
@@ -114,34 +115,34 @@ def _plan(live: LiveCluster, password: str | None) -> FixPlan:
     return plan
 
 
-def apply_fix(nodes: Sequence[NodeTarget], password: str | None, timeout_s: float,
+def apply_fix(nodes: Sequence[NodeTarget], access: Access, timeout_s: float,
               progress: Callable[[str], None] | None = None) -> FixPlan:
     """Cover, then finish; return the plan of a fresh read afterwards (empty when done)."""
     say = progress or (lambda _line: None)
     by_name = {n.name: n for n in nodes}
-    live = read_live(nodes, password)
-    plan = _plan(live, password)
+    live = read_live(nodes, access)
+    plan = _plan(live, access)
     if plan.cover:
         for cover in plan.cover:
             say(cover.describe())
-            run_admin(by_name[cover.master], password, "CLUSTER", "ADDSLOTSRANGE", cover.first,
+            run_admin(by_name[cover.master], access, "CLUSTER", "ADDSLOTSRANGE", cover.first,
                       cover.last)
-        mover = SlotMover(nodes, live.ids, password, progress=say)
+        mover = SlotMover(nodes, live.ids, access, progress=say)
         for master in sorted({c.master for c in plan.cover}):
             # Nodes that still map a slot to an old owner only give way to a higher epoch.
             mover.claim(master, live.masters)
-        live = wait_settled(nodes, password, timeout_s, "after assigning unserved slots")
-        plan = _plan(live, password)
+        live = wait_settled(nodes, access, timeout_s, "after assigning unserved slots")
+        plan = _plan(live, access)
 
     if plan.finish:
-        live = wait_settled(nodes, password, timeout_s, "before finishing open slots",
+        live = wait_settled(nodes, access, timeout_s, "before finishing open slots",
                             agree=False)
-        plan = _plan(live, password)
+        plan = _plan(live, access)
     for finish in plan.finish:
         say(finish.describe())
-    close_in_place(plan.finish, lambda name, command: run_admin(by_name[name], password, *command))
+    close_in_place(plan.finish, lambda name, command: run_admin(by_name[name], access, *command))
     if pairs := pairs_to_move(plan.finish):
-        SlotMover(nodes, live.ids, password, progress=say).move(pairs, live.masters)
+        SlotMover(nodes, live.ids, access, progress=say).move(pairs, live.masters)
     if plan.finish:
-        live = wait_settled(nodes, password, timeout_s, "after finishing open slots")
-    return _plan(live, password)
+        live = wait_settled(nodes, access, timeout_s, "after finishing open slots")
+    return _plan(live, access)

@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 import redis
 
 from clusterops import checks
-from clusterops.connection import admin_client
+from clusterops.access import Access
 from clusterops.errors import (
+    AuthError,
     ClusterCommandError,
     FormationTimeoutError,
     NodesUnreachableError,
     PlanError,
     UnsafeClusterStateError,
-    redact,
 )
 from clusterops.model import (
     ClusterReport,
@@ -94,15 +94,15 @@ def _socket_timeout(deadline: Deadline) -> float:
 
 def wait_until_reachable(
     nodes: Sequence[NodeTarget],
-    password: str,
+    access: Access,
     deadline: Deadline,
     timeout_s: float,
     conns: dict[str, redis.Redis] | None = None,
 ) -> list[NodeSnapshot]:
     """Observe every node, polling the unreachable ones until the deadline.
 
-    Raises :class:`NodesUnreachableError` naming every node that never answered (or rejected the
-    password, which waiting cannot fix).
+    Raises :class:`NodesUnreachableError` naming every node that never answered, and
+    :class:`AuthError` at once for a refused password, which waiting cannot fix.
     """
     conns = dict(conns or {})
     snapshots: dict[str, NodeSnapshot] = {}
@@ -114,10 +114,11 @@ def wait_until_reachable(
             # Retries use a fresh client whose timeouts shrink with the time left, so a
             # black-holed address cannot carry us far past the deadline.
             conn = conns.pop(target.name, None)
-            snapshots[target.name] = observe_node(target, password, _socket_timeout(deadline), conn)
-        refused = {name: str(s.error) for name, s in snapshots.items() if s.auth_failed}
-        if refused:
-            raise NodesUnreachableError(refused, timeout_s)
+            snapshots[target.name] = observe_node(target, access, _socket_timeout(deadline), conn)
+        refused = [s for s in snapshots.values() if s.auth_failed]
+        if refused:  # a usage error (exit 2): waiting cannot fix a refused password
+            raise AuthError("; ".join(f"{s.name} ({s.address}): {s.error}" for s in refused)
+                            + ". Nothing was changed on any node.")
         pending = [t for t in pending if not snapshots[t.name].reachable]
         return not pending, pending
 
@@ -264,21 +265,21 @@ def plan_actions(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) 
     return actions
 
 
-def _run(conns: dict[str, redis.Redis], command: AdminCommand, password: str) -> None:
+def _run(conns: dict[str, redis.Redis], command: AdminCommand, access: Access) -> None:
     try:
         conns[command.node].execute_command(*command.args)
     except redis.RedisError as exc:
         raise ClusterCommandError(
-            f"{command.describe()} failed: {redact(str(exc), password)}"
+            f"{command.describe()} failed: {access.redact(str(exc))}"
         ) from exc
     log.info("sent %s", command.describe())
 
 
 def _observe_all(
-    plan: Sequence[NodeTarget], conns: dict[str, redis.Redis], password: str, deadline: Deadline
+    plan: Sequence[NodeTarget], conns: dict[str, redis.Redis], access: Access, deadline: Deadline
 ) -> list[NodeSnapshot]:
     timeout = _socket_timeout(deadline)
-    return [observe_node(t, password, timeout, conns[t.name]) for t in plan]
+    return [observe_node(t, access, timeout, conns[t.name]) for t in plan]
 
 
 def _join_lag(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> dict[str, str]:
@@ -305,12 +306,12 @@ def _describe_all(snapshots: Sequence[NodeSnapshot]) -> str:
 def _wait_for_join(
     plan: Sequence[NodeTarget],
     conns: dict[str, redis.Redis],
-    password: str,
+    access: Access,
     deadline: Deadline,
     timeout_s: float,
 ) -> None:
     def joined() -> tuple[bool, tuple[dict[str, str], list[NodeSnapshot]]]:
-        snapshots = _observe_all(plan, conns, password, deadline)
+        snapshots = _observe_all(plan, conns, access, deadline)
         lag = _join_lag(plan, snapshots)
         return not lag, (lag, snapshots)
 
@@ -326,7 +327,7 @@ def _attach_replicas(
     pairs: Sequence[tuple[str, str]],
     conns: dict[str, redis.Redis],
     ids: dict[str, str],
-    password: str,
+    access: Access,
     deadline: Deadline,
     timeout_s: float,
 ) -> list[str]:
@@ -343,7 +344,7 @@ def _attach_replicas(
             try:
                 conns[replica].execute_command(*command.args)
             except redis.ResponseError as exc:
-                text = redact(str(exc), password)
+                text = access.redact(str(exc))
                 if "unknown node" not in text.lower():
                     raise ClusterCommandError(f"{command.describe()} failed: {text}") from exc
                 last_error[replica] = text
@@ -368,12 +369,12 @@ def _attach_replicas(
 def _wait_until_healthy(
     plan: Sequence[NodeTarget],
     conns: dict[str, redis.Redis],
-    password: str,
+    access: Access,
     deadline: Deadline,
     timeout_s: float,
 ) -> ClusterAssessment:
     def healthy() -> tuple[bool, ClusterAssessment]:
-        assessment = assess(plan, _observe_all(plan, conns, password, deadline))
+        assessment = assess(plan, _observe_all(plan, conns, access, deadline))
         return assessment.healthy, assessment
 
     done, assessment = poll(healthy, deadline, POLL_INTERVAL_S)
@@ -386,7 +387,7 @@ def _wait_until_healthy(
 
 
 def form_cluster(
-    nodes: Sequence[NodeTarget], password: str, timeout_s: float = 60.0
+    nodes: Sequence[NodeTarget], access: Access, timeout_s: float = 60.0
 ) -> ClusterReport:
     """Create, finish or adopt the planned cluster; return its node ids and slot ranges.
 
@@ -405,7 +406,7 @@ def form_cluster(
     problems = plan_problems(nodes)
     if problems:
         raise PlanError(reason for _field, reason in problems)
-    if not password:
+    if not access.password:
         raise PlanError(["a password is required"])
 
     commands: list[str] = []
@@ -414,23 +415,23 @@ def form_cluster(
         socket_timeout = min(MAX_SOCKET_TIMEOUT_S, timeout_s)
         conns = {
             t.name: stack.enter_context(
-                admin_client(t, password, socket_timeout, min(1.0, socket_timeout))
+                access.client(t, socket_timeout, min(1.0, socket_timeout))
             )
             for t in nodes
         }
-        snapshots = wait_until_reachable(nodes, password, deadline, timeout_s, conns)
+        snapshots = wait_until_reachable(nodes, access, deadline, timeout_s, conns)
         actions = plan_actions(nodes, snapshots)
         ids = {s.name: s.my_id for s in snapshots}
         for command in actions.add_slots + actions.set_epochs + actions.meets:
-            _run(conns, command, password)
+            _run(conns, command, access)
             commands.append(command.describe())
         if actions.meets:
-            _wait_for_join(nodes, conns, password, deadline, timeout_s)
+            _wait_for_join(nodes, conns, access, deadline, timeout_s)
         if actions.replicate:
             commands += _attach_replicas(
-                actions.replicate, conns, ids, password, deadline, timeout_s
+                actions.replicate, conns, ids, access, deadline, timeout_s
             )
-        assessment = _wait_until_healthy(nodes, conns, password, deadline, timeout_s)
+        assessment = _wait_until_healthy(nodes, conns, access, deadline, timeout_s)
 
     if actions.nothing_to_do:
         action = "adopted"

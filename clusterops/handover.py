@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from clusterops.access import Access
 from clusterops.errors import ClusterCommandError, ClusterOpsError
 from clusterops.live import manual_failover
 from clusterops.model import NodeTarget
@@ -50,33 +51,33 @@ def _role(snapshot: NodeSnapshot) -> str:
 
 
 def _shard_ready(
-    node: NodeTarget, shard: Sequence[NodeTarget], password: str
+    node: NodeTarget, shard: Sequence[NodeTarget], access: Access
 ) -> tuple[bool, dict[str, str]]:
     """Every other member answers and every replica among them is linked."""
     others = [member for member in shard if member.name != node.name]
-    seen = {s.name: _role(s) for s in observe_nodes(others, password)}
+    seen = {s.name: _role(s) for s in observe_nodes(others, access)}
     return all(role in ("master", "replica up") for role in seen.values()), seen
 
 
 def hand_over(
-    node: NodeTarget, shard: Sequence[NodeTarget], password: str, timeout_s: float = 60.0
+    node: NodeTarget, shard: Sequence[NodeTarget], access: Access, timeout_s: float = 60.0
 ) -> HandoverReport:
     """Make ``node`` safe to take down (see the module docstring); ``shard`` lists every
     planned member of its shard, ``node`` included."""
     deadline = Deadline.after(timeout_s)
-    ready, seen = poll(lambda: _shard_ready(node, shard, password), deadline, POLL_INTERVAL_S)
+    ready, seen = poll(lambda: _shard_ready(node, shard, access), deadline, POLL_INTERVAL_S)
     if not ready:
         raise HandoverError(
             f"{node.name} cannot be taken down: the rest of its shard is not healthy after "
             f"{timeout_s:g}s ({', '.join(f'{k}: {v}' for k, v in seen.items())}). Nothing was "
             "changed; taking it down now could leave its slots without a copy. Fix the "
             "members named and run the deployment again.")
-    (mine,) = observe_nodes([node], password)
+    (mine,) = observe_nodes([node], access)
     report = HandoverReport(node.name, was_master=mine.replication.get("role") == "master")
     if not mine.reachable or not report.was_master:
         return report  # already a replica, or down: not serving slots, nothing to hand over
     my_id = mine.my_id
-    candidates = [s for s in observe_nodes([m for m in shard if m.name != node.name], password)
+    candidates = [s for s in observe_nodes([m for m in shard if m.name != node.name], access)
                   if s.replication.get("role") == "slave"
                   and s.replication.get("master_link_status") == "up"
                   and s.myself is not None and s.myself.master_id == my_id]
@@ -87,7 +88,7 @@ def hand_over(
             "changed. Fix: check its replicas (`python -m clusterops health`), or add one.")
     successor = candidates[0]
     try:
-        done, seen = manual_failover(successor.node, node, password, deadline)
+        done, seen = manual_failover(successor.node, node, access, deadline)
     except ClusterCommandError as exc:
         raise HandoverError(
             f"{successor.name}: CLUSTER FAILOVER (taking over from {node.name}) failed: "

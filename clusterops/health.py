@@ -43,8 +43,8 @@ from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from clusterops import checks
+from clusterops.access import Access
 from clusterops.checks import ClusterView, expand_runs, majority_view
-from clusterops.errors import redact
 from clusterops.model import HASH_SLOTS, format_ranges, hash_tags
 from clusterops.observe import (
     ClusterNodeEntry,
@@ -518,18 +518,18 @@ def check_write_read(report: Report, targets: Targets, snapshots: Sequence[NodeS
     except (redis.RedisError, RedisClusterException) as exc:
         # RedisClusterException is not a RedisError: redis-py raises it when the startup nodes
         # disagree on the slot map, the very state this command exists to report.
-        reason = describe_error(exc, targets.password, timeout_s)
+        reason = describe_error(exc, targets.access, timeout_s)
         report.add("write_read", CLUSTER, Status.FAIL, f"cluster client could not start: {reason}")
         return
     try:
         for master in view.masters:
-            _round_trip(report, client, master, names.label(master), targets.password, timeout_s)
+            _round_trip(report, client, master, names.label(master), targets.access, timeout_s)
     finally:
         client.close()
 
 
 def _round_trip(report: Report, client: RedisCluster, master: ClusterNodeEntry, label: str,
-                password: str | None, timeout_s: float) -> None:
+                access: Access, timeout_s: float) -> None:
     token = uuid.uuid4().hex
     key = probe_key(master.slots, token)
     slot = key_slot(key.encode())
@@ -547,7 +547,7 @@ def _round_trip(report: Report, client: RedisCluster, master: ClusterNodeEntry, 
                        f"slot {slot}: read back {value!r}, expected the value just written")
     except (redis.RedisError, RedisClusterException) as exc:  # e.g. SlotNotCoveredError
         report.add("write_read", label, Status.FAIL,
-                   f"slot {slot}: {describe_error(exc, password, timeout_s)}")
+                   f"slot {slot}: {describe_error(exc, access, timeout_s)}")
     finally:
         if written:
             with contextlib.suppress(redis.RedisError):  # the TTL removes it anyway
@@ -567,13 +567,13 @@ class HealthRun(_Verdict):
 def run_health(targets: Targets, timeout_s: float = DEFAULT_TIMEOUT_S,
                thresholds: Thresholds | None = None, write_read: bool = True) -> HealthRun:
     started = time.monotonic()
-    snapshots = observe_nodes(targets.nodes, targets.password, timeout_s)
+    snapshots = observe_nodes(targets.nodes, targets.access, timeout_s)
     report, view, names = evaluate(snapshots, targets, thresholds)
     if write_read and any(s.reachable for s in snapshots):
         check_write_read(report, targets, snapshots, view, names, timeout_s)
     ordered = report.sorted([n.name for n in targets.nodes])
     clean = tuple(
-        CheckResult(r.check, r.node, r.status, redact(r.message, targets.password))
+        CheckResult(r.check, r.node, r.status, targets.access.redact(r.message))
         for r in ordered
     )
     return HealthRun(targets, clean, time.monotonic() - started)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import redis
 
 from clusterops import checks
-from clusterops.connection import admin_client
-from clusterops.errors import ClusterCommandError, TargetsError, redact
+from clusterops.access import Access
+from clusterops.errors import ClusterCommandError, TargetsError
 from clusterops.model import NodeTarget
 from clusterops.observe import NodeSnapshot, observe_nodes, refuse_on_auth
 from clusterops.open_slots import OpenSlot, find_open_slots
@@ -63,10 +63,10 @@ class LiveCluster:
         return not checks.majority_view(self.snapshots).dissenters
 
 
-def read_live(nodes: Sequence[NodeTarget], password: str | None,
+def read_live(nodes: Sequence[NodeTarget], access: Access,
               timeout_s: float = 2.0) -> LiveCluster:
     """Observe every target; raise a usage error naming the node when one cannot be used."""
-    snapshots = observe_nodes(nodes, password, timeout_s)
+    snapshots = observe_nodes(nodes, access, timeout_s)
     refuse_on_auth(snapshots)
     down = [s for s in snapshots if not s.reachable]
     if down:
@@ -93,36 +93,36 @@ def read_live(nodes: Sequence[NodeTarget], password: str | None,
     return LiveCluster(tuple(nodes), snapshots, ids, owners)
 
 
-def count_keys_in_slots(node: NodeTarget, password: str | None,
+def count_keys_in_slots(node: NodeTarget, access: Access,
                         slots: Sequence[int]) -> dict[int, int]:
     """COUNTKEYSINSLOT for ``slots`` on one node, in one pipeline."""
     if not slots:
         return {}
-    with admin_client(node, password, socket_timeout_s=10.0) as conn:
+    with access.client(node, socket_timeout_s=10.0) as conn:
         return count_keys_on(conn, slots)
 
 
-def holders(nodes: Sequence[NodeTarget], masters: Sequence[str], password: str | None,
+def holders(nodes: Sequence[NodeTarget], masters: Sequence[str], access: Access,
             slots: Sequence[int]) -> dict[int, dict[str, int]]:
     """Slot -> {master name: keys it holds in that slot} (only masters with keys)."""
     found: dict[int, dict[str, int]] = {slot: {} for slot in slots}
     by_name = {n.name: n for n in nodes}
     for name in masters:
-        for slot, count in count_keys_in_slots(by_name[name], password, slots).items():
+        for slot, count in count_keys_in_slots(by_name[name], access, slots).items():
             if count:
                 found[slot][name] = count
     return found
 
 
-def run_admin(node: NodeTarget, password: str | None, *command: object) -> object:
+def run_admin(node: NodeTarget, access: Access, *command: object) -> object:
     """One admin command; a rejection becomes a ClusterCommandError naming node and command."""
     try:
-        with admin_client(node, password) as conn:
+        with access.client(node) as conn:
             return conn.execute_command(*command)
     except redis.RedisError as exc:
         shown = " ".join(str(c) for c in command)
         raise ClusterCommandError(f"{node.name} ({node.address}): {shown} failed: "
-                                  f"{redact(str(exc), password)}") from exc
+                                  f"{access.redact(str(exc))}") from exc
 
 
 # Redis aborts a manual failover that has not completed within CLUSTER_MF_TIMEOUT (5 s,
@@ -132,14 +132,14 @@ MANUAL_FAILOVER_RETRY_S = 6.0
 MANUAL_FAILOVER_POLL_S = 0.1
 
 
-def manual_failover(successor: NodeTarget, old: NodeTarget, password: str | None,
+def manual_failover(successor: NodeTarget, old: NodeTarget, access: Access,
                     deadline: Deadline) -> tuple[bool, str]:
     """CLUSTER FAILOVER (no FORCE: the master hands over only once the replica has every write)
     on ``successor``, sent again after each aborted attempt, until it serves the slots and
     ``old`` replicates it, or ``deadline`` passes; returns (done, the two nodes as last seen)."""
 
     def flipped() -> tuple[bool, str]:
-        new_snap, old_snap = observe_nodes([successor, old], password)
+        new_snap, old_snap = observe_nodes([successor, old], access)
         old_me = old_snap.myself
         done = bool(new_snap.serves_slots and old_me and old_me.is_replica
                     and old_me.master_id == new_snap.my_id)
@@ -147,7 +147,7 @@ def manual_failover(successor: NodeTarget, old: NodeTarget, password: str | None
 
     while True:
         try:
-            run_admin(successor, password, "CLUSTER", "FAILOVER")
+            run_admin(successor, access, "CLUSTER", "FAILOVER")
         except ClusterCommandError as exc:
             # Already a master: the previous attempt completed after our last look.
             if "to a replica" not in str(exc):
@@ -158,7 +158,7 @@ def manual_failover(successor: NodeTarget, old: NodeTarget, password: str | None
             return done, seen
 
 
-def wait_settled(nodes: Sequence[NodeTarget], password: str | None, timeout_s: float,
+def wait_settled(nodes: Sequence[NodeTarget], access: Access, timeout_s: float,
                  what: str, agree: bool = True) -> LiveCluster:
     """Poll until every node answers, says cluster_state:ok and (``agree``) holds the
     majority's slot map; raise naming what was last seen. A master that just joined stays
@@ -166,7 +166,7 @@ def wait_settled(nodes: Sequence[NodeTarget], password: str | None, timeout_s: f
 
     def settled() -> tuple[bool, object]:
         try:
-            live = read_live(nodes, password)
+            live = read_live(nodes, access)
         except TargetsError as exc:
             return False, str(exc)
         lagging = [f"{s.name}: cluster_state {s.state}" for s in live.snapshots

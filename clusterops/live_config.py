@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 
 import redis
 
-from clusterops.connection import admin_client, persist_config
-from clusterops.errors import ClusterOpsError, NodesUnreachableError, redact
+from clusterops.access import Access
+from clusterops.connection import persist_config
+from clusterops.errors import ClusterOpsError, NodesUnreachableError
 from clusterops.model import NodeTarget
 from clusterops.observe import is_auth_error
 from clusterops.poll import Deadline, poll
@@ -90,7 +91,7 @@ def _read(conn: redis.Redis, settings: Mapping[str, str]) -> dict[str, str]:
 
 def _read_all(
     nodes: Sequence[NodeTarget], conns: Mapping[str, redis.Redis], settings: Mapping[str, str],
-    password: str, deadline: Deadline, timeout_s: float,
+    access: Access, deadline: Deadline, timeout_s: float,
 ) -> dict[str, dict[str, str]]:
     """CONFIG GET of every setting on every node, waiting (until the deadline) for nodes that
     do not answer yet; a refused password is not waited for."""
@@ -107,9 +108,9 @@ def _read_all(
                 if is_auth_error(exc):
                     raise LiveConfigError(
                         f"{node.name} ({node.address}) refused the password: "
-                        f"{redact(str(exc), password)}. Nothing was changed on any node."
+                        f"{access.redact(str(exc))}. Nothing was changed on any node."
                     ) from exc
-                failures[node.name] = redact(f"{type(exc).__name__}: {exc}", password)
+                failures[node.name] = access.redact(f"{type(exc).__name__}: {exc}")
         return not failures, failures
 
     done, failures = poll(everyone, deadline, POLL_INTERVAL_S)
@@ -120,7 +121,7 @@ def _read_all(
 
 def apply_settings(
     nodes: Sequence[NodeTarget],
-    password: str,
+    access: Access,
     settings: Mapping[str, str],
     timeout_s: float = 30.0,
     rewrite_config: bool = True,
@@ -141,8 +142,8 @@ def apply_settings(
         raise LiveConfigError("cannot apply these settings: " + "; ".join(problems))
     deadline = Deadline.after(timeout_s)
     with ExitStack() as stack:
-        conns = {node.name: stack.enter_context(admin_client(node, password)) for node in nodes}
-        lives = _read_all(nodes, conns, settings, password, deadline, timeout_s)
+        conns = {node.name: stack.enter_context(access.client(node)) for node in nodes}
+        lives = _read_all(nodes, conns, settings, access, deadline, timeout_s)
         for node in nodes:
             unknown = sorted(set(settings) - set(lives[node.name]))
             if unknown:
@@ -164,27 +165,27 @@ def apply_settings(
                 done = ", ".join(sorted(report.changed)) or "none"
                 raise LiveConfigError(
                     f"{node.name} ({node.address}): CONFIG SET {' '.join(differing)} failed: "
-                    f"{redact(str(exc), password)}. That node kept its values (CONFIG SET is "
+                    f"{access.redact(str(exc))}. That node kept its values (CONFIG SET is "
                     f"all or nothing); nodes already changed: {done}. Fix the cause and run the "
                     "deployment again: it finishes from the live values."
                 ) from exc
             report.changed[node.name] = {
                 key: (old, settings[key]) for key, old in differing.items()}
             if rewrite_config:
-                _rewrite(node, conns[node.name], password, report)
+                _rewrite(node, conns[node.name], access, report)
         _verify(nodes, conns, settings)
     return report
 
 
 def _rewrite(
-    node: NodeTarget, conn: redis.Redis, password: str, report: SettingsReport
+    node: NodeTarget, conn: redis.Redis, access: Access, report: SettingsReport
 ) -> None:
     try:
         rewritten = persist_config(conn)
     except redis.ResponseError as exc:
         raise LiveConfigError(
             f"{node.name} ({node.address}): CONFIG REWRITE failed: "
-            f"{redact(str(exc), password)}; the new settings are live but a restart "
+            f"{access.redact(str(exc))}; the new settings are live but a restart "
             "would lose them. Fix: make the node's config file writable by Redis."
         ) from exc
     (report.rewritten if rewritten else report.without_config_file).append(node.name)

@@ -34,8 +34,8 @@ from typing import Any
 
 import redis
 
-from clusterops.connection import tls_options
-from clusterops.errors import ClusterCommandError, redact
+from clusterops.access import Access
+from clusterops.errors import ClusterCommandError
 from clusterops.model import NodeTarget
 from clusterops.observe import ClusterNodeEntry, parse_cluster_nodes, parse_info
 from clusterops.poll import Deadline, poll
@@ -70,23 +70,6 @@ class MoveStats:
         self.elapsed_s += other.elapsed_s
 
 
-def data_client(node: NodeTarget, password: str | None) -> redis.Redis:
-    """Binary-safe (keys are bytes), no hidden retries, a long socket timeout for MIGRATE."""
-    return redis.Redis(host=node.host, port=node.port, username=node.username,
-                       password=password,
-                       socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=2.0,
-                       decode_responses=False, client_name="clusterops-migrate",
-                       **tls_options(node.tls_ca))  # type: ignore[arg-type]
-
-
-def migrate_auth(username: str | None, password: str | None) -> tuple[Any, ...]:
-    """MIGRATE's credentials for the target node: AUTH2 names the ACL user (the admin user with
-    acl: true), plain AUTH is the default user's password."""
-    if not password:
-        return ()
-    return ("AUTH2", username, password) if username else ("AUTH", password)
-
-
 def _myself(conn: redis.Redis) -> ClusterNodeEntry:
     text = conn.execute_command("CLUSTER", "NODES")
     text = text.decode() if isinstance(text, bytes) else str(text)
@@ -96,7 +79,7 @@ def _myself(conn: redis.Redis) -> ClusterNodeEntry:
 class SlotMover:
     """Moves slots between the named nodes of one cluster (``ids``: name -> node id)."""
 
-    def __init__(self, nodes: Sequence[NodeTarget], ids: Mapping[str, str], password: str | None,
+    def __init__(self, nodes: Sequence[NodeTarget], ids: Mapping[str, str], access: Access,
                  batch: int = BATCH_KEYS, chunk: int = CHUNK_SLOTS,
                  progress: Callable[[str], None] | None = None,
                  parallel_sources: bool = False, slots_per_round: int | None = None,
@@ -111,7 +94,7 @@ class SlotMover:
         shorter stall for the source's clients, most of all when the target is busy."""
         self.nodes = {n.name: n for n in nodes}
         self.ids = dict(ids)
-        self.password = password
+        self.access = access
         self.batch = batch
         self.chunk = chunk
         self.progress = progress or log.info
@@ -122,7 +105,7 @@ class SlotMover:
     def _error(self, action: str, slot: int, source: str, target: str, exc: BaseException) -> str:
         return (
             f"moving slot {slot} from {source} ({self.nodes[source].address}) to {target} "
-            f"({self.nodes[target].address}): {action} failed: {redact(str(exc), self.password)}. "
+            f"({self.nodes[target].address}): {action} failed: {self.access.redact(str(exc))}. "
             "No key is lost (MIGRATE removes a key from the source only once the target has it); "
             "the slot may stay open (importing/migrating). Fix the cause, then run `pulumi up` "
             "again: it finishes the move."
@@ -173,7 +156,7 @@ class SlotMover:
             own: dict[str, int] = {}
             current = 0
             for name in names:
-                with data_client(self.nodes[name], self.password) as conn:
+                with self.access.data_client(self.nodes[name]) as conn:
                     me = _myself(conn)
                     # A master emptied by the move turns replica (Redis 7) and gives up its
                     # claims: only masters' epochs compete.
@@ -192,7 +175,7 @@ class SlotMover:
             if mine > others:
                 return True, (mine, others, current)
             if current >= others:  # it knows the highest epoch: a bump now beats it
-                with data_client(self.nodes[target], self.password) as conn:
+                with self.access.data_client(self.nodes[target]) as conn:
                     conn.execute_command("CLUSTER", "BUMPEPOCH")
             return False, (mine, others, current)
 
@@ -208,7 +191,7 @@ class SlotMover:
                    everyone: Sequence[str]) -> MoveStats:
         stats = MoveStats()
         with ExitStack() as stack:
-            conns = {name: stack.enter_context(data_client(self.nodes[name], self.password))
+            conns = {name: stack.enter_context(self.access.data_client(self.nodes[name]))
                      for name in {source, target, *everyone}}
             for index in range(0, len(slots), self.chunk):
                 chunk = slots[index : index + self.chunk]
@@ -250,7 +233,7 @@ class SlotMover:
 
         pending = list(chunk)
         host, port = self.nodes[target].cluster_host, self.nodes[target].cluster_port
-        auth = migrate_auth(self.nodes[target].username, self.password)
+        auth = self.access.migrate_auth(self.nodes[target])
         while pending:
             keys_of = self._pipeline(src, [("CLUSTER", "GETKEYSINSLOT", s, self.batch)
                                            for s in pending])
@@ -300,4 +283,4 @@ class SlotMover:
                 # Another master learns the owner by gossip anyway (the target's epoch is
                 # higher); telling it directly only saves it a redirect.
                 log.warning("SETSLOT %s NODE %s on %s: %s", command[2], target, name,
-                            redact(str(reply), self.password))
+                            self.access.redact(str(reply)))

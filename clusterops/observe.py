@@ -16,8 +16,8 @@ from typing import Any
 
 import redis
 
-from clusterops.connection import admin_client
-from clusterops.errors import AuthError, redact
+from clusterops.access import Access
+from clusterops.errors import AuthError
 from clusterops.model import NodeTarget, format_ranges
 
 DEFAULT_TIMEOUT_S = 2.0
@@ -154,9 +154,9 @@ def is_auth_error(exc: BaseException) -> bool:
     )
 
 
-def describe_error(exc: BaseException, password: str | None, timeout_s: float) -> str:
+def describe_error(exc: BaseException, access: Access, timeout_s: float) -> str:
     """A message for an operator; the password never appears in it."""
-    if is_auth_error(exc) and not password:
+    if is_auth_error(exc) and not access.password:
         text = ("authentication required (NOAUTH) but no password was given: use "
                 "--password-file, the stack outputs or $REDIS_PASSWORD")
     elif is_auth_error(exc):
@@ -167,7 +167,7 @@ def describe_error(exc: BaseException, password: str | None, timeout_s: float) -
         text = f"unreachable: {exc}"
     else:
         text = f"{type(exc).__name__}: {exc}"
-    return redact(text, password)
+    return access.redact(text)
 
 
 @dataclass
@@ -236,7 +236,7 @@ def _text(reply: Any, **_options: Any) -> str:
 
 def observe_node(
     node: NodeTarget,
-    password: str | None,
+    access: Access,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     conn: redis.Redis | None = None,
 ) -> NodeSnapshot:
@@ -247,9 +247,9 @@ def observe_node(
     """
     if conn is None:
         # RESP2: a missing password yields a plain NOAUTH instead of a HELLO error.
-        with admin_client(node, password, timeout_s, min(1.0, timeout_s),
+        with access.client(node, timeout_s, min(1.0, timeout_s),
                           protocol=2) as own_conn:
-            return observe_node(node, password, timeout_s, own_conn)
+            return observe_node(node, access, timeout_s, own_conn)
     # Every INFO reply as raw text, parsed by parse_info: one parser for every INFO section.
     conn.set_response_callback("INFO", _text)
     snapshot = NodeSnapshot(node)
@@ -284,7 +284,7 @@ def observe_node(
             snapshot.cluster_info = parse_info(_text(cluster_info))
             snapshot.entries = parse_cluster_nodes(_text(nodes))
     except redis.RedisError as exc:
-        snapshot.error = describe_error(exc, password, timeout_s)
+        snapshot.error = describe_error(exc, access, timeout_s)
         snapshot.auth_failed = is_auth_error(exc)
     return snapshot
 
@@ -297,8 +297,8 @@ def refuse_on_auth(snapshots: Sequence[NodeSnapshot]) -> None:
 
 
 def observe_nodes(
-    nodes: Sequence[NodeTarget], password: str | None, timeout_s: float = DEFAULT_TIMEOUT_S
+    nodes: Sequence[NodeTarget], access: Access, timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> list[NodeSnapshot]:
     """Observe every node at once, so a dead node costs one timeout, not one per node."""
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, max(1, len(nodes)))) as pool:
-        return list(pool.map(lambda node: observe_node(node, password, timeout_s), nodes))
+        return list(pool.map(lambda node: observe_node(node, access, timeout_s), nodes))

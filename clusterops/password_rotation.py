@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 
 import redis
 
+from clusterops.access import Access
 from clusterops.acl_users import parse_users_acl
-from clusterops.connection import admin_client, persist_config
+from clusterops.connection import persist_config
 from clusterops.errors import PasswordRotationError, redact
 from clusterops.model import NodeTarget
 from clusterops.observe import is_auth_error, observe_nodes
@@ -44,12 +45,12 @@ class RotationReport:
 
 
 def _connect(
-    node: NodeTarget, old_password: str, new_password: str, stack: ExitStack
+    node: NodeTarget, access: Access, new_password: str, stack: ExitStack
 ) -> tuple[redis.Redis, bool]:
     """A client authenticated with the old password, else the new one (already rotated)."""
-    secrets = (old_password, new_password)
-    for password, already in ((old_password, False), (new_password, True)):
-        conn = stack.enter_context(admin_client(node, password))
+    secrets = (access.password, new_password)
+    for attempt, already in ((access, False), (access.with_password(new_password), True)):
+        conn = stack.enter_context(attempt.client(node))
         try:
             conn.ping()
             return conn, already
@@ -69,12 +70,13 @@ class _AllNodes:
     """One admin connection per node, each made with the old password or, where that is
     refused, the new one; every node is contacted before anything is changed."""
 
-    def __init__(self, nodes: Sequence[NodeTarget], old_password: str, new_password: str,
-                 stack: ExitStack, report: RotationReport, secrets: tuple[str, ...]) -> None:
+    def __init__(self, nodes: Sequence[NodeTarget], access: Access, new_password: str,
+                 stack: ExitStack, report: RotationReport, secrets: tuple[str | None, ...]
+                 ) -> None:
         self.nodes, self.secrets = nodes, secrets
         self.conns: dict[str, redis.Redis] = {}
         for node in nodes:
-            self.conns[node.name], already = _connect(node, old_password, new_password, stack)
+            self.conns[node.name], already = _connect(node, access, new_password, stack)
             (report.already_rotated if already else report.rotated).append(node.name)
 
     def each(self, step: str, *args: str) -> None:
@@ -90,12 +92,13 @@ class _AllNodes:
 
 def rotate_password(
     nodes: Sequence[NodeTarget],
-    old_password: str,
+    access: Access,
     new_password: str,
     timeout_s: float = 10.0,
     rewrite_config: bool = True,
 ) -> RotationReport:
-    """Set ``masterauth`` then ``requirepass`` to ``new_password`` on every node; persist it
+    """Set ``masterauth`` then ``requirepass`` to ``new_password`` on every node (reached with
+    ``access``, which holds the password they have now, or already the new one); persist it
     with CONFIG REWRITE unless ``rewrite_config`` is False (the deployment already wrote the
     new password into the files the nodes include).
 
@@ -104,11 +107,11 @@ def rotate_password(
     """
     if not new_password:
         raise PasswordRotationError("the new password is empty")
-    secrets = (old_password, new_password)
+    secrets = (access.password, new_password)
     report = RotationReport()
     deadline = Deadline.after(timeout_s)
     with ExitStack() as stack:
-        every = _AllNodes(nodes, old_password, new_password, stack, report, secrets)
+        every = _AllNodes(nodes, access, new_password, stack, report, secrets)
         every.each("CONFIG SET masterauth", "CONFIG", "SET", "masterauth", new_password)
         every.each("CONFIG SET requirepass", "CONFIG", "SET", "requirepass", new_password)
         # A node that already accepted the new password got it from its config (a container
@@ -124,13 +127,14 @@ def rotate_password(
                 ) from exc
             (report.rewritten if rewritten else report.without_config_file).append(node.name)
 
-    report.replica_links = _wait_for_replica_links(nodes, new_password, deadline, timeout_s)
+    report.replica_links = _wait_for_replica_links(
+        nodes, access.with_password(new_password), deadline, timeout_s)
     return report
 
 
 def sync_acl_users(
     nodes: Sequence[NodeTarget],
-    old_password: str,
+    access: Access,
     new_password: str,
     users_acl: str,
     masteruser: str,
@@ -138,8 +142,8 @@ def sync_acl_users(
     timeout_s: float = 10.0,
 ) -> RotationReport:
     """Make every node's live users exactly those of ``users_acl`` (the file its secrets volume
-    already holds for the next start), as the nodes' user (admin) with ``old_password`` or,
-    where it is already accepted, ``new_password``.
+    already holds for the next start), as the nodes' user (admin) with ``access`` (the
+    password they have now) or, where it is already accepted, ``new_password``.
 
     Three passes over all nodes, so nothing is refused in between: (1) each user gets its new
     password hash in addition to the old ones; (2) replicas authenticate with the new
@@ -149,11 +153,11 @@ def sync_acl_users(
     parsed = parse_users_acl(users_acl)
     if not parsed:
         raise PasswordRotationError("users.acl defines no user")
-    secrets = (old_password, new_password, masterauth)
+    secrets = (access.password, new_password, masterauth)
     report = RotationReport()
     deadline = Deadline.after(timeout_s)
     with ExitStack() as stack:
-        every = _AllNodes(nodes, old_password, new_password, stack, report, secrets)
+        every = _AllNodes(nodes, access, new_password, stack, report, secrets)
         for name, rules in parsed:
             hashes = [rule for rule in rules if rule.startswith("#")]
             if hashes:
@@ -168,12 +172,13 @@ def sync_acl_users(
             if extra:
                 conn.execute_command("ACL", "DELUSER", *extra)
 
-    report.replica_links = _wait_for_replica_links(nodes, new_password, deadline, timeout_s)
+    report.replica_links = _wait_for_replica_links(
+        nodes, access.with_password(new_password), deadline, timeout_s)
     return report
 
 
 def _wait_for_replica_links(
-    nodes: Sequence[NodeTarget], password: str, deadline: Deadline, timeout_s: float
+    nodes: Sequence[NodeTarget], access: Access, deadline: Deadline, timeout_s: float
 ) -> dict[str, str]:
     """Log in with the new password everywhere; every replica's master link must be up."""
 
@@ -181,7 +186,7 @@ def _wait_for_replica_links(
         links = {
             s.name: f"error: {s.error}" if not s.reachable
             else s.replication.get("master_link_status", "unknown")
-            for s in observe_nodes(nodes, password)
+            for s in observe_nodes(nodes, access)
             if not s.reachable or s.replication.get("role") == "slave"
         }
         return all(status == "up" for status in links.values()), links

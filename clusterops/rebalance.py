@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from clusterops.access import Access
 from clusterops.errors import UsageError
 from clusterops.live import read_live, wait_settled
 from clusterops.migrate import MoveStats, SlotMover
@@ -86,9 +87,9 @@ class RebalancePlan:
         return [*lines, *(f"  {m.describe()}" for m in self.moves)]
 
 
-def preview_rebalance(nodes: Sequence[NodeTarget], password: str | None) -> RebalancePlan:
+def preview_rebalance(nodes: Sequence[NodeTarget], access: Access) -> RebalancePlan:
     """Read-only: the plan against the live cluster, keys counted on each source."""
-    live = read_live(nodes, password)
+    live = read_live(nodes, access)
     problems = [f"slot {o.slot} {o.state} {o.peer} on {o.node}" for o in live.open_slots()]
     if problems:
         raise UsageError("open slots (an interrupted move): " + "; ".join(problems[:5])
@@ -99,17 +100,17 @@ def preview_rebalance(nodes: Sequence[NodeTarget], password: str | None) -> Reba
     for move in moves:
         after[move.source] -= len(move.slots)
         after[move.target] += len(move.slots)
-    return RebalancePlan(counts, after, count_keys(moves, {n.name: n for n in nodes}, password))
+    return RebalancePlan(counts, after, count_keys(moves, {n.name: n for n in nodes}, access))
 
 
-def apply_rebalance(nodes: Sequence[NodeTarget], password: str | None, plan: RebalancePlan,
+def apply_rebalance(nodes: Sequence[NodeTarget], access: Access, plan: RebalancePlan,
                     timeout_s: float, progress: Callable[[str], None] | None = None,
                     ) -> MoveStats:
     """Move the planned slots, then wait until every node agrees on the new map."""
-    live = wait_settled(nodes, password, timeout_s, "before rebalancing")
-    mover = SlotMover(nodes, live.ids, password, chunk=CHUNK_SLOTS, progress=progress,
+    live = wait_settled(nodes, access, timeout_s, "before rebalancing")
+    mover = SlotMover(nodes, live.ids, access, chunk=CHUNK_SLOTS, progress=progress,
                       parallel_sources=PARALLEL_SOURCES, slots_per_round=SLOTS_PER_ROUND,
                       keys_per_migrate=KEYS_PER_MIGRATE)
     stats = mover.move(moves_by_pair(plan.moves), live.masters)
-    wait_settled(nodes, password, timeout_s, "after rebalancing")
+    wait_settled(nodes, access, timeout_s, "after rebalancing")
     return stats

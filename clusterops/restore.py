@@ -48,8 +48,7 @@ from redis.crc import key_slot
 
 from clusterops.backup import sha256_of
 from clusterops.connection import tls_options
-from clusterops.errors import AuthError, ClusterOpsError, UsageError, redact
-from clusterops.migrate import migrate_auth
+from clusterops.errors import AuthError, ClusterOpsError, UsageError
 from clusterops.model import HASH_SLOTS, format_ranges, merge_ranges
 from clusterops.observe import observe_nodes, parse_info
 from clusterops.open_slots import count_keys_in_slots, find_open_slots
@@ -294,7 +293,7 @@ class Target:
     def refuse_open_slots(self) -> None:
         """A slot left open by an interrupted move would send part of its keys to the wrong
         node: such a target is repaired first, by the one rule (clusterops.open_slots)."""
-        snapshots = observe_nodes(self.targets.nodes, self.targets.password)
+        snapshots = observe_nodes(self.targets.nodes, self.targets.access)
         names = {s.my_id: s.name for s in snapshots if s.my_id}
         if open_now := find_open_slots(snapshots, names):
             raise UsageError(
@@ -334,7 +333,7 @@ def migrate(source: redis.Redis, target: Target, address: tuple[str, int],
     args: list[Any] = ["MIGRATE", host, port, "", 0, MIGRATE_TIMEOUT_MS, "COPY"]
     if replace:
         args.append("REPLACE")
-    args += migrate_auth(target.targets.username, target.targets.password)
+    args += target.targets.access.migrate_auth(target.targets.nodes[0])
     source.execute_command(*args, "KEYS", *keys)
 
 
@@ -452,7 +451,7 @@ def run_restore(folder: Path, targets: Targets, *, merge: bool = False, replace:
     try:
         target = Target(targets)
     except redis.AuthenticationError as exc:
-        raise AuthError(f"the target refused the password: {redact(str(exc), targets.password)}"
+        raise AuthError(f"the target refused the password: {targets.access.redact(str(exc))}"
                         ) from None
     try:
         target.wait_ready(ready_timeout_s)

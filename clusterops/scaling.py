@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 import redis
 
 from clusterops import checks, formation
-from clusterops.connection import admin_client
-from clusterops.errors import ClusterCommandError, ClusterOpsError, FormationTimeoutError, redact
+from clusterops.access import Access
+from clusterops.errors import ClusterCommandError, ClusterOpsError, FormationTimeoutError
 from clusterops.live import holders
-from clusterops.migrate import MoveStats, SlotMover, data_client
+from clusterops.migrate import MoveStats, SlotMover
 from clusterops.model import ClusterReport, NodeTarget
 from clusterops.observe import observe_nodes
 from clusterops.open_slots import (
@@ -94,7 +94,7 @@ def union(old: Sequence[NodeTarget], new: Sequence[NodeTarget]) -> list[NodeTarg
 
 
 def count_keys(moves: Sequence[SlotMove], nodes: Mapping[str, NodeTarget],
-               password: str | None) -> list[SlotMove]:
+               access: Access) -> list[SlotMove]:
     """The moves with ``keys`` filled from COUNTKEYSINSLOT on each source (one pipeline per
     source); a source that does not answer leaves its moves' count unknown."""
     by_source: dict[str, list[int]] = defaultdict(list)
@@ -103,7 +103,7 @@ def count_keys(moves: Sequence[SlotMove], nodes: Mapping[str, NodeTarget],
     counted = list(moves)
     for source, indexes in by_source.items():
         try:
-            with data_client(nodes[source], password) as conn:
+            with access.data_client(nodes[source]) as conn:
                 counts = count_keys_in_slots(
                     conn, [slot for index in indexes for slot in moves[index].slots])
                 for index in indexes:
@@ -112,11 +112,11 @@ def count_keys(moves: Sequence[SlotMove], nodes: Mapping[str, NodeTarget],
                     counted[index] = SlotMove(move.first, move.last, move.source, move.target,
                                               total)
         except redis.RedisError as exc:
-            log.warning("counting keys on %s: %s", source, redact(str(exc), password))
+            log.warning("counting keys on %s: %s", source, access.redact(str(exc)))
     return counted
 
 
-def preview_reshape(old: Sequence[NodeTarget], new: Sequence[NodeTarget], password: str | None,
+def preview_reshape(old: Sequence[NodeTarget], new: Sequence[NodeTarget], access: Access,
                     timeout_s: float = PREVIEW_TIMEOUT_S) -> ReshapePlan:
     """Read-only: the plan against the live cluster where it answers, else the plans alone.
 
@@ -125,7 +125,7 @@ def preview_reshape(old: Sequence[NodeTarget], new: Sequence[NodeTarget], passwo
     moves come from the two plans and the keys are unknown.
     """
     nodes = union(old, new)
-    snapshots = observe_nodes(nodes, password, timeout_s)
+    snapshots = observe_nodes(nodes, access, timeout_s)
     deployed = {n.name for n in old}
     if not any(s.reachable for s in snapshots if s.name in deployed):
         plan = ReshapePlan(
@@ -136,17 +136,17 @@ def preview_reshape(old: Sequence[NodeTarget], new: Sequence[NodeTarget], passwo
         )
         return plan
     plan = plan_reshape(old, new, snapshots)
-    plan.moves = count_keys(plan.moves, {n.name: n for n in nodes}, password)
+    plan.moves = count_keys(plan.moves, {n.name: n for n in nodes}, access)
     return plan
 
 
-def _wait_synced(nodes: Sequence[NodeTarget], replicas: Sequence[str], password: str,
+def _wait_synced(nodes: Sequence[NodeTarget], replicas: Sequence[str], access: Access,
                  deadline: Deadline, timeout_s: float) -> None:
     wanted = [n for n in nodes if n.name in set(replicas)]
 
     def synced() -> tuple[bool, list[str]]:
         lagging = [f"{s.name}: {s.error or 'link ' + str(checks.replica_link(s))}"
-                   for s in observe_nodes(wanted, password)
+                   for s in observe_nodes(wanted, access)
                    if not s.reachable or checks.replica_link(s) != "up"]
         return not lagging, lagging
 
@@ -156,11 +156,11 @@ def _wait_synced(nodes: Sequence[NodeTarget], replicas: Sequence[str], password:
                                     "; ".join(lagging), timeout_s)
 
 
-def _wait_state_ok(nodes: Sequence[NodeTarget], password: str, deadline: Deadline,
+def _wait_state_ok(nodes: Sequence[NodeTarget], access: Access, deadline: Deadline,
                    timeout_s: float) -> None:
     def all_ok() -> tuple[bool, list[str]]:
         lagging = [f"{s.name}: cluster_state {s.state if s.reachable else s.error}"
-                   for s in observe_nodes(nodes, password) if s.state != "ok"]
+                   for s in observe_nodes(nodes, access) if s.state != "ok"]
         return not lagging, lagging
 
     done, lagging = poll(all_ok, deadline, POLL_INTERVAL_S)
@@ -169,11 +169,11 @@ def _wait_state_ok(nodes: Sequence[NodeTarget], password: str, deadline: Deadlin
                                     lagging, "; ".join(lagging), timeout_s)
 
 
-def _open_slot_finishes(plan: ReshapePlan, nodes: Sequence[NodeTarget], password: str
+def _open_slot_finishes(plan: ReshapePlan, nodes: Sequence[NodeTarget], access: Access
                         ) -> tuple[list[Finish], list[str]]:
     """How the rule `clusterops fix` uses (:mod:`clusterops.open_slots`) finishes what an
     interrupted move left open, and the masters now; refuses where that rule refuses."""
-    snapshots = observe_nodes(nodes, password)
+    snapshots = observe_nodes(nodes, access)
     names = {node_id: name for name, node_id in plan.ids.items()}
     view = checks.majority_view([s for s in snapshots if s.reachable and s.cluster_enabled])
     owners = [names.get(o) if o else None for o in view.owners]
@@ -182,16 +182,16 @@ def _open_slot_finishes(plan: ReshapePlan, nodes: Sequence[NodeTarget], password
     slots = sorted({o.slot for o in open_now})
     unowned = [slot for slot in slots if owners[slot] is None]
     finishes, problems = plan_finish(open_now, owners, masters,
-                                     holders(nodes, masters, password, slots))
+                                     holders(nodes, masters, access, slots))
     if unowned or problems:
         raise UnsafeReshapeError([*problems, *(f"slot {slot} is open but no node serves it: "
                                                "run `clusterops fix`" for slot in unowned)])
     return finishes, masters
 
 
-def _finish_open_slots(plan: ReshapePlan, nodes: Sequence[NodeTarget], password: str,
+def _finish_open_slots(plan: ReshapePlan, nodes: Sequence[NodeTarget], access: Access,
                        mover: SlotMover, conns: Mapping[str, redis.Redis]) -> int:
-    finishes, masters = _open_slot_finishes(plan, nodes, password)
+    finishes, masters = _open_slot_finishes(plan, nodes, access)
     for finish in finishes:
         log.info("%s", finish.describe())
     close_in_place(finishes, lambda name, command: conns[name].execute_command(*command))
@@ -201,7 +201,7 @@ def _finish_open_slots(plan: ReshapePlan, nodes: Sequence[NodeTarget], password:
 
 
 def reshape_cluster(
-    old: Sequence[NodeTarget], new: Sequence[NodeTarget], password: str, timeout_s: float,
+    old: Sequence[NodeTarget], new: Sequence[NodeTarget], access: Access, timeout_s: float,
     recorded_ids: Mapping[str, str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ReshapeReport:
@@ -211,17 +211,17 @@ def reshape_cluster(
     deadline = Deadline(started + timeout_s)
     nodes = union(old, new)
     by_name = {n.name: n for n in nodes}
-    snapshots = formation.wait_until_reachable(nodes, password, deadline, timeout_s)
+    snapshots = formation.wait_until_reachable(nodes, access, deadline, timeout_s)
     plan = plan_reshape(old, new, snapshots, recorded_ids)
     if plan.problems:
         raise UnsafeReshapeError(plan.problems)
     if plan.open_slots:
-        _open_slot_finishes(plan, nodes, password)  # refused before anything is written
+        _open_slot_finishes(plan, nodes, access)  # refused before anything is written
     report = ReshapeReport(plan)
     say("; ".join(plan.summary()))
 
     with ExitStack() as stack:
-        conns = {n.name: stack.enter_context(admin_client(n, password)) for n in nodes}
+        conns = {n.name: stack.enter_context(access.client(n)) for n in nodes}
 
         # MEET the new nodes through one surviving member: gossip introduces them to the rest.
         if plan.meet:
@@ -234,27 +234,27 @@ def reshape_cluster(
                 except redis.RedisError as exc:
                     raise ClusterCommandError(
                         f"{introducer.name}: CLUSTER MEET {node.cluster_address} ({name}) failed: "
-                        f"{redact(str(exc), password)}") from exc
+                        f"{access.redact(str(exc))}") from exc
             # Leaving nodes need not learn the new ones (and after a FORGET they cannot).
             staying = [n for n in nodes if n.name not in plan.removed]
-            formation._wait_for_join(staying, conns, password, Deadline.after(timeout_s),
+            formation._wait_for_join(staying, conns, access, Deadline.after(timeout_s),
                                      timeout_s)
             # A node that just joined reports cluster_state:fail for about node-timeout, and
             # refuses the RESTORE-ASKING a MIGRATE sends it (CLUSTERDOWN) until then.
-            _wait_state_ok(staying, password, Deadline.after(timeout_s), timeout_s)
-        snapshots = observe_nodes(nodes, password)
+            _wait_state_ok(staying, access, Deadline.after(timeout_s), timeout_s)
+        snapshots = observe_nodes(nodes, access)
         plan = plan_reshape(old, new, snapshots, recorded_ids)
         if plan.problems:
             raise UnsafeReshapeError(plan.problems)
-        mover = SlotMover(nodes, plan.ids, password, progress=say)
+        mover = SlotMover(nodes, plan.ids, access, progress=say)
 
         def masters_now() -> list[str]:
-            live = observe_nodes(nodes, password)
+            live = observe_nodes(nodes, access)
             return [s.name for s in live if s.myself and s.myself.is_master]
 
         if plan.open_slots:
-            report.finished_open = _finish_open_slots(plan, nodes, password, mover, conns)
-            snapshots = observe_nodes(nodes, password)
+            report.finished_open = _finish_open_slots(plan, nodes, access, mover, conns)
+            snapshots = observe_nodes(nodes, access)
             plan = plan_reshape(old, new, snapshots, recorded_ids)
             if plan.problems:
                 raise UnsafeReshapeError(plan.problems)
@@ -262,8 +262,8 @@ def reshape_cluster(
         if plan.attach:
             ids = plan.ids
             report.attached = formation._attach_replicas(
-                plan.attach, conns, ids, password, Deadline.after(timeout_s), timeout_s)
-            _wait_synced(nodes, [r for r, _m in plan.attach], password,
+                plan.attach, conns, ids, access, Deadline.after(timeout_s), timeout_s)
+            _wait_synced(nodes, [r for r, _m in plan.attach], access,
                          Deadline.after(timeout_s), timeout_s)
         masters = masters_now()
 
@@ -275,7 +275,7 @@ def reshape_cluster(
 
         # Replicas learn the new owners by gossip: wait until most nodes agree.
         def settled() -> tuple[bool, ReshapePlan]:
-            after = plan_reshape(old, new, observe_nodes(nodes, password), recorded_ids)
+            after = plan_reshape(old, new, observe_nodes(nodes, access), recorded_ids)
             for target in sorted({m.target for m in after.moves}):
                 mover.claim(target, masters)  # a claim outvoted by an older epoch: re-claim
             return not (after.moves or after.open_slots or after.problems), after
@@ -296,11 +296,11 @@ def reshape_cluster(
                     if "unknown node" not in str(exc).lower():
                         raise ClusterCommandError(
                             f"{survivor.name}: CLUSTER FORGET {node_id} ({name}) failed: "
-                            f"{redact(str(exc), password)}") from exc
+                            f"{access.redact(str(exc))}") from exc
             report.forgotten.append(name)
             say(f"forgot {name} ({node_id}) on every surviving node")
 
-    report.cluster = formation.form_cluster(list(new), password, timeout_s)
+    report.cluster = formation.form_cluster(list(new), access, timeout_s)
     report.elapsed_s = time.monotonic() - started
     return report
 

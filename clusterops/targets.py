@@ -36,6 +36,7 @@ from typing import Any
 
 from redis.cluster import ClusterNode
 
+from clusterops.access import Access
 from clusterops.connection import tls_options
 from clusterops.errors import TargetsError
 from clusterops.model import ROLES, NodeTarget
@@ -69,6 +70,11 @@ class Targets:
     @property
     def expected_nodes(self) -> int:
         return len(self.nodes)
+
+    @property
+    def access(self) -> Access:
+        """How this command reaches the nodes: every client is made from it."""
+        return Access(self.password)
 
     def by_name(self, name: str) -> NodeTarget:
         for node in self.nodes:

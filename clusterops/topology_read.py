@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from clusterops.access import Access
 from clusterops.model import NodeTarget
 from clusterops.observe import observe_nodes
 from clusterops.verify import assess
@@ -26,10 +27,10 @@ class LiveTopology:
 
 
 def read_live_topology(
-    nodes: Sequence[NodeTarget], password: str | None, socket_timeout_s: float = 2.0
+    nodes: Sequence[NodeTarget], access: Access, socket_timeout_s: float = 2.0
 ) -> LiveTopology:
     """Observe every planned node once and report what the cluster looks like now."""
-    assessment = assess(nodes, observe_nodes(nodes, password, socket_timeout_s))
+    assessment = assess(nodes, observe_nodes(nodes, access, socket_timeout_s))
     return LiveTopology(
         node_ids=dict(assessment.node_ids),
         slot_ranges=dict(assessment.shard_slots),

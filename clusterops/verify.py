@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from clusterops import checks
+from clusterops.access import Access
 from clusterops.model import (
     NodeTarget,
     expand_ranges,
@@ -147,7 +148,7 @@ def assess(plan: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot]) -> Clu
 
 
 def verify_cluster(
-    nodes: Sequence[NodeTarget], password: str | None, socket_timeout_s: float = 2.0
+    nodes: Sequence[NodeTarget], access: Access, socket_timeout_s: float = 2.0
 ) -> list[str]:
     """Observe every node (read-only) and return the problems; empty when healthy."""
-    return assess(nodes, observe_nodes(nodes, password, socket_timeout_s)).problems
+    return assess(nodes, observe_nodes(nodes, access, socket_timeout_s)).problems

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import redis
 from redis.crc import key_slot
 
-from clusterops.connection import admin_client
 from clusterops.observe import ClusterNodeEntry, NodeSnapshot, observe_nodes, parse_cluster_nodes
 from clusterops.targets import Targets
 
@@ -36,17 +35,15 @@ class Connections:
 
     def __init__(self, targets: Targets, timeout_s: float = ADMIN_TIMEOUT_S) -> None:
         self._nodes = {node.name: node for node in targets.nodes}
-        self._password = targets.password
+        self._access = targets.access
         self._timeout_s = timeout_s
         self._clients: dict[str, redis.Redis] = {}
 
     def client(self, name: str) -> redis.Redis:
         if name not in self._clients:
             node = self._nodes[name]
-            self._clients[name] = admin_client(
-                node, self._password, self._timeout_s, self._timeout_s,
-                single_connection_client=True,
-            )
+            self._clients[name] = self._access.client(
+                node, self._timeout_s, self._timeout_s, single_connection_client=True)
         return self._clients[name]
 
     def drop(self, name: str) -> None:
@@ -67,7 +64,7 @@ class Connections:
 
     def observe(self, names: Sequence[str]) -> list[NodeSnapshot]:
         """Fresh snapshots of ``names`` (own connections: observing never disturbs ours)."""
-        return observe_nodes([self._nodes[n] for n in names], self._password, self._timeout_s)
+        return observe_nodes([self._nodes[n] for n in names], self._access, self._timeout_s)
 
     def close(self) -> None:
         for name in list(self._clients):
@@ -155,8 +152,8 @@ class AckedWriter(threading.Thread):
     def _connect(self, name: str) -> redis.Redis:
         # One connection, made now (a refused connect is UNSENT): a WAIT counts the replicas
         # that acknowledged the writes of its own connection.
-        return admin_client(self._nodes[name], self._targets.password, self._socket_timeout_s,
-                            self._socket_timeout_s, single_connection_client=True)
+        return self._targets.access.client(self._nodes[name], self._socket_timeout_s,
+                                           self._socket_timeout_s, single_connection_client=True)
 
     def _loop(self) -> None:
         lookups = Connections(self._targets, ADMIN_TIMEOUT_S)

@@ -42,6 +42,7 @@ import pulumi
 from pulumi import dynamic
 from pulumi.runtime import rpc
 
+from clusterops.access import Access
 from clusterops.errors import ClusterOpsError, PlanError
 from clusterops.formation import form_cluster
 from clusterops.live_config import TLS_FILE_SETTINGS, apply_settings, settings_problems
@@ -204,7 +205,7 @@ def _reshape_preview(olds: Mapping[str, Any], news: Mapping[str, Any]
         return None, []  # malformed inputs: check_inputs says why
     if plan_problems(new):
         return None, []
-    plan = preview_reshape(old, new, _password(news))
+    plan = preview_reshape(old, new, Access(_password(news)))
     failures = [dynamic.CheckFailure("nodes", f"unsafe to reshape the live cluster: {problem}")
                 for problem in plan.problems]
     if topology_change(olds["nodes"], news["nodes"]) is None:
@@ -368,16 +369,17 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         nodes, password, timeout = _nodes(props), _password(props) or "", _timeout(props)
+        access = Access(password)
         acl = _acl(props)
         if acl:
             # The nodes started with these users; this corrects adopted nodes (data volumes
             # kept from an earlier stack) before formation needs the admin user.
-            sync_acl_users(nodes, password, password, acl["users_acl"], acl["masteruser"],
+            sync_acl_users(nodes, access, password, acl["users_acl"], acl["masteruser"],
                            acl["masterauth"], timeout)
-        report = form_cluster(nodes, password, timeout)
+        report = form_cluster(nodes, access, timeout)
         # The nodes started from files holding these values; this only corrects an adopted
         # cluster whose live values differ (an earlier deployment, a hand-made CONFIG SET).
-        apply_settings(nodes, password, _settings(props), timeout,
+        apply_settings(nodes, access, _settings(props), timeout,
                        rewrite_config=_rewrite_config(props))
         return dynamic.CreateResult(cluster_resource_id(report.node_ids), _outputs(props, report))
 
@@ -386,36 +388,37 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
     ) -> dynamic.UpdateResult:
         _refuse_unsupported_change(olds, news)
         nodes, password, timeout = _nodes(news), _password(news) or "", _timeout(news)
+        access = Access(password)
         old_nodes = _nodes(olds)
         old_password = _password(olds)
         acl = _acl(news)
         if acl and (acl != _acl(olds) or old_password != password):
             # Every user's rules and passwords as users.acl now says, live; new nodes started
             # with it already.
-            sync_acl_users(old_nodes, old_password or password, password, acl["users_acl"],
+            sync_acl_users(old_nodes, Access(old_password or password), password, acl["users_acl"],
                            acl["masteruser"], acl["masterauth"], timeout)
         elif old_password and old_password != password:
             # The deployed nodes switch; new nodes start with the new password already.
-            rotate_password(old_nodes, old_password, password, timeout,
+            rotate_password(old_nodes, Access(old_password), password, timeout,
                             rewrite_config=_rewrite_config(news))
         if topology_change(olds["nodes"], news["nodes"]) or news.get(RESHAPE_PLAN_KEY):
             problems = plan_problems(nodes)
             if problems:
                 raise PlanError(reason for _field, reason in problems)
-            reshape_cluster(old_nodes, nodes, password, timeout,
+            reshape_cluster(old_nodes, nodes, access, timeout,
                             recorded_ids=olds.get("node_ids") or {})
         # Live, node by node, with no restart (new nodes included); compared with the live
         # values, not with the old inputs, so an interrupted earlier run is finished here.
-        apply_settings(nodes, password, _settings(news), timeout,
+        apply_settings(nodes, access, _settings(news), timeout,
                        rewrite_config=_rewrite_config(news), force=_tls_reload(olds, news))
         # Adopts the cluster as it is (no writes when it is the planned one) and verifies it.
-        report = form_cluster(nodes, password, timeout)
+        report = form_cluster(nodes, access, timeout)
         return dynamic.UpdateResult(_outputs(news, report))
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
         if not props.get("nodes") or _password(props) is None:
             return dynamic.ReadResult(id_, props)
-        live = read_live_topology(_nodes(props), _password(props))
+        live = read_live_topology(_nodes(props), Access(_password(props)))
         outs = dict(props)
         outs["password"] = rpc.wrap_rpc_secret(_password(props))
         if _acl(props):

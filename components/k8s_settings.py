@@ -69,7 +69,8 @@ def read_kubernetes_settings(reader: ConfigReader, name_prefix: str, shape: Shap
     bootstrap_image = reader.text("bootstrapImage", DEFAULT_BOOTSTRAP_IMAGE)
     if not bootstrap_image or " " in bootstrap_image:
         reader.fail("bootstrapImage", "is empty or contains spaces. Fix: name the image built "
-                    "from k8s/Dockerfile, e.g. registry.example.com/redis-bootstrap:0.1.0")
+                    "from k8s_bootstrap/Dockerfile, e.g. "
+                    "registry.example.com/redis-bootstrap:0.1.0")
     return KubernetesSettings(
         namespace=namespace,
         storage_class=None if storage_class == CLUSTER_DEFAULT_STORAGE_CLASS else storage_class,

@@ -28,6 +28,7 @@ import pulumi
 from pulumi import dynamic
 from pulumi.runtime import rpc
 
+from clusterops.access import Access
 from clusterops.errors import ClusterOpsError
 from clusterops.handover import hand_over
 from clusterops.model import NodeTarget
@@ -125,7 +126,7 @@ class NodeHandoverProvider(dynamic.ResourceProvider):
         refuse_unsafe_change(str(news["node"].get("name")), olds, news)
         if olds.get("trigger") != news.get("trigger"):
             shard = [_target(member, news) for member in news["shard"]]
-            report = hand_over(_target(news["node"], news), shard, _secret(news),
+            report = hand_over(_target(news["node"], news), shard, Access(_secret(news)),
                                float(news.get("timeout_seconds") or 120))
             last = {"was_master": report.was_master, "new_master": report.new_master,
                     "seconds": round(report.seconds, 3)}

@@ -218,7 +218,7 @@ KUBERNETES_CONFIG_KEYS: dict[str, str] = {
     "zoneTopologyKey": "node label that names a node's zone",
     "cpuRequest": "CPU request of each Redis pod (Kubernetes quantity, e.g. 250m)",
     "serviceMonitor": "also declare a prometheus-operator ServiceMonitor for the exporter",
-    "bootstrapImage": "image of the bootstrap Job (python + clusterops, k8s/Dockerfile)",
+    "bootstrapImage": "image of the bootstrap Job (python + clusterops, k8s_bootstrap/Dockerfile)",
 }
 CONFIG_KEYS.update(KUBERNETES_CONFIG_KEYS)
 KUBERNETES_ONLY_KEYS = tuple(k for k in KUBERNETES_CONFIG_KEYS if k != "target")

@@ -34,6 +34,7 @@ from typing import Any
 
 import redis
 
+from clusterops.access import Access
 from clusterops.errors import EXIT_FAILED, EXIT_USAGE, ClusterOpsError, redact
 from clusterops.formation import form_cluster
 from clusterops.model import NodeTarget
@@ -124,7 +125,7 @@ def run(
         return EXIT_USAGE
     try:
         targets = resolve_plan(load_plan(plan_path), deadline, resolve)
-        report = form_cluster(targets, password, max(1.0, deadline - time.monotonic()))
+        report = form_cluster(targets, Access(password), max(1.0, deadline - time.monotonic()))
     except ClusterOpsError as exc:
         # clusterops redacts the password from every message it builds; its exit code says
         # whether a retry can help (an AuthError cannot), as the CLI's does.

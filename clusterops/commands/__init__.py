@@ -39,10 +39,10 @@ def run_plan_then_apply(args: argparse.Namespace, preview: Callable[..., Any],
     """fix and failback: print the plan; with ``--apply`` carry it out and print what is
     left. 0 when nothing is (left) to do, 1 otherwise (a dry run with work to do included)."""
     targets = load_targets(args)
-    plan = preview(targets.nodes, targets.password)
+    plan = preview(targets.nodes, targets.access)
     if not show_plan(args, plan, verb):
         return 0 if plan.nothing_to_do and not plan.problems else 1
-    after = apply(targets.nodes, targets.password, args.timeout, progress=progress_to_stderr)
+    after = apply(targets.nodes, targets.access, args.timeout, progress=progress_to_stderr)
     print(f"after {name}: " + "; ".join(after.lines()))
     return 0 if after.nothing_to_do and not after.problems else 1
 

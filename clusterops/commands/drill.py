@@ -14,6 +14,7 @@ from dataclasses import asdict
 
 import redis
 
+from clusterops.access import Access
 from clusterops.commands import progress_to_stderr, table
 from clusterops.drill import (
     DEFAULT_MAX_RECOVERY_S,
@@ -26,7 +27,7 @@ from clusterops.drill import (
     live_masters,
     run_master_failure_drill,
 )
-from clusterops.errors import AuthError, ClusterOpsError, DrillError, UsageError, redact
+from clusterops.errors import AuthError, ClusterOpsError, DrillError, UsageError
 from clusterops.node_control import CommandNodeControl, DockerNodeControl, NodeControl
 from clusterops.targets import Targets, add_target_arguments, load_targets
 from clusterops.writes import DEFAULT_WAIT_TIMEOUT_MS, Connections
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
     except (ClusterOpsError, redis.RedisError) as exc:
-        error = _as_clusterops_error(exc, targets.password)
+        error = _as_clusterops_error(exc, targets.access)
         if results or args.json:
             print(report(results, args.max_recovery_seconds, str(error)))
         raise error from None
@@ -111,13 +112,13 @@ def run(args: argparse.Namespace) -> int:
     return 1 if any(r.failures(args.max_recovery_seconds) for r in results) else 0
 
 
-def _as_clusterops_error(exc: Exception, password: str | None) -> ClusterOpsError:
+def _as_clusterops_error(exc: Exception, access: Access) -> ClusterOpsError:
     """What stopped the drills, as the error the CLI prints (a RedisError never escapes raw)."""
     if isinstance(exc, ClusterOpsError):
         return exc
     if isinstance(exc, redis.AuthenticationError):
-        return AuthError(redact(f"the password was refused ({exc})", password))
-    return DrillError(redact(f"{type(exc).__name__}: {exc}", password))
+        return AuthError(access.redact(f"the password was refused ({exc})"))
+    return DrillError(access.redact(f"{type(exc).__name__}: {exc}"))
 
 
 def _masters_to_drill(targets: Targets, choice: str) -> list[str]:

@@ -25,14 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     targets = load_targets(args)
-    plan = preview_rebalance(targets.nodes, targets.password)
+    plan = preview_rebalance(targets.nodes, targets.access)
     if not show_plan(args, plan, "move"):
         return 0
-    stats = apply_rebalance(targets.nodes, targets.password, plan, args.timeout,
+    stats = apply_rebalance(targets.nodes, targets.access, plan, args.timeout,
                             progress=progress_to_stderr)
     print(f"moved {stats.slots} slot(s), {stats.keys} key(s) in {stats.elapsed_s:.2f}s "
           f"({stats.migrate_calls} MIGRATE call(s))")
-    after = preview_rebalance(targets.nodes, targets.password)
+    after = preview_rebalance(targets.nodes, targets.access)
     if not after.nothing_to_do:
         print("NOT EVEN afterwards: " + "; ".join(after.lines()))
         return 1

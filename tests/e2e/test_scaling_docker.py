@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
+from clusterops.access import Access
 from clusterops.model import NodeTarget
 from clusterops.observe import observe_node
 from tests.support.cluster_writer import ClusterWriter, only_known_client_errors
@@ -41,7 +42,7 @@ def total_keys(stack: DeployedStack) -> int:
     total = 0
     for node in stack.outputs["nodes"]:
         target = NodeTarget(node["name"], node["ip"], node["port"], node["ip"], node["port"])
-        snap = observe_node(target, stack.password)
+        snap = observe_node(target, Access(stack.password))
         if snap.myself and snap.myself.is_master:
             total += snap.key_count
     return total
@@ -76,7 +77,7 @@ class DepartureWatch(threading.Thread):
         address = f"{self.leaving['ip']}:{self.leaving['port']}"
         last_slots = None
         while not self.stop_flag.is_set():
-            snap = observe_node(self.survivor, self.password)
+            snap = observe_node(self.survivor, Access(self.password))
             entry = next((e for e in snap.entries if e.address == address), None)
             known = entry is not None
             slots = sum(b - a + 1 for a, b in entry.slots) if entry else 0
@@ -202,7 +203,7 @@ def test_protected_volumes_refuse_the_whole_scale_in_until_unprotected(tmp_path:
         stack.reload_outputs()
         master_4 = stack.node("apscale-redis-master-4")
         target = NodeTarget("m4", master_4["ip"], 6379, master_4["ip"], 6379)
-        keys_on_4 = observe_node(target, stack.password).key_count
+        keys_on_4 = observe_node(target, Access(stack.password)).key_count
         assert keys_on_4 > 0
 
         handle.set_config({"masters": "3"})
@@ -211,7 +212,7 @@ def test_protected_volumes_refuse_the_whole_scale_in_until_unprotected(tmp_path:
         assert "redis-cluster-master-4-data\" cannot be deleted" in refused.stdout
         assert "because it is protected" in refused.stdout
         # Nothing started: master-4 still serves its slots with its keys, still a member.
-        snap = observe_node(target, stack.password)
+        snap = observe_node(target, Access(stack.password))
         assert snap.myself is not None and snap.myself.slots == ((12288, 16383),)
         assert snap.key_count == keys_on_4
         assert container_exists("apscale-redis-master-4")

@@ -24,6 +24,7 @@ import pytest
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
+from clusterops.access import Access
 from clusterops.acl_users import ROLES, render_users_acl
 from clusterops.formation import form_cluster
 from clusterops.model import HASH_SLOTS, NodeTarget
@@ -76,7 +77,7 @@ def acl_cluster(redis_nodes_factory: Callable[..., RedisNodes]) -> AclCluster:
             client.config_set("bind-source-addr", node.host)
             client.config_set("cluster-announce-ip", node.host)
     plan = [replace(target, username="admin") for target in plan_for(nodes)]
-    form_cluster(plan, passwords["admin"], TIMEOUT_S)
+    form_cluster(plan, Access(passwords["admin"]), TIMEOUT_S)
     wait_for_replica_links(nodes)
     return AclCluster(nodes, plan, passwords)
 
@@ -161,7 +162,7 @@ def test_rotating_every_password_keeps_clients_and_replicas_connected(acl_cluste
         node.config_path.write_text(node.config_text().replace(old["replication"],
                                                                new["replication"]))
 
-    report = sync_acl_users(acl_cluster.plan, old["admin"], new["admin"], new_acl,
+    report = sync_acl_users(acl_cluster.plan, Access(old["admin"]), new["admin"], new_acl,
                             "replication", new["replication"], TIMEOUT_S)
 
     assert sorted(report.rotated) == sorted(t.name for t in acl_cluster.plan)
@@ -185,7 +186,7 @@ def test_rotating_every_password_keeps_clients_and_replicas_connected(acl_cluste
         "master_link_status") == "up")
     wait_for_replica_links(nodes)
     # Idempotent: a second run finds every node on the new admin password already.
-    again = sync_acl_users(acl_cluster.plan, old["admin"], new["admin"], new_acl,
+    again = sync_acl_users(acl_cluster.plan, Access(old["admin"]), new["admin"], new_acl,
                            "replication", new["replication"], TIMEOUT_S)
     assert sorted(again.already_rotated) == sorted(t.name for t in acl_cluster.plan)
 
@@ -194,7 +195,7 @@ def test_a_user_not_in_the_file_is_removed_and_its_clients_dropped(acl_cluster: 
     node = acl_cluster.nodes[0]
     with node.client() as admin:
         admin.execute_command("ACL", "SETUSER", "intruder", "on", ">intruder-pw", "+@all", "~*")
-    sync_acl_users(acl_cluster.plan, acl_cluster.passwords["admin"],
+    sync_acl_users(acl_cluster.plan, Access(acl_cluster.passwords["admin"]),
                    acl_cluster.passwords["admin"], render_users_acl(acl_cluster.passwords),
                    "replication", acl_cluster.passwords["replication"], TIMEOUT_S)
     with node.client() as admin:

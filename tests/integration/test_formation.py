@@ -16,7 +16,9 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
+from clusterops.access import Access
 from clusterops.errors import (
+    AuthError,
     FormationTimeoutError,
     NodesUnreachableError,
     PlanError,
@@ -78,11 +80,11 @@ def assert_pristine(nodes) -> None:
 
 def test_create_from_empty_forms_the_planned_cluster(six_nodes: RedisNodes) -> None:
     plan = plan_for(six_nodes)
-    report = form_cluster(plan, six_nodes.password, TIMEOUT_S)
+    report = form_cluster(plan, Access(six_nodes.password), TIMEOUT_S)
 
     assert report.action == "created"
     assert report.state == "ok"
-    assert verify_cluster(plan, six_nodes.password) == []
+    assert verify_cluster(plan, Access(six_nodes.password)) == []
     by_name = {n.name: n for n in plan}
     ports = {t.name: t.port for t in plan}
     for node, target in zip(six_nodes, plan, strict=True):
@@ -115,13 +117,13 @@ def test_create_from_empty_forms_the_planned_cluster(six_nodes: RedisNodes) -> N
 
 def test_adopts_an_existing_identical_cluster_without_writing(six_nodes: RedisNodes) -> None:
     plan = plan_for(six_nodes)
-    first = form_cluster(plan, six_nodes.password, TIMEOUT_S)
+    first = form_cluster(plan, Access(six_nodes.password), TIMEOUT_S)
     owner = RedisCluster(host="127.0.0.1", port=plan[0].port, password=six_nodes.password)
     owner.set("kept", "value")
     owner.close()
     epochs, before = config_epochs(six_nodes), write_counts(six_nodes)
 
-    again = form_cluster(plan, six_nodes.password, TIMEOUT_S)
+    again = form_cluster(plan, Access(six_nodes.password), TIMEOUT_S)
 
     assert again.action == "adopted"
     assert again.commands == []
@@ -137,7 +139,7 @@ def test_adopts_an_existing_identical_cluster_without_writing(six_nodes: RedisNo
 
 def test_a_failover_swapped_pair_is_healthy_and_adopted(six_nodes: RedisNodes) -> None:
     plan = plan_for(six_nodes)
-    form_cluster(plan, six_nodes.password, TIMEOUT_S)
+    form_cluster(plan, Access(six_nodes.password), TIMEOUT_S)
     wait_for_replica_links(six_nodes)
     replica = six_nodes[3]  # alphapulse-redis-replica-1 follows master-1
     replica.client().execute_command("CLUSTER", "FAILOVER")
@@ -145,17 +147,17 @@ def test_a_failover_swapped_pair_is_healthy_and_adopted(six_nodes: RedisNodes) -
     wait_for("old master-1 demoted",
              lambda: six_nodes[0].client().info("replication")["role"] == "slave")
     wait_for("cluster healthy after the swap",
-             lambda: verify_cluster(plan, six_nodes.password) == [])
+             lambda: verify_cluster(plan, Access(six_nodes.password)) == [])
     before = write_counts(six_nodes)
 
-    report = form_cluster(plan, six_nodes.password, TIMEOUT_S)
+    report = form_cluster(plan, Access(six_nodes.password), TIMEOUT_S)
 
     assert report.action == "adopted"
     assert write_counts(six_nodes) == before
     assert report.live_roles["alphapulse-redis-master-1"] == "replica"
     assert report.live_roles["alphapulse-redis-replica-1"] == "master"
     assert report.slot_ranges["alphapulse-redis-master-1"] == [[0, 5460]]
-    live = read_live_topology(plan, six_nodes.password)
+    live = read_live_topology(plan, Access(six_nodes.password))
     assert live.cluster_state == "ok" and live.problems == []
     assert live.live_master_of["alphapulse-redis-master-1"] == "alphapulse-redis-replica-1"
 
@@ -164,28 +166,28 @@ def test_verify_reports_an_open_slot_and_form_cluster_will_not_call_it_healthy(
     six_nodes: RedisNodes,
 ) -> None:
     plan = plan_for(six_nodes)
-    report = form_cluster(plan, six_nodes.password, TIMEOUT_S)
+    report = form_cluster(plan, Access(six_nodes.password), TIMEOUT_S)
     master_1 = six_nodes[0].client()
     target_id = report.node_ids["alphapulse-redis-master-2"]
     master_1.execute_command("CLUSTER", "SETSLOT", 100, "MIGRATING", target_id)
     try:
-        problems = verify_cluster(plan, six_nodes.password)
+        problems = verify_cluster(plan, Access(six_nodes.password))
         assert problems == [
             f"alphapulse-redis-master-1: slot 100 is open (migrating to {target_id})"
         ]
         with pytest.raises(FormationTimeoutError) as caught:
-            form_cluster(plan, six_nodes.password, 1.0)
+            form_cluster(plan, Access(six_nodes.password), 1.0)
         assert caught.value.stage == "verifying the cluster"
         assert "slot 100 is open" in str(caught.value)
     finally:
         master_1.execute_command("CLUSTER", "SETSLOT", 100, "STABLE")
-    assert verify_cluster(plan, six_nodes.password) == []
+    assert verify_cluster(plan, Access(six_nodes.password)) == []
 
 
 def test_a_replica_whose_link_is_down_is_not_healthy(six_nodes: RedisNodes) -> None:
     """Attached is not enough: a replica that cannot sync leaves its shard without failover."""
     plan = plan_for(six_nodes)
-    form_cluster(plan, six_nodes.password, TIMEOUT_S)
+    form_cluster(plan, Access(six_nodes.password), TIMEOUT_S)
     replica_1 = six_nodes[3].client()
     replica_1.config_set("masterauth", "not-the-password")
     replica_1.execute_command("CLIENT", "KILL", "TYPE", "master")
@@ -194,14 +196,14 @@ def test_a_replica_whose_link_is_down_is_not_healthy(six_nodes: RedisNodes) -> N
             "replica-1's link to go down",
             lambda: replica_1.info("replication")["master_link_status"] == "down",
         )
-        problems = verify_cluster(plan, six_nodes.password)
+        problems = verify_cluster(plan, Access(six_nodes.password))
         assert problems == [
             "alphapulse-redis-replica-1: replication link to alphapulse-redis-master-1 is down"
         ]
     finally:
         replica_1.config_set("masterauth", six_nodes.password)
     wait_for_replica_links(six_nodes)
-    assert verify_cluster(plan, six_nodes.password) == []
+    assert verify_cluster(plan, Access(six_nodes.password)) == []
 
 
 def test_resumes_a_formation_that_stopped_half_way(six_nodes: RedisNodes) -> None:
@@ -210,12 +212,12 @@ def test_resumes_a_formation_that_stopped_half_way(six_nodes: RedisNodes) -> Non
     for node, target in list(zip(six_nodes, plan, strict=True))[:2]:
         node.client().execute_command("CLUSTER", "ADDSLOTSRANGE", *target.slots[0])
 
-    report = form_cluster(plan, six_nodes.password, TIMEOUT_S)
+    report = form_cluster(plan, Access(six_nodes.password), TIMEOUT_S)
 
     assert report.action == "resumed"
     assert not any("alphapulse-redis-master-1: CLUSTER ADDSLOTSRANGE" in c for c in report.commands)
     assert "alphapulse-redis-master-3: CLUSTER ADDSLOTSRANGE 10923 16383" in report.commands
-    assert verify_cluster(plan, six_nodes.password) == []
+    assert verify_cluster(plan, Access(six_nodes.password)) == []
 
 
 def test_refuses_a_node_holding_keys_and_leaves_everything_untouched(
@@ -232,7 +234,7 @@ def test_refuses_a_node_holding_keys_and_leaves_everything_untouched(
     before = write_counts(six_nodes)
 
     with pytest.raises(UnsafeClusterStateError) as caught:
-        form_cluster(plan, six_nodes.password, TIMEOUT_S)
+        form_cluster(plan, Access(six_nodes.password), TIMEOUT_S)
 
     message = str(caught.value)
     assert plan[4].name in message and "1 key(s)" in message
@@ -270,7 +272,7 @@ def test_refuses_a_node_of_a_foreign_cluster_and_leaves_it_untouched(
     before = {n.name: n.client().info("commandstats") for n in members}
 
     with pytest.raises(UnsafeClusterStateError) as caught:
-        form_cluster(plan, fresh.password, TIMEOUT_S)
+        form_cluster(plan, Access(fresh.password), TIMEOUT_S)
 
     message = str(caught.value)
     assert plan[1].name in message and "outside the plan" in message
@@ -310,7 +312,7 @@ def test_an_unreachable_node_fails_within_the_deadline_naming_it(
 
     started = time.monotonic()
     with pytest.raises(NodesUnreachableError) as caught:
-        form_cluster(plan, nodes.password, timeout_s)
+        form_cluster(plan, Access(nodes.password), timeout_s)
     elapsed = time.monotonic() - started
 
     assert timeout_s <= elapsed < timeout_s + 1.5, elapsed
@@ -330,7 +332,7 @@ def test_a_hung_node_fails_within_the_deadline_naming_it(six_nodes: RedisNodes) 
     try:
         started = time.monotonic()
         with pytest.raises(NodesUnreachableError) as caught:
-            form_cluster(plan, six_nodes.password, timeout_s)
+            form_cluster(plan, Access(six_nodes.password), timeout_s)
         elapsed = time.monotonic() - started
     finally:
         hung.process.send_signal(signal.SIGCONT)
@@ -350,7 +352,7 @@ def test_a_node_that_never_joins_at_its_planned_address_times_out_naming_it(
     plan[2] = replace(plan[2], cluster_port=wrong_port)
 
     with pytest.raises(FormationTimeoutError) as caught:
-        form_cluster(plan, six_nodes.password, 3.0)
+        form_cluster(plan, Access(six_nodes.password), 3.0)
 
     error = caught.value
     assert error.stage == "waiting for all nodes to know each other"
@@ -363,7 +365,7 @@ def test_rejects_an_invalid_plan_before_contacting_anyone(six_nodes: RedisNodes)
     plan = plan_for(six_nodes)
     bad = [plan[0], plan[1], plan[3], plan[4], plan[5]]  # master-3 missing: 2 masters, gap
     with pytest.raises(PlanError) as caught:
-        form_cluster(bad, six_nodes.password, TIMEOUT_S)
+        form_cluster(bad, Access(six_nodes.password), TIMEOUT_S)
     assert "at least 3" in str(caught.value) and "not assigned" in str(caught.value)
     assert_pristine(six_nodes)
 
@@ -373,9 +375,10 @@ def test_wrong_password_is_reported_without_revealing_either_password(
 ) -> None:
     wrong = "not-the-password-123"
     started = time.monotonic()
-    with pytest.raises(NodesUnreachableError) as caught:
-        form_cluster(plan_for(six_nodes), wrong, TIMEOUT_S)
+    with pytest.raises(AuthError) as caught:
+        form_cluster(plan_for(six_nodes), Access(wrong), TIMEOUT_S)
     assert time.monotonic() - started < 5, "an auth failure must not wait for the deadline"
+    assert caught.value.exit_code == 2  # a usage error: the Job and the CLI say so alike
     message = str(caught.value)
     assert "authentication failed" in message
     assert wrong not in message and six_nodes.password not in message
@@ -395,13 +398,13 @@ def _repl_stats(nodes: RedisNodes, password: str) -> dict[str, tuple[int, int]]:
 def test_password_rotation_keeps_replication_up(six_nodes: RedisNodes) -> None:
     plan = plan_for(six_nodes)
     old, new = six_nodes.password, "rotated-" + six_nodes.password[::-1]
-    form_cluster(plan, old, TIMEOUT_S)
+    form_cluster(plan, Access(old), TIMEOUT_S)
     wait_for_replica_links(six_nodes)
     syncs_before = _repl_stats(six_nodes, old)
     offsets_before = {n.name: n.client().info("replication")["master_repl_offset"]
                       for n in six_nodes}
 
-    report = rotate_password(plan, old, new, timeout_s=10)
+    report = rotate_password(plan, Access(old), new, timeout_s=10)
 
     assert sorted(report.rotated) == sorted(t.name for t in plan)
     assert sorted(report.rewritten) == sorted(t.name for t in plan)
@@ -431,13 +434,13 @@ def test_password_rotation_keeps_replication_up(six_nodes: RedisNodes) -> None:
     wait_for("restarted replica relinked", lambda: replica.client(new).info("replication").get(
         "master_link_status") == "up")
     # Running it again is harmless: every node already has the new password.
-    again = rotate_password(plan, old, new, timeout_s=10)
+    again = rotate_password(plan, Access(old), new, timeout_s=10)
     assert sorted(again.already_rotated) == sorted(t.name for t in plan)
 
 
 def test_rotation_on_a_node_without_config_file_still_applies(redis_nodes_factory) -> None:
     nodes = redis_nodes_factory(1, config_file=False)
     target = plan_for(list(nodes), masters=1)[0]
-    report = rotate_password([target], nodes.password, "fresh-password-1", timeout_s=5)
+    report = rotate_password([target], Access(nodes.password), "fresh-password-1", timeout_s=5)
     assert report.without_config_file == [target.name] and report.rewritten == []
     assert nodes[0].client("fresh-password-1").ping()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from clusterops.access import Access
 from clusterops.formation import form_cluster
 from clusterops.handover import HandoverError, hand_over
 from tests.integration.conftest import plan_for, wait_for_replica_links
@@ -17,7 +18,7 @@ def shard_of(plan, master_name):
 def test_a_master_hands_its_slots_to_its_linked_replica_and_keeps_every_key(
         six_nodes: RedisNodes) -> None:
     plan = plan_for(six_nodes)
-    form_cluster(plan, six_nodes.password, 30)
+    form_cluster(plan, Access(six_nodes.password), 30)
     wait_for_replica_links(six_nodes)
     master = plan[0]
     shard = shard_of(plan, master.name)
@@ -28,7 +29,7 @@ def test_a_master_hands_its_slots_to_its_linked_replica_and_keeps_every_key(
         conn.set(key, key)
     assert int(conn.execute_command("WAIT", 1, 1000)) == 1
 
-    report = hand_over(master, shard, six_nodes.password, 20)
+    report = hand_over(master, shard, Access(six_nodes.password), 20)
 
     assert report.was_master and report.new_master == "alphapulse-redis-replica-1"
     assert six_nodes[0].client().info("replication")["role"] == "slave"
@@ -37,15 +38,16 @@ def test_a_master_hands_its_slots_to_its_linked_replica_and_keeps_every_key(
     assert [successor.get(k) for k in keys] == keys
     # A replica needs nothing: it serves no slots.
     again = hand_over(plan[4], shard_of(plan, "alphapulse-redis-master-2"),
-                      six_nodes.password, 10)
+                      Access(six_nodes.password), 10)
     assert not again.was_master and again.new_master is None
 
 
 def test_a_master_whose_replica_is_down_is_not_taken_down(six_nodes: RedisNodes) -> None:
     plan = plan_for(six_nodes)
-    form_cluster(plan, six_nodes.password, 30)
+    form_cluster(plan, Access(six_nodes.password), 30)
     wait_for_replica_links(six_nodes)
     six_nodes[4].stop()  # replica-2, of master-2
     with pytest.raises(HandoverError, match="alphapulse-redis-replica-2: unreachable"):
-        hand_over(plan[1], shard_of(plan, "alphapulse-redis-master-2"), six_nodes.password, 2)
+        hand_over(plan[1], shard_of(plan, "alphapulse-redis-master-2"),
+                  Access(six_nodes.password), 2)
     assert six_nodes[1].client().info("replication")["role"] == "master"

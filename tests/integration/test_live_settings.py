@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 
+from clusterops.access import Access
 from clusterops.live_config import LiveConfigError, apply_settings, canonical
 from components.bootstrap import PROVIDER_VERSION, ClusterBootstrapProvider
 from components.redis_conf import RESTART_DIRECTIVES, live_settings
@@ -39,7 +40,8 @@ def test_every_declared_live_setting_is_changed_at_run_time_by_redis(redis_nodes
                         "appendfsync": "always", "maxmemoryPolicy": "noeviction",
                         "nodeTimeoutMs": "2000", "replicaValidityFactor": "10"}):
         settings = declared(**config)
-        apply_settings(plan, node.password, settings, timeout_s=10)  # verifies with CONFIG GET
+        # apply_settings verifies with CONFIG GET.
+        apply_settings(plan, Access(node.password), settings, timeout_s=10)
         live = node.client().config_get("*")
         assert live["maxmemory"] == canonical("maxmemory", settings["maxmemory"])
         assert live["save"] == settings["save"] and live["appendfsync"] == settings["appendfsync"]
@@ -60,7 +62,8 @@ def test_an_unknown_setting_changes_nothing_on_any_node(redis_nodes_factory):
     plan = plan_for(list(nodes), masters=2)
     before = [n.client().config_get("maxmemory") for n in nodes]
     with pytest.raises(LiveConfigError, match="does not know the setting.*no-such-setting"):
-        apply_settings(plan, nodes.password, {"maxmemory": "32mb", "no-such-setting": "1"}, 5)
+        apply_settings(plan, Access(nodes.password), {"maxmemory": "32mb", "no-such-setting": "1"},
+                       5)
     assert [n.client().config_get("maxmemory") for n in nodes] == before
 
 

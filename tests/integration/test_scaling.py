@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
+from clusterops.access import Access
 from clusterops.errors import NodesUnreachableError
 from clusterops.fix import preview_fix
 from clusterops.formation import form_cluster
-from clusterops.migrate import data_client
 from clusterops.model import NodeTarget, hash_tags, split_slots
 from clusterops.observe import observe_nodes
 from clusterops.scaling import (
@@ -65,7 +65,7 @@ def formed_with_two_replicas_each(factory: Callable[..., RedisNodes]
     """Nine nodes formed as 3 masters x 2 replicas with 2000 keys; also the 1-replica plan."""
     nine = factory(9)
     one, two = one_and_two_replicas(nine)
-    form_cluster(two, nine.password, 60)
+    form_cluster(two, Access(nine.password), 60)
     preload(nine, 2000)
     return nine, one, two
 
@@ -78,7 +78,7 @@ def preload(nodes: RedisNodes, count: int = PRELOAD_KEYS) -> dict[str, str]:
 
 
 def total_keys(plan: Sequence[NodeTarget], password: str) -> int:
-    return sum(s.key_count for s in observe_nodes(plan, password)
+    return sum(s.key_count for s in observe_nodes(plan, Access(password))
                if s.myself and s.myself.is_master)
 
 
@@ -99,7 +99,7 @@ def reshape_under_writer(nodes: RedisNodes, before: Sequence[NodeTarget],
     writer.start()
     try:
         writes_flowing(writer)
-        report = reshape_cluster(before, after, nodes.password, timeout_s)
+        report = reshape_cluster(before, after, Access(nodes.password), timeout_s)
         writes_flowing(writer)
     finally:
         writer.stop()
@@ -121,10 +121,10 @@ def eight(redis_nodes_factory: Callable[..., RedisNodes]) -> RedisNodes:
 def test_grow_to_four_masters_and_back_under_a_live_writer(eight: RedisNodes) -> None:
     pw = eight.password
     three, four = layout(eight, *THREE), layout(eight, *FOUR)
-    form_cluster(three, pw, 30)
+    form_cluster(three, Access(pw), 30)
     data = preload(eight)
 
-    preview = preview_reshape(three, four, pw)
+    preview = preview_reshape(three, four, Access(pw))
     assert not preview.problems, preview.problems
     # 3 -> 4 with the plan's contiguous split: 1365 + 2731 + 4096 slots change owner.
     assert preview.slots_moving == 8192
@@ -136,7 +136,7 @@ def test_grow_to_four_masters_and_back_under_a_live_writer(eight: RedisNodes) ->
     assert grown.moved.slots == 8192
     assert grown.moved.keys >= expected_keys  # plus what the writer added meanwhile
     assert grown.cluster is not None and grown.cluster.action == "adopted"
-    assert verify_cluster(four, pw) == []
+    assert verify_cluster(four, Access(pw)) == []
     assert set(grown.cluster.slot_ranges["ap-master-4"][0]) == {12288, 16383}
     assert len(writer.ok) > 100 and writer.acked
     with cluster_client(eight) as client:
@@ -157,14 +157,14 @@ def test_grow_to_four_masters_and_back_under_a_live_writer(eight: RedisNodes) ->
           f"{shrunk.moved.elapsed_s:.2f}s; writer {len(writer.ok)} ok / {len(writer.acked)} "
           f"acked, errors {len(writer.errors)}: {writer.errors[:3]}")
     assert shrunk.forgotten == ["ap-master-4", "ap-replica-4"]
-    assert verify_cluster(three, pw) == []
+    assert verify_cluster(three, Access(pw)) == []
     with cluster_client(eight) as client:
         assert writer.missing(client) == []
     assert only_known_client_errors(writer), writer.errors[:5]
     assert_all_present(eight, data)
     # The departed master serves no slot (emptied, Redis 7 made it a replica of the new owner
     # of its last slot: whatever it still holds is a copy); the survivors know neither node.
-    departed = observe_nodes([four[3]], pw)[0].myself
+    departed = observe_nodes([four[3]], Access(pw))[0].myself
     assert departed is not None and not departed.slots
     for survivor in eight[:6]:
         nodes_text = survivor.client().execute_command("CLUSTER", "NODES")
@@ -174,7 +174,7 @@ def test_grow_to_four_masters_and_back_under_a_live_writer(eight: RedisNodes) ->
 def test_an_interrupted_move_is_finished_by_the_next_run(eight: RedisNodes) -> None:
     pw = eight.password
     three, four = layout(eight, *THREE), layout(eight, *FOUR)
-    form_cluster(three, pw, 30)
+    form_cluster(three, Access(pw), 30)
     data = preload(eight)
     tag = hash_tags([(16000, 16000)], 1, "t")[0]
     in_slot = {f"{{{tag}}}:{i}": f"slot-value-{i}" for i in range(50)}
@@ -184,7 +184,7 @@ def test_an_interrupted_move_is_finished_by_the_next_run(eight: RedisNodes) -> N
     # Get master-4 into the cluster, then interrupt a move half-way by hand: slot 16000 is
     # importing on master-4 and migrating on master-3, and only some of its keys moved.
     eight[0].client().execute_command("CLUSTER", "MEET", eight[6].host, eight[6].port)
-    ids = {n.name: s.my_id for n, s in zip(four, observe_nodes(four, pw), strict=True)}
+    ids = {n.name: s.my_id for n, s in zip(four, observe_nodes(four, Access(pw)), strict=True)}
     slot = 16000
     src, dst = eight[2].client(), eight[6].client()
 
@@ -198,19 +198,19 @@ def test_an_interrupted_move_is_finished_by_the_next_run(eight: RedisNodes) -> N
     src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids["ap-master-4"])
     keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
     assert len(keys) >= 50
-    with data_client(four[2], pw) as raw:
+    with Access(pw).data_client(four[2]) as raw:
         raw.execute_command("MIGRATE", eight[6].host, eight[6].port, "", 0, 5000, "AUTH", pw,
                             "KEYS", *keys[: len(keys) // 2])
     assert dst.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == len(keys) // 2
 
-    preview = preview_reshape(three, four, pw)
+    preview = preview_reshape(three, four, Access(pw))
     assert not preview.problems
     assert sorted((o.slot, o.node, o.state) for o in preview.open_slots) == [
         (slot, "ap-master-3", "migrating to"), (slot, "ap-master-4", "importing from")]
 
-    report = reshape_cluster(three, four, pw, 60)
+    report = reshape_cluster(three, four, Access(pw), 60)
     assert report.finished_open == 1
-    assert verify_cluster(four, pw) == []
+    assert verify_cluster(four, Access(pw)) == []
     assert_all_present(eight, data)
     assert total_keys(four, pw) == len(data)
 
@@ -221,9 +221,9 @@ def test_an_open_slot_with_two_importers_is_refused_by_the_reshape_as_by_fix(
     import is ambiguous for both, and neither picks one (the reshape used to take the first)."""
     pw = eight.password
     three, four = layout(eight, *THREE), layout(eight, *FOUR)
-    form_cluster(three, pw, 30)
+    form_cluster(three, Access(pw), 30)
     eight[0].client().execute_command("CLUSTER", "MEET", eight[6].host, eight[6].port)
-    ids = {n.name: s.my_id for n, s in zip(four, observe_nodes(four, pw), strict=True)}
+    ids = {n.name: s.my_id for n, s in zip(four, observe_nodes(four, Access(pw)), strict=True)}
     wait_for("master-4 joined", lambda: all(
         ids["ap-master-4"] in node.client().execute_command("CLUSTER", "NODES")
         for node in eight[:3])
@@ -238,8 +238,8 @@ def test_an_open_slot_with_two_importers_is_refused_by_the_reshape_as_by_fix(
 
     with pytest.raises(UnsafeReshapeError, match=f"slot {slot} is open toward ap-master-1, "
                                                  "ap-master-4: not one master"):
-        reshape_cluster(three, four, pw, 20)
-    fix_plan = preview_fix(four, pw)
+        reshape_cluster(three, four, Access(pw), 20)
+    fix_plan = preview_fix(four, Access(pw))
     assert [p for p in fix_plan.problems if f"slot {slot}" in p] == [
         f"slot {slot} is open toward ap-master-1, ap-master-4: not one master among the "
         "targets; close it by hand"]
@@ -250,10 +250,10 @@ def test_an_open_slot_with_two_importers_is_refused_by_the_reshape_as_by_fix(
 def test_a_hand_modified_cluster_is_refused_and_left_untouched(eight: RedisNodes) -> None:
     pw = eight.password
     three, four = layout(eight, *THREE), layout(eight, *FOUR)
-    form_cluster(three, pw, 30)
+    form_cluster(three, Access(pw), 30)
     preload(eight, 2000)
     # Someone moved slot 0 from master-1 to master-2 by hand (no keys in it on purpose).
-    ids = {n.name: s.my_id for n, s in zip(three, observe_nodes(three, pw), strict=True)}
+    ids = {n.name: s.my_id for n, s in zip(three, observe_nodes(three, Access(pw)), strict=True)}
     m1, m2 = eight[0].client(), eight[1].client()
     for key in m1.execute_command("CLUSTER", "GETKEYSINSLOT", 0, 100):
         m1.delete(key)
@@ -263,10 +263,10 @@ def test_a_hand_modified_cluster_is_refused_and_left_untouched(eight: RedisNodes
         client.execute_command("CLUSTER", "SETSLOT", 0, "NODE", ids["ap-master-2"])
     before = eight[6].client().execute_command("CLUSTER", "NODES")
 
-    preview = preview_reshape(three, four, pw)
+    preview = preview_reshape(three, four, Access(pw))
     assert any("slot(s) are served by a master that neither" in p for p in preview.problems)
     with pytest.raises(UnsafeReshapeError, match="resharded by hand"):
-        reshape_cluster(three, four, pw, 20)
+        reshape_cluster(three, four, Access(pw), 20)
     # Nothing was written: the new node was not even met.
     assert eight[6].client().execute_command("CLUSTER", "NODES") == before
 
@@ -275,24 +275,24 @@ def test_two_replicas_per_master_and_back(redis_nodes_factory: Callable[..., Red
     nine = redis_nodes_factory(9)
     pw = nine.password
     one, two = one_and_two_replicas(nine)
-    form_cluster(one, pw, 30)
+    form_cluster(one, Access(pw), 30)
     data = preload(nine, 5000)
 
-    preview = preview_reshape(one, two, pw)
+    preview = preview_reshape(one, two, Access(pw))
     assert preview.moves == [] and not preview.problems
     assert preview.added == ["ap-replica-4", "ap-replica-5", "ap-replica-6"]
 
-    grown = reshape_cluster(one, two, pw, 60)
+    grown = reshape_cluster(one, two, Access(pw), 60)
     assert sorted(r for r, _m in grown.plan.attach) == [
         "ap-replica-4", "ap-replica-5", "ap-replica-6"]
     assert grown.moved.slots == 0
-    assert verify_cluster(two, pw) == []  # every replica's link is up: synced
+    assert verify_cluster(two, Access(pw)) == []  # every replica's link is up: synced
     for index, master in ((6, 0), (7, 1), (8, 2)):
         assert nine[index].client().dbsize() == nine[master].client().dbsize()
 
-    shrunk = reshape_cluster(two, one, pw, 60)
+    shrunk = reshape_cluster(two, one, Access(pw), 60)
     assert shrunk.forgotten == ["ap-replica-4", "ap-replica-5", "ap-replica-6"]
-    assert verify_cluster(one, pw) == []
+    assert verify_cluster(one, Access(pw)) == []
     for master in nine[:3]:
         assert master.client().info("replication")["connected_slaves"] >= 1
     assert_all_present(nine, data)
@@ -300,13 +300,14 @@ def test_two_replicas_per_master_and_back(redis_nodes_factory: Callable[..., Red
 
 RESHAPE_SCRIPT = """
 import json, logging, sys
+from clusterops.access import Access
 from clusterops.model import NodeTarget
 from clusterops.scaling import reshape_cluster
 logging.basicConfig(level=logging.INFO)
 job = json.load(sys.stdin)
 old = [NodeTarget.from_dict(n) for n in job["old"]]
 new = [NodeTarget.from_dict(n) for n in job["new"]]
-reshape_cluster(old, new, job["password"], 60)
+reshape_cluster(old, new, Access(job["password"]), 60)
 """
 
 
@@ -330,7 +331,7 @@ def test_a_provider_killed_mid_migration_loses_nothing_and_the_rerun_finishes(
 
     pw = eight.password
     three, four = layout(eight, *THREE), layout(eight, *FOUR)
-    form_cluster(three, pw, 30)
+    form_cluster(three, Access(pw), 30)
     # Enough keys (with 2 KB values) that the move takes a while: it is killed while a slot is
     # open, between a MIGRATE and the SETSLOT NODE that would close it.
     data = {f"big:{i}": f"{i}:" + "x" * 2000 for i in range(60_000)}
@@ -345,18 +346,24 @@ def test_a_provider_killed_mid_migration_loses_nothing_and_the_rerun_finishes(
     assert process.stdin is not None
     process.stdin.write(job)
     process.stdin.close()
-    seen = wait_for("a slot open mid-move", lambda: open_slots(eight), timeout_s=60,
-                    interval_s=0.01)
+
+    def opened_while_running() -> list[str]:
+        if process.poll() is not None:  # the reshape ended (or failed) before any slot opened
+            assert process.stdout is not None
+            pytest.fail(f"the reshape exited {process.returncode} first: {process.stdout.read()}")
+        return open_slots(eight)
+
+    seen = wait_for("a slot open mid-move", opened_while_running, timeout_s=60, interval_s=0.01)
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     assert process.returncode == -signal.SIGKILL
     assert seen, "the kill must land while a move is in progress"
 
     # Killed: slots may be open, keys split between source and target; none is lost.
-    preview = preview_reshape(three, four, pw)
+    preview = preview_reshape(three, four, Access(pw))
     assert not preview.problems, preview.problems
-    report = reshape_cluster(three, four, pw, 120)
-    assert verify_cluster(four, pw) == []
+    report = reshape_cluster(three, four, Access(pw), 120)
+    assert verify_cluster(four, Access(pw)) == []
     assert open_slots(eight) == []
     assert_all_present(eight, data)
     assert total_keys(four, pw) == len(data)
@@ -371,10 +378,10 @@ def test_a_node_down_with_an_unchanged_plan_is_not_a_reshape(eight: RedisNodes) 
 
     pw = eight.password
     three = layout(eight, *THREE)
-    form_cluster(three, pw, 30)
+    form_cluster(three, Access(pw), 30)
     eight[1].kill()  # master-2
     eight[3].kill()  # replica-1
-    plan = preview_reshape(three, three, pw)
+    plan = preview_reshape(three, three, Access(pw))
     assert plan.foreign_owners == [] and plan.nothing_to_do, plan.summary()
     assert sorted(plan.unknown_nodes) == ["ap-master-2", "ap-replica-1"]
     props = {"nodes": [n.to_dict() for n in three], "password": pw,
@@ -393,7 +400,7 @@ def test_a_preview_off_the_clusters_network_shows_the_planned_moves_with_keys_un
                                    role="replica", master=f"m{k % masters + 1}")
                         for k in range(masters * replicas)]
 
-    plan = preview_reshape(unreachable(3, 1), unreachable(4, 1), "pw", timeout_s=0.5)
+    plan = preview_reshape(unreachable(3, 1), unreachable(4, 1), Access("pw"), timeout_s=0.5)
     assert plan.problems == []
     assert plan.summary()[:3] == [
         "add nodes: m4, r4",
@@ -427,7 +434,7 @@ def test_a_scale_in_whose_keys_cannot_be_placed_is_refused_and_changes_nothing(
                                              "maxmemory-policy": "allkeys-lru"})
     pw = eight.password
     three, four = layout(eight, *THREE), layout(eight, *FOUR)
-    form_cluster(four, pw, 30)
+    form_cluster(four, Access(pw), 30)
     value = "x" * 1000
     with cluster_client(eight) as client:
         for start in range(0, 72_000, 2000):
@@ -435,7 +442,7 @@ def test_a_scale_in_whose_keys_cannot_be_placed_is_refused_and_changes_nothing(
     keys_before = total_keys(four, pw)
     views_before = node_states(eight)
 
-    preview = preview_reshape(four, three, pw)
+    preview = preview_reshape(four, three, Access(pw))
     placed = [p for p in preview.problems if "the keys cannot be placed" in p]
     # 4 -> 3 re-splits the slots: master-3 receives all of master-4's 4096 slots and
     # master-2 2731 of master-3's (~12 MiB each); neither has room for them.
@@ -444,7 +451,7 @@ def test_a_scale_in_whose_keys_cannot_be_placed_is_refused_and_changes_nothing(
     assert all("Raise maxmemory first" in p for p in placed)
     assert keys_before == 72_000  # nothing evicted before the test even starts
     with pytest.raises(UnsafeReshapeError, match="the keys cannot be placed"):
-        reshape_cluster(four, three, pw, 30)
+        reshape_cluster(four, three, Access(pw), 30)
     assert total_keys(four, pw) == keys_before
     assert node_states(eight) == views_before
 
@@ -462,13 +469,13 @@ def test_removing_the_last_working_replica_of_a_shard_is_refused(
              lambda: " fail " in nine[0].client().execute_command("CLUSTER", "NODES")
              or ",fail " in nine[0].client().execute_command("CLUSTER", "NODES"), 10)
 
-    preview = preview_reshape(two, one, pw)
+    preview = preview_reshape(two, one, Access(pw))
     assert any("ap-master-1's shard would be left without a working replica" in p
                and "ap-replica-4 would be removed" in p for p in preview.problems), \
         preview.problems
     # The run itself stops even earlier: it waits for every node it keeps, and names it.
     with pytest.raises(NodesUnreachableError, match="ap-replica-1"):
-        reshape_cluster(two, one, pw, 5)
+        reshape_cluster(two, one, Access(pw), 5)
     assert nine[6].client().info("replication")["master_link_status"] == "up"
 
 
@@ -489,11 +496,11 @@ def test_a_leaving_node_that_is_live_master_after_a_failover_is_refused(
              lambda: len({str(view) for view in node_states(nine)}) == 1, 10)
     before = node_states(nine)
 
-    preview = preview_reshape(two, one, pw)
+    preview = preview_reshape(two, one, Access(pw))
     assert any("ap-replica-4 is leaving but is the live master of ap-master-1's shard" in p
                and "fail back first" in p for p in preview.problems), preview.problems
     with pytest.raises(UnsafeReshapeError, match="fail back first"):
-        reshape_cluster(two, one, pw, 30)
+        reshape_cluster(two, one, Access(pw), 30)
     assert node_states(nine) == before
 
 
@@ -508,17 +515,17 @@ def test_three_to_five_masters_with_two_replicas_each_and_back_in_one_step(
     large = layout(nodes, [0, 1, 2, 3, 4],
                    [(5, 1), (6, 2), (7, 3), (8, 4), (9, 5), (10, 1), (11, 2), (12, 3), (13, 4),
                     (14, 5)])
-    form_cluster(small, pw, 30)
+    form_cluster(small, Access(pw), 30)
     data = preload(nodes, 10_000)
     for before, after, label in ((small, large, "grow"), (large, small, "shrink")):
-        preview = preview_reshape(before, after, pw)
+        preview = preview_reshape(before, after, Access(pw))
         assert not preview.problems, preview.problems
         done, writer = reshape_under_writer(nodes, before, after, label, 120)
         print(f"{label}: {done.moved.slots} slots, {done.moved.keys} keys in "
               f"{done.moved.elapsed_s:.2f}s; writer {len(writer.ok)} ok / {len(writer.acked)} "
               f"acked, errors {len(writer.errors)}: {writer.errors[:3]}")
         assert done.moved.slots == preview.slots_moving
-        assert verify_cluster(after, pw) == []
+        assert verify_cluster(after, Access(pw)) == []
         with cluster_client(nodes) as client:
             assert writer.missing(client) == []
         assert only_known_client_errors(writer), writer.errors[:5]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from clusterops.access import Access
 from clusterops.acl_users import (
     DEFAULT_APP_RULES,
     ROLES,
@@ -14,7 +15,6 @@ from clusterops.acl_users import (
     password_hash,
     render_users_acl,
 )
-from clusterops.migrate import migrate_auth
 from clusterops.model import NodeTarget
 from clusterops.targets import TargetsError, targets_from_outputs
 from components.bootstrap import acl_switch_problem
@@ -88,9 +88,11 @@ def test_nodes_and_containers_get_the_acl_pieces():
 
 
 def test_migrate_names_the_acl_user_only_when_there_is_one():
-    assert migrate_auth("admin", "pw") == ("AUTH2", "admin", "pw")
-    assert migrate_auth(None, "pw") == ("AUTH", "pw")
-    assert migrate_auth("admin", None) == ()
+    admin = NodeTarget("n", "127.0.0.1", 7000, "127.0.0.1", 7000, username="admin")
+    default = NodeTarget("n", "127.0.0.1", 7000, "127.0.0.1", 7000)
+    assert Access("pw").migrate_auth(admin) == ("AUTH2", "admin", "pw")
+    assert Access("pw").migrate_auth(default) == ("AUTH", "pw")
+    assert Access(None).migrate_auth(admin) == ()
 
 
 def _outputs(**extra):

@@ -18,6 +18,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
 from clusterops import cli
+from clusterops.access import Access
 from clusterops.commands.health import render_json, render_table
 from clusterops.errors import AuthError, ClusterOpsError, DrillError, NodeControlError, TargetsError
 from clusterops.health import (
@@ -375,13 +376,13 @@ def test_memory_thresholds_and_declared_maxmemory() -> None:
 
 def test_error_messages_explain_auth_and_never_carry_the_password() -> None:
     secret = "pa55-word-xyz"
-    noauth = describe_error(redis.AuthenticationError("Authentication required."), None, 2)
+    noauth = describe_error(redis.AuthenticationError("Authentication required."), Access(None), 2)
     assert "NOAUTH" in noauth and "no password was given" in noauth
     wrong = describe_error(
-        redis.AuthenticationError(f"invalid password {secret}"), secret, 2.0
+        redis.AuthenticationError(f"invalid password {secret}"), Access(secret), 2.0
     )
     assert "password was refused" in wrong and secret not in wrong
-    timeout = describe_error(redis.TimeoutError("Timeout reading"), secret, 0.5)
+    timeout = describe_error(redis.TimeoutError("Timeout reading"), Access(secret), 0.5)
     assert "0.5s" in timeout
 
 
