@@ -25,10 +25,10 @@ import redis
 
 from clusterops.access import Access
 from clusterops.child_env import child_env
+from clusterops.cluster_targets import Targets
 from clusterops.errors import ClusterOpsError, TargetsError, UsageError
 from clusterops.model import NodeTarget
 from clusterops.observe import observe_nodes, refuse_on_auth
-from clusterops.targets import Targets
 
 DEFAULT_TIMEOUT_S = 300.0
 

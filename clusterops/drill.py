@@ -34,12 +34,12 @@ import redis
 from redis.crc import key_slot
 
 from clusterops import checks
+from clusterops.cluster_targets import Targets
 from clusterops.errors import DrillError, NodeControlError, UsageError
 from clusterops.model import hash_tags
 from clusterops.node_control import NodeControl
 from clusterops.observe import NodeSnapshot, refuse_on_auth
 from clusterops.poll import Deadline, poll
-from clusterops.targets import Targets
 from clusterops.writes import (
     ACKED,
     DEFAULT_WAIT_TIMEOUT_MS,

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 from clusterops import checks
 from clusterops.access import Access
+from clusterops.admin import manual_failover
 from clusterops.errors import ClusterCommandError, UsageError
-from clusterops.live import LiveCluster, manual_failover, read_live
+from clusterops.live import LiveCluster, read_live
 from clusterops.model import NodeTarget, format_ranges
 from clusterops.observe import observe_nodes
 from clusterops.poll import Deadline, poll

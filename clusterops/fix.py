@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from clusterops.access import Access
-from clusterops.live import LiveCluster, holders, read_live, run_admin, wait_settled
+from clusterops.admin import run_admin
+from clusterops.live import LiveCluster, holders, read_live, wait_settled
 from clusterops.migrate import SlotMover
 from clusterops.model import NodeTarget, merge_ranges
 from clusterops.open_slots import Finish, close_in_place, pairs_to_move, plan_finish

@@ -303,7 +303,7 @@ def _describe_all(snapshots: Sequence[NodeSnapshot]) -> str:
     return " | ".join(s.describe() for s in snapshots)
 
 
-def _wait_for_join(
+def wait_for_join(
     plan: Sequence[NodeTarget],
     conns: dict[str, redis.Redis],
     access: Access,
@@ -323,7 +323,7 @@ def _wait_for_join(
         )
 
 
-def _attach_replicas(
+def attach_replicas(
     pairs: Sequence[tuple[str, str]],
     conns: dict[str, redis.Redis],
     ids: dict[str, str],
@@ -426,9 +426,9 @@ def form_cluster(
             _run(conns, command, access)
             commands.append(command.describe())
         if actions.meets:
-            _wait_for_join(nodes, conns, access, deadline, timeout_s)
+            wait_for_join(nodes, conns, access, deadline, timeout_s)
         if actions.replicate:
-            commands += _attach_replicas(
+            commands += attach_replicas(
                 actions.replicate, conns, ids, access, deadline, timeout_s
             )
         assessment = _wait_until_healthy(nodes, conns, access, deadline, timeout_s)

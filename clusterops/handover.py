@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from clusterops.access import Access
+from clusterops.admin import manual_failover
 from clusterops.errors import ClusterCommandError, ClusterOpsError
-from clusterops.live import manual_failover
 from clusterops.model import NodeTarget
 from clusterops.observe import NodeSnapshot, observe_nodes
 from clusterops.poll import Deadline, poll

@@ -45,6 +45,7 @@ from redis.retry import Retry
 from clusterops import checks
 from clusterops.access import Access
 from clusterops.checks import ClusterView, expand_runs, majority_view
+from clusterops.cluster_targets import Targets
 from clusterops.model import HASH_SLOTS, format_ranges, hash_tags
 from clusterops.observe import (
     ClusterNodeEntry,
@@ -54,7 +55,6 @@ from clusterops.observe import (
     observe_nodes,
     parse_kv_list,
 )
-from clusterops.targets import Targets
 from clusterops.units import format_bytes
 
 CLUSTER = "cluster"  # the "node" column of results about the cluster as a whole

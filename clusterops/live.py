@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import redis
-
 from clusterops import checks
 from clusterops.access import Access
 from clusterops.errors import ClusterCommandError, TargetsError
@@ -112,50 +110,6 @@ def holders(nodes: Sequence[NodeTarget], masters: Sequence[str], access: Access,
             if count:
                 found[slot][name] = count
     return found
-
-
-def run_admin(node: NodeTarget, access: Access, *command: object) -> object:
-    """One admin command; a rejection becomes a ClusterCommandError naming node and command."""
-    try:
-        with access.client(node) as conn:
-            return conn.execute_command(*command)
-    except redis.RedisError as exc:
-        shown = " ".join(str(c) for c in command)
-        raise ClusterCommandError(f"{node.name} ({node.address}): {shown} failed: "
-                                  f"{access.redact(str(exc))}") from exc
-
-
-# Redis aborts a manual failover that has not completed within CLUSTER_MF_TIMEOUT (5 s,
-# cluster.h), silently for the caller: on a busy host the master may not pause its clients in
-# time. The command is sent again when the roles have not flipped after this long.
-MANUAL_FAILOVER_RETRY_S = 6.0
-MANUAL_FAILOVER_POLL_S = 0.1
-
-
-def manual_failover(successor: NodeTarget, old: NodeTarget, access: Access,
-                    deadline: Deadline) -> tuple[bool, str]:
-    """CLUSTER FAILOVER (no FORCE: the master hands over only once the replica has every write)
-    on ``successor``, sent again after each aborted attempt, until it serves the slots and
-    ``old`` replicates it, or ``deadline`` passes; returns (done, the two nodes as last seen)."""
-
-    def flipped() -> tuple[bool, str]:
-        new_snap, old_snap = observe_nodes([successor, old], access)
-        old_me = old_snap.myself
-        done = bool(new_snap.serves_slots and old_me and old_me.is_replica
-                    and old_me.master_id == new_snap.my_id)
-        return done, f"{new_snap.describe()} | {old_snap.describe()}"
-
-    while True:
-        try:
-            run_admin(successor, access, "CLUSTER", "FAILOVER")
-        except ClusterCommandError as exc:
-            # Already a master: the previous attempt completed after our last look.
-            if "to a replica" not in str(exc):
-                raise
-        attempt = Deadline(min(deadline.at, Deadline.after(MANUAL_FAILOVER_RETRY_S).at))
-        done, seen = poll(flipped, attempt, MANUAL_FAILOVER_POLL_S)
-        if done or deadline.expired:
-            return done, seen
 
 
 def wait_settled(nodes: Sequence[NodeTarget], access: Access, timeout_s: float,

@@ -22,8 +22,8 @@ import subprocess
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from clusterops.cluster_targets import Targets
 from clusterops.errors import NodeControlError
-from clusterops.targets import Targets
 
 DEFAULT_COMMAND_TIMEOUT_S = 60.0
 

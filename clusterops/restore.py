@@ -47,13 +47,13 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from clusterops.backup import sha256_of
+from clusterops.cluster_targets import Targets
 from clusterops.connection import tls_options
 from clusterops.errors import AuthError, ClusterOpsError, UsageError
 from clusterops.model import HASH_SLOTS, format_ranges, merge_ranges
 from clusterops.observe import observe_nodes, parse_info
 from clusterops.open_slots import count_keys_in_slots, find_open_slots
 from clusterops.poll import Deadline, poll
-from clusterops.targets import Targets
 
 BATCH_KEYS = 1000  # keys per SCAN page and per MIGRATE call
 MIGRATE_TIMEOUT_MS = 30_000

@@ -237,7 +237,7 @@ def reshape_cluster(
                         f"{access.redact(str(exc))}") from exc
             # Leaving nodes need not learn the new ones (and after a FORGET they cannot).
             staying = [n for n in nodes if n.name not in plan.removed]
-            formation._wait_for_join(staying, conns, access, Deadline.after(timeout_s),
+            formation.wait_for_join(staying, conns, access, Deadline.after(timeout_s),
                                      timeout_s)
             # A node that just joined reports cluster_state:fail for about node-timeout, and
             # refuses the RESTORE-ASKING a MIGRATE sends it (CLUSTERDOWN) until then.
@@ -261,7 +261,7 @@ def reshape_cluster(
 
         if plan.attach:
             ids = plan.ids
-            report.attached = formation._attach_replicas(
+            report.attached = formation.attach_replicas(
                 plan.attach, conns, ids, access, Deadline.after(timeout_s), timeout_s)
             _wait_synced(nodes, [r for r, _m in plan.attach], access,
                          Deadline.after(timeout_s), timeout_s)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import redis
 from redis.crc import key_slot
 
+from clusterops.cluster_targets import Targets
 from clusterops.observe import ClusterNodeEntry, NodeSnapshot, observe_nodes, parse_cluster_nodes
-from clusterops.targets import Targets
 
 ADMIN_TIMEOUT_S = 0.5
 WRITER_TIMEOUT_S = 1.0

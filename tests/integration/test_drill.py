@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from clusterops.cluster_targets import Targets
 from clusterops.drill import (
     DrillResult,
     account_writes,
@@ -27,7 +28,6 @@ from clusterops.drill import (
     run_master_failure_drill,
     wait_until_ready,
 )
-from clusterops.targets import Targets
 from clusterops.writes import ACKED, UNACKED, Connections, WriteRecord
 from tests.support.process_control import (
     LoopbackPartitionControl,

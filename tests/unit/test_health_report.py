@@ -19,6 +19,7 @@ from redis.exceptions import RedisClusterException
 
 from clusterops import cli
 from clusterops.access import Access
+from clusterops.cluster_targets import Targets
 from clusterops.commands.health import render_json, render_table
 from clusterops.errors import AuthError, ClusterOpsError, DrillError, NodeControlError, TargetsError
 from clusterops.health import (
@@ -34,7 +35,6 @@ from clusterops.health import (
 )
 from clusterops.model import NodeTarget, split_slots
 from clusterops.observe import NodeSnapshot, describe_error, parse_cluster_nodes, parse_info
-from clusterops.targets import Targets
 from tests.conftest import PROJECT_ROOT
 
 MIB = 1024 * 1024

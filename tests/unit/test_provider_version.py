@@ -29,8 +29,8 @@ def test_each_version_is_the_digest_of_its_modules_import_closure() -> None:
 def test_the_closure_holds_what_each_provider_runs_and_not_the_cli() -> None:
     handover = closure_names("components.node_handover")
     # Once a hand-written list of two files: the takeover it delegates to was missing.
-    assert {"components/node_handover.py", "clusterops/handover.py", "clusterops/live.py",
-            "clusterops/observe.py", "clusterops/poll.py", "clusterops/checks.py",
+    assert {"components/node_handover.py", "clusterops/handover.py", "clusterops/admin.py",
+            "clusterops/observe.py", "clusterops/poll.py", "clusterops/access.py",
             "clusterops/connection.py"} <= handover
     secret_files = closure_names("components.secret_files")
     assert {"components/docker_host.py", "clusterops/child_env.py"} <= secret_files
@@ -49,7 +49,8 @@ def test_an_edit_inside_the_closure_changes_the_version_and_one_outside_does_not
                         ignore=shutil.ignore_patterns("__pycache__"))
     before = module_version("components.node_handover", tmp_path)
     assert before == PROVIDERS["components.node_handover"]  # same files, same version
-    for relative, changes in (("clusterops/live.py", True), ("clusterops/cli.py", False)):
+    # The failover it delegates to (a transitive import) is in; the CLI, never run, is out.
+    for relative, changes in (("clusterops/admin.py", True), ("clusterops/cli.py", False)):
         path = tmp_path / relative
         original = path.read_bytes()
         path.write_bytes(original + b"\n# changed\n")
