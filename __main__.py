@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pulumi
 
+from components.config_reader import PROJECT
 from components.passwords import generated_password
 from components.program_errors import config_problems_reported
-from components.spec import ACL_PASSWORD_KEYS, PROJECT, ClusterSpec, ConfigError, load_spec
+from components.spec import ACL_PASSWORD_KEYS, ClusterSpec, ConfigError, load_spec
 from components.stack_config import raw_project_config
 from components.target_neutral import ClusterOutputs
 

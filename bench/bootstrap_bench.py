@@ -5,7 +5,7 @@ loopback, lets them idle ``--settle-seconds`` (a deployment starts the bootstrap
 containers are healthy; it also keeps Redis' 2 s startup write delay out of both numbers), then
 starts the clock and runs one tool:
 
-- ours: ``clusterops.formation.form_cluster`` (what the Pulumi provider runs);
+- ours: ``clusterops.provision.formation.form_cluster`` (what the Pulumi provider runs);
 - reference: ``redis-cli --cluster create ... --cluster-replicas 1 --cluster-yes`` with the
   password in the REDISCLI_AUTH environment variable (never on argv).
 
@@ -34,8 +34,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from clusterops.access import Access  # noqa: E402
-from clusterops.formation import form_cluster  # noqa: E402
+from clusterops.node.access import Access  # noqa: E402
+from clusterops.provision.formation import form_cluster  # noqa: E402
 from tests.integration.conftest import plan_for  # noqa: E402
 from tests.support.redis_nodes import RedisNodes  # noqa: E402
 

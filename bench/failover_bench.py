@@ -1,9 +1,9 @@
 """Failover benchmark: client-observed recovery over N master-failure trials, two node-timeouts.
 
-Every trial is one ``run_master_failure_drill`` (clusterops.drill): a writer doing SET + WAIT 1
-on the master's slots, the fault, a probe writing straight to the slot's owner every 20 ms
-until a write succeeds (that delay is the recovery time), the node brought back as a replica,
-and every acknowledged write read back. Masters are drilled in turn.
+Every trial is one ``run_master_failure_drill`` (clusterops.tasks.drill): a writer doing
+SET + WAIT 1 on the master's slots, the fault, a probe writing straight to the slot's owner
+every 20 ms until a write succeeds (that delay is the recovery time), the node brought back as
+a replica, and every acknowledged write read back. Masters are drilled in turn.
 
 Two settings run in the same session, trials interleaved so drift hits both alike:
 ``--node-timeout-ms`` (the project's setting, 1000) and ``--reference-node-timeout-ms`` (the
@@ -38,21 +38,21 @@ if str(PROJECT_ROOT) not in sys.path:
 
 import redis  # noqa: E402
 
-from clusterops.drill import (  # noqa: E402
-    DrillResult,
-    live_masters,
-    run_master_failure_drill,
-    wait_until_ready,
-)
-from clusterops.errors import DrillError  # noqa: E402
-from clusterops.node_control import DockerNodeControl, NodeControl  # noqa: E402
-from clusterops.targets import (  # noqa: E402
+from clusterops.cli.targets import (  # noqa: E402
     Targets,
     read_outputs_file,
     resolve_password,
     targets_from_outputs,
 )
-from clusterops.writes import Connections  # noqa: E402
+from clusterops.core.errors import DrillError  # noqa: E402
+from clusterops.tasks.drill import (  # noqa: E402
+    DrillResult,
+    live_masters,
+    run_master_failure_drill,
+    wait_until_ready,
+)
+from clusterops.tasks.node_control import DockerNodeControl, NodeControl  # noqa: E402
+from clusterops.tasks.writes import Connections  # noqa: E402
 
 PROJECT_NODE_TIMEOUT_MS = 1000  # Pulumi.dev.yaml / Pulumi.prod.yaml nodeTimeoutMs
 REFERENCE_NODE_TIMEOUT_MS = 2000  # the reference the issue compares against

@@ -31,7 +31,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from clusterops.poll import Deadline, poll  # noqa: E402
+from clusterops.core.poll import Deadline, poll  # noqa: E402
 from local_kubernetes import cluster  # noqa: E402
 from local_kubernetes.__main__ import local_images  # noqa: E402
 from tests.e2e import test_k8s_cluster as k8s  # noqa: E402

@@ -9,7 +9,7 @@ process of its own (so it shares no interpreter lock with either tool) does GET 
 value back) on random existing keys, paced at ``--client-rate`` pairs/s (default 1000; 0 runs
 it flat out), each call timed:
 
-- ours: ``clusterops.rebalance`` (what ``python -m clusterops rebalance --apply`` runs): the
+- ours: ``clusterops.reshape.rebalance`` (what ``python -m clusterops rebalance --apply`` runs): the
   plan (keys counted per range) and the move, timed together;
 - reference, same run: ``redis-cli --cluster rebalance <node> --cluster-use-empty-masters
   --cluster-pipeline 10`` (password in REDISCLI_AUTH).
@@ -55,11 +55,11 @@ import redis  # noqa: E402
 from redis.cluster import ClusterNode, RedisCluster  # noqa: E402
 from redis.crc import key_slot  # noqa: E402
 
-from clusterops.access import Access  # noqa: E402
-from clusterops.model import NodeTarget  # noqa: E402
-from clusterops.observe import parse_cluster_nodes  # noqa: E402
-from clusterops.poll import Deadline, poll  # noqa: E402
-from clusterops.rebalance import apply_rebalance, preview_rebalance  # noqa: E402
+from clusterops.core.model import NodeTarget  # noqa: E402
+from clusterops.core.poll import Deadline, poll  # noqa: E402
+from clusterops.node.access import Access  # noqa: E402
+from clusterops.node.observe import parse_cluster_nodes  # noqa: E402
+from clusterops.reshape.rebalance import apply_rebalance, preview_rebalance  # noqa: E402
 from tests.support.process_control import form_cluster_with_redis_cli  # noqa: E402
 from tests.support.redis_nodes import RedisNodes  # noqa: E402
 

@@ -33,8 +33,8 @@ if str(PROJECT_ROOT) not in sys.path:
 
 import redis  # noqa: E402
 
-from clusterops import restore  # noqa: E402
-from clusterops.poll import Deadline, poll  # noqa: E402
+from clusterops.core.poll import Deadline, poll  # noqa: E402
+from clusterops.tasks import restore  # noqa: E402
 from tests.support.process_control import (  # noqa: E402
     form_cluster_with_redis_cli,
     targets_for,

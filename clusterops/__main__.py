@@ -1,5 +1,5 @@
 """Entry point for ``python -m clusterops``."""
 
-from clusterops.cli import main
+from clusterops.cli.main import main
 
 raise SystemExit(main())

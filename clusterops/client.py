@@ -33,7 +33,7 @@ import inspect
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from redis.cluster import ClusterNode, RedisCluster
 
@@ -136,7 +136,6 @@ OUTPUTS_SCHEMAS[4] = {
 SUPPORTED_VERSIONS = tuple(sorted(OUTPUTS_SCHEMAS))
 SECRET_OUTPUTS = frozenset({"password", "admin_password"})
 
-Location = Literal["network", "docker-host", "remote"]
 LOCATIONS: tuple[str, ...] = ("network", "docker-host", "remote")
 Address = tuple[str, int]
 

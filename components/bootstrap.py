@@ -19,13 +19,13 @@ Pulumi's provider protocol onto it. Facts from pulumi/pulumi that shape it:
   where the same-named input was secret (#3012). We do not rely on that: the password is
   returned explicitly wrapped as a secret from check, create, update and read.
 - ``settings`` (what Redis changes at run time: maxmemory, appendfsync, ...) are applied on
-  every node with CONFIG SET in ``create`` and ``update`` (clusterops.live_config): a setting
+  every node with CONFIG SET in ``create`` and ``update`` (clusterops.provision.settings): a setting
   change is an update of this resource, shown in the preview, and restarts no node.
 - Scaling (nodes added or removed, slot ranges changed, a replica following another master)
   is an update: ``check`` reads the live cluster where it answers and puts the plan (nodes in
   and out, every slot range with source and target and its key count) into the
   ``reshape_plan`` input, so ``pulumi preview --diff`` shows it, and refuses with a
-  CheckFailure a live cluster changed by hand; ``update`` runs :mod:`clusterops.scaling`.
+  CheckFailure a live cluster changed by hand; ``update`` runs :mod:`clusterops.reshape.scaling`.
   The engine creates new containers before this update (the resource depends on every
   container) and deletes removed ones after it. Moving a surviving node to another address
   or changing its role is still refused.
@@ -42,14 +42,14 @@ import pulumi
 from pulumi import dynamic
 from pulumi.runtime import rpc
 
-from clusterops.access import Access
-from clusterops.errors import ClusterOpsError, PlanError
-from clusterops.formation import form_cluster
-from clusterops.live_config import TLS_FILE_SETTINGS, apply_settings, settings_problems
-from clusterops.model import ClusterReport, NodeTarget, plan_problems
-from clusterops.password_rotation import rotate_password, sync_acl_users
-from clusterops.scaling import preview_reshape, reshape_cluster
-from clusterops.topology_read import read_live_topology
+from clusterops.core.errors import ClusterOpsError, PlanError
+from clusterops.core.model import ClusterReport, NodeTarget, plan_problems
+from clusterops.node.access import Access
+from clusterops.provision.formation import form_cluster
+from clusterops.provision.password_rotation import rotate_password, sync_acl_users
+from clusterops.provision.settings import TLS_FILE_SETTINGS, apply_settings, settings_problems
+from clusterops.reshape.scaling import preview_reshape, reshape_cluster
+from clusterops.state.topology import read_live_topology
 from components.preview_values import contains_unknown
 from components.provider_version import module_version
 
@@ -464,10 +464,10 @@ class ClusterBootstrap(dynamic.Resource, module="alphapulse", name="ClusterBoots
         acl: pulumi.Input[Mapping[str, str]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """``nodes``: plain dicts with the :class:`clusterops.model.NodeTarget` fields (slots as
-        ``[[first, last], ...]``); ``password`` is always stored as a secret; ``settings``:
-        setting -> value applied live with CONFIG SET on every node (and persisted with
-        CONFIG REWRITE when ``rewrite_config``)."""
+        """``nodes``: plain dicts with the :class:`clusterops.core.model.NodeTarget` fields
+        (slots as ``[[first, last], ...]``); ``password`` is always stored as a secret;
+        ``settings``: setting -> value applied live with CONFIG SET on every node (and persisted
+        with CONFIG REWRITE when ``rewrite_config``)."""
         props = {
             "nodes": nodes,
             "password": pulumi.Output.secret(password),

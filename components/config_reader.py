@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from clusterops.units import parse_memory
+from clusterops.core.units import parse_memory
 
 PROJECT = "alphapulse-redis-cluster"
 

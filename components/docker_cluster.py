@@ -25,7 +25,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from clusterops.acl_users import FIXED_NAMES, render_users_acl
+from clusterops.provision.acl_users import FIXED_NAMES, render_users_acl
 from components import exporter_conf
 from components.bootstrap import PROVIDER_VERSION, ClusterBootstrap
 from components.docker_host import DEFAULT_DOCKER_HOST

@@ -15,7 +15,7 @@ import subprocess
 
 import pulumi
 
-from clusterops.child_env import child_env
+from clusterops.core.child_env import child_env
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 DOCKER_INFO_TIMEOUT_S = 30
@@ -31,7 +31,7 @@ def stack_docker_host() -> str:
 
 def docker_cli_env(docker_host: str) -> dict[str, str]:
     """The environment that points the docker CLI at `docker_host` and carries no secret: this
-    process's environment holds the decrypted stack config (clusterops.child_env says why)."""
+    process's environment holds the decrypted stack config (clusterops.core.child_env says why)."""
     return child_env({"DOCKER_HOST": docker_host})
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from clusterops.acl_users import (
+from clusterops.core.model import BUS_PORT_OFFSET
+from clusterops.provision.acl_users import (
     DEFAULT_APP_RULES,
     DEFAULT_APP_USER,
     app_rules_problems,
     app_user_problems,
 )
-from clusterops.model import BUS_PORT_OFFSET
 from components.config_reader import PROJECT, ConfigReader
 from components.hosts import HostSettings, check_hosts
 from components.layout import FIRST_NODE_HOST_OFFSET, Shape
@@ -173,7 +173,8 @@ def _supplied_ca(reader: ConfigReader, tls: bool, cert_days: int) -> str | None:
 
 @dataclass(frozen=True)
 class AclSettings:
-    """ACL users (clusterops/acl_users.py): admin, app, exporter, replication; default off."""
+    """ACL users (clusterops/provision/acl_users.py): admin, app, exporter, replication;
+    default off."""
 
     acl: bool = False
     acl_app_user: str = DEFAULT_APP_USER

@@ -24,6 +24,7 @@ import pulumi_kubernetes as k8s
 
 from components import exporter_conf
 from components.k8s_plan import KubernetesPlan, PlacedNode, place_cluster
+from components.layout import REDIS_PORT
 from components.redis_conf import (
     AUTH_CONF_NAME,
     CONF_DIR,
@@ -35,7 +36,7 @@ from components.redis_conf import (
     render_auth_conf,
     render_redis_conf,
 )
-from components.spec import REDIS_PORT, ClusterSpec
+from components.spec import ClusterSpec
 from components.target_neutral import (
     BOOTSTRAP_UID,
     BUS_PORT,

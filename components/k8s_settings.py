@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from clusterops.units import format_memory
+from clusterops.core.units import format_memory
 from components.config_reader import PROJECT, ConfigReader
 from components.layout import Shape
 

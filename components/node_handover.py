@@ -8,10 +8,10 @@ dependent's step only after its dependencies' steps finished, so one shard never
 nodes down together (shards roll in parallel).
 
 The handover's `trigger` input is what replaces the container (image, start-only config
-digest). When it changes, `update` runs clusterops.handover.hand_over: wait until the rest of
-the shard is up and linked (the node replaced just before has caught up), and if the node is
-a live master, CLUSTER FAILOVER to a linked replica so its container goes down holding no
-slots. Any other update (password, provider code) changes nothing on the cluster.
+digest). When it changes, `update` runs clusterops.provision.handover.hand_over: wait until
+the rest of the shard is up and linked (the node replaced just before has caught up), and if
+the node is a live master, CLUSTER FAILOVER to a linked replica so its container goes down
+holding no slots. Any other update (password, provider code) changes nothing on the cluster.
 
 Same protocol rules as components/bootstrap.py: module imports cleanly, no state, `diff`
 ignores the pickled `__provider`, outputs repeat the inputs, `create` and `delete` touch
@@ -28,10 +28,10 @@ import pulumi
 from pulumi import dynamic
 from pulumi.runtime import rpc
 
-from clusterops.access import Access
-from clusterops.errors import ClusterOpsError
-from clusterops.handover import hand_over
-from clusterops.model import NodeTarget
+from clusterops.core.errors import ClusterOpsError
+from clusterops.core.model import NodeTarget
+from clusterops.node.access import Access
+from clusterops.provision.handover import hand_over
 from components.preview_values import contains_unknown
 from components.provider_version import module_version
 from components.topology import ClusterPlan, PlannedNode

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clusterops.units import format_memory
+from clusterops.core.units import format_memory
 from components.config_reader import PROJECT, ConfigReader
 from components.layout import MAX_REPLICAS_PER_MASTER, Shape
 

@@ -13,7 +13,7 @@ CONFIG SET, applied on every node by the bootstrap provider: no restart) and ``r
 
 import hashlib
 
-from clusterops.live_config import TLS_FILE_SETTINGS
+from clusterops.provision.settings import TLS_FILE_SETTINGS
 from components.spec import ClusterSpec
 from components.topology import PlannedNode
 

@@ -18,11 +18,9 @@ from typing import Any
 
 import pulumi
 
-from clusterops.acl_users import DEFAULT_APP_RULES, DEFAULT_APP_USER
-from clusterops.units import format_memory
-from components.config_reader import PROJECT as PROJECT
-from components.config_reader import ConfigReader
-from components.docker_settings import ADMIN_ACCESS_MODES as ADMIN_ACCESS_MODES
+from clusterops.core.units import format_memory
+from clusterops.provision.acl_users import DEFAULT_APP_RULES, DEFAULT_APP_USER
+from components.config_reader import PROJECT, ConfigReader
 from components.docker_settings import (
     DockerNetwork,
     DockerSettings,
@@ -31,20 +29,9 @@ from components.docker_settings import (
     read_network,
     read_ports,
 )
-from components.hosts import ANNOUNCE_MODES as ANNOUNCE_MODES
 from components.hosts import DockerHostSpec
-from components.k8s_settings import CLUSTER_DEFAULT_STORAGE_CLASS as CLUSTER_DEFAULT_STORAGE_CLASS
-from components.k8s_settings import DEFAULT_BOOTSTRAP_IMAGE as DEFAULT_BOOTSTRAP_IMAGE
-from components.k8s_settings import DEFAULT_ZONE_TOPOLOGY_KEY as DEFAULT_ZONE_TOPOLOGY_KEY
 from components.k8s_settings import KubernetesSettings, read_kubernetes_settings
-from components.layout import BASE_MASTERS as BASE_MASTERS
-from components.layout import FIRST_NODE_HOST_OFFSET as FIRST_NODE_HOST_OFFSET
-from components.layout import MAX_MASTERS as MAX_MASTERS
-from components.layout import MAX_REPLICAS_PER_MASTER as MAX_REPLICAS_PER_MASTER
-from components.layout import REDIS_PORT as REDIS_PORT
 from components.layout import Shape, read_shape
-from components.layout import index_span as index_span
-from components.layout import node_index as node_index
 from components.node_settings import (
     ACL_PASSWORD_KEYS,
     FailoverSettings,
@@ -59,12 +46,6 @@ from components.node_settings import (
     read_persistence,
     read_protection,
 )
-from components.node_settings import APPENDFSYNC_MODES as APPENDFSYNC_MODES
-from components.node_settings import DEFAULT_EXPORTER_IMAGE as DEFAULT_EXPORTER_IMAGE
-from components.node_settings import DEFAULT_PROMETHEUS_IMAGE as DEFAULT_PROMETHEUS_IMAGE
-from components.node_settings import DEFAULT_REDIS_IMAGE as DEFAULT_REDIS_IMAGE
-from components.node_settings import MAXMEMORY_POLICIES as MAXMEMORY_POLICIES
-from components.node_settings import PASSWORD_POLICIES as PASSWORD_POLICIES
 
 
 class ConfigError(pulumi.RunError):
@@ -123,7 +104,7 @@ class ClusterSpec:
     tls_cert_days: int = 365
     tls_generation: int = 1
     tls_ca_cert: str | None = None  # the operator's CA chain (tlsCaCert); its key is a secret
-    # ACL users (clusterops/acl_users.py): admin, app, exporter, replication; default off.
+    # ACL users (clusterops/provision/acl_users.py): admin, app, exporter, replication; default off.
     acl: bool = False
     acl_app_user: str = DEFAULT_APP_USER
     acl_app_rules: str = DEFAULT_APP_RULES

@@ -8,7 +8,7 @@ from typing import Any
 
 from pulumi.runtime import config as runtime_config
 
-from components.spec import PROJECT
+from components.config_reader import PROJECT
 
 
 def raw_project_config() -> dict[str, Any]:

@@ -15,8 +15,8 @@ from typing import Any
 import pulumi
 
 from clusterops.client import OUTPUTS_VERSION
-from clusterops.model import BUS_PORT_OFFSET
-from components.spec import REDIS_PORT
+from clusterops.core.model import BUS_PORT_OFFSET
+from components.layout import REDIS_PORT
 from components.topology import PlannedNode
 
 # The node's client port and cluster bus port inside its container (or pod).

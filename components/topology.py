@@ -10,9 +10,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from clusterops.model import BUS_PORT_OFFSET, NodeTarget, SlotRange, split_slots
+from clusterops.core.model import BUS_PORT_OFFSET, NodeTarget, SlotRange, split_slots
 from components.hosts import DEFAULT_HOST_NAME, host_index
-from components.spec import FIRST_NODE_HOST_OFFSET, REDIS_PORT, ClusterSpec, node_index
+from components.layout import FIRST_NODE_HOST_OFFSET, REDIS_PORT, node_index
+from components.spec import ClusterSpec
 
 EXPORTER_HOST_OFFSET = 5
 PROMETHEUS_HOST_OFFSET = 6
@@ -91,7 +92,7 @@ class ClusterPlan:
 def plan_cluster(spec: ClusterSpec) -> ClusterPlan:
     """Masters first (master-1..M), then replicas: replica-k follows master-((k-1) % M + 1).
 
-    Addresses and host ports come from :func:`components.spec.node_index`: stable when
+    Addresses and host ports come from :func:`components.layout.node_index`: stable when
     ``masters`` or ``replicasPerMaster`` change, so scaling only adds or removes nodes.
 
     With one replica per master this is the guide's layout: replica-1 follows master-1, etc.

@@ -2,9 +2,10 @@
 
 Why a Job and not the dynamic provider: pod IPs are only reachable from inside the cluster, and
 the machine that runs ``pulumi up`` usually is not (a port-forward per pod through the API
-server would be one fragile tunnel per node). The Job runs the same :func:`clusterops.formation
-.form_cluster` as the Docker target's dynamic provider, so adopt-or-refuse and the validation
-are the same code; pulumi-kubernetes awaits the Job, so ``pulumi up`` fails when it fails.
+server would be one fragile tunnel per node). The Job runs the same
+:func:`clusterops.provision.formation.form_cluster` as the Docker target's dynamic provider,
+so adopt-or-refuse and the validation are the same code; pulumi-kubernetes awaits the Job,
+so ``pulumi up`` fails when it fails.
 
 What is different on Kubernetes: a node is named by its stable DNS name, but ``CLUSTER MEET``
 takes IP addresses only (Redis 7.0: "Invalid node address specified" for a name) and ``CLUSTER
@@ -16,7 +17,7 @@ Input: ``--plan`` (JSON from the ConfigMap: ``{"nodes": [{name, role, host, port
 master}]}``), ``--password-file`` (the mounted Secret) and ``--timeout``. Output: one JSON line
 on stdout (action, node ids, slot ranges, state; never the password), the same summary in
 ``/dev/termination-log`` (``kubectl describe`` shows it), exit 0; on failure the reason, with
-clusterops' exit code for it (:mod:`clusterops.errors`: 2 for a refused password, which no
+clusterops' exit code for it (:mod:`clusterops.core.errors`: 2 for a refused password, which no
 retry fixes, 1 otherwise).
 """
 
@@ -34,10 +35,10 @@ from typing import Any
 
 import redis
 
-from clusterops.access import Access
-from clusterops.errors import EXIT_FAILED, EXIT_USAGE, ClusterOpsError, redact
-from clusterops.formation import form_cluster
-from clusterops.model import NodeTarget
+from clusterops.core.errors import EXIT_FAILED, EXIT_USAGE, ClusterOpsError, redact
+from clusterops.core.model import NodeTarget
+from clusterops.node.access import Access
+from clusterops.provision.formation import form_cluster
 
 TERMINATION_LOG = Path("/dev/termination-log")
 RESOLVE_POLL_S = 0.5

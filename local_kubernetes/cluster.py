@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clusterops.poll import Deadline, poll
+from clusterops.core.poll import Deadline, poll
 from local_kubernetes import configs, network, processes
 from local_kubernetes.api import Api, ApiError
 from local_kubernetes.layout import (

@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from clusterops.poll import Deadline, poll
+from clusterops.core.poll import Deadline, poll
 from local_kubernetes.layout import RUN_ROOT, STATE_ROOT
 
 STOP_TIMEOUT_S = 20.0

@@ -14,8 +14,8 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from clusterops.node_control import DockerNodeControl
-from clusterops.targets import targets_from_outputs
+from clusterops.cli.targets import targets_from_outputs
+from clusterops.tasks.node_control import DockerNodeControl
 from components.redis_conf import PASSWORD_FILE_PATH
 from tests.support.deploy_fixtures import DeployedStack
 from tests.support.waiting import wait_for, wait_until

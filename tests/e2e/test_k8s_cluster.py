@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import redis
 
-from clusterops.connection import no_retry_client
-from clusterops.model import HASH_SLOTS, hash_tags
-from clusterops.poll import Deadline, poll
+from clusterops.core.model import HASH_SLOTS, hash_tags
+from clusterops.core.poll import Deadline, poll
+from clusterops.node.connection import no_retry_client
 from local_kubernetes import cluster as local_cluster
 from local_kubernetes.api import ApiError
 from tests.e2e.test_k8s_render import kubernetes_plugin_missing
@@ -143,7 +143,7 @@ EVERY_SLOT_SCRIPT = """
 import time
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
-from clusterops.model import HASH_SLOTS, hash_tags
+from clusterops.core.model import HASH_SLOTS, hash_tags
 secret = open("%s").read().strip()
 keys = ["%s:{" + tag + "}" for tag in hash_tags([(0, HASH_SLOTS - 1)], HASH_SLOTS, "s")]
 # Right after pods moved, a pod's DNS record can lag its new IP for a moment: a client retries,

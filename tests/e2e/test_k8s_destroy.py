@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterops.poll import Deadline, poll
+from clusterops.core.poll import Deadline, poll
 from local_kubernetes import cluster as local_cluster
 from tests.e2e import test_k8s_cluster as real
 from tests.support.local_k8s import api, local_cluster_running

@@ -28,7 +28,7 @@ import pytest
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
-from clusterops.poll import Deadline, poll
+from clusterops.core.poll import Deadline, poll
 from tests.support.deploy_fixtures import (
     _skip_or_fail,
     local_image_config,
@@ -52,7 +52,7 @@ REJOIN_DEADLINE_S = 60.0
 SLOT_CLIENT = """
 import json, sys
 from clusterops.client import from_stack_outputs
-from clusterops.model import HASH_SLOTS, hash_tags
+from clusterops.core.model import HASH_SLOTS, hash_tags
 outputs = json.load(open(sys.argv[1]))
 # The application user over TLS, checking each node's certificate names its host's address.
 client = from_stack_outputs(outputs, "network", decode_responses=True)

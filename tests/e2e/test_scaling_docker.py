@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
-from clusterops.access import Access
-from clusterops.model import NodeTarget
-from clusterops.observe import observe_node
+from clusterops.core.model import NodeTarget
+from clusterops.node.access import Access
+from clusterops.node.observe import observe_node
 from tests.support.cluster_writer import ClusterWriter, only_known_client_errors
 from tests.support.deploy_fixtures import DeployedStack, deploy_stack
 

@@ -28,7 +28,7 @@ import pytest
 import redis
 
 from clusterops.client import from_stack_outputs
-from clusterops.model import HASH_SLOTS
+from clusterops.core.model import HASH_SLOTS
 from tests.support.deploy_fixtures import DeployedStack, deploy_stack
 from tests.support.every_slot import written_and_read_back
 from tests.support.live_writer import LiveWriter, lost_acknowledged

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from clusterops.model import NodeTarget, split_slots
+from clusterops.core.model import NodeTarget, split_slots
 from tests.support.redis_nodes import RedisNode, RedisNodes, redis_nodes_factory  # noqa: F401
 from tests.support.waiting import wait_for
 

@@ -5,8 +5,8 @@ master as the replication user (`masteruser`/`masterauth`).
 What it proves: formation, health and backup work as the admin user; the application user
 reaches every slot through a cluster client and is refused CONFIG SET, FLUSHALL, CLUSTER RESET,
 KEYS and ACL; the exporter user can read INFO but no data; rotating every user's password
-(clusterops.password_rotation.sync_acl_users) keeps connected clients connected and replicas
-linked without any resync, old passwords are refused afterwards, and a restarted node comes
+(clusterops.provision.password_rotation.sync_acl_users) keeps connected clients connected and
+replicas linked without any resync, old passwords are refused afterwards, and a restarted node comes
 back with the new users from its file.
 """
 
@@ -24,11 +24,11 @@ import pytest
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
-from clusterops.access import Access
-from clusterops.acl_users import ROLES, render_users_acl
-from clusterops.formation import form_cluster
-from clusterops.model import HASH_SLOTS, NodeTarget
-from clusterops.password_rotation import sync_acl_users
+from clusterops.core.model import HASH_SLOTS, NodeTarget
+from clusterops.node.access import Access
+from clusterops.provision.acl_users import ROLES, render_users_acl
+from clusterops.provision.formation import form_cluster
+from clusterops.provision.password_rotation import sync_acl_users
 from tests.integration.conftest import plan_for, wait_for_replica_links
 from tests.support.every_slot import written_and_read_back
 from tests.support.redis_nodes import AclSetup, RedisNodes

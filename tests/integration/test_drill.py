@@ -20,15 +20,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from clusterops.cluster_targets import Targets
-from clusterops.drill import (
+from clusterops.node.targets import Targets
+from clusterops.tasks.drill import (
     DrillResult,
     account_writes,
     live_masters,
     run_master_failure_drill,
     wait_until_ready,
 )
-from clusterops.writes import ACKED, UNACKED, Connections, WriteRecord
+from clusterops.tasks.writes import ACKED, UNACKED, Connections, WriteRecord
 from tests.support.process_control import (
     LoopbackPartitionControl,
     ProcessNodeControl,

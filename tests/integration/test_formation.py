@@ -16,18 +16,18 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from clusterops.access import Access
-from clusterops.errors import (
+from clusterops.core.errors import (
     AuthError,
     FormationTimeoutError,
     NodesUnreachableError,
     PlanError,
     UnsafeClusterStateError,
 )
-from clusterops.formation import form_cluster
-from clusterops.password_rotation import rotate_password
-from clusterops.topology_read import read_live_topology
-from clusterops.verify import verify_cluster
+from clusterops.node.access import Access
+from clusterops.provision.formation import form_cluster
+from clusterops.provision.password_rotation import rotate_password
+from clusterops.state.topology import read_live_topology
+from clusterops.state.verify import verify_cluster
 from tests.integration.conftest import plan_for, wait_for_replica_links
 from tests.support.redis_nodes import RedisNodes, pick_free_port
 from tests.support.waiting import wait_for

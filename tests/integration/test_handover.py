@@ -1,12 +1,12 @@
-"""clusterops.handover on real redis-server processes: a node made safe to take down."""
+"""clusterops.provision.handover on real redis-server processes: a node made safe to take down."""
 
 from __future__ import annotations
 
 import pytest
 
-from clusterops.access import Access
-from clusterops.formation import form_cluster
-from clusterops.handover import HandoverError, hand_over
+from clusterops.node.access import Access
+from clusterops.provision.formation import form_cluster
+from clusterops.provision.handover import HandoverError, hand_over
 from tests.integration.conftest import plan_for, wait_for_replica_links
 from tests.support.redis_nodes import RedisNodes
 

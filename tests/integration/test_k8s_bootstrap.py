@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from clusterops.errors import EXIT_USAGE, AuthError
-from clusterops.poll import Deadline, poll
+from clusterops.core.errors import EXIT_USAGE, AuthError
+from clusterops.core.poll import Deadline, poll
 from components.k8s_cluster import PEER_ADDRESSES_SCRIPT, bootstrap_plan
 from components.k8s_plan import place_cluster
 from components.spec import build_spec

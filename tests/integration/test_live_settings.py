@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import redis
 
-from clusterops.access import Access
-from clusterops.live_config import LiveConfigError, apply_settings, canonical
+from clusterops.node.access import Access
+from clusterops.provision.settings import LiveConfigError, apply_settings, canonical
 from components.bootstrap import PROVIDER_VERSION, ClusterBootstrapProvider
 from components.redis_conf import RESTART_DIRECTIVES, live_settings
 from components.spec import build_spec

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import yaml
 
-from clusterops.acl_users import ROLES, render_users_acl
+from clusterops.provision.acl_users import ROLES, render_users_acl
 from components.exporter_conf import (
     EXPORTER_JOB,
     NODES_JOB,

@@ -24,7 +24,7 @@ import redis
 from google.protobuf import struct_pb2
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
-from clusterops.model import NodeTarget
+from clusterops.core.model import NodeTarget
 from components.bootstrap import ClusterBootstrapProvider
 from tests.integration.conftest import plan_for, wait_for_replica_links
 from tests.support.grpc_plugins import from_struct, stop_process, to_struct
@@ -41,7 +41,7 @@ PROVIDER_START_DEADLINE_S = 30.0
 SERIALIZE_SNIPPET = """
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime._serialization import _serialize
-from clusterops.model import NodeTarget
+from clusterops.core.model import NodeTarget
 from components.bootstrap import ClusterBootstrapProvider
 from components.secret_files import SecretFilesProvider
 # The same call dynamic.Resource.__init__ makes.

@@ -18,7 +18,7 @@ import pytest
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
-from clusterops.model import hash_tags
+from clusterops.core.model import hash_tags
 from tests.conftest import PROJECT_ROOT
 from tests.support.process_control import form_cluster_with_redis_cli
 from tests.support.redis_nodes import RedisNode, RedisNodes, pick_free_port

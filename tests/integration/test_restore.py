@@ -167,7 +167,7 @@ def test_a_damaged_or_incomplete_backup_is_refused_before_any_write(
 def test_the_tls_path_copies_every_type_and_ttl_through_the_client(redis_nodes_factory):
     """Into a TLS cluster the keys go DUMP + PTTL -> RESTORE through clusterops (no MIGRATE):
     the same payloads and expiries arrive, and --replace overwrites."""
-    from clusterops.restore import copy_through_client
+    from clusterops.tasks.restore import copy_through_client
 
     source, destination = (redis_nodes_factory(1, settings={"cluster-enabled": "no"})[0]
                            .client(decode_responses=False) for _ in range(2))

@@ -7,19 +7,19 @@ from collections.abc import Callable, Sequence
 import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
-from clusterops.access import Access
-from clusterops.errors import NodesUnreachableError
-from clusterops.fix import preview_fix
-from clusterops.formation import form_cluster
-from clusterops.model import NodeTarget, hash_tags, split_slots
-from clusterops.observe import observe_nodes
-from clusterops.scaling import (
+from clusterops.core.errors import NodesUnreachableError
+from clusterops.core.model import NodeTarget, hash_tags, split_slots
+from clusterops.node.access import Access
+from clusterops.node.observe import observe_nodes
+from clusterops.provision.formation import form_cluster
+from clusterops.repair.fix import preview_fix
+from clusterops.reshape.scaling import (
     ReshapeReport,
     UnsafeReshapeError,
     preview_reshape,
     reshape_cluster,
 )
-from clusterops.verify import verify_cluster
+from clusterops.state.verify import verify_cluster
 from tests.integration.conftest import wait_for_replica_links
 from tests.support.cluster_writer import ClusterWriter, only_known_client_errors
 from tests.support.redis_nodes import RedisNode, RedisNodes
@@ -300,9 +300,9 @@ def test_two_replicas_per_master_and_back(redis_nodes_factory: Callable[..., Red
 
 RESHAPE_SCRIPT = """
 import json, logging, sys
-from clusterops.access import Access
-from clusterops.model import NodeTarget
-from clusterops.scaling import reshape_cluster
+from clusterops.node.access import Access
+from clusterops.core.model import NodeTarget
+from clusterops.reshape.scaling import reshape_cluster
 logging.basicConfig(level=logging.INFO)
 job = json.load(sys.stdin)
 old = [NodeTarget.from_dict(n) for n in job["old"]]

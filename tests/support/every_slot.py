@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redis.cluster import RedisCluster
 
-from clusterops.model import HASH_SLOTS, hash_tags
+from clusterops.core.model import HASH_SLOTS, hash_tags
 
 
 def keys_in_every_slot(prefix: str) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from redis.cluster import RedisCluster
 
-from clusterops.poll import Deadline, poll
+from clusterops.core.poll import Deadline, poll
 from tests.support import live_writer
 from tests.support.live_writer import LiveWriteResult
 from tests.support.local_k8s import api

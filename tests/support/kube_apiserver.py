@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clusterops.poll import Deadline, poll
+from clusterops.core.poll import Deadline, poll
 
 TOOLS_DIR = Path(os.environ.get("PULUMI_TOOLS_DIR", Path.home() / ".cache" / "alphapulse-pulumi"))
 KUBE_APISERVER = TOOLS_DIR / "bin" / "kube-apiserver"

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from clusterops.poll import Deadline, poll
+from clusterops.core.poll import Deadline, poll
 
 DOCKERD_START_S = 60.0
 DOCKERD_STOP_S = 30.0

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import redis
 
-from clusterops.cluster_targets import Targets
-from clusterops.model import NodeTarget as TargetNode
-from clusterops.poll import Deadline, poll
+from clusterops.core.model import NodeTarget as TargetNode
+from clusterops.core.poll import Deadline, poll
+from clusterops.node.targets import Targets
 from tests.support.redis_nodes import START_DEADLINE_S, STOP_DEADLINE_S, RedisNode, RedisNodes
 
 

@@ -22,8 +22,8 @@ from pulumi.runtime import rpc
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from components.config_reader import PROJECT
 from components.program_errors import USER_ACTIONABLE_EXIT_CODE
-from components.spec import PROJECT
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = PROJECT_ROOT / "__main__.py"

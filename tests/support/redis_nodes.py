@@ -43,8 +43,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from clusterops.model import BUS_PORT_OFFSET
-from clusterops.poll import Deadline, poll
+from clusterops.core.model import BUS_PORT_OFFSET
+from clusterops.core.poll import Deadline, poll
 
 REDIS_SERVER = "redis-server"
 PORT_RANGE = (20000, 22767)

@@ -12,7 +12,7 @@ from typing import TypeVar
 import pytest
 import redis
 
-from clusterops.poll import Deadline, poll
+from clusterops.core.poll import Deadline, poll
 
 T = TypeVar("T")
 

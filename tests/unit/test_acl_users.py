@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from clusterops.access import Access
-from clusterops.acl_users import (
+from clusterops.cli.targets import TargetsError, targets_from_outputs
+from clusterops.core.model import NodeTarget
+from clusterops.node.access import Access
+from clusterops.provision.acl_users import (
     DEFAULT_APP_RULES,
     ROLES,
     app_rules_problems,
@@ -15,8 +17,6 @@ from clusterops.acl_users import (
     password_hash,
     render_users_acl,
 )
-from clusterops.model import NodeTarget
-from clusterops.targets import TargetsError, targets_from_outputs
 from components.bootstrap import acl_switch_problem
 from components.exporter_conf import exporter_args
 from components.redis_conf import healthcheck_command, render_acl_auth_conf

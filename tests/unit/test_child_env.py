@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clusterops.child_env import child_env
+from clusterops.core.child_env import child_env
 
 # What Pulumi's language host and CLI put into the program's environment, among others.
 PROGRAM_ENVIRONMENT = {

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from clusterops.errors import NodeControlError
-from clusterops.node_control import DockerNodeControl
-from clusterops.targets import targets_from_outputs
+from clusterops.cli.targets import targets_from_outputs
+from clusterops.core.errors import NodeControlError
+from clusterops.tasks.node_control import DockerNodeControl
 
 OUTPUTS = {
     "network_name": "ap-net",

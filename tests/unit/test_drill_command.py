@@ -7,8 +7,8 @@ import json
 import pytest
 import redis
 
-from clusterops import cli
-from clusterops.commands import drill as drill_command
+from clusterops.cli import main as cli
+from clusterops.cli.commands import drill as drill_command
 
 ARGS = ["drill", "--node", "n1=127.0.0.1:6379", "--master", "n1",
         "--control-command", "true", "--json"]

@@ -17,12 +17,20 @@ import redis
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
-from clusterops import cli
-from clusterops.access import Access
-from clusterops.cluster_targets import Targets
-from clusterops.commands.health import render_json, render_table
-from clusterops.errors import AuthError, ClusterOpsError, DrillError, NodeControlError, TargetsError
-from clusterops.health import (
+from clusterops.cli import main as cli
+from clusterops.cli.commands.health import render_json, render_table
+from clusterops.core.errors import (
+    AuthError,
+    ClusterOpsError,
+    DrillError,
+    NodeControlError,
+    TargetsError,
+)
+from clusterops.core.model import NodeTarget, split_slots
+from clusterops.node.access import Access
+from clusterops.node.observe import NodeSnapshot, describe_error, parse_cluster_nodes, parse_info
+from clusterops.node.targets import Targets
+from clusterops.tasks.health import (
     CHECKS,
     CLUSTER,
     HealthRun,
@@ -33,8 +41,6 @@ from clusterops.health import (
     failing_nodes,
     probe_key,
 )
-from clusterops.model import NodeTarget, split_slots
-from clusterops.observe import NodeSnapshot, describe_error, parse_cluster_nodes, parse_info
 from tests.conftest import PROJECT_ROOT
 
 MIB = 1024 * 1024
@@ -438,7 +444,7 @@ def test_cluster_wide_results_use_the_cluster_label() -> None:
 
 def test_cli_lists_commands_without_importing_them() -> None:
     code = (
-        "import sys; from clusterops import cli; "
+        "import sys; from clusterops.cli import main as cli; "
         "rc = cli.main(['--help']); "
         "print(sorted(m for m in sys.modules if m.startswith('clusterops.'))); sys.exit(rc)"
     )
@@ -446,9 +452,10 @@ def test_cli_lists_commands_without_importing_them() -> None:
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "health" in done.stdout and "drill" in done.stdout and "backup" in done.stdout
-    assert "clusterops.health" not in done.stdout and "clusterops.drill" not in done.stdout
-    assert "clusterops.commands.health" not in done.stdout
-    assert "clusterops.commands.drill" not in done.stdout
+    assert "clusterops.tasks.health" not in done.stdout
+    assert "clusterops.tasks.drill" not in done.stdout
+    assert "clusterops.cli.commands.health" not in done.stdout
+    assert "clusterops.cli.commands.drill" not in done.stdout
 
 
 def test_missing_command_module_breaks_only_its_own_command(

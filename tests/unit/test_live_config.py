@@ -1,6 +1,6 @@
-"""clusterops.live_config's pure parts, and the bootstrap's diff of a settings change."""
+"""clusterops.provision.settings's pure parts, and the bootstrap's diff of a settings change."""
 
-from clusterops.live_config import canonical, differences, settings_problems
+from clusterops.provision.settings import canonical, differences, settings_problems
 from components.bootstrap import PROVIDER_VERSION, ClusterBootstrapProvider, check_inputs
 
 NODES = [

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from clusterops.acl_users import password_hash
+from clusterops.provision.acl_users import password_hash
 from components.redis_conf import EMPTY
 from tests.support.program_runner import (
     DYNAMIC_TYPE,

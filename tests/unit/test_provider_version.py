@@ -29,17 +29,18 @@ def test_each_version_is_the_digest_of_its_modules_import_closure() -> None:
 def test_the_closure_holds_what_each_provider_runs_and_not_the_cli() -> None:
     handover = closure_names("components.node_handover")
     # Once a hand-written list of two files: the takeover it delegates to was missing.
-    assert {"components/node_handover.py", "clusterops/handover.py", "clusterops/admin.py",
-            "clusterops/observe.py", "clusterops/poll.py", "clusterops/access.py",
-            "clusterops/connection.py"} <= handover
+    assert {"components/node_handover.py", "clusterops/provision/handover.py",
+            "clusterops/node/admin.py",
+            "clusterops/node/observe.py", "clusterops/core/poll.py", "clusterops/node/access.py",
+            "clusterops/node/connection.py"} <= handover
     secret_files = closure_names("components.secret_files")
-    assert {"components/docker_host.py", "clusterops/child_env.py"} <= secret_files
+    assert {"components/docker_host.py", "clusterops/core/child_env.py"} <= secret_files
     bootstrap = closure_names("components.bootstrap")
-    assert {"clusterops/formation.py", "clusterops/scaling.py",
+    assert {"clusterops/provision/formation.py", "clusterops/reshape/scaling.py",
             "components/preview_values.py"} <= bootstrap
     for closure in (handover, secret_files, bootstrap):
-        assert not any(name.startswith("clusterops/commands/") for name in closure)
-        assert "clusterops/cli.py" not in closure
+        assert not any(name.startswith("clusterops/cli/commands/") for name in closure)
+        assert "clusterops/cli/main.py" not in closure
 
 
 def test_an_edit_inside_the_closure_changes_the_version_and_one_outside_does_not(
@@ -50,7 +51,8 @@ def test_an_edit_inside_the_closure_changes_the_version_and_one_outside_does_not
     before = module_version("components.node_handover", tmp_path)
     assert before == PROVIDERS["components.node_handover"]  # same files, same version
     # The failover it delegates to (a transitive import) is in; the CLI, never run, is out.
-    for relative, changes in (("clusterops/admin.py", True), ("clusterops/cli.py", False)):
+    for relative, changes in (("clusterops/node/admin.py", True),
+                              ("clusterops/cli/main.py", False)):
         path = tmp_path / relative
         original = path.read_bytes()
         path.write_bytes(original + b"\n# changed\n")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from clusterops.errors import UsageError
-from clusterops.fix import plan_cover
-from clusterops.model import HASH_SLOTS, split_slots
-from clusterops.open_slots import (
+from clusterops.core.errors import UsageError
+from clusterops.core.model import HASH_SLOTS, split_slots
+from clusterops.repair.fix import plan_cover
+from clusterops.reshape.rebalance import even_shares, plan_rebalance
+from clusterops.state.open_slots import (
     IMPORTING,
     MIGRATING,
     Finish,
@@ -16,7 +17,6 @@ from clusterops.open_slots import (
     pairs_to_move,
     plan_finish,
 )
-from clusterops.rebalance import even_shares, plan_rebalance
 
 
 def owners_of(ranges: dict[str, list[tuple[int, int]]]) -> list[str | None]:
@@ -88,7 +88,7 @@ def test_cover_leaves_a_slot_with_keys_on_two_masters_alone():
     assert len(problems) == 1 and "slot 6 has keys on several masters" in problems[0]
 
 
-# --- open slots: the one rule of pulumi up, fix and restore (clusterops.open_slots) ---------
+# --- open slots: the one rule of pulumi up, fix and restore (clusterops.state.open_slots) ---------
 
 
 def three_owners() -> list[str | None]:

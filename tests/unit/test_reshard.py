@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from clusterops.model import HASH_SLOTS, NodeTarget, split_slots
-from clusterops.reshard import SlotMove, move_waves, planned_moves, planned_owner, slot_moves
+from clusterops.core.model import HASH_SLOTS, NodeTarget, split_slots
+from clusterops.reshape.plan import SlotMove, move_waves, planned_moves, planned_owner, slot_moves
 
 
 def plan(masters: int, replicas_per_master: int = 1) -> list[NodeTarget]:

@@ -3,7 +3,7 @@
 import pulumi
 import pytest
 
-from clusterops.units import format_memory, parse_memory
+from clusterops.core.units import format_memory, parse_memory
 from components.spec import CONFIG_KEYS, ConfigError, build_spec
 
 VALID_PASSWORD = "a-long-enough-password-1234"
@@ -96,7 +96,7 @@ def test_config_problems_are_a_pulumi_run_error():
 
 def test_larger_clusters_need_room_in_the_subnet():
     # Masters 4+ and replicas 16+ sit after the 3-master layout's block (stable addresses
-    # under scaling, components.spec.node_index), so they need more room than their count.
+    # under scaling, components.layout.node_index), so they need more room than their count.
     build_spec({"masters": "10", "replicasPerMaster": "2", "subnet": "10.9.0.0/24"}, "dev", False)
     problem = only_problem_about(
         {"masters": "10", "replicasPerMaster": "2", "subnet": "10.9.0.0/26"}, "subnet"

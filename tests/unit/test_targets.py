@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterops.targets import (
+from clusterops.cli.targets import (
     TargetsError,
     add_target_arguments,
     load_targets,

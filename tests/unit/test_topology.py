@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from clusterops.model import HASH_SLOTS, NodeTarget, split_slots
+from clusterops.core.model import HASH_SLOTS, NodeTarget, split_slots
 from components.spec import build_spec
 from components.topology import plan_cluster
 

@@ -1,0 +1,286 @@
+"""Move hash slots between live masters without losing a key, the way Redis Cluster intends.
+
+Per slot (redis-cli's order, so ASK-aware clients keep working throughout):
+
+1. the target: ``CLUSTER SETSLOT s IMPORTING <source>``, then the source ``SETSLOT s MIGRATING
+   <target>``: from now on the source answers ASK for a key it no longer has, and the target
+   serves it after ASKING;
+2. ``CLUSTER GETKEYSINSLOT s N`` on the source and ``MIGRATE host port "" 0 timeout AUTH pw KEYS
+   k1..kN`` until the slot is empty on the source. MIGRATE deletes a key on the source only
+   after the target stored it, so an interruption can never lose a key;
+3. ``SETSLOT s NODE <target>`` on the target first (it bumps its epoch, so its claim wins),
+   then on the source, then on every other master.
+
+Speed: slots go in chunks; each step of a chunk is one pipeline per node (all IMPORTINGs, all
+MIGRATINGs, one GETKEYSINSLOT per slot, one MIGRATE of up to ``batch`` keys per slot, all
+SETSLOT NODEs), and independent (source, target) pairs move in parallel threads.
+
+Resumable: every step is decided from the nodes' own view of the slot at the start of the
+chunk, so a move interrupted anywhere (killed provider, restarted node) is finished by running
+it again: a slot already importing/migrating is not re-opened, a slot the target already owns
+only has its remaining keys (if any) moved and its owner set everywhere. This module never sends
+CLUSTER RESET, FLUSHALL, FLUSHDB or DEL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from clusterops.core.errors import ClusterCommandError
+from clusterops.core.model import NodeTarget
+from clusterops.core.poll import Deadline, poll
+from clusterops.node.access import Access
+from clusterops.node.observe import ClusterNodeEntry, parse_cluster_nodes, parse_info
+
+log = logging.getLogger(__name__)
+
+BATCH_KEYS = 1000  # keys per GETKEYSINSLOT and per MIGRATE
+CHUNK_SLOTS = 64  # slots opened, emptied and closed together
+MIGRATE_TIMEOUT_MS = 10_000
+SOCKET_TIMEOUT_S = 30.0  # a MIGRATE of a large batch may take a while
+
+
+class SlotMoveError(ClusterCommandError):
+    """A slot could not be moved; the message names the slot, both nodes and what to do."""
+
+
+@dataclass
+class MoveStats:
+    slots: int = 0
+    keys: int = 0
+    migrate_calls: int = 0
+    busy_retries: int = 0  # batches re-sent with REPLACE after an interrupted MIGRATE
+    elapsed_s: float = 0.0
+
+    def add(self, other: MoveStats) -> None:
+        """Count ``other``'s moves into these (elapsed time too: the moves ran one after the
+        other)."""
+        self.slots += other.slots
+        self.keys += other.keys
+        self.migrate_calls += other.migrate_calls
+        self.busy_retries += other.busy_retries
+        self.elapsed_s += other.elapsed_s
+
+
+def _myself(conn: redis.Redis) -> ClusterNodeEntry:
+    text = conn.execute_command("CLUSTER", "NODES")
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    return next(e for e in parse_cluster_nodes(text) if e.is_myself)
+
+
+class SlotMover:
+    """Moves slots between the named nodes of one cluster (``ids``: name -> node id)."""
+
+    def __init__(self, nodes: Sequence[NodeTarget], ids: Mapping[str, str], access: Access,
+                 batch: int = BATCH_KEYS, chunk: int = CHUNK_SLOTS,
+                 progress: Callable[[str], None] | None = None,
+                 parallel_sources: bool = False, slots_per_round: int | None = None,
+                 keys_per_migrate: int | None = None) -> None:
+        """``parallel_sources``: the pairs of one target move at once, one thread per source
+        (targets still go one at a time, see :meth:`move`). ``slots_per_round``: at most this
+        many MIGRATEs (one per slot) per pipeline (None: the whole chunk at once).
+        A source runs a pipeline's commands back to back while its other clients wait, so
+        smaller rounds keep a live client's latency down at the price of more round trips.
+        ``keys_per_migrate``: at most this many keys per MIGRATE (None: ``batch``). MIGRATE
+        blocks the source until the target has stored every key of it, so a smaller one is a
+        shorter stall for the source's clients, most of all when the target is busy."""
+        self.nodes = {n.name: n for n in nodes}
+        self.ids = dict(ids)
+        self.access = access
+        self.batch = batch
+        self.chunk = chunk
+        self.progress = progress or log.info
+        self.parallel_sources = parallel_sources
+        self.slots_per_round = slots_per_round
+        self.keys_per_migrate = keys_per_migrate
+
+    def _error(self, action: str, slot: int, source: str, target: str, exc: BaseException) -> str:
+        return (
+            f"moving slot {slot} from {source} ({self.nodes[source].address}) to {target} "
+            f"({self.nodes[target].address}): {action} failed: {self.access.redact(str(exc))}. "
+            "No key is lost (MIGRATE removes a key from the source only once the target has it); "
+            "the slot may stay open (importing/migrating). Fix the cause, then run `pulumi up` "
+            "again: it finishes the move."
+        )
+
+    def move(self, pairs: Mapping[tuple[str, str], Sequence[int]],
+             everyone: Sequence[str]) -> MoveStats:
+        """Move the slots of each (source, target) pair, one pair after the other. ``everyone``:
+        the masters told the new owner at the end of each chunk.
+
+        Pairs do not run in parallel on purpose: a target claims its slots with a config epoch
+        it bumps itself (SETSLOT NODE while importing). Two targets bumping at once can end
+        with the older owner holding the higher epoch, and then the nodes that have not heard
+        of the move keep the old owner (measured here: slots stuck on the old owner in the
+        replicas' maps). One target at a time, each made the holder of the highest epoch
+        (:meth:`claim`), converges every time.
+        """
+        started = time.monotonic()
+        total = MoveStats()
+        by_target: dict[str, list[tuple[str, list[int]]]] = {}
+        for (source, target), slots in pairs.items():
+            if slots:
+                by_target.setdefault(target, []).append((source, list(slots)))
+        for target, sources in by_target.items():
+            if self.parallel_sources and len(sources) > 1:
+                # One target, several sources: only the target bumps its epoch, so the race
+                # described above cannot happen; each source works on its own slots.
+                with ThreadPoolExecutor(max_workers=len(sources)) as pool:
+                    results = list(pool.map(
+                        lambda job, target=target: self._move_pair(job[0], target, job[1],
+                                                                   everyone), sources))
+            else:
+                results = [self._move_pair(source, target, slots, everyone)
+                           for source, slots in sources]
+            self.claim(target, everyone)
+            for stats in results:
+                total.add(stats)
+        total.elapsed_s = time.monotonic() - started
+        return total
+
+    def claim(self, target: str, masters: Sequence[str], timeout_s: float = 10.0) -> None:
+        """Make ``target``'s config epoch the highest of all masters, so its claim on the slots it
+        just received wins everywhere: wait until it has heard of every master's epoch, then
+        CLUSTER BUMPEPOCH (a no-op when it already holds the unique maximum)."""
+        names = sorted(set(masters) | {target})
+
+        def epochs() -> tuple[int, int, int]:
+            own: dict[str, int] = {}
+            current = 0
+            for name in names:
+                with self.access.data_client(self.nodes[name]) as conn:
+                    me = _myself(conn)
+                    # A master emptied by the move turns replica (Redis 7) and gives up its
+                    # claims: only masters' epochs compete.
+                    if me.is_master or name == target:
+                        own[name] = me.config_epoch
+                    if name == target:
+                        info = conn.execute_command("CLUSTER", "INFO")
+                        text = info.decode() if isinstance(info, bytes) else str(info)
+                        current = int(parse_info(text).get("cluster_current_epoch", 0))
+            others = max((e for n, e in own.items() if n != target), default=0)
+            log.debug("epochs %s, %s current %s", own, target, current)
+            return own[target], others, current
+
+        def settled() -> tuple[bool, tuple[int, int, int]]:
+            mine, others, current = epochs()
+            if mine > others:
+                return True, (mine, others, current)
+            if current >= others:  # it knows the highest epoch: a bump now beats it
+                with self.access.data_client(self.nodes[target]) as conn:
+                    conn.execute_command("CLUSTER", "BUMPEPOCH")
+            return False, (mine, others, current)
+
+        done, seen = poll(settled, Deadline.after(timeout_s), 0.05)
+        if not done:
+            raise SlotMoveError(
+                f"{target} ({self.nodes[target].address}) could not take the highest config "
+                f"epoch within {timeout_s:g}s (its epoch, the others' highest, its current "
+                f"epoch: {seen}); its new slots may not be recognised everywhere. Run `pulumi up` "
+                "again.")
+
+    def _move_pair(self, source: str, target: str, slots: list[int],
+                   everyone: Sequence[str]) -> MoveStats:
+        stats = MoveStats()
+        with ExitStack() as stack:
+            conns = {name: stack.enter_context(self.access.data_client(self.nodes[name]))
+                     for name in {source, target, *everyone}}
+            for index in range(0, len(slots), self.chunk):
+                chunk = slots[index : index + self.chunk]
+                self._move_chunk(conns, source, target, chunk, everyone, stats)
+                stats.slots += len(chunk)
+            self.progress(f"moved {stats.slots} slot(s), {stats.keys} key(s) from {source} to "
+                          f"{target} ({stats.migrate_calls} MIGRATE call(s))")
+        return stats
+
+    def _pipeline(self, conn: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        pipe = conn.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute(raise_on_error=False)
+
+    def _rounds(self, conn: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """``commands`` in pipelines of at most ``slots_per_round``, replies in order."""
+        step = self.slots_per_round or max(1, len(commands))
+        return [reply for start in range(0, len(commands), step)
+                for reply in self._pipeline(conn, commands[start : start + step])]
+
+    def _move_chunk(self, conns: Mapping[str, redis.Redis], source: str, target: str,
+                    chunk: Sequence[int], everyone: Sequence[str], stats: MoveStats) -> None:
+        src, dst = conns[source], conns[target]
+        src_id, dst_id = self.ids[source], self.ids[target]
+        # Decide from the nodes' own views: a resumed chunk is not re-opened.
+        src_me, dst_me = _myself(src), _myself(dst)
+        importing = {slot for slot, _peer in dst_me.importing}
+        migrating = {slot for slot, _peer in src_me.migrating}
+        open_on_dst = [("CLUSTER", "SETSLOT", s, "IMPORTING", src_id) for s in chunk
+                       if not dst_me.owns(s) and s not in importing]
+        open_on_src = [("CLUSTER", "SETSLOT", s, "MIGRATING", dst_id) for s in chunk
+                       if src_me.owns(s) and s not in migrating]
+        for conn, commands, what in ((dst, open_on_dst, "SETSLOT IMPORTING"),
+                                     (src, open_on_src, "SETSLOT MIGRATING")):
+            for command, reply in zip(commands, self._pipeline(conn, commands), strict=True):
+                if isinstance(reply, Exception):
+                    raise SlotMoveError(self._error(what, int(command[2]), source, target, reply))
+
+        pending = list(chunk)
+        host, port = self.nodes[target].cluster_host, self.nodes[target].cluster_port
+        auth = self.access.migrate_auth(self.nodes[target])
+        while pending:
+            keys_of = self._pipeline(src, [("CLUSTER", "GETKEYSINSLOT", s, self.batch)
+                                           for s in pending])
+            work = []
+            for slot, keys in zip(pending, keys_of, strict=True):
+                if isinstance(keys, Exception):
+                    raise SlotMoveError(self._error("GETKEYSINSLOT", slot, source, target, keys))
+                if keys:
+                    work.append((slot, list(keys)))
+            if not work:
+                break
+            size = self.keys_per_migrate or self.batch
+            parts = [(slot, keys[i : i + size]) for slot, keys in work
+                     for i in range(0, len(keys), size)]
+            commands = [("MIGRATE", host, port, "", 0, MIGRATE_TIMEOUT_MS, *auth, "KEYS", *keys)
+                        for _slot, keys in parts]
+            replies = self._rounds(src, commands)
+            stats.migrate_calls += len(commands)
+            for (slot, keys), reply in zip(parts, replies, strict=True):
+                if isinstance(reply, Exception) and "BUSYKEY" in str(reply):
+                    # An earlier MIGRATE stored these keys on the target but was cut off before
+                    # the source deleted them: the source still holds the current value.
+                    stats.busy_retries += 1
+                    reply = self._pipeline(src, [("MIGRATE", host, port, "", 0,
+                                                  MIGRATE_TIMEOUT_MS, "REPLACE", *auth,
+                                                  "KEYS", *keys)])[0]
+                if isinstance(reply, Exception):
+                    raise SlotMoveError(self._error("MIGRATE", slot, source, target, reply))
+                stats.keys += len(keys)
+            pending = [slot for slot, _keys in work]
+
+        # Target first: its SETSLOT NODE ends importing and bumps its config epoch, so its claim
+        # wins over any stale one; then the source, then the other masters.
+        order = [target, source, *(n for n in everyone if n not in (source, target))]
+        for name in order:
+            commands = [("CLUSTER", "SETSLOT", s, "NODE", dst_id) for s in chunk]
+            replies = self._pipeline(conns[name], commands)
+            for command, reply in zip(commands, replies, strict=True):
+                if not isinstance(reply, Exception):
+                    continue
+                # The source learnt the new owner by gossip first and, having lost its last
+                # slot, turned replica (Redis 7): it already agrees, and it holds no key.
+                emptied = name == source and "only with masters" in str(reply)
+                if name in (source, target) and not emptied:
+                    raise SlotMoveError(self._error(f"SETSLOT NODE on {name}", int(command[2]),
+                                                    source, target, reply))
+                # Another master learns the owner by gossip anyway (the target's epoch is
+                # higher); telling it directly only saves it a redirect.
+                log.warning("SETSLOT %s NODE %s on %s: %s", command[2], target, name,
+                            self.access.redact(str(reply)))
