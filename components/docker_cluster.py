@@ -429,33 +429,13 @@ class RedisCluster(pulumi.ComponentResource):
     ) -> docker.Container:
         spec = self.spec
         image = host.redis_image
-        network = host.network
-        assert image is not None and network is not None  # set in __init__
-        data_opts = pulumi.ResourceOptions.merge(host.opts, pulumi.ResourceOptions(
-            protect=spec.protect_data, retain_on_delete=spec.protect_data))
-        volume = docker.Volume(
-            f"{name}-{node.role}-{node.ordinal}-data",
-            name=node.volume_name,
-            labels=[docker.VolumeLabelArgs(label="com.alphapulse.node", value=node.name)],
-            opts=data_opts,
-        )
-        secrets = self._secret_files(
-            f"{name}-{node.role}-{node.ordinal}",
-            f"{node.name}-secrets",
-            host,
-            {AUTH_CONF_NAME: self.credentials.auth_conf,
-             PASSWORD_FILE_NAME: self.credentials.exporter_password,
-             **({USERS_ACL_NAME: self.credentials.users_acl}
-                if self.credentials.users_acl is not None else {}),
-             **self._tls_files(node)},
-            owner=REDIS_UID,
-            # Not an upload: an upload is a container input, and changing it would replace
-            # every node at once. Rewritten in place, it is what the next start reads.
-            config_files={REDIS_CONF_NAME: render_redis_conf(spec, node)},
-        )
+        assert image is not None and host.network is not None  # set in __init__
+        resource = f"{name}-{node.role}-{node.ordinal}"
+        volume = self._data_volume(resource, node, host)
+        secrets = self._node_secrets(resource, node, host)
         memory_mb = spec.memory_limit_bytes // MIB
         return docker.Container(
-            f"{name}-{node.role}-{node.ordinal}",
+            resource,
             name=node.name,
             hostname=node.name,
             image=image,
@@ -468,24 +448,11 @@ class RedisCluster(pulumi.ComponentResource):
             ],
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(
-                    name=network.name, ipv4_address=node.ip, aliases=[node.name]
+                    name=host.network.name, ipv4_address=node.ip, aliases=[node.name]
                 )
             ],
-            ports=[
-                docker.ContainerPortArgs(
-                    internal=node.port, external=node.host_port, ip=spec.bind_address
-                ),
-                docker.ContainerPortArgs(
-                    internal=node.bus_port, external=node.host_bus_port, ip=spec.bind_address
-                ),
-            ],
-            healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD-SHELL", self._healthcheck()],
-                interval="2s",
-                timeout="2s",
-                retries=5,
-                start_period="10s",
-            ),
+            ports=self._published_ports(node),
+            healthcheck=self._healthcheck_args(),
             restart="unless-stopped",
             memory=memory_mb,
             # No swap: a swapping Redis misses cluster heartbeats and triggers false failovers.
@@ -512,6 +479,50 @@ class RedisCluster(pulumi.ComponentResource):
                 replace_on_changes=["healthcheck"],
                 ignore_changes=self._unmanaged_container_fields(),
             )),
+        )
+
+    def _data_volume(self, resource: str, node: PlannedNode, host: _Host) -> docker.Volume:
+        protect = self.spec.protect_data
+        return docker.Volume(
+            f"{resource}-data",
+            name=node.volume_name,
+            labels=[docker.VolumeLabelArgs(label="com.alphapulse.node", value=node.name)],
+            opts=pulumi.ResourceOptions.merge(host.opts, pulumi.ResourceOptions(
+                protect=protect, retain_on_delete=protect)),
+        )
+
+    def _node_secrets(self, resource: str, node: PlannedNode, host: _Host) -> _Secrets:
+        credentials = self.credentials
+        return self._secret_files(
+            resource,
+            f"{node.name}-secrets",
+            host,
+            {AUTH_CONF_NAME: credentials.auth_conf,
+             PASSWORD_FILE_NAME: credentials.exporter_password,
+             **({USERS_ACL_NAME: credentials.users_acl}
+                if credentials.users_acl is not None else {}),
+             **self._tls_files(node)},
+            owner=REDIS_UID,
+            # Not an upload: an upload is a container input, and changing it would replace
+            # every node at once. Rewritten in place, it is what the next start reads.
+            config_files={REDIS_CONF_NAME: render_redis_conf(self.spec, node)},
+        )
+
+    def _published_ports(self, node: PlannedNode) -> list[docker.ContainerPortArgs]:
+        bind = self.spec.bind_address
+        return [
+            docker.ContainerPortArgs(internal=node.port, external=node.host_port, ip=bind),
+            docker.ContainerPortArgs(internal=node.bus_port, external=node.host_bus_port,
+                                     ip=bind),
+        ]
+
+    def _healthcheck_args(self) -> docker.ContainerHealthcheckArgs:
+        return docker.ContainerHealthcheckArgs(
+            tests=["CMD-SHELL", self._healthcheck()],
+            interval="2s",
+            timeout="2s",
+            retries=5,
+            start_period="10s",
         )
 
     def _healthcheck(self) -> str:
