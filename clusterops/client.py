@@ -124,6 +124,7 @@ OUTPUTS_SCHEMAS[4] = {
             "client_endpoint": "endpoint",  # the client Service, a seed for cluster clients
             "client_pod_label": "str",  # pods of other namespaces need it (NetworkPolicy)
             "auth_secret": "str",  # the Secret holding the password (key `password`)
+            "tools_image": "str",  # an image with clusterops: operator commands run in its pods
         },
         "nodes": [{
             "name": "str", "role": "str", "master": "str?", "dns_name": "str", "port": "int",

@@ -138,7 +138,8 @@ def exporter_nodes(kplan: KubernetesPlan) -> list[dict[str, Any]]:
     return monitored_nodes(addressed_nodes(kplan), tls=False)
 
 
-def location(kplan: KubernetesPlan, cluster_domain: str, auth_secret: str) -> dict[str, Any]:
+def location(kplan: KubernetesPlan, cluster_domain: str, auth_secret: str,
+             tools_image: str) -> dict[str, Any]:
     """How to reach the nodes: only from inside the cluster, by the Services' DNS names."""
     return {
         # Pod IPs and the Services' names resolve only inside the Kubernetes cluster, and a
@@ -153,6 +154,9 @@ def location(kplan: KubernetesPlan, cluster_domain: str, auth_secret: str) -> di
         # Pods of other namespaces reach the nodes only with this label (NetworkPolicy).
         "client_pod_label": f"{CLIENT_LABEL}=true",
         "auth_secret": auth_secret,  # the Secret whose key `password` an in-cluster client mounts
+        # An image holding clusterops (the bootstrap Job's): `python -m clusterops` runs its
+        # commands in a short-lived pod of it (clusterops/cli/in_pod.py).
+        "tools_image": tools_image,
     }
 
 
@@ -265,7 +269,7 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
         return KubernetesClusterOutputs(
             target="kubernetes",
             location=location(self.kplan, self.settings.cluster_domain,
-                              f"{self._prefix}-auth"),
+                              f"{self._prefix}-auth", self.settings.bootstrap_image),
             cluster_name=self.spec.name_prefix,
             password=password,
             seed_endpoints=seed_endpoints(nodes),

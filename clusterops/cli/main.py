@@ -21,6 +21,8 @@ from types import ModuleType
 import redis
 from redis.exceptions import RedisClusterException
 
+from clusterops.cli.in_pod import delegated
+from clusterops.cli.targets import stack_outputs_of
 from clusterops.core.errors import EXIT_FAILED, EXIT_USAGE, ClusterOpsError
 
 PROG = "python -m clusterops"
@@ -113,6 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits on --help (0) and on usage errors (2)
         return int(exc.code or 0)
     try:
+        # A Kubernetes stack's nodes are reachable only inside its cluster: run it there.
+        outputs, source = stack_outputs_of(args)
+        in_pod = delegated(name, rest, outputs, source)
+        if in_pod is not None:
+            return in_pod
         return int(module.run(args))
     except ClusterOpsError as exc:
         print(f"{PROG} {name}: error: {exc}", file=sys.stderr)

@@ -106,6 +106,23 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def stack_outputs_of(args: argparse.Namespace) -> tuple[dict[str, Any] | None, str]:
+    """The stack outputs the options name (and where they came from), or (None, "") when the
+    targets are --node flags or the command takes none. Read once: kept on ``args``."""
+    if getattr(args, "loaded_outputs", None) is not None:
+        return args.loaded_outputs
+    loaded: tuple[dict[str, Any] | None, str] = (None, "")
+    if getattr(args, "nodes", None):
+        pass
+    elif getattr(args, "stack_outputs", None) is not None:
+        path = Path(args.stack_outputs)
+        loaded = read_outputs_file(path), str(path)
+    elif getattr(args, "stack", None):
+        loaded = run_pulumi_stack_output(args.stack), f"stack {args.stack}"
+    args.loaded_outputs = loaded
+    return loaded
+
+
 def load_targets(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Targets:
     """Build :class:`Targets` from parsed :func:`add_target_arguments` options.
 
@@ -117,12 +134,10 @@ def load_targets(args: argparse.Namespace, environ: Mapping[str, str] | None = N
         if via_host_ports:
             raise TargetsError("--via-host-ports needs stack outputs (--stack-outputs/--stack)")
         base = targets_from_node_flags(args.nodes)
-    elif getattr(args, "stack_outputs", None) is not None:
-        path = Path(args.stack_outputs)
-        base = targets_from_outputs(read_outputs_file(path), via_host_ports, source=str(path))
-    elif getattr(args, "stack", None):
-        outputs = run_pulumi_stack_output(args.stack)
-        base = targets_from_outputs(outputs, via_host_ports, source=f"stack {args.stack}")
+    elif getattr(args, "stack_outputs", None) is not None or getattr(args, "stack", None):
+        outputs, source = stack_outputs_of(args)
+        assert outputs is not None
+        base = targets_from_outputs(outputs, via_host_ports, source=source)
     else:
         raise TargetsError("no targets: give --stack-outputs FILE, --stack NAME or --node ...")
 

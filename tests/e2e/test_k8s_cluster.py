@@ -10,6 +10,9 @@ IDs thanks to components/peer-addresses.sh (init container and sidecar).
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +32,7 @@ from tests.support import k8s_client_pods
 from tests.support.deploy_fixtures import _skip_or_fail
 from tests.support.live_writer import LiveWriteResult, acknowledged_missing
 from tests.support.local_k8s import address_remap, api, local_cluster_running, pods
-from tests.support.pulumi_cli import PulumiStack, new_stack
+from tests.support.pulumi_cli import PROJECT_ROOT, PulumiStack, new_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -216,6 +219,37 @@ def test_a_client_pod_writes_every_slot_by_the_service_name_and_follows_pod_name
 def test_a_second_up_changes_nothing(stack):
     handle, _ = stack
     assert handle.changes() == []
+
+
+def clusterops_cli(handle: PulumiStack, kubeconfig: Path, tmp_path: Path,
+                   *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m clusterops ARGS --stack-outputs FILE` on this machine, as an operator runs it:
+    kubectl on PATH with the local cluster's kubeconfig; the command runs in a pod."""
+    outputs = tmp_path / "outputs.json"
+    handle.write_outputs(outputs)
+    env = {**handle.env, "KUBECONFIG": str(kubeconfig)}
+    return subprocess.run([sys.executable, "-m", "clusterops", *args, "--stack-outputs",
+                           str(outputs)], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def test_operator_commands_take_the_k8s_stacks_outputs_and_run_in_a_pod(
+        stack, kubeconfig, tmp_path):
+    handle, _ = stack
+    health = clusterops_cli(handle, kubeconfig, tmp_path, "health", "--json")
+    assert health.returncode == 0, (health.stdout[-3000:], health.stderr[-3000:])
+    assert "running in pod alphapulse-redis/clusterops-health-" in health.stderr
+    report = json.loads(health.stdout)
+    assert report["ok"] is True and report["expected"]["nodes"] == 6, report
+    checks = {(c["check"], c["node"]): c["status"] for c in report["results"]}
+    assert sum(1 for (check, _), status in checks.items()
+               if check == "cluster_state" and status == "ok") == 6, report
+    fix = clusterops_cli(handle, kubeconfig, tmp_path, "fix")
+    assert fix.returncode == 0 and "nothing to fix" in fix.stdout, (fix.stdout, fix.stderr)
+    drill = clusterops_cli(handle, kubeconfig, tmp_path, "drill", "--master", "all")
+    assert drill.returncode == 2 and "cannot run against a Kubernetes stack" in drill.stderr
+    leftovers = pods(NAMESPACE, "app.kubernetes.io/component=clusterops")
+    assert leftovers == [] or all(p["metadata"].get("deletionTimestamp") for p in leftovers)
 
 
 def statefulsets() -> list[dict[str, Any]]:

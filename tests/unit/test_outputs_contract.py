@@ -32,7 +32,8 @@ RELEASED_SCHEMAS = {
     1: "a874a4ab92afed1439f792ac7d816c628979595a81411c244ae851311f2b5a02",
     2: "f4d6945ad3b1cfd57b4b796b5fea8dce7810e3c827a810977f578d212b216cac",
     3: "2720a3c05d6346e248cd4c145aa337cd94ecb80b38bc0cc6ae90c19385f0947e",
-    4: "9abcc11556a3476cff61774af4bc81b59fb36df72ba59535435b4b08b9e8f01d",
+    # v4 gained location.tools_image before its first release (not on main yet then).
+    4: "8dfb1354e33a2cbced5844318dbbdbf42cb1b3d21aa9f83ea579b2d1eea99bf3",
 }
 PASSWORD = "prod-secret-password-0123456789"
 

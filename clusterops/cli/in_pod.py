@@ -1,0 +1,192 @@
+"""Run an operator command against a Kubernetes stack: in a short-lived pod, where the nodes are.
+
+A Kubernetes stack's nodes are reachable only inside the cluster, at their pods' DNS names (and a
+cluster client follows MOVED redirects to each pod's own name, so a port-forward cannot stand in).
+Given such a stack's outputs, ``python -m clusterops health|fix|failback|rebalance`` therefore
+starts a pod of the stack's tools image (``location.tools_image``: the bootstrap Job's, which
+holds clusterops) in the stack's namespace, runs the same command in it with the nodes given by
+name and the password mounted from the stack's Secret, streams its output back, returns its exit
+code, and deletes the pod whatever happens. It talks to Kubernetes through ``kubectl`` (the
+current context, or $KUBECONFIG), as an operator does.
+
+The pod passes the namespace's restricted Pod Security profile and carries the label the
+NetworkPolicies admit clients by. It sleeps until deleted; the command runs in it with
+``kubectl exec``, whose exit code is the command's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from clusterops.core.errors import EXIT_USAGE, TargetsError
+
+IN_POD_ENV = "CLUSTEROPS_IN_POD"  # set in the pod: there the command runs, never re-delegates
+SECRET_DIR = "/etc/alphapulse/secret"
+RUNNER_UID = 65532  # the tools image's user (k8s_bootstrap/Dockerfile)
+READY_TIMEOUT_S = 120
+# Commands that need nothing but redis-py: backup and restore also need redis-cli and
+# redis-server, which the tools image does not hold; the drill needs a way to stop a pod.
+SUPPORTED = ("health", "fix", "failback", "rebalance")
+# Options that name where the targets and the password come from: the pod gets its own.
+SOURCE_OPTIONS = {"--stack-outputs": True, "--stack": True, "--password-file": True,
+                  "--via-host-ports": False, "--node": True}
+
+
+@dataclass(frozen=True)
+class PodTarget:
+    """What the outputs of a Kubernetes stack say about reaching its nodes from inside."""
+
+    namespace: str
+    image: str
+    auth_secret: str
+    client_label: str  # "key=value"
+    node_flags: tuple[str, ...]  # NAME=DNS_NAME:PORT:ROLE
+    maxmemory_bytes: int | None
+
+
+def pod_target(outputs: Mapping[str, Any], source: str) -> PodTarget | None:
+    """The pod target of a Kubernetes stack's outputs; None for any other stack's."""
+    location = outputs.get("location")
+    if outputs.get("target") != "kubernetes" or not isinstance(location, Mapping):
+        return None
+    missing = [key for key in ("namespace", "tools_image", "auth_secret", "client_pod_label")
+               if not location.get(key)]
+    if missing:
+        raise TargetsError(f"{source}: a Kubernetes stack's outputs without location."
+                           f"{', location.'.join(missing)}: run `pulumi up` with this version "
+                           "of the program, then export the outputs again")
+    flags = tuple(f"{n['name']}={n['dns_name']}:{n['port']}:{n['role']}"
+                  for n in outputs.get("nodes") or [])
+    if not flags:
+        raise TargetsError(f"{source}: the outputs list no nodes")
+    return PodTarget(location["namespace"], location["tools_image"], location["auth_secret"],
+                     location["client_pod_label"], flags, outputs.get("maxmemory_bytes"))
+
+
+def pod_argv(command: str, argv: Sequence[str], target: PodTarget) -> list[str]:
+    """The command line run in the pod: the user's options without the target and password
+    sources, then the nodes by name and the mounted password file."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name, has_value, _ = arg.partition("=")
+        if name in SOURCE_OPTIONS:
+            skip = SOURCE_OPTIONS[name] and not has_value
+            continue
+        kept.append(arg)
+    nodes = [flag for node in target.node_flags for flag in ("--node", node)]
+    memory = ["--maxmemory", str(target.maxmemory_bytes)] \
+        if target.maxmemory_bytes and not any(a.split("=")[0] == "--maxmemory" for a in kept) \
+        else []
+    return ["python", "-m", "clusterops", command, *kept, *nodes, *memory,
+            "--password-file", f"{SECRET_DIR}/password"]
+
+
+def pod_manifest(name: str, target: PodTarget) -> dict[str, Any]:
+    """A pod that sleeps until deleted: restricted, no service account token, the password
+    file from the stack's Secret, the label the NetworkPolicies admit clients by."""
+    label_key, _, label_value = target.client_label.partition("=")
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": target.namespace,
+                     "labels": {label_key: label_value,
+                                "app.kubernetes.io/component": "clusterops"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 0,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": RUNNER_UID,
+                                "runAsGroup": RUNNER_UID, "fsGroup": RUNNER_UID,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "clusterops",
+                "image": target.image,
+                "imagePullPolicy": "IfNotPresent",
+                # Python, not `sleep`: the image is only known to hold Python and clusterops.
+                "command": ["python", "-c", "import time; time.sleep(3600)"],
+                "env": [{"name": IN_POD_ENV, "value": "1"}],
+                "securityContext": {"allowPrivilegeEscalation": False,
+                                    "capabilities": {"drop": ["ALL"]}},
+                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                              "limits": {"memory": "256Mi"}},
+                "volumeMounts": [{"name": "auth", "mountPath": SECRET_DIR, "readOnly": True}],
+            }],
+            "volumes": [{"name": "auth", "secret": {
+                "secretName": target.auth_secret, "defaultMode": 0o440,
+                "items": [{"key": "password", "path": "password"}]}}],
+        },
+    }
+
+
+class Kubectl:
+    """`kubectl` in one namespace; its own failures become a TargetsError naming the command."""
+
+    def __init__(self, namespace: str, binary: str | None = None) -> None:
+        found = binary or os.environ.get("KUBECTL") or shutil.which("kubectl")
+        if not found:
+            raise TargetsError("this is a Kubernetes stack and `kubectl` is not on PATH: "
+                               "install it (or set $KUBECTL) with a context for that cluster")
+        self.binary, self.namespace = found, namespace
+
+    def run(self, *args: str, stdin: str | None = None) -> str:
+        done = subprocess.run([self.binary, "--namespace", self.namespace, *args], input=stdin,
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise TargetsError(f"`kubectl {' '.join(args)}` failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def stream(self, *args: str) -> int:
+        """Run with our stdout and stderr: the remote command's output as it comes."""
+        return subprocess.run([self.binary, "--namespace", self.namespace, *args],
+                              check=False).returncode
+
+
+def run_in_pod(command: str, argv: Sequence[str], target: PodTarget,
+               kubectl: Kubectl | None = None) -> int:
+    """Start the pod, run the command in it, return its exit code; the pod is always deleted."""
+    if command not in SUPPORTED:
+        raise TargetsError(
+            f"`{command}` cannot run against a Kubernetes stack yet (it runs in a pod of the "
+            f"tools image, which holds only Python and clusterops); supported: "
+            f"{', '.join(SUPPORTED)}")
+    kubectl = kubectl or Kubectl(target.namespace)
+    name = f"clusterops-{command}-{secrets.token_hex(3)}"
+    kubectl.run("create", "-f", "-", stdin=json.dumps(pod_manifest(name, target)))
+    try:
+        kubectl.run("wait", "--for=condition=Ready", f"pod/{name}",
+                    f"--timeout={READY_TIMEOUT_S}s")
+        print(f"running in pod {target.namespace}/{name}", file=sys.stderr)
+        return kubectl.stream("exec", name, "--", *pod_argv(command, argv, target))
+    finally:
+        try:
+            kubectl.run("delete", "pod", name, "--wait=false", "--ignore-not-found")
+        except TargetsError as exc:
+            print(f"could not delete pod {name}: {exc}", file=sys.stderr)
+
+
+def delegated(command: str, argv: Sequence[str], outputs: Mapping[str, Any] | None,
+              source: str) -> int | None:
+    """The exit code of running the command in a pod when ``outputs`` are a Kubernetes
+    stack's; None when the command runs here (any other stack, or already in the pod)."""
+    if outputs is None or os.environ.get(IN_POD_ENV):
+        return None
+    target = pod_target(outputs, source)
+    if target is None:
+        return None
+    try:
+        return run_in_pod(command, argv, target)
+    except TargetsError as exc:
+        print(f"python -m clusterops {command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
