@@ -131,10 +131,14 @@ def _outputs(props: Mapping[str, Any], generation: int) -> dict[str, Any]:
         "docker_host": _docker_host(props),
         "provider_version": props.get("provider_version"),
         "file_names": sorted(_all_files(props)),
-        # Bumped on every rewrite: a container that reads the files only at start (the
-        # exporter) carries it as a label and is recreated when it changes.
+        # Bumped on every rewrite that changes what the files hold: a container that reads
+        # them only at start (the exporter) carries it as a label and is recreated with it.
         "generation": generation,
     }
+
+
+# What a reader of the files sees; a new image or engine to write them with changes none of it.
+CONTENT_KEYS = frozenset({"files", "config_files", "owner"})
 
 
 def _docker_host(props: Mapping[str, Any]) -> str:
@@ -195,7 +199,11 @@ class SecretFilesProvider(dynamic.ResourceProvider):
                 delete_before_replace=False,
             )
         old, new = _comparable(olds), _comparable(news)
-        changed = [key for key in INPUT_KEYS if old[key] != new[key]]
+        # New provider code alone (its version input) is no change: what it would do is write
+        # the same bytes again. As an update it would make `generation` unknown in the preview
+        # (the Python dynamic provider drops DiffResult.stables), and the exporter, which
+        # carries it as a label, would be shown and made a replacement for nothing.
+        changed = [key for key in INPUT_KEYS if key != "provider_version" and old[key] != new[key]]
         return dynamic.DiffResult(
             changes=bool(changed),
             replaces=["volume"] if "volume" in changed else [],
@@ -210,7 +218,9 @@ class SecretFilesProvider(dynamic.ResourceProvider):
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         write_files(news["volume"], news["image"], _all_files(news), _owner(news),
                     _docker_host(news))
-        return dynamic.UpdateResult(_outputs(news, int(olds.get("generation") or 0) + 1))
+        generation = int(olds.get("generation") or 0)
+        same = all(_comparable(olds)[key] == _comparable(news)[key] for key in CONTENT_KEYS)
+        return dynamic.UpdateResult(_outputs(news, generation if same else generation + 1))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Nothing to do: the files go with their volume, which its own resource deletes."""

@@ -76,3 +76,21 @@ def test_config_files_are_plain_inputs_whose_change_is_an_in_place_update():
     checked = provider.check({}, {**olds, "config_files": {"password": "x"}})
     assert [f.property for f in checked.failures] == ["config_files"]  # a name used twice
     assert "password" in checked.failures[0].reason
+
+
+def test_new_provider_code_alone_is_no_change_and_an_update_keeps_the_generation(monkeypatch):
+    """Only the provider's code changed (its version input): nothing to write, so the exporter
+    that carries `generation` as a label is neither shown nor made a replacement. An update
+    for another reason that leaves the content alone (a new image to write with) keeps it."""
+    import components.secret_files as secret_files
+
+    monkeypatch.setattr(secret_files, "write_files", lambda *args, **kwargs: None)
+    provider = SecretFilesProvider()
+    olds = {"volume": "v", "image": "i", "owner": "999:999", "provider_version": "1",
+            "files": {"password": "a"}, "config_files": {}, "generation": 3}
+    assert not provider.diff("id", olds, {**olds, "provider_version": "2"}).changes
+    new_image = {**olds, "image": "j"}
+    assert provider.diff("id", olds, new_image).changes
+    assert provider.update("id", olds, new_image).outs["generation"] == 3
+    rotated = {**olds, "files": {"password": "b"}}
+    assert provider.update("id", olds, rotated).outs["generation"] == 4
