@@ -428,6 +428,35 @@ def test_master_pod_deleted_ten_times_recovers_without_losing_an_acknowledged_wr
           f"{result.summary()}; 0 acknowledged writes lost")
 
 
+def test_failback_in_a_pod_gives_every_shard_back_to_its_planned_master(
+        stack, kubeconfig, tmp_path):
+    """Failovers leave masters where they happened to be (the trials above); `clusterops
+    failback --apply`, given the stack's outputs, runs in a pod and hands each shard back."""
+    handle, _ = stack
+    secret = password(handle)
+    planned = {n["pod"] for n in handle.outputs()["nodes"] if n["role"] == "master"}
+    view = role_view(secret)
+    # At least one shard away from its planned master, whatever the trials left.
+    if all(view[p]["role"] == "master" for p in planned):
+        shard = view[sorted(planned)[0]]["shard"]
+        other = next(p for p, e in view.items() if e["shard"] == shard and p not in planned)
+        node_client(next(p["status"]["podIP"] for p in redis_pods()
+                         if p["metadata"]["name"] == other), secret).execute_command(
+            "CLUSTER", "FAILOVER")
+        done, seen = poll(lambda: (role_view(secret)[other]["role"] == "master", None),
+                          Deadline.after(30), 0.2)
+        assert done, role_view(secret)
+    drifted = sorted(p for p, e in role_view(secret).items() if p in planned
+                     and e["role"] != "master")
+    assert drifted
+    back = clusterops_cli(handle, kubeconfig, tmp_path, "failback", "--apply")
+    assert back.returncode == 0, (back.stdout[-3000:], back.stderr[-3000:])
+    done, seen = poll(lambda: ((v := role_view(secret)) and settled(v) and all(
+        v[p]["role"] == "master" for p in planned), v), Deadline.after(60), 0.5)
+    assert done, (drifted, seen, back.stdout)
+    print(f"\nfailback in a pod: {drifted} master again; {back.stdout.strip()[-300:]}")
+
+
 def evict(pod: str) -> int:
     """POST an Eviction (what `kubectl drain` does); -> the HTTP status (201, or 429 when a
     PodDisruptionBudget forbids it)."""
