@@ -38,7 +38,7 @@ from clusterops.core.errors import ClusterCommandError, ClusterOpsError, Formati
 from clusterops.core.model import ClusterReport, NodeTarget
 from clusterops.core.poll import Deadline, poll
 from clusterops.node.access import Access
-from clusterops.node.observe import observe_nodes
+from clusterops.node.observe import NodeSnapshot, observe_nodes
 from clusterops.provision import formation
 from clusterops.reshape.migrate import MoveStats, SlotMover
 from clusterops.reshape.plan import (
@@ -208,101 +208,129 @@ def reshape_cluster(
 ) -> ReshapeReport:
     """Turn the cluster deployed as ``old`` into ``new`` (see the module docstring)."""
     started = time.monotonic()
-    say = progress or log.info
-    deadline = Deadline(started + timeout_s)
-    nodes = union(old, new)
-    by_name = {n.name: n for n in nodes}
-    snapshots = formation.wait_until_reachable(nodes, access, deadline, timeout_s)
-    plan = plan_reshape(old, new, snapshots, recorded_ids)
-    if plan.problems:
-        raise UnsafeReshapeError(plan.problems)
+    run = _Reshape(old, new, access, timeout_s, recorded_ids or {}, progress or log.info)
+    snapshots = formation.wait_until_reachable(run.nodes, access, Deadline(started + timeout_s),
+                                               timeout_s)
+    plan = run.checked_plan(snapshots)
     if plan.open_slots:
-        _open_slot_finishes(plan, nodes, access)  # refused before anything is written
+        _open_slot_finishes(plan, run.nodes, access)  # refused before anything is written
     report = ReshapeReport(plan)
-    say("; ".join(plan.summary()))
-
+    run.say("; ".join(plan.summary()))
     with ExitStack() as stack:
-        conns = {n.name: stack.enter_context(access.client(n)) for n in nodes}
-
-        # MEET the new nodes through one surviving member: gossip introduces them to the rest.
-        if plan.meet:
-            introducer = next(n for n in new if n.name not in plan.meet)
-            for name in plan.meet:
-                node = by_name[name]
-                try:
-                    conns[introducer.name].execute_command(
-                        "CLUSTER", "MEET", node.cluster_host, node.cluster_port, node.bus_port)
-                except redis.RedisError as exc:
-                    raise ClusterCommandError(
-                        f"{introducer.name}: CLUSTER MEET {node.cluster_address} ({name}) failed: "
-                        f"{access.redact(str(exc))}") from exc
-            # Leaving nodes need not learn the new ones (and after a FORGET they cannot).
-            staying = [n for n in nodes if n.name not in plan.removed]
-            formation.wait_for_join(staying, conns, access, Deadline.after(timeout_s),
-                                     timeout_s)
-            # A node that just joined reports cluster_state:fail for about node-timeout, and
-            # refuses the RESTORE-ASKING a MIGRATE sends it (CLUSTERDOWN) until then.
-            _wait_state_ok(staying, access, Deadline.after(timeout_s), timeout_s)
-        snapshots = observe_nodes(nodes, access)
-        plan = plan_reshape(old, new, snapshots, recorded_ids)
-        if plan.problems:
-            raise UnsafeReshapeError(plan.problems)
-        mover = SlotMover(nodes, plan.ids, access, progress=say)
-
-        def masters_now() -> list[str]:
-            live = observe_nodes(nodes, access)
-            return [s.name for s in live if s.myself and s.myself.is_master]
-
+        run.conns = {n.name: stack.enter_context(access.client(n)) for n in run.nodes}
+        run.meet(plan)
+        plan = run.checked_plan(observe_nodes(run.nodes, access))
+        mover = SlotMover(run.nodes, plan.ids, access, progress=run.say)
         if plan.open_slots:
-            report.finished_open = _finish_open_slots(plan, nodes, access, mover, conns)
-            snapshots = observe_nodes(nodes, access)
-            plan = plan_reshape(old, new, snapshots, recorded_ids)
-            if plan.problems:
-                raise UnsafeReshapeError(plan.problems)
-
-        if plan.attach:
-            ids = plan.ids
-            report.attached = formation.attach_replicas(
-                plan.attach, conns, ids, access, Deadline.after(timeout_s), timeout_s)
-            _wait_synced(nodes, [r for r, _m in plan.attach], access,
-                         Deadline.after(timeout_s), timeout_s)
-        masters = masters_now()
-
+            report.finished_open = _finish_open_slots(plan, run.nodes, access, mover, run.conns)
+            plan = run.checked_plan(observe_nodes(run.nodes, access))
+        report.attached = run.attach(plan)
+        masters = run.masters_now()
         # Every node receives its slots before it gives any away (see move_waves).
         for wave, moves in enumerate(move_waves(plan.moves), start=1):
             if moves:
-                say(f"wave {wave}: moving {sum(len(m.slots) for m in moves)} slot(s)")
+                run.say(f"wave {wave}: moving {sum(len(m.slots) for m in moves)} slot(s)")
                 report.moved.add(mover.move(moves_by_pair(moves), masters))
-
-        # Replicas learn the new owners by gossip: wait until most nodes agree.
-        def settled() -> tuple[bool, ReshapePlan]:
-            after = plan_reshape(old, new, observe_nodes(nodes, access), recorded_ids)
-            for target in sorted({m.target for m in after.moves}):
-                mover.claim(target, masters)  # a claim outvoted by an older epoch: re-claim
-            return not (after.moves or after.open_slots or after.problems), after
-
-        done, plan_after = poll(settled, Deadline.after(timeout_s), POLL_INTERVAL_S)
-        if plan_after.problems:
-            raise UnsafeReshapeError(plan_after.problems)
-        if not done:
-            raise ClusterCommandError(
-                "slots still to move after the moves: "
-                + "; ".join(plan_after.summary()) + ". Run `pulumi up` again to finish.")
-        for name in plan_after.forget:
-            node_id = plan_after.ids[name]
-            for survivor in new:
-                try:
-                    conns[survivor.name].execute_command("CLUSTER", "FORGET", node_id)
-                except redis.ResponseError as exc:
-                    if "unknown node" not in str(exc).lower():
-                        raise ClusterCommandError(
-                            f"{survivor.name}: CLUSTER FORGET {node_id} ({name}) failed: "
-                            f"{access.redact(str(exc))}") from exc
-            report.forgotten.append(name)
-            say(f"forgot {name} ({node_id}) on every surviving node")
-
+        report.forgotten = run.forget(run.settled(mover, masters))
     report.cluster = formation.form_cluster(list(new), access, timeout_s)
     report.elapsed_s = time.monotonic() - started
     return report
 
 
+@dataclass
+class _Reshape:
+    """The steps of one reshape, sharing both plans, the access and one admin connection per
+    node (``conns``, opened by :func:`reshape_cluster`)."""
+
+    old: Sequence[NodeTarget]
+    new: Sequence[NodeTarget]
+    access: Access
+    timeout_s: float
+    recorded_ids: Mapping[str, str]
+    say: Callable[[str], None]
+    conns: dict[str, redis.Redis] = field(default_factory=dict)
+
+    @property
+    def nodes(self) -> list[NodeTarget]:
+        return union(self.old, self.new)
+
+    def checked_plan(self, snapshots: Sequence[NodeSnapshot]) -> ReshapePlan:
+        plan = plan_reshape(self.old, self.new, snapshots, self.recorded_ids)
+        if plan.problems:
+            raise UnsafeReshapeError(plan.problems)
+        return plan
+
+    def masters_now(self) -> list[str]:
+        live = observe_nodes(self.nodes, self.access)
+        return [s.name for s in live if s.myself and s.myself.is_master]
+
+    def meet(self, plan: ReshapePlan) -> None:
+        """MEET the new nodes through one surviving member: gossip introduces them to the
+        rest; then wait until they joined and the cluster is ok again."""
+        if not plan.meet:
+            return
+        by_name = {n.name: n for n in self.nodes}
+        introducer = next(n for n in self.new if n.name not in plan.meet)
+        for name in plan.meet:
+            node = by_name[name]
+            try:
+                self.conns[introducer.name].execute_command(
+                    "CLUSTER", "MEET", node.cluster_host, node.cluster_port, node.bus_port)
+            except redis.RedisError as exc:
+                raise ClusterCommandError(
+                    f"{introducer.name}: CLUSTER MEET {node.cluster_address} ({name}) failed: "
+                    f"{self.access.redact(str(exc))}") from exc
+        # Leaving nodes need not learn the new ones (and after a FORGET they cannot).
+        staying = [n for n in self.nodes if n.name not in plan.removed]
+        formation.wait_for_join(staying, self.conns, self.access,
+                                Deadline.after(self.timeout_s), self.timeout_s)
+        # A node that just joined reports cluster_state:fail for about node-timeout, and
+        # refuses the RESTORE-ASKING a MIGRATE sends it (CLUSTERDOWN) until then.
+        _wait_state_ok(staying, self.access, Deadline.after(self.timeout_s), self.timeout_s)
+
+    def attach(self, plan: ReshapePlan) -> list[str]:
+        """Replicas to their shard's live master, synced before any slot moves."""
+        if not plan.attach:
+            return []
+        attached = formation.attach_replicas(plan.attach, self.conns, plan.ids, self.access,
+                                             Deadline.after(self.timeout_s), self.timeout_s)
+        _wait_synced(self.nodes, [r for r, _m in plan.attach], self.access,
+                     Deadline.after(self.timeout_s), self.timeout_s)
+        return attached
+
+    def settled(self, mover: SlotMover, masters: Sequence[str]) -> ReshapePlan:
+        """Replicas learn the new owners by gossip: poll until most nodes agree (re-claiming
+        a slot whose claim an older epoch outvoted); the plan left then."""
+
+        def done() -> tuple[bool, ReshapePlan]:
+            after = plan_reshape(self.old, self.new, observe_nodes(self.nodes, self.access),
+                                 self.recorded_ids)
+            for target in sorted({m.target for m in after.moves}):
+                mover.claim(target, masters)
+            return not (after.moves or after.open_slots or after.problems), after
+
+        finished, plan_after = poll(done, Deadline.after(self.timeout_s), POLL_INTERVAL_S)
+        if plan_after.problems:
+            raise UnsafeReshapeError(plan_after.problems)
+        if not finished:
+            raise ClusterCommandError(
+                "slots still to move after the moves: "
+                + "; ".join(plan_after.summary()) + ". Run `pulumi up` again to finish.")
+        return plan_after
+
+    def forget(self, plan: ReshapePlan) -> list[str]:
+        """CLUSTER FORGET each leaving node on every surviving node."""
+        forgotten = []
+        for name in plan.forget:
+            node_id = plan.ids[name]
+            for survivor in self.new:
+                try:
+                    self.conns[survivor.name].execute_command("CLUSTER", "FORGET", node_id)
+                except redis.ResponseError as exc:
+                    if "unknown node" not in str(exc).lower():
+                        raise ClusterCommandError(
+                            f"{survivor.name}: CLUSTER FORGET {node_id} ({name}) failed: "
+                            f"{self.access.redact(str(exc))}") from exc
+            forgotten.append(name)
+            self.say(f"forgot {name} ({node_id}) on every surviving node")
+        return forgotten

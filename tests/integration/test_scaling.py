@@ -232,9 +232,16 @@ def test_an_open_slot_with_two_importers_is_refused_by_the_reshape_as_by_fix(
     for importer in (eight[0], eight[6]):
         importer.client().execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING",
                                           ids["ap-master-3"])
-    before = node_states(eight)
-    assert sum(f"[{slot}-<-{ids['ap-master-3']}]" in line for view in before for line in view) \
-        >= 2, before
+    importing = f"[{slot}-<-{ids['ap-master-3']}]"
+
+    def still_open() -> bool:
+        return all(importing in node.client().execute_command("CLUSTER", "NODES")
+                   for node in (eight[0], eight[6]))
+
+    assert still_open()
+    # The three original masters' views (master-4's own view of the others still settles by
+    # gossip after its MEET, whatever the reshape does).
+    before = node_states(eight)[:3]
 
     with pytest.raises(UnsafeReshapeError, match=f"slot {slot} is open toward ap-master-1, "
                                                  "ap-master-4: not one master"):
@@ -244,7 +251,7 @@ def test_an_open_slot_with_two_importers_is_refused_by_the_reshape_as_by_fix(
         f"slot {slot} is open toward ap-master-1, ap-master-4: not one master among the "
         "targets; close it by hand"]
     # Nothing moved: both still import it, master-3 still owns it.
-    assert node_states(eight) == before
+    assert still_open() and node_states(eight)[:3] == before
 
 
 def test_a_hand_modified_cluster_is_refused_and_left_untouched(eight: RedisNodes) -> None:
