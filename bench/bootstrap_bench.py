@@ -36,7 +36,7 @@ if str(PROJECT_ROOT) not in sys.path:
 
 from clusterops.node.access import Access  # noqa: E402
 from clusterops.provision.formation import form_cluster  # noqa: E402
-from tests.integration.conftest import plan_for  # noqa: E402
+from tests.support.process_plans import plan_for  # noqa: E402
 from tests.support.redis_nodes import RedisNodes  # noqa: E402
 
 OK_DEADLINE_S = 60.0

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from local_kubernetes import cluster as local_cluster
 from local_kubernetes.api import ApiError
 from tests.e2e.test_k8s_render import kubernetes_plugin_missing
 from tests.support import k8s_client_pods
-from tests.support.deploy_fixtures import _skip_or_fail
+from tests.support.deploy_fixtures import _skip_or_fail, deploy_stack
 from tests.support.live_writer import LiveWriteResult, acknowledged_missing
 from tests.support.local_k8s import address_remap, api, local_cluster_running, pods
 from tests.support.pulumi_cli import PROJECT_ROOT, PulumiStack, new_stack
@@ -426,6 +428,64 @@ def test_master_pod_deleted_ten_times_recovers_without_losing_an_acknowledged_wr
           f"took over in {failed_over} of {FAILOVER_TRIALS} (in the others the pod was back, "
           "same node id, before the replica's election); "
           f"{result.summary()}; 0 acknowledged writes lost")
+
+
+RESTORED = re.compile(r"verified (\d+) keys: 0 missing, 0 different, 0 slot count mismatches")
+
+
+def backup_folder(stdout: str, dest: Path) -> Path:
+    """The folder a backup wrote, copied into ``dest`` (the command names its place in the pod,
+    which ends in the same timestamped name)."""
+    found = re.search(r"backup in \S*/(\d{8}T\d{6}Z)", stdout)
+    assert found, stdout
+    return dest / found[1]
+
+
+def test_a_k8s_backup_restores_into_a_docker_stack_and_the_other_way_round(
+        stack, kubeconfig, tmp_path):
+    """backup in a pod, copied here; restored into a Docker stack deployed beside it and
+    verified key by key; that stack's own keys backed up and restored into the k8s stack."""
+    handle, _ = stack
+    secret = password(handle)
+    k8s_keys = {f"k8s-backup:{i}": f"from-k8s-{i}" for i in range(2000)}
+    with cluster_client(secret) as client:
+        client.mset_nonatomic(k8s_keys)
+    backup = clusterops_cli(handle, kubeconfig, tmp_path, "backup", "--dest",
+                            str(tmp_path / "k8s-backups"))
+    assert backup.returncode == 0, (backup.stdout[-3000:], backup.stderr[-3000:])
+    k8s_folder = backup_folder(backup.stdout, tmp_path / "k8s-backups")
+    manifest = json.loads((k8s_folder / "manifest.json").read_text())
+    assert manifest["slots_covered"] == HASH_SLOTS, manifest
+
+    with contextmanager(deploy_stack)(tmp_path / "docker") as docker:
+        into_docker = subprocess.run(
+            [sys.executable, "-m", "clusterops", "restore", "--from", str(k8s_folder),
+             "--stack-outputs", str(docker.outputs_file)], cwd=PROJECT_ROOT, capture_output=True,
+            text=True, timeout=600, check=False)
+        assert into_docker.returncode == 0, (into_docker.stdout, into_docker.stderr[-3000:])
+        restored = RESTORED.search(into_docker.stdout)
+        assert restored and int(restored[1]) >= len(k8s_keys), into_docker.stdout
+        docker_keys = {f"docker-backup:{i}": f"from-docker-{i}" for i in range(2000)}
+        seeds = [redis.cluster.ClusterNode(*e.rsplit(":", 1))
+                 for e in docker.outputs["seed_endpoints"]]
+        with redis.RedisCluster(startup_nodes=seeds, password=docker.password,
+                                decode_responses=True) as docker_client:
+            docker_client.mset_nonatomic(docker_keys)
+        docker_backup = subprocess.run(
+            [sys.executable, "-m", "clusterops", "backup", "--dest", str(tmp_path / "docker-b"),
+             "--stack-outputs", str(docker.outputs_file)], cwd=PROJECT_ROOT,
+            capture_output=True, text=True, timeout=600, check=False)
+        assert docker_backup.returncode == 0, (docker_backup.stdout, docker_backup.stderr)
+        docker_folder = backup_folder(docker_backup.stdout, tmp_path / "docker-b")
+
+    # The k8s stack holds the k8s keys already, with the same values: a merge keeps them.
+    into_k8s = clusterops_cli(handle, kubeconfig, tmp_path, "restore", "--from",
+                              str(docker_folder), "--merge")
+    assert into_k8s.returncode == 0, (into_k8s.stdout[-3000:], into_k8s.stderr[-3000:])
+    with cluster_client(secret) as client:
+        values = client.mget_nonatomic(list(docker_keys))
+    assert values == list(docker_keys.values())
+    print(f"\nk8s -> docker: {restored[0]}; docker -> k8s: {into_k8s.stdout.strip()[-200:]}")
 
 
 def test_failback_in_a_pod_gives_every_shard_back_to_its_planned_master(

@@ -29,8 +29,8 @@ from clusterops.node.access import Access
 from clusterops.provision.acl_users import ROLES, render_users_acl
 from clusterops.provision.formation import form_cluster
 from clusterops.provision.password_rotation import sync_acl_users
-from tests.integration.conftest import plan_for, wait_for_replica_links
 from tests.support.every_slot import written_and_read_back
+from tests.support.process_plans import plan_for, wait_for_replica_links
 from tests.support.redis_nodes import AclSetup, RedisNodes
 from tests.support.waiting import wait_for
 

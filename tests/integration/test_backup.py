@@ -12,8 +12,8 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from tests.conftest import PROJECT_ROOT
 from tests.support.process_control import form_cluster_with_redis_cli
+from tests.support.pulumi_cli import PROJECT_ROOT
 from tests.support.redis_nodes import RedisNodes, pick_free_port
 from tests.support.waiting import wait_until
 

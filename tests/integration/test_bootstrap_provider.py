@@ -23,8 +23,8 @@ from components.bootstrap import (
     ClusterBootstrapProvider,
     TopologyChangeError,
 )
-from tests.integration.conftest import plan_for, wait_for_replica_links
 from tests.integration.test_formation import write_counts
+from tests.support.process_plans import plan_for, wait_for_replica_links
 from tests.support.redis_nodes import RedisNodes
 from tests.support.waiting import wait_for
 

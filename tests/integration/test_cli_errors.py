@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.support.pulumi_cli import PROJECT_ROOT
 from tests.support.redis_nodes import RedisNodes
 
 pytestmark = pytest.mark.integration

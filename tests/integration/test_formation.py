@@ -28,7 +28,7 @@ from clusterops.provision.formation import form_cluster
 from clusterops.provision.password_rotation import rotate_password
 from clusterops.state.topology import read_live_topology
 from clusterops.state.verify import verify_cluster
-from tests.integration.conftest import plan_for, wait_for_replica_links
+from tests.support.process_plans import plan_for, wait_for_replica_links
 from tests.support.redis_nodes import RedisNodes, pick_free_port
 from tests.support.waiting import wait_for
 

@@ -7,7 +7,7 @@ import pytest
 from clusterops.node.access import Access
 from clusterops.provision.formation import form_cluster
 from clusterops.provision.handover import HandoverError, hand_over
-from tests.integration.conftest import plan_for, wait_for_replica_links
+from tests.support.process_plans import plan_for, wait_for_replica_links
 from tests.support.redis_nodes import RedisNodes
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.support.pulumi_cli import PROJECT_ROOT
 from tests.support.redis_nodes import RedisNode, RedisNodes
 from tests.support.waiting import wait_until
 

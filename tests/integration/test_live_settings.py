@@ -18,7 +18,7 @@ from clusterops.provision.settings import LiveConfigError, apply_settings, canon
 from components.bootstrap import PROVIDER_VERSION, ClusterBootstrapProvider
 from components.redis_conf import RESTART_DIRECTIVES, live_settings
 from components.spec import build_spec
-from tests.integration.conftest import plan_for, wait_for_replica_links
+from tests.support.process_plans import plan_for, wait_for_replica_links
 from tests.support.redis_nodes import RedisNodes
 
 MIB = 1024**2

@@ -26,8 +26,8 @@ from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
 from clusterops.core.model import NodeTarget
 from components.bootstrap import ClusterBootstrapProvider
-from tests.integration.conftest import plan_for, wait_for_replica_links
 from tests.support.grpc_plugins import from_struct, stop_process, to_struct
+from tests.support.process_plans import plan_for, wait_for_replica_links
 from tests.support.redis_nodes import RedisNodes
 from tests.support.waiting import wait_until
 

@@ -19,8 +19,8 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
 from clusterops.core.model import hash_tags
-from tests.conftest import PROJECT_ROOT
 from tests.support.process_control import form_cluster_with_redis_cli
+from tests.support.pulumi_cli import PROJECT_ROOT
 from tests.support.redis_nodes import RedisNode, RedisNodes, pick_free_port
 from tests.support.waiting import wait_for, wait_until
 

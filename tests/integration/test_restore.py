@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from redis.cluster import RedisCluster
 
-from tests.conftest import PROJECT_ROOT
 from tests.support.process_control import form_cluster_with_redis_cli
+from tests.support.pulumi_cli import PROJECT_ROOT
 from tests.support.redis_nodes import RedisNodes
 from tests.support.waiting import wait_for
 

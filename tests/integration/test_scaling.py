@@ -20,8 +20,8 @@ from clusterops.reshape.scaling import (
     reshape_cluster,
 )
 from clusterops.state.verify import verify_cluster
-from tests.integration.conftest import wait_for_replica_links
 from tests.support.cluster_writer import ClusterWriter, only_known_client_errors
+from tests.support.process_plans import wait_for_replica_links
 from tests.support.redis_nodes import RedisNode, RedisNodes
 from tests.support.waiting import wait_for
 

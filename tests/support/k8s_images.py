@@ -9,9 +9,10 @@ same Entry/ImageRecipe layout, inputs-hash label cache and build lock):
       Kubernetes' own build/pause/linux/pause.c (module k8s.io/kubernetes in the Go module cache)
       with upstream's flags; USER 65535:65535 and ENTRYPOINT ["/pause"] like the official image.
   alphapulse-local/redis-cluster-bootstrap:<12 hex of the inputs hash>
-      the layout of k8s_bootstrap/Dockerfile (python:3.11-slim + redis==8.1.0 + clusterops/ +
-      k8s_bootstrap/*.py in /app, USER 65532:65532, ENTRYPOINT ["python", "-m", "k8s_bootstrap"])
-      from Debian's python3.11, its stdlib and libraries, and the redis-py wheel from PyPI. The tag
+      the layout of k8s_bootstrap/Dockerfile (python:3.11-slim + redis==8.1.0 + redis-server and
+      redis-cli + clusterops/ + k8s_bootstrap/*.py in /app, USER 65532:65532, ENTRYPOINT
+      ["python", "-m", "k8s_bootstrap"]) from Debian's python3.11, its stdlib and libraries,
+      Debian's redis binaries, and the redis-py wheel from PyPI. The tag
       is the content hash because pods use imagePullPolicy IfNotPresent: a fixed tag would keep
       running a stale copy of clusterops after a code change.
 
@@ -48,6 +49,7 @@ from tests.support.images import (
     _sha256_file,
     binary_version,
     ensure_image,
+    host_binary,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -201,7 +203,13 @@ def bootstrap_recipe() -> ImageRecipe:
     stdlib = _tree(STDLIB, str(STDLIB), skipped=STDLIB_SKIPPED)
     extensions = [e.source for e in stdlib if e.source and e.source.suffix == ".so"]
     users = [("root", 0, "/root", "/bin/sh"), ("nonroot", BOOTSTRAP_UID, APP_DIR, "/sbin/nologin")]
+    # What k8s_bootstrap/Dockerfile copies from the official image, here Debian's: backup and
+    # restore against a Kubernetes stack run in pods of this image (clusterops/cli/in_pod.py).
+    server, cli = host_binary("redis-server"), host_binary("redis-cli")
     entries = [
+        Entry("/usr/local/bin/redis-server", "file", 0o755, source=server),
+        Entry("/usr/local/bin/redis-cli", "file", 0o755, source=cli),
+        Entry("/usr/local/bin/redis-check-rdb", "symlink", 0o777, target="redis-server"),
         Entry("/usr/bin/python3.11", "file", 0o755, source=PYTHON),
         *(Entry(f"/usr/bin/{name}", "symlink", 0o777, target="python3.11")
           for name in ("python3", "python")),
@@ -211,7 +219,7 @@ def bootstrap_recipe() -> ImageRecipe:
         *_base_entries(users),
         # A shell for `kubectl exec` and debugging, as python:3.11-slim has one.
         *_busybox_entries(),
-        *_library_entries([PYTHON, *extensions]),
+        *_library_entries([PYTHON, *extensions, server, cli]),
     ]
     pinned = ", ".join(f"{p}=={WHEELS[p][0]}" for p in projects)
     description = f"k8s_bootstrap + clusterops on Debian's python {version} + {pinned}"

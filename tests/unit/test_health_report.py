@@ -41,7 +41,7 @@ from clusterops.tasks.health import (
     failing_nodes,
     probe_key,
 )
-from tests.conftest import PROJECT_ROOT
+from tests.support.pulumi_cli import PROJECT_ROOT
 
 MIB = 1024 * 1024
 THIRDS = list(split_slots(3))  # the plan's split: 0-5460, 5461-10922, 10923-16383

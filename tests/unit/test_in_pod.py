@@ -3,6 +3,7 @@ the command line it runs, the pod it starts, and that the pod goes whatever happ
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,12 +12,15 @@ from clusterops.cli import in_pod
 from clusterops.cli.in_pod import (
     IN_POD_ENV,
     SECRET_DIR,
+    WORK_DIR,
     PodTarget,
+    Transfers,
     delegated,
     pod_argv,
     pod_manifest,
     pod_target,
     run_in_pod,
+    untar_into,
 )
 from clusterops.core.errors import TargetsError
 
@@ -88,6 +92,14 @@ class FakeKubectl:
         self.calls.append(args)
         return self.exec_code
 
+    def run_bytes(self, *args: str, stdin: bytes | None = None) -> bytes:
+        """exec of TAR_IN stores what it is sent; exec of TAR_OUT sends it back."""
+        self.calls.append(args)
+        if "-i" in args:
+            self.uploaded = stdin
+            return b""
+        return self.uploaded
+
 
 def test_the_commands_exit_code_comes_back_and_the_pod_is_deleted() -> None:
     kubectl = FakeKubectl(exec_code=1)
@@ -105,10 +117,10 @@ def test_a_pod_that_never_gets_ready_is_deleted_too() -> None:
     assert kubectl.calls[-1][:2] == ("delete", "pod")
 
 
-def test_commands_the_tools_image_cannot_run_are_refused_before_anything_starts() -> None:
+def test_the_drill_is_refused_before_anything_starts() -> None:
     kubectl = FakeKubectl()
-    with pytest.raises(TargetsError, match="`backup` cannot run against a Kubernetes stack"):
-        run_in_pod("backup", [], target(), kubectl)
+    with pytest.raises(TargetsError, match="`drill` cannot run against a Kubernetes stack"):
+        run_in_pod("drill", [], target(), kubectl)
     assert kubectl.calls == []
 
 
@@ -129,3 +141,55 @@ def test_outputs_of_an_older_program_name_what_is_missing() -> None:
                                      if k != "tools_image"}}
     with pytest.raises(TargetsError, match="location.tools_image"):
         pod_target(older, "old.json")
+
+
+def test_a_backup_is_written_in_the_pod_and_copied_here(tmp_path: Path) -> None:
+    transfers = Transfers()
+    argv = pod_argv("backup", ["--stack-outputs", "k8s.json", "--dest", str(tmp_path / "b")],
+                    target(), transfers)
+    assert argv[argv.index("--dest") + 1] == f"{WORK_DIR}/out"
+    assert transfers.download == [(f"{WORK_DIR}/out", tmp_path / "b")] and not transfers.upload
+    default = Transfers()
+    pod_argv("backup", [], target(), default)
+    assert default.download == [(f"{WORK_DIR}/out", Path("backups"))]
+
+
+def test_a_restores_folder_is_copied_into_the_pod_first(tmp_path: Path) -> None:
+    folder = tmp_path / "20261206T000000Z"
+    folder.mkdir()
+    (folder / "manifest.json").write_text("{}")
+    transfers = Transfers()
+    argv = pod_argv("restore", [f"--from={folder}", "--merge"], target(), transfers)
+    assert argv[argv.index("--from") + 1] == f"{WORK_DIR}/in/20261206T000000Z"
+    assert transfers.upload == [(folder, f"{WORK_DIR}/in/20261206T000000Z")]
+    with pytest.raises(TargetsError, match="not a folder here"):
+        pod_argv("restore", ["--from", str(tmp_path / "missing")], target())
+
+
+def test_folders_travel_both_ways_intact(tmp_path: Path) -> None:
+    """What the command reads in the pod and what comes back are the same bytes (the fake
+    kubectl hands the uploaded tar back as the download)."""
+    source = tmp_path / "backup" / "20261206T000000Z"
+    source.mkdir(parents=True)
+    (source / "manifest.json").write_text('{"slots_covered": 16384}')
+    (source / "m1.rdb").write_bytes(bytes(range(256)) * 40)
+    kubectl = FakeKubectl()
+    assert run_in_pod("restore", ["--from", str(source)], target(), kubectl) == 0
+    back = tmp_path / "back"
+    untar_into(kubectl.uploaded, back)
+    assert (back / "m1.rdb").read_bytes() == (source / "m1.rdb").read_bytes()
+    assert [c[0] for c in kubectl.calls] == ["create", "wait", "exec", "exec", "delete"]
+
+
+def test_a_download_cannot_write_outside_its_folder(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        info = tarfile.TarInfo("../escaped")
+        info.size = 1
+        archive.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(tarfile.TarError):
+        untar_into(buffer.getvalue(), tmp_path / "dest")
+    assert not (tmp_path / "escaped").exists()
