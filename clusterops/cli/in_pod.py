@@ -2,12 +2,14 @@
 
 A Kubernetes stack's nodes are reachable only inside the cluster, at their pods' DNS names (and a
 cluster client follows MOVED redirects to each pod's own name, so a port-forward cannot stand in).
-Given such a stack's outputs, ``python -m clusterops health|fix|failback|rebalance`` therefore
-starts a pod of the stack's tools image (``location.tools_image``: the bootstrap Job's, which
-holds clusterops) in the stack's namespace, runs the same command in it with the nodes given by
-name and the password mounted from the stack's Secret, streams its output back, returns its exit
-code, and deletes the pod whatever happens. It talks to Kubernetes through ``kubectl`` (the
-current context, or $KUBECONFIG), as an operator does.
+Given such a stack's outputs, ``python -m clusterops health|fix|failback|rebalance|backup|restore``
+therefore starts a pod of the stack's tools image (``location.tools_image``: the bootstrap Job's,
+which holds clusterops, redis-cli and redis-server) in the stack's namespace, runs the same
+command in it with the nodes given by name and the password mounted from the stack's Secret,
+streams its output back, returns its exit code, and deletes the pod whatever happens. A backup is
+written in the pod and copied into ``--dest`` here; a restore's ``--from`` folder is copied into
+the pod first. It talks to Kubernetes through ``kubectl`` (the current context, or $KUBECONFIG),
+as an operator does.
 
 The pod passes the namespace's restricted Pod Security profile and carries the label the
 NetworkPolicies admit clients by. It sleeps until deleted; the command runs in it with
@@ -16,14 +18,17 @@ NetworkPolicies admit clients by. It sleeps until deleted; the command runs in i
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from clusterops.core.errors import EXIT_USAGE, TargetsError
@@ -32,9 +37,18 @@ IN_POD_ENV = "CLUSTEROPS_IN_POD"  # set in the pod: there the command runs, neve
 SECRET_DIR = "/etc/alphapulse/secret"
 RUNNER_UID = 65532  # the tools image's user (k8s_bootstrap/Dockerfile)
 READY_TIMEOUT_S = 120
-# Commands that need nothing but redis-py: backup and restore also need redis-cli and
-# redis-server, which the tools image does not hold; the drill needs a way to stop a pod.
-SUPPORTED = ("health", "fix", "failback", "rebalance")
+WORK_DIR = "/tmp/clusterops"  # an emptyDir: backups written, restores read
+# The drill is not among them: it needs a way to stop a node, and a pod has none yet.
+SUPPORTED = ("health", "fix", "failback", "rebalance", "backup", "restore")
+# Folder options: (option, where it lives in the pod, whether it is copied in or out).
+FOLDERS = {"--dest": (f"{WORK_DIR}/out", "out"), "--from": (f"{WORK_DIR}/in", "in")}
+DEFAULT_DEST = "backups"  # the backup command's own default for --dest
+# Run in the pod: a folder to a tar on stdout, and a tar on stdin into a folder.
+TAR_OUT = ("import sys, tarfile; t = tarfile.open(fileobj=sys.stdout.buffer, mode='w|'); "
+           "t.add(sys.argv[1], arcname='.'); t.close()")
+TAR_IN = ("import os, sys, tarfile; os.makedirs(sys.argv[1], exist_ok=True); "
+          "tarfile.open(fileobj=sys.stdin.buffer, mode='r|').extractall(sys.argv[1], "
+          "filter='data')")
 # Options that name where the targets and the password come from: the pod gets its own.
 SOURCE_OPTIONS = {"--stack-outputs": True, "--stack": True, "--password-file": True,
                   "--via-host-ports": False, "--node": True}
@@ -71,26 +85,55 @@ def pod_target(outputs: Mapping[str, Any], source: str) -> PodTarget | None:
                      location["client_pod_label"], flags, outputs.get("maxmemory_bytes"))
 
 
-def pod_argv(command: str, argv: Sequence[str], target: PodTarget) -> list[str]:
+@dataclass
+class Transfers:
+    """Folders copied into the pod before the command, and out of it afterwards."""
+
+    upload: list[tuple[Path, str]] = field(default_factory=list)  # local folder -> pod folder
+    download: list[tuple[str, Path]] = field(default_factory=list)  # pod folder -> local
+
+
+def pod_argv(command: str, argv: Sequence[str], target: PodTarget,
+             transfers: Transfers | None = None) -> list[str]:
     """The command line run in the pod: the user's options without the target and password
-    sources, then the nodes by name and the mounted password file."""
+    sources, folders moved to the pod's work directory (recorded in ``transfers``), then the
+    nodes by name and the mounted password file."""
+    transfers = transfers if transfers is not None else Transfers()
+    args = list(argv)
+    if command == "backup" and not any(a.split("=")[0] == "--dest" for a in args):
+        args += ["--dest", DEFAULT_DEST]
     kept: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        name, has_value, _ = arg.partition("=")
-        if name in SOURCE_OPTIONS:
-            skip = SOURCE_OPTIONS[name] and not has_value
-            continue
-        kept.append(arg)
+    index = 0
+    while index < len(args):
+        name, has_value, value = args[index].partition("=")
+        index += 1
+        takes_value = SOURCE_OPTIONS.get(name, False) or name in FOLDERS
+        if takes_value and not has_value and index < len(args):
+            value = args[index]
+            index += 1
+        if name in FOLDERS:
+            kept += [name, _in_pod(name, Path(value), transfers)]
+        elif name not in SOURCE_OPTIONS:
+            kept.append(args[index - 1])
     nodes = [flag for node in target.node_flags for flag in ("--node", node)]
     memory = ["--maxmemory", str(target.maxmemory_bytes)] \
         if target.maxmemory_bytes and not any(a.split("=")[0] == "--maxmemory" for a in kept) \
         else []
     return ["python", "-m", "clusterops", command, *kept, *nodes, *memory,
             "--password-file", f"{SECRET_DIR}/password"]
+
+
+def _in_pod(option: str, local: Path, transfers: Transfers) -> str:
+    """Where ``option``'s folder is in the pod; the copy it needs is added to ``transfers``."""
+    base, direction = FOLDERS[option]
+    if direction == "out":
+        transfers.download.append((base, local))
+        return base
+    if not local.is_dir():
+        raise TargetsError(f"{option} {local}: not a folder here")
+    inside = f"{base}/{local.resolve().name}"
+    transfers.upload.append((local, inside))
+    return inside
 
 
 def pod_manifest(name: str, target: PodTarget) -> dict[str, Any]:
@@ -121,11 +164,16 @@ def pod_manifest(name: str, target: PodTarget) -> dict[str, Any]:
                                     "capabilities": {"drop": ["ALL"]}},
                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                               "limits": {"memory": "256Mi"}},
-                "volumeMounts": [{"name": "auth", "mountPath": SECRET_DIR, "readOnly": True}],
+                "volumeMounts": [{"name": "auth", "mountPath": SECRET_DIR, "readOnly": True},
+                                 {"name": "work", "mountPath": WORK_DIR}],
             }],
-            "volumes": [{"name": "auth", "secret": {
-                "secretName": target.auth_secret, "defaultMode": 0o440,
-                "items": [{"key": "password", "path": "password"}]}}],
+            "volumes": [
+                {"name": "auth", "secret": {
+                    "secretName": target.auth_secret, "defaultMode": 0o440,
+                    "items": [{"key": "password", "path": "password"}]}},
+                # Backups and restores pass through here: as large as the data, so no limit.
+                {"name": "work", "emptyDir": {}},
+            ],
         },
     }
 
@@ -147,6 +195,14 @@ class Kubectl:
             raise TargetsError(f"`kubectl {' '.join(args)}` failed: {done.stderr.strip()}")
         return done.stdout
 
+    def run_bytes(self, *args: str, stdin: bytes | None = None) -> bytes:
+        done = subprocess.run([self.binary, "--namespace", self.namespace, *args], input=stdin,
+                              capture_output=True, check=False)
+        if done.returncode != 0:
+            raise TargetsError(f"`kubectl {' '.join(args[:3])} ...` failed: "
+                               f"{done.stderr.decode(errors='replace').strip()[-500:]}")
+        return done.stdout
+
     def stream(self, *args: str) -> int:
         """Run with our stdout and stderr: the remote command's output as it comes."""
         return subprocess.run([self.binary, "--namespace", self.namespace, *args],
@@ -158,8 +214,8 @@ def run_in_pod(command: str, argv: Sequence[str], target: PodTarget,
     """Start the pod, run the command in it, return its exit code; the pod is always deleted."""
     if command not in SUPPORTED:
         raise TargetsError(
-            f"`{command}` cannot run against a Kubernetes stack yet (it runs in a pod of the "
-            f"tools image, which holds only Python and clusterops); supported: "
+            f"`{command}` cannot run against a Kubernetes stack yet (it would run in a pod, "
+            f"and nothing there can stop a node for the drill); supported: "
             f"{', '.join(SUPPORTED)}")
     kubectl = kubectl or Kubectl(target.namespace)
     name = f"clusterops-{command}-{secrets.token_hex(3)}"
@@ -168,12 +224,37 @@ def run_in_pod(command: str, argv: Sequence[str], target: PodTarget,
         kubectl.run("wait", "--for=condition=Ready", f"pod/{name}",
                     f"--timeout={READY_TIMEOUT_S}s")
         print(f"running in pod {target.namespace}/{name}", file=sys.stderr)
-        return kubectl.stream("exec", name, "--", *pod_argv(command, argv, target))
+        transfers = Transfers()
+        pod_command = pod_argv(command, argv, target, transfers)
+        for local, inside in transfers.upload:
+            kubectl.run_bytes("exec", "-i", name, "--", "python", "-c", TAR_IN, inside,
+                              stdin=tar_folder(local))
+        code = kubectl.stream("exec", name, "--", *pod_command)
+        for inside, local in transfers.download:
+            untar_into(kubectl.run_bytes("exec", name, "--", "python", "-c", TAR_OUT, inside),
+                       local)
+            print(f"copied {target.namespace}/{name}:{inside} to {local}", file=sys.stderr)
+        return code
     finally:
         try:
             kubectl.run("delete", "pod", name, "--wait=false", "--ignore-not-found")
         except TargetsError as exc:
             print(f"could not delete pod {name}: {exc}", file=sys.stderr)
+
+
+def tar_folder(folder: Path) -> bytes:
+    """``folder``'s files as a tar (paths relative to it)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.add(folder, arcname=".")
+    return buffer.getvalue()
+
+
+def untar_into(data: bytes, folder: Path) -> None:
+    """Extract a tar made by TAR_OUT into ``folder``: files only, nothing outside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r") as archive:
+        archive.extractall(folder, filter="data")
 
 
 def delegated(command: str, argv: Sequence[str], outputs: Mapping[str, Any] | None,
