@@ -101,6 +101,9 @@ class SlotMover:
         self.parallel_sources = parallel_sources
         self.slots_per_round = slots_per_round
         self.keys_per_migrate = keys_per_migrate
+        # Masters that turned replica during the move (emptied of their last slot): no longer
+        # told new owners, so a scale-in does not log one refusal per slot for each of them.
+        self.demoted: set[str] = set()
 
     def _error(self, action: str, slot: int, source: str, target: str, exc: BaseException) -> str:
         return (
@@ -267,20 +270,28 @@ class SlotMover:
 
         # Target first: its SETSLOT NODE ends importing and bumps its config epoch, so its claim
         # wins over any stale one; then the source, then the other masters.
-        order = [target, source, *(n for n in everyone if n not in (source, target))]
-        for name in order:
+        others = [n for n in everyone if n not in (source, target) and n not in self.demoted]
+        for name in [target, source, *others]:
             commands = [("CLUSTER", "SETSLOT", s, "NODE", dst_id) for s in chunk]
             replies = self._pipeline(conns[name], commands)
-            for command, reply in zip(commands, replies, strict=True):
-                if not isinstance(reply, Exception):
-                    continue
-                # The source learnt the new owner by gossip first and, having lost its last
-                # slot, turned replica (Redis 7): it already agrees, and it holds no key.
-                emptied = name == source and "only with masters" in str(reply)
-                if name in (source, target) and not emptied:
-                    raise SlotMoveError(self._error(f"SETSLOT NODE on {name}", int(command[2]),
-                                                    source, target, reply))
+            refused = [(int(c[2]), r) for c, r in zip(commands, replies, strict=True)
+                       if isinstance(r, Exception)]
+            # A node emptied of its last slot turned replica (Redis 7) and learnt the owner by
+            # gossip: it already agrees, and it holds no key.
+            demoted = [] if name == target else \
+                [slot for slot, reply in refused if "only with masters" in str(reply)]
+            if demoted:
+                self.demoted.add(name)
+                log.info("%s is a replica now: it learns new owners by gossip", name)
+            others_refused = [(slot, r) for slot, r in refused if slot not in demoted]
+            if others_refused and name in (source, target):
+                slot, reply = others_refused[0]
+                raise SlotMoveError(self._error(f"SETSLOT NODE on {name}", slot, source, target,
+                                                reply))
+            if others_refused:
                 # Another master learns the owner by gossip anyway (the target's epoch is
-                # higher); telling it directly only saves it a redirect.
-                log.warning("SETSLOT %s NODE %s on %s: %s", command[2], target, name,
+                # higher); telling it directly only saves it a redirect. One line per chunk.
+                slot, reply = others_refused[0]
+                log.warning("SETSLOT NODE %s refused on %s for %d slot(s), e.g. %d: %s",
+                            target, name, len(others_refused), slot,
                             self.access.redact(str(reply)))

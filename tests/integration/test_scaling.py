@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -118,7 +119,8 @@ def eight(redis_nodes_factory: Callable[..., RedisNodes]) -> RedisNodes:
     return redis_nodes_factory(8)
 
 
-def test_grow_to_four_masters_and_back_under_a_live_writer(eight: RedisNodes) -> None:
+def test_grow_to_four_masters_and_back_under_a_live_writer(
+        eight: RedisNodes, caplog: pytest.LogCaptureFixture) -> None:
     pw = eight.password
     three, four = layout(eight, *THREE), layout(eight, *FOUR)
     form_cluster(three, Access(pw), 30)
@@ -148,7 +150,13 @@ def test_grow_to_four_masters_and_back_under_a_live_writer(eight: RedisNodes) ->
     assert total_keys(four, pw) == PRELOAD_KEYS + len(writer.ok)
     writer_grow = writer
 
-    shrunk, writer = reshape_under_writer(eight, four, three, "shrink", 60)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="clusterops.reshape.migrate"):
+        shrunk, writer = reshape_under_writer(eight, four, three, "shrink", 60)
+    # The emptied master turns replica mid-move: said once, not refused once per later slot.
+    said = [r.getMessage() for r in caplog.records]
+    assert not [m for m in said if "only with masters" in m], said[:5]
+    assert sum("is a replica now" in m for m in said) <= 1, said
     print(f"grow: {grown.moved.slots} slots, {grown.moved.keys} keys in "
           f"{grown.moved.elapsed_s:.2f}s ({grown.moved.migrate_calls} MIGRATE); writer "
           f"{len(writer_grow.ok)} ok / {len(writer_grow.acked)} acked, errors "
