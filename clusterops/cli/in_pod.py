@@ -29,7 +29,7 @@ import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from clusterops.core.errors import EXIT_USAGE, TargetsError
 
@@ -43,12 +43,11 @@ SUPPORTED = ("health", "fix", "failback", "rebalance", "backup", "restore")
 # Folder options: (option, where it lives in the pod, whether it is copied in or out).
 FOLDERS = {"--dest": (f"{WORK_DIR}/out", "out"), "--from": (f"{WORK_DIR}/in", "in")}
 DEFAULT_DEST = "backups"  # the backup command's own default for --dest
-# Run in the pod: a folder to a tar on stdout, and a tar on stdin into a folder.
-TAR_OUT = ("import sys, tarfile; t = tarfile.open(fileobj=sys.stdout.buffer, mode='w|'); "
-           "t.add(sys.argv[1], arcname='.'); t.close()")
-TAR_IN = ("import os, sys, tarfile; os.makedirs(sys.argv[1], exist_ok=True); "
-          "tarfile.open(fileobj=sys.stdin.buffer, mode='r|').extractall(sys.argv[1], "
-          "filter='data')")
+# Run in the pod (its working directory holds clusterops): the same two functions as here.
+TAR_OUT = ("import sys; from clusterops.cli.in_pod import write_tar; "
+           "write_tar(sys.argv[1], sys.stdout.buffer)")
+TAR_IN = ("import sys; from clusterops.cli.in_pod import extract_tar; "
+          "extract_tar(sys.stdin.buffer, sys.argv[1])")
 # Options that name where the targets and the password come from: the pod gets its own.
 SOURCE_OPTIONS = {"--stack-outputs": True, "--stack": True, "--password-file": True,
                   "--via-host-ports": False, "--node": True}
@@ -242,19 +241,35 @@ def run_in_pod(command: str, argv: Sequence[str], target: PodTarget,
             print(f"could not delete pod {name}: {exc}", file=sys.stderr)
 
 
+def write_tar(folder: str | Path, out: IO[bytes]) -> None:
+    """``folder``'s files as a tar stream on ``out`` (paths relative to it)."""
+    with tarfile.open(fileobj=out, mode="w|") as archive:
+        archive.add(str(folder), arcname=".")
+
+
+def extract_tar(stream: IO[bytes], folder: str | Path) -> None:
+    """A tar stream into ``folder``: regular files and folders only, nothing outside it.
+    Checked here, not with extractall(filter=...): Debian's Python 3.11.2 (the local tools
+    image) predates that parameter."""
+    root = Path(folder).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=stream, mode="r|") as archive:
+        for member in archive:
+            inside = (root / member.name).resolve()
+            if not (member.isfile() or member.isdir()) or not inside.is_relative_to(root):
+                raise tarfile.TarError(f"refused {member.name!r}: not a plain file or folder "
+                                       f"inside {root}")
+            archive.extract(member, root, set_attrs=False)
+
+
 def tar_folder(folder: Path) -> bytes:
-    """``folder``'s files as a tar (paths relative to it)."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        archive.add(folder, arcname=".")
+    write_tar(folder, buffer)
     return buffer.getvalue()
 
 
 def untar_into(data: bytes, folder: Path) -> None:
-    """Extract a tar made by TAR_OUT into ``folder``: files only, nothing outside it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r") as archive:
-        archive.extractall(folder, filter="data")
+    extract_tar(io.BytesIO(data), folder)
 
 
 def delegated(command: str, argv: Sequence[str], outputs: Mapping[str, Any] | None,
