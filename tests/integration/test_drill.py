@@ -237,6 +237,7 @@ def _drill_cli(group: RedisNodes, registry: Path, *extra: str) -> subprocess.Com
     return subprocess.run(argv, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.slow  # a drill that waits out its recovery limit: full suite only
 def test_drill_command_fails_and_says_why_when_recovery_is_over_the_limit(
     cli_cluster: tuple[RedisNodes, Path],
 ) -> None:

@@ -378,6 +378,7 @@ def fast_rules_copy(path: Path) -> None:
     path.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
+@pytest.mark.slow  # Prometheus evaluating alerts over a failover: full suite only
 def test_prometheus_scrapes_the_cluster_and_raises_node_down_and_failover_alerts(
     tmp_path: Path,
 ) -> None:

@@ -119,6 +119,7 @@ def eight(redis_nodes_factory: Callable[..., RedisNodes]) -> RedisNodes:
     return redis_nodes_factory(8)
 
 
+@pytest.mark.slow  # a large process-tier scenario: full suite only
 def test_grow_to_four_masters_and_back_under_a_live_writer(
         eight: RedisNodes, caplog: pytest.LogCaptureFixture) -> None:
     pw = eight.password
@@ -334,6 +335,7 @@ def open_slots(nodes: RedisNodes) -> list[str]:
     return found
 
 
+@pytest.mark.slow  # a large process-tier scenario: full suite only
 def test_a_provider_killed_mid_migration_loses_nothing_and_the_rerun_finishes(
     eight: RedisNodes,
 ) -> None:
