@@ -188,17 +188,14 @@ class Kubectl:
         self.binary, self.namespace = found, namespace
 
     def run(self, *args: str, stdin: str | None = None) -> str:
-        done = subprocess.run([self.binary, "--namespace", self.namespace, *args], input=stdin,
-                              capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise TargetsError(f"`kubectl {' '.join(args)}` failed: {done.stderr.strip()}")
-        return done.stdout
+        return self.run_bytes(*args, stdin=None if stdin is None else stdin.encode()).decode()
 
     def run_bytes(self, *args: str, stdin: bytes | None = None) -> bytes:
         done = subprocess.run([self.binary, "--namespace", self.namespace, *args], input=stdin,
                               capture_output=True, check=False)
         if done.returncode != 0:
-            raise TargetsError(f"`kubectl {' '.join(args[:3])} ...` failed: "
+            # The first words name the command; a long one (exec's script) is cut short.
+            raise TargetsError(f"`kubectl {' '.join(args[:4])}` failed: "
                                f"{done.stderr.decode(errors='replace').strip()[-500:]}")
         return done.stdout
 

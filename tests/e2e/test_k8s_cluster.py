@@ -458,10 +458,12 @@ def test_a_k8s_backup_restores_into_a_docker_stack_and_the_other_way_round(
     assert manifest["slots_covered"] == HASH_SLOTS, manifest
 
     with contextmanager(deploy_stack)(tmp_path / "docker") as docker:
-        into_docker = subprocess.run(
-            [sys.executable, "-m", "clusterops", "restore", "--from", str(k8s_folder),
-             "--stack-outputs", str(docker.outputs_file)], cwd=PROJECT_ROOT, capture_output=True,
-            text=True, timeout=600, check=False)
+        def on_docker(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "clusterops", *args, "--stack-outputs",
+                                   str(docker.outputs_file)], cwd=PROJECT_ROOT,
+                                  capture_output=True, text=True, timeout=600, check=False)
+
+        into_docker = on_docker("restore", "--from", str(k8s_folder))
         assert into_docker.returncode == 0, (into_docker.stdout, into_docker.stderr[-3000:])
         restored = RESTORED.search(into_docker.stdout)
         assert restored and int(restored[1]) >= len(k8s_keys), into_docker.stdout
@@ -471,10 +473,7 @@ def test_a_k8s_backup_restores_into_a_docker_stack_and_the_other_way_round(
         with redis.RedisCluster(startup_nodes=seeds, password=docker.password,
                                 decode_responses=True) as docker_client:
             docker_client.mset_nonatomic(docker_keys)
-        docker_backup = subprocess.run(
-            [sys.executable, "-m", "clusterops", "backup", "--dest", str(tmp_path / "docker-b"),
-             "--stack-outputs", str(docker.outputs_file)], cwd=PROJECT_ROOT,
-            capture_output=True, text=True, timeout=600, check=False)
+        docker_backup = on_docker("backup", "--dest", str(tmp_path / "docker-b"))
         assert docker_backup.returncode == 0, (docker_backup.stdout, docker_backup.stderr)
         docker_folder = backup_folder(docker_backup.stdout, tmp_path / "docker-b")
 
