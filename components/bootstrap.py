@@ -35,21 +35,24 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import pulumi
 from pulumi import dynamic
 from pulumi.runtime import rpc
 
-from clusterops.core.errors import ClusterOpsError, PlanError
 from clusterops.core.model import ClusterReport, NodeTarget, plan_problems
 from clusterops.node.access import Access
-from clusterops.provision.formation import form_cluster
-from clusterops.provision.password_rotation import rotate_password, sync_acl_users
-from clusterops.provision.settings import TLS_FILE_SETTINGS, apply_settings, settings_problems
-from clusterops.reshape.scaling import preview_reshape, reshape_cluster
+from clusterops.provision.settings import settings_problems
 from clusterops.state.topology import read_live_topology
+from clusterops.tasks import reconcile
+from clusterops.tasks.reconcile import (
+    DEFAULT_TIMEOUT_SECONDS,
+    RESHAPE_PLAN_KEY,
+    refuse_unsupported_change,
+    topology_change,
+    unsupported_change,
+)
 from components.preview_values import contains_unknown
 from components.provider_version import module_version
 
@@ -57,22 +60,11 @@ from components.provider_version import module_version
 # provider runs makes existing stacks run `update` once with it, since a changed pickle alone
 # never triggers an update (see diff()). An update of an unchanged cluster only verifies it.
 PROVIDER_VERSION = module_version(__name__)
-DEFAULT_TIMEOUT_SECONDS = 120
 MAX_TIMEOUT_SECONDS = 3600
 INPUT_KEYS = ("nodes", "password", "provider_version", "timeout_seconds", "rewrite_config",
               "settings", "tls", "acl")
 NODE_FIELDS = ("name", "role", "admin_host", "admin_port", "cluster_host", "cluster_port")
-# What makes up the cluster's topology; everything else in a node (admin address) only says
-# how this process reaches it and may change freely.
-TOPOLOGY_FIELDS = ("role", "cluster_host", "cluster_port", "slots", "master")
-# What scaling may not change on a node that stays: its identity in the cluster.
-FIXED_FIELDS = ("role", "cluster_host", "cluster_port")
-# The preview's account of a reshape (a list of lines); informative, never compared.
-RESHAPE_PLAN_KEY = "reshape_plan"
-
-
-class TopologyChangeError(ClusterOpsError):
-    """The requested change moves or re-roles a surviving node, which this provider refuses."""
+__all__ = ["topology_change", "unsupported_change"]  # this provider's rules, kept importable
 
 
 def _password(props: Mapping[str, Any]) -> str | None:
@@ -80,115 +72,31 @@ def _password(props: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _tls(props: Mapping[str, Any]) -> dict[str, str] | None:
-    """{"ca_bundle": PEM, "token": digest of the certificates} with tls: true, else None."""
-    value = props.get("tls")
-    return dict(value) if isinstance(value, Mapping) and value.get("ca_bundle") else None
-
-
 def _acl(props: Mapping[str, Any]) -> dict[str, str] | None:
-    """{"users_acl": the nodes' users.acl, "masteruser", "masterauth"} with acl: true, else
-    None. ``password`` is then the admin user's, and every node names that user."""
-    value = rpc.unwrap_rpc_secret(props.get("acl"))
-    return dict(value) if isinstance(value, Mapping) and value.get("users_acl") else None
+    return reconcile.acl_of({"acl": rpc.unwrap_rpc_secret(props.get("acl"))})
 
 
-def _nodes(props: Mapping[str, Any]) -> list[NodeTarget]:
-    tls = _tls(props)
-    ca = tls["ca_bundle"] if tls else None
-    return [replace(NodeTarget.from_dict(node), tls_ca=ca) for node in props["nodes"]]
-
-
-def _tls_reload(olds: Mapping[str, Any], news: Mapping[str, Any]) -> tuple[str, ...]:
-    """The TLS file settings to CONFIG SET even though their paths did not change: the files
-    hold new certificates (or a new CA), and setting them is what makes Redis read them."""
-    old, new = _tls(olds), _tls(news)
-    if new and (not old or old.get("token") != new.get("token")):
-        return tuple(TLS_FILE_SETTINGS)
-    return ()
-
-
-def _rewrite_config(props: Mapping[str, Any]) -> bool:
-    """Whether a rotated password is persisted with CONFIG REWRITE (default) or is already
-    in files the deployment manages."""
-    return props.get("rewrite_config") is not False
-
-
-def _settings(props: Mapping[str, Any]) -> dict[str, str]:
-    """The declared live settings (setting -> CONFIG SET value); none when not given."""
-    return dict(props.get("settings") or {})
-
-
-def _timeout(props: Mapping[str, Any]) -> float:
-    return float(props.get("timeout_seconds") or DEFAULT_TIMEOUT_SECONDS)
-
-
-def _normalized_node(node: Mapping[str, Any]) -> dict[str, Any]:
-    return NodeTarget.from_dict(node).to_dict()
+def plain(props: Mapping[str, Any]) -> dict[str, Any]:
+    """The property bag with its secrets unwrapped: what clusterops.tasks.reconcile takes."""
+    bag = dict(props)
+    bag["password"] = _password(props)
+    if _acl(props) is not None:
+        bag["acl"] = _acl(props)
+    return bag
 
 
 def _inputs(props: Mapping[str, Any]) -> dict[str, Any]:
     """The comparable input values of a property bag (old outputs or new inputs)."""
     return {
-        "nodes": [_normalized_node(n) for n in props.get("nodes") or []],
+        "nodes": [reconcile.normalized_node(n) for n in props.get("nodes") or []],
         "password": _password(props),
         "provider_version": props.get("provider_version"),
-        "timeout_seconds": _timeout(props),
-        "rewrite_config": _rewrite_config(props),
-        "settings": _settings(props),
-        "tls": _tls(props),
+        "timeout_seconds": reconcile.timeout_of(props),
+        "rewrite_config": reconcile.rewrite_config_of(props),
+        "settings": reconcile.settings_of(props),
+        "tls": reconcile.tls_of(props),
         "acl": _acl(props),
     }
-
-
-def _topology(nodes: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {
-        node["name"]: {key: node.get(key) for key in TOPOLOGY_FIELDS}
-        for node in (_normalized_node(n) for n in nodes)
-    }
-
-
-def topology_change(
-    old_nodes: Sequence[Mapping[str, Any]], new_nodes: Sequence[Mapping[str, Any]]
-) -> str | None:
-    """Pure: a description of what changed in the topology, or None when it is unchanged."""
-    old, new = _topology(old_nodes), _topology(new_nodes)
-    parts = []
-    if added := sorted(set(new) - set(old)):
-        parts.append(f"adds {', '.join(added)}")
-    if removed := sorted(set(old) - set(new)):
-        parts.append(f"removes {', '.join(removed)}")
-    for name in sorted(set(old) & set(new)):
-        fields = [key for key in TOPOLOGY_FIELDS if old[name][key] != new[name][key]]
-        if fields:
-            changes = ", ".join(f"{k} {old[name][k]!r} -> {new[name][k]!r}" for k in fields)
-            parts.append(f"changes {name}: {changes}")
-    return "; ".join(parts) or None
-
-
-def unsupported_change(
-    old_nodes: Sequence[Mapping[str, Any]], new_nodes: Sequence[Mapping[str, Any]]
-) -> str | None:
-    """Pure: what no reshape can do (a surviving node moved or re-roled), or None."""
-    old, new = _topology(old_nodes), _topology(new_nodes)
-    parts = []
-    for name in sorted(set(old) & set(new)):
-        fields = [key for key in FIXED_FIELDS if old[name][key] != new[name][key]]
-        if fields:
-            changes = ", ".join(f"{k} {old[name][k]!r} -> {new[name][k]!r}" for k in fields)
-            parts.append(f"{name}: {changes}")
-    return "; ".join(parts) or None
-
-
-def _refuse_unsupported_change(olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:
-    change = unsupported_change(olds.get("nodes") or [], news.get("nodes") or [])
-    if change:
-        raise TopologyChangeError(
-            f"this change moves or re-roles a node that stays ({change}). That is not supported "
-            "by this provider: a node's address and role are its identity in the cluster. "
-            "Nothing was changed on the live cluster. Add a new node and remove the old one "
-            "instead (change masters/replicasPerMaster), or revert the change."
-        )
 
 
 def _reshape_preview(olds: Mapping[str, Any], news: Mapping[str, Any]
@@ -199,46 +107,24 @@ def _reshape_preview(olds: Mapping[str, Any], news: Mapping[str, Any]
         return None, []
     if unsupported_change(olds["nodes"], news["nodes"]):
         return None, []  # refused by diff with its own message
-    try:
-        old, new = _nodes(olds), _nodes(news)
-    except (KeyError, TypeError, ValueError):
-        return None, []  # malformed inputs: check_inputs says why
-    if plan_problems(new):
-        return None, []
-    plan = preview_reshape(old, new, Access(_password(news)))
-    failures = [dynamic.CheckFailure("nodes", f"unsafe to reshape the live cluster: {problem}")
-                for problem in plan.problems]
-    if topology_change(olds["nodes"], news["nodes"]) is None:
-        # Same plan: a node being down is for health checks, not a reason to refuse a preview
-        # (a rolling replacement takes nodes down on purpose). Anything else is: a cluster
-        # changed by hand, or slots served by a node of neither plan (a scale-out that failed
-        # half-way, then reverted in the config: this update would let the engine delete it).
-        failures = [dynamic.CheckFailure("nodes", f"unsafe to reshape the live cluster: {p}")
-                    for p in plan.problems if p not in plan.down]
-        if plan.nothing_to_do:
-            return None, failures
-    return plan.summary(), failures
+    summary, refusals = reconcile.preview(plain(olds), plain(news))
+    return summary, [dynamic.CheckFailure("nodes", reason) for reason in refusals]
 
 
 def _outputs(props: Mapping[str, Any], report: ClusterReport) -> dict[str, Any]:
     """Every input (delete and diff see only outputs) plus what the cluster reports."""
-    tls = {"tls": _tls(props)} if _tls(props) else {}  # absent for plaintext, as the input
+    tls = {"tls": reconcile.tls_of(props)} if reconcile.tls_of(props) else {}
     acl = {"acl": rpc.wrap_rpc_secret(_acl(props))} if _acl(props) else {}
     return {
-        **tls,
+        **tls,  # absent for plaintext, as the input
         **acl,
-        "nodes": [_normalized_node(n) for n in props["nodes"]],
+        "nodes": [reconcile.normalized_node(n) for n in props["nodes"]],
         "password": rpc.wrap_rpc_secret(_password(props)),
         "provider_version": props.get("provider_version"),
-        "timeout_seconds": _timeout(props),
-        "rewrite_config": _rewrite_config(props),
-        "settings": _settings(props),
-        "node_ids": dict(report.node_ids),
-        "slot_ranges": {name: [list(r) for r in ranges]
-                        for name, ranges in report.slot_ranges.items()},
-        "cluster_state": report.state,
-        "live_roles": dict(report.live_roles),
-        "cluster_problems": [],
+        "timeout_seconds": reconcile.timeout_of(props),
+        "rewrite_config": reconcile.rewrite_config_of(props),
+        "settings": reconcile.settings_of(props),
+        **reconcile.report_fields(report),
     }
 
 
@@ -357,7 +243,7 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         if contains_unknown({k: news.get(k) for k in INPUT_KEYS}):
             return dynamic.DiffResult(changes=True, replaces=[], delete_before_replace=False)
-        _refuse_unsupported_change(olds, news)
+        refuse_unsupported_change(olds, news)
         old, new = _inputs(olds), _inputs(news)
         # Only our inputs count: `__provider` (the pickle) and the outputs are ignored. A
         # reshape plan from check means the live cluster still has work to do.
@@ -368,57 +254,18 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
         )
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        nodes, password, timeout = _nodes(props), _password(props) or "", _timeout(props)
-        access = Access(password)
-        acl = _acl(props)
-        if acl:
-            # The nodes started with these users; this corrects adopted nodes (data volumes
-            # kept from an earlier stack) before formation needs the admin user.
-            sync_acl_users(nodes, access, password, acl["users_acl"], acl["masteruser"],
-                           acl["masterauth"], timeout)
-        report = form_cluster(nodes, access, timeout)
-        # The nodes started from files holding these values; this only corrects an adopted
-        # cluster whose live values differ (an earlier deployment, a hand-made CONFIG SET).
-        apply_settings(nodes, access, _settings(props), timeout,
-                       rewrite_config=_rewrite_config(props))
+        report = reconcile.form(plain(props))
         return dynamic.CreateResult(cluster_resource_id(report.node_ids), _outputs(props, report))
 
     def update(
         self, _id: str, olds: dict[str, Any], news: dict[str, Any]
     ) -> dynamic.UpdateResult:
-        _refuse_unsupported_change(olds, news)
-        nodes, password, timeout = _nodes(news), _password(news) or "", _timeout(news)
-        access = Access(password)
-        old_nodes = _nodes(olds)
-        old_password = _password(olds)
-        acl = _acl(news)
-        if acl and (acl != _acl(olds) or old_password != password):
-            # Every user's rules and passwords as users.acl now says, live; new nodes started
-            # with it already.
-            sync_acl_users(old_nodes, Access(old_password or password), password, acl["users_acl"],
-                           acl["masteruser"], acl["masterauth"], timeout)
-        elif old_password and old_password != password:
-            # The deployed nodes switch; new nodes start with the new password already.
-            rotate_password(old_nodes, Access(old_password), password, timeout,
-                            rewrite_config=_rewrite_config(news))
-        if topology_change(olds["nodes"], news["nodes"]) or news.get(RESHAPE_PLAN_KEY):
-            problems = plan_problems(nodes)
-            if problems:
-                raise PlanError(reason for _field, reason in problems)
-            reshape_cluster(old_nodes, nodes, access, timeout,
-                            recorded_ids=olds.get("node_ids") or {})
-        # Live, node by node, with no restart (new nodes included); compared with the live
-        # values, not with the old inputs, so an interrupted earlier run is finished here.
-        apply_settings(nodes, access, _settings(news), timeout,
-                       rewrite_config=_rewrite_config(news), force=_tls_reload(olds, news))
-        # Adopts the cluster as it is (no writes when it is the planned one) and verifies it.
-        report = form_cluster(nodes, access, timeout)
-        return dynamic.UpdateResult(_outputs(news, report))
+        return dynamic.UpdateResult(_outputs(news, reconcile.update(plain(olds), plain(news))))
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
         if not props.get("nodes") or _password(props) is None:
             return dynamic.ReadResult(id_, props)
-        live = read_live_topology(_nodes(props), Access(_password(props)))
+        live = read_live_topology(reconcile.nodes_of(props), Access(_password(props)))
         outs = dict(props)
         outs["password"] = rpc.wrap_rpc_secret(_password(props))
         if _acl(props):
@@ -457,7 +304,8 @@ class ClusterBootstrap(dynamic.Resource, module="alphapulse", name="ClusterBoots
         *,
         # No default: whether CONFIG REWRITE may persist live changes depends on who owns the
         # config file (the Docker target's is rewritten by the deployment, so it says False).
-        # Existing states carry the input; a state without it reads as True (_rewrite_config).
+        # Existing states carry the input; a state without it reads as True
+        # (reconcile.rewrite_config_of).
         rewrite_config: bool,
         settings: Mapping[str, str] | None = None,
         tls: pulumi.Input[Mapping[str, str]] | None = None,
