@@ -63,24 +63,23 @@ def load_plan(path: Path) -> list[dict[str, Any]]:
     return nodes
 
 
-def resolve_plan(
-    nodes: Sequence[Mapping[str, Any]], deadline: float, resolve: Resolver = resolve_ipv4_or_ipv6
-) -> list[NodeTarget]:
-    """The plan with each node's DNS name replaced by its current IP (admin and cluster)."""
+def resolve_hosts(
+    hosts: Sequence[str], deadline: float, resolve: Resolver = resolve_ipv4_or_ipv6
+) -> dict[str, str]:
+    """Each DNS name's current IP, waiting (until the deadline) for names not published yet."""
     addresses: dict[str, str] = {}
     last_error: dict[str, str] = {}
     while True:
-        for node in nodes:
-            host = str(node["host"])
+        for host in hosts:
             if host in addresses:
                 continue
             try:
                 addresses[host] = resolve(host)
             except OSError as exc:
                 last_error[host] = str(exc)
-        missing = [str(n["host"]) for n in nodes if str(n["host"]) not in addresses]
+        missing = [host for host in dict.fromkeys(hosts) if host not in addresses]
         if not missing:
-            break
+            return addresses
         if time.monotonic() >= deadline:
             detail = "; ".join(f"{h}: {last_error.get(h, '?')}" for h in missing)
             raise ResolveError(
@@ -89,6 +88,13 @@ def resolve_plan(
                 "Service publish not-ready addresses?"
             )
         time.sleep(RESOLVE_POLL_S)
+
+
+def resolve_plan(
+    nodes: Sequence[Mapping[str, Any]], deadline: float, resolve: Resolver = resolve_ipv4_or_ipv6
+) -> list[NodeTarget]:
+    """The plan with each node's DNS name replaced by its current IP (admin and cluster)."""
+    addresses = resolve_hosts([str(node["host"]) for node in nodes], deadline, resolve)
     return [
         NodeTarget.from_dict({
             "name": node["name"],

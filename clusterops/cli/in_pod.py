@@ -26,7 +26,8 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -180,19 +181,23 @@ def pod_manifest(name: str, target: PodTarget) -> dict[str, Any]:
 class Kubectl:
     """`kubectl` in one namespace; its own failures become a TargetsError naming the command."""
 
-    def __init__(self, namespace: str, binary: str | None = None) -> None:
+    def __init__(self, namespace: str, binary: str | None = None,
+                 context: str | None = None) -> None:
         found = binary or os.environ.get("KUBECTL") or shutil.which("kubectl")
         if not found:
             raise TargetsError("this is a Kubernetes stack and `kubectl` is not on PATH: "
                                "install it (or set $KUBECTL) with a context for that cluster")
         self.binary, self.namespace = found, namespace
+        # None: kubectl's current context (or $KUBECONFIG's), as an operator's shell has.
+        self.prefix = [found, *(["--context", context] if context else []),
+                       "--namespace", namespace]
 
     def run(self, *args: str, stdin: str | None = None) -> str:
         return self.run_bytes(*args, stdin=None if stdin is None else stdin.encode()).decode()
 
     def run_bytes(self, *args: str, stdin: bytes | None = None) -> bytes:
-        done = subprocess.run([self.binary, "--namespace", self.namespace, *args], input=stdin,
-                              capture_output=True, check=False)
+        done = subprocess.run([*self.prefix, *args], input=stdin, capture_output=True,
+                              check=False)
         if done.returncode != 0:
             # The first words name the command; a long one (exec's script) is cut short.
             raise TargetsError(f"`kubectl {' '.join(args[:4])}` failed: "
@@ -201,8 +206,29 @@ class Kubectl:
 
     def stream(self, *args: str) -> int:
         """Run with our stdout and stderr: the remote command's output as it comes."""
-        return subprocess.run([self.binary, "--namespace", self.namespace, *args],
-                              check=False).returncode
+        return subprocess.run([*self.prefix, *args], check=False).returncode
+
+    def exchange(self, *args: str, stdin: bytes) -> tuple[int, bytes]:
+        """Run with ``stdin``; the exit code and stdout, stderr passed on as it comes."""
+        done = subprocess.run([*self.prefix, *args], input=stdin, stdout=subprocess.PIPE,
+                              check=False)
+        return done.returncode, done.stdout
+
+
+@contextmanager
+def tools_pod(target: PodTarget, kubectl: Kubectl, purpose: str) -> Iterator[str]:
+    """A ready pod of the tools image (its name), deleted on the way out whatever happens."""
+    name = f"clusterops-{purpose}-{secrets.token_hex(3)}"
+    kubectl.run("create", "-f", "-", stdin=json.dumps(pod_manifest(name, target)))
+    try:
+        kubectl.run("wait", "--for=condition=Ready", f"pod/{name}",
+                    f"--timeout={READY_TIMEOUT_S}s")
+        yield name
+    finally:
+        try:
+            kubectl.run("delete", "pod", name, "--wait=false", "--ignore-not-found")
+        except TargetsError as exc:
+            print(f"could not delete pod {name}: {exc}", file=sys.stderr)
 
 
 def run_in_pod(command: str, argv: Sequence[str], target: PodTarget,
@@ -214,11 +240,7 @@ def run_in_pod(command: str, argv: Sequence[str], target: PodTarget,
             f"and nothing there can stop a node for the drill); supported: "
             f"{', '.join(SUPPORTED)}")
     kubectl = kubectl or Kubectl(target.namespace)
-    name = f"clusterops-{command}-{secrets.token_hex(3)}"
-    kubectl.run("create", "-f", "-", stdin=json.dumps(pod_manifest(name, target)))
-    try:
-        kubectl.run("wait", "--for=condition=Ready", f"pod/{name}",
-                    f"--timeout={READY_TIMEOUT_S}s")
+    with tools_pod(target, kubectl, command) as name:
         print(f"running in pod {target.namespace}/{name}", file=sys.stderr)
         transfers = Transfers()
         pod_command = pod_argv(command, argv, target, transfers)
@@ -231,11 +253,6 @@ def run_in_pod(command: str, argv: Sequence[str], target: PodTarget,
                        local)
             print(f"copied {target.namespace}/{name}:{inside} to {local}", file=sys.stderr)
         return code
-    finally:
-        try:
-            kubectl.run("delete", "pod", name, "--wait=false", "--ignore-not-found")
-        except TargetsError as exc:
-            print(f"could not delete pod {name}: {exc}", file=sys.stderr)
 
 
 def write_tar(folder: str | Path, out: IO[bytes]) -> None:
