@@ -378,10 +378,16 @@ def _kill_node_cgroups(node: Node) -> None:
         root = hierarchy / node.name
         if not root.exists():
             continue
-        for procs in root.rglob("cgroup.procs"):
-            for pid in procs.read_text().split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), 9)
+        # os.walk, not rglob: cgroups vanish while we walk (their processes die), and os.walk
+        # skips a folder that is gone where rglob raises.
+        for folder, _dirs, files in os.walk(root):
+            if "cgroup.procs" not in files:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                pids = (Path(folder) / "cgroup.procs").read_text().split()
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError, ValueError):
+                        os.kill(int(pid), 9)
 
 
 def _unmount_under(path: Path) -> None:
