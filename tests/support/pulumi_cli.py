@@ -90,8 +90,11 @@ class PulumiStack:
             timeout=timeout, check=False,
         )
         if check and done.returncode != 0:
+            # The engine's diagnostics (the errors) come before the outputs, which can be long.
+            diagnostics = done.stdout.partition("Diagnostics:")[2].partition("\nOutputs:")[0]
             raise PulumiCommandError(
                 f"`pulumi {' '.join(args)}` exited {done.returncode}\n"
+                f"--- diagnostics\n{diagnostics[-6000:]}\n"
                 f"--- stdout (last 6000 chars)\n{done.stdout[-6000:]}\n"
                 f"--- stderr (last 3000 chars)\n{done.stderr[-3000:]}"
             )
