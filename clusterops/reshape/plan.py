@@ -8,9 +8,9 @@ the live cluster is not a state our own procedure can leave behind, so someone c
 hand). Slots move only to the live master of their planned shard (the planned master, or its
 replica after a failover); a slot already served by its planned shard never moves.
 
-The plan's slot split is the one a fresh deployment gets (``model.split_slots``), so a scaled
-cluster is the cluster a new stack of that size would have. The price: going from M to M+1
-masters moves more than the minimal 1/(M+1) of the slots (3 -> 4 moves 8192 slots, half).
+The new plan's slot split is whatever the caller gives: the deployment providers give the
+split that moves the fewest slots from the deployed one (:mod:`clusterops.reshape.least_moves`:
+3 -> 4 masters moves 4096 slots), not a fresh split (which would move 8192, half).
 """
 
 from __future__ import annotations

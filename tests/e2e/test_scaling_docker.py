@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
-from clusterops.core.model import NodeTarget
+from clusterops.core.model import NodeTarget, split_slots
 from clusterops.node.access import Access
 from clusterops.node.observe import observe_node
 from tests.support.cluster_writer import ClusterWriter, only_known_client_errors
@@ -112,9 +112,12 @@ def test_scale_masters_3_to_4_to_3_under_a_live_writer(tmp_path: Path) -> None:
                                 if "reshape_plan" in line or '"  slots' in line
                                 or "move " in line or "nodes:" in line or "attach" in line))
         assert "add nodes: apscale-redis-master-4, apscale-redis-replica-4" in diff, diff
-        assert "move 8192 slot(s) in 3 range(s)" in diff, diff
-        assert "slots 12288-16383 (4096): apscale-redis-master-3 -> apscale-redis-master-4" \
-            in diff, diff
+        # The fewest slots move (a quarter, from each old master), not a fresh split's half.
+        assert "move 4096 slot(s) in 3 range(s)" in diff, diff
+        for moving in ("4096-5460 (1365): apscale-redis-master-1",
+                       "9557-10922 (1366): apscale-redis-master-2",
+                       "15019-16383 (1365): apscale-redis-master-3"):
+            assert f"slots {moving} -> apscale-redis-master-4" in diff, diff
 
         seeds = [(n["ip"], n["port"]) for n in stack.outputs["nodes"][:3]]
         writer = ClusterWriter(seeds, stack.password, "grow")
@@ -126,7 +129,8 @@ def test_scale_masters_3_to_4_to_3_under_a_live_writer(tmp_path: Path) -> None:
             writer.stop()
         grow_s = time.monotonic() - started
         stack.reload_outputs()
-        assert stack.outputs["slot_ranges"]["apscale-redis-master-4"] == [[12288, 16383]]
+        assert stack.outputs["slot_ranges"]["apscale-redis-master-4"] == [
+            [4096, 5460], [9557, 10922], [15019, 16383]]
         with client_for(stack) as client:
             lost = writer.missing(client)
             assert client.mget_nonatomic(list(data)) == list(data.values())
@@ -151,7 +155,9 @@ def test_scale_masters_3_to_4_to_3_under_a_live_writer(tmp_path: Path) -> None:
                         or "nodes" in line))
         assert "remove nodes (drained and forgotten first): apscale-redis-master-4, " \
                "apscale-redis-replica-4" in diff, diff
-        assert "slots 12288-16383 (4096): apscale-redis-master-4 -> apscale-redis-master-3" \
+        # Only the leaving shard's slots move, each back to where a fresh split has it.
+        assert "move 4096 slot(s) in 3 range(s)" in diff, diff
+        assert "slots 15019-16383 (1365): apscale-redis-master-4 -> apscale-redis-master-3" \
             in diff, diff
 
         watch = DepartureWatch(stack, leaving, stack.node("apscale-redis-master-1"))
@@ -160,12 +166,17 @@ def test_scale_masters_3_to_4_to_3_under_a_live_writer(tmp_path: Path) -> None:
         writer.start()
         started = time.monotonic()
         try:
-            handle.up()
+            shrink_output = handle.run("up", "--stack", handle.name, "--yes",
+                                       "--skip-preview").stdout
         finally:
             writer.stop()
             watch.stop_flag.set()
             watch.join(10)
         shrink_s = time.monotonic() - started
+        # What the reshape printed: a line per step, never one per slot (it once printed
+        # 8,320 lines here). The outputs' diff that follows is the engine's.
+        printed = shrink_output.partition("Diagnostics:")[2].partition("\nOutputs:")[0]
+        assert 0 < len(printed.splitlines()) < 60, printed[-3000:]
         # The engine deleted the container only after master-1 had forgotten the node, which
         # the bootstrap update does after draining it.
         assert watch.known_when_gone is False, (watch.known_when_gone, watch.slots_when_gone)
@@ -173,11 +184,15 @@ def test_scale_masters_3_to_4_to_3_under_a_live_writer(tmp_path: Path) -> None:
         assert not {"apscale-redis-master-4-data", "apscale-redis-replica-4-data"} & \
             volume_names()
         stack.reload_outputs()
+        assert stack.outputs["slot_ranges"] == {
+            f"apscale-redis-master-{i + 1}": [list(r)] for i, r in enumerate(split_slots(3))}
         with client_for(stack) as client:
             lost = writer.missing(client)
             assert client.mget_nonatomic(list(data)) == list(data.values())
         assert lost == [], f"{len(lost)} write(s) that returned OK are gone: {lost[:5]}"
-        print(f"scale-in 4->3: pulumi up {shrink_s:.1f}s; writer {len(writer.ok)} OK, "
+        lines = len(printed.splitlines())
+        print(f"scale-in 4->3 ({lines} lines printed by the reshape): pulumi up {shrink_s:.1f}s; "
+              f"writer {len(writer.ok)} OK, "
               f"{len(writer.acked)} WAIT-acked, {len(writer.errors)} client error(s) "
               f"{writer.errors[:3]}; keys counted {total_keys(stack)}")
         assert only_known_client_errors(writer), writer.errors[:5]

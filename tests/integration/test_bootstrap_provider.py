@@ -18,11 +18,8 @@ import pytest
 from pulumi.runtime import rpc
 from redis.cluster import RedisCluster
 
-from components.bootstrap import (
-    PROVIDER_VERSION,
-    ClusterBootstrapProvider,
-    TopologyChangeError,
-)
+from clusterops.tasks.reconcile import TopologyChangeError
+from components.bootstrap import PROVIDER_VERSION, ClusterBootstrapProvider
 from tests.integration.test_formation import write_counts
 from tests.support.process_plans import plan_for, wait_for_replica_links
 from tests.support.redis_nodes import RedisNodes
@@ -142,16 +139,18 @@ def test_scaling_out_is_previewed_with_its_moves_and_applied_by_update(
     assert checked.failures == []
     summary = checked.inputs["reshape_plan"]
     assert summary[0] == ("add nodes: alphapulse-redis-master-4, alphapulse-redis-replica-4")
-    assert summary[1].startswith("move 8192 slot(s) in 3 range(s), ")
+    # The fewest slots: a quarter, from each old master (not a fresh split's half).
+    assert summary[1].startswith("move 4096 slot(s) in 3 range(s), ")
     moved_keys = int(summary[1].split(", ")[1].split()[0])
     assert 0 < moved_keys < 3000
-    assert summary[4].startswith("  slots 12288-16383 (4096): alphapulse-redis-master-3 -> "
+    assert summary[4].startswith("  slots 15019-16383 (1365): alphapulse-redis-master-3 -> "
                                  "alphapulse-redis-master-4")
     assert provider.diff(id_, outs, checked.inputs).changes is True
 
     updated = provider.update(id_, outs, checked.inputs)
     assert updated.outs is not None
-    assert updated.outs["slot_ranges"]["alphapulse-redis-master-4"] == [[12288, 16383]]
+    assert updated.outs["slot_ranges"]["alphapulse-redis-master-4"] == [
+        [4096, 5460], [9557, 10922], [15019, 16383]]
     assert "reshape_plan" not in updated.outs
     # Applied: the next check finds nothing left to do, and no key was lost.
     again = provider.check(checked.inputs, news)
