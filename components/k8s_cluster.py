@@ -23,6 +23,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import exporter_conf
+from components.k8s_operations import KubernetesOperations
 from components.k8s_plan import KubernetesPlan, PlacedNode, place_cluster
 from components.layout import REDIS_PORT
 from components.redis_conf import (
@@ -33,6 +34,7 @@ from components.redis_conf import (
     PASSWORD_FILE_PATH,
     READINESS_COMMAND,
     SECRETS_DIR,
+    live_settings,
     render_auth_conf,
     render_redis_conf,
 )
@@ -70,6 +72,7 @@ HOSTNAME_KEY = "kubernetes.io/hostname"
 # Set by the StatefulSet controller on every pod (Kubernetes 1.28+): 0 is the planned master.
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 CONFIG_DIGEST_ANNOTATION = "redis.alphapulse.io/config-sha256"
+AUTH_VERSION_ANNOTATION = "redis.alphapulse.io/auth-secret-version"
 SHARD_LABEL = "redis.alphapulse.io/shard"
 # What every helper container of a node pod (init, sidecar) may use: it runs a small script.
 HELPER_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}}
@@ -181,6 +184,18 @@ def bootstrap_plan(kplan: KubernetesPlan) -> dict[str, Any]:
     }
 
 
+def operations_node(placed: PlacedNode) -> dict[str, Any]:
+    """A node as the operations resource names it: by its pod's DNS name (the pod resolves
+    it to the current IP), with its planned role and slots."""
+    node = placed.node
+    return {
+        "name": node.name, "role": node.role,
+        "admin_host": placed.hostname, "admin_port": node.port,
+        "cluster_host": placed.hostname, "cluster_port": node.port,
+        "slots": [list(r) for r in node.slots], "master": node.master,
+    }
+
+
 def _restricted_container() -> dict[str, Any]:
     """The Pod Security Standard "restricted" container settings."""
     return {
@@ -252,19 +267,23 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
         plan_config = self._plan_config_map()
         headless = self._headless_service()
         self._client_service()
+        # Render mode: nothing reaches a cluster, so no pod can run the day-2 work.
+        self._rendering = bool(self.settings.render_dir)
         statefulsets = [
             self._statefulset(shard, config, secret, headless) for shard in self.kplan.shards
         ]
         for shard in self.kplan.shards:
             self._pdb(shard)
         self._network_policies()
-        self._exporter(secret)
         job = self._bootstrap_job(plan_config, secret, statefulsets)
-        self.outputs = self._outputs(password, job)
+        operations = None if self._rendering else self._operations(
+            password, statefulsets, [job, secret, headless])
+        self._exporter(secret, operations)
+        self.outputs = self._outputs(password, job, operations)
         self.register_outputs(self.outputs.as_dict())
 
-    def _outputs(self, password: pulumi.Output[str],
-                 job: k8s.batch.v1.Job) -> KubernetesClusterOutputs:
+    def _outputs(self, password: pulumi.Output[str], job: k8s.batch.v1.Job,
+                 operations: KubernetesOperations | None) -> KubernetesClusterOutputs:
         nodes = addressed_nodes(self.kplan)
         return KubernetesClusterOutputs(
             target="kubernetes",
@@ -278,13 +297,13 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                 f"http://{self._exporter_name}.{self.kplan.namespace}.svc."
                 f"{self.settings.cluster_domain}:{EXPORTER_LISTEN_PORT}"),
             client_settings=client_settings(nodes),
-            # Empty, not the node ids: only the bootstrap Job learns them (its report), and
-            # pulumi-kubernetes does not hand a Job's output back to the program.
-            node_ids={},
-            # Planned, not observed: the Job's report (its log and termination message) has
-            # the live view; Pulumi learns only whether it succeeded.
-            slot_ranges=planned_slot_ranges(self.kplan.plan.nodes),
-            cluster_state=job.status.apply(self._cluster_state),
+            # Observed by the operations resource (its pod's report). In render mode only the
+            # plan is known (the Job's log has the report once someone applies the manifests).
+            node_ids=operations.node_ids if operations else {},
+            slot_ranges=operations.slot_ranges if operations
+            else planned_slot_ranges(self.kplan.plan.nodes),
+            cluster_state=operations.cluster_state if operations
+            else job.status.apply(self._cluster_state),
             maxmemory_bytes=self.spec.maxmemory_bytes,
             # This target has neither TLS nor ACL users (spec.py refuses them for it).
             tls_ca_cert=None,
@@ -482,7 +501,10 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                 # All members start together: the cluster is formed by the Job afterwards,
                 # nothing needs the ordered start (it would only slow a full restart).
                 "pod_management_policy": "Parallel",
-                "update_strategy": {"type": "RollingUpdate"},
+                # Applied to a cluster, the operations resource replaces the pods of a new
+                # template itself, shard by shard, each after a handover
+                # (components/k8s_rolling.py); rendered files roll the Kubernetes way.
+                "update_strategy": {"type": "RollingUpdate" if self._rendering else "OnDelete"},
                 "persistent_volume_claim_retention_policy": {
                     "when_deleted": retention, "when_scaled": "Retain"},
                 "selector": {"match_labels": selector(spec, "node", **shard_labels)},
@@ -493,6 +515,9 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                 parent=self,
                 depends_on=[config, secret, headless],
                 protect=spec.protect_data,
+                # After creation the replica count is the operations resource's to change,
+                # around the reshape (components/k8s_operations.py says why).
+                ignore_changes=[] if self._rendering else ["spec.replicas"],
             ),
         )
 
@@ -606,10 +631,20 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
             "spec": claim,
         }
     def _config_digest(self, shard: int) -> str:
-        text = "".join(
-            render_redis_conf(self.spec, p.node, announce_hostname=p.hostname)
+        """What makes the shard's pods restart: their files, but with each member's own name
+        and hostname left out (members' files differ only there, so scaling replaces no pod
+        that stays) and, applied to a cluster, without the live settings (the operations
+        resource sets those with CONFIG SET, as on Docker). Rendered files keep them: nothing
+        applies them live there."""
+        live = set(live_settings(self.spec)) if not self._rendering else set()
+        files = sorted({
+            "\n".join(line for line in render_redis_conf(
+                self.spec, p.node, announce_hostname=p.hostname).splitlines()
+                if line.split(" ", 1)[0] not in live)
+            .replace(p.hostname, "<hostname>").replace(p.node.name, "<node>")
             for p in self.kplan.shard(shard)
-        ) + PEER_ADDRESSES_SCRIPT.read_text()
+        })
+        text = "".join(files) + PEER_ADDRESSES_SCRIPT.read_text()
         return hashlib.sha256(text.encode()).hexdigest()
 
     @property
@@ -668,8 +703,13 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
             opts=self._child,
         )
 
-    def _exporter(self, secret: k8s.core.v1.Secret) -> None:
+    def _exporter(self, secret: k8s.core.v1.Secret,
+                  operations: KubernetesOperations | None) -> None:
         spec = self.spec
+        # redis_exporter reads its password file once, at start: a changed Secret (a rotated
+        # password) rolls its pod, after the operations resource switched the nodes.
+        rolled_by: dict[str, Any] = {"annotations": {
+            AUTH_VERSION_ANNOTATION: secret.metadata.resource_version}} if operations else {}
         file_dir, _, file_name = exporter_conf.EXPORTER_PASSWORD_FILE.rpartition("/")
         match = selector(spec, "exporter")
         deployment = k8s.apps.v1.Deployment(
@@ -679,7 +719,7 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                 "replicas": 1,
                 "selector": {"match_labels": match},
                 "template": {
-                    "metadata": {"labels": labels(spec, "exporter")},
+                    "metadata": {"labels": labels(spec, "exporter"), **rolled_by},
                     "spec": {
                         "security_context": _pod_security(EXPORTER_UID),
                         "automount_service_account_token": False,
@@ -714,7 +754,8 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                     },
                 },
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[secret]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[secret, *([operations] if operations else [])]),
         )
         k8s.core.v1.Service(
             f"{self._name}-exporter-service",
@@ -759,6 +800,33 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                 "endpoints": endpoints,
             },
             opts=self._child,
+        )
+
+    def _operations(self, password: pulumi.Output[str],
+                    statefulsets: list[k8s.apps.v1.StatefulSet],
+                    after: list[pulumi.Resource]) -> KubernetesOperations:
+        """Adopts and verifies the formed cluster, records its node ids, and does every
+        later change to it (rotation, reshape) from a pod (components/k8s_operations.py)."""
+        return KubernetesOperations(
+            f"{self._name}-operations",
+            nodes=[operations_node(p) for p in self.kplan.nodes],
+            password=password,
+            runner={
+                "namespace": self.kplan.namespace,
+                "tools_image": self.settings.bootstrap_image,
+                "auth_secret": f"{self._prefix}-auth",
+                "client_label": f"{CLIENT_LABEL}=true",
+                # kubectl's context: pulumi-kubernetes' own setting when given.
+                "context": pulumi.Config("kubernetes").get("context") or "",
+            },
+            statefulsets={sts: len(self.kplan.shard(shard)) for shard, sts in
+                          zip(self.kplan.shards, self.kplan.statefulsets, strict=True)},
+            revisions=pulumi.Output.all(*[s.metadata.generation for s in statefulsets]).apply(
+                lambda generations: dict(zip(self.kplan.statefulsets, generations,
+                                             strict=True))),
+            timeout_seconds=self.spec.bootstrap_timeout_s,
+            settings=live_settings(self.spec),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, *statefulsets]),
         )
 
     def _bootstrap_job(
@@ -828,5 +896,9 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                 parent=self,
                 # The StatefulSets are awaited until every pod is ready (answers PING).
                 depends_on=[plan_config, secret, *statefulsets],
+                # Applied to a cluster, the Job forms it once; every later change (a reshape,
+                # a rotation) is the operations resource's, and a new Job for a new plan
+                # would refuse the cluster the reshape has not changed yet.
+                ignore_changes=[] if self._rendering else ["metadata", "spec"],
             ),
         )

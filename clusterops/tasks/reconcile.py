@@ -25,6 +25,7 @@ from clusterops.provision.formation import form_cluster
 from clusterops.provision.handover import hand_over as hand_over_node
 from clusterops.provision.password_rotation import rotate_password, sync_acl_users
 from clusterops.provision.settings import TLS_FILE_SETTINGS, apply_settings
+from clusterops.reshape.least_moves import least_moving_split
 from clusterops.reshape.scaling import preview_reshape, reshape_cluster
 
 DEFAULT_TIMEOUT_SECONDS = 120
@@ -248,3 +249,19 @@ def hand_over(props: Props, name: str) -> dict[str, Any]:
     report = hand_over_node(node, shard, Access(password_of(props) or ""), timeout_of(props))
     return {"node": report.node, "was_master": report.was_master,
             "new_master": report.new_master, "seconds": round(report.seconds, 3)}
+
+
+def least_moving_nodes(old_nodes: Sequence[Mapping[str, Any]],
+                       new_nodes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The new nodes with the masters' slots the cluster should reach from the split it has
+    (``old_nodes``, as deployed), moving the fewest slots (clusterops.reshape.least_moves)
+    instead of the program's fresh split. Replicas hold no slots."""
+    # Numbers come back from the engine's state as floats (protobuf Struct).
+    current = {str(n["name"]): [[int(a), int(b)] for a, b in n.get("slots") or []]
+               for n in old_nodes if n.get("role") == "master"}
+    masters = [str(n["name"]) for n in new_nodes if n.get("role") == "master"]
+    if not current or not masters:
+        return [dict(n) for n in new_nodes]
+    split = least_moving_split(current, masters)
+    return [{**n, "slots": split[str(n["name"])]} if n.get("role") == "master" else dict(n)
+            for n in new_nodes]

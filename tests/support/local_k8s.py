@@ -9,6 +9,7 @@ pods' current IPs for redis-py, the way a client pod's resolver would.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from local_kubernetes import cluster
 from local_kubernetes.api import Api
 from tests.support.deploy_fixtures import _skip_or_fail
+from tests.support.pulumi_cli import PulumiStack, new_stack
 
 
 def start_local_cluster(images: list[str]) -> Path:
@@ -64,3 +66,22 @@ def address_remap(namespace: str) -> Callable[[tuple[str, int]], tuple[str, int]
         return (ips.get(pod, host), port)
 
     return remap
+
+
+@contextmanager
+def k8s_stack_up(root: Path, kubeconfig: Path, settings: dict[str, str]
+                 ) -> Iterator[tuple[PulumiStack, float]]:
+    """A k8s stack applied to the local cluster (`pulumi up`, not render mode): the handle and
+    how long the first `up` took; destroyed and removed on the way out."""
+    handle = new_stack(root, "k8s", settings)
+    handle.remove_config("renderDir")
+    handle.env["KUBECONFIG"] = str(kubeconfig)
+    # What earlier runs on a kept cluster (ALPHAPULSE_KEEP_LOCAL_K8S) left Released.
+    cluster.recycle_released_volumes()
+    try:
+        started = time.monotonic()
+        handle.up()
+        yield handle, time.monotonic() - started
+    finally:
+        handle.destroy(check=False)
+        handle.remove()

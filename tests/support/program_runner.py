@@ -31,6 +31,7 @@ SECRET_SIG = rpc._special_secret_sig  # the marker Pulumi wraps secret values in
 SIG_KEY = rpc._special_sig_key
 
 DYNAMIC_TYPE = "pulumi-python:dynamic/alphapulse:ClusterBootstrap"
+K8S_OPERATIONS_TYPE = "pulumi-python:dynamic/alphapulse:KubernetesOperations"
 SECRET_FILES_TYPE = "pulumi-python:dynamic/alphapulse:SecretFiles"
 GENERATED_PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
 TLS_MATERIAL_TYPE = "pulumi-python:dynamic/alphapulse:TlsMaterial"
@@ -101,7 +102,7 @@ def default_outputs(resource: RecordedResource) -> dict[str, Any]:
     if resource.type == "docker:index/remoteImage:RemoteImage":
         outputs["imageId"] = f"sha256:{resource.name}"
         outputs["repoDigest"] = f"{resource.inputs['name']}@sha256:0"
-    if resource.type == DYNAMIC_TYPE:
+    if resource.type in (DYNAMIC_TYPE, K8S_OPERATIONS_TYPE):
         nodes = resource.inputs["nodes"]
         outputs["node_ids"] = {n["name"]: f"{i:040x}" for i, n in enumerate(nodes)}
         outputs["slot_ranges"] = {n["name"]: n["slots"] for n in nodes if n["role"] == "master"}

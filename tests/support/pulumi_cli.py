@@ -8,6 +8,7 @@ host and the docker provider come from scripts/install-pulumi.sh.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -92,6 +93,10 @@ class PulumiStack:
         if check and done.returncode != 0:
             # The engine's diagnostics (the errors) come before the outputs, which can be long.
             diagnostics = done.stdout.partition("Diagnostics:")[2].partition("\nOutputs:")[0]
+            if done.stdout.lstrip().startswith("{"):  # --json: the diagnostics are a list
+                with contextlib.suppress(ValueError):
+                    diagnostics = "\n".join(d.get("message", "") for d in json.loads(
+                        done.stdout).get("diagnostics", []) if d.get("severity") == "error")
             raise PulumiCommandError(
                 f"`pulumi {' '.join(args)}` exited {done.returncode}\n"
                 f"--- diagnostics\n{diagnostics[-6000:]}\n"

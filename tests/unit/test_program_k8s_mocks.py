@@ -18,7 +18,9 @@ from tests.support.k8s_manifests import (
     validation_problems,
 )
 from tests.support.program_runner import (
+    K8S_OPERATIONS_TYPE,
     SECRET_SIG,
+    SIG_KEY,
     ProgramRun,
     config_problems,
     run_program,
@@ -324,8 +326,40 @@ def test_without_render_dir_the_provider_applies():
     [provider] = [r for r in run.resources if r.type == "pulumi:providers:kubernetes"]
     assert "renderYamlToDirectory" not in provider.inputs
     assert provider.inputs["enableConfigMapMutable"] == "true"
-    # The mock Job has no status: Pulumi does not claim a state it has not seen.
-    assert run.outputs["cluster_state"] == "unknown"
+    # Applied to a cluster, the operations resource runs after the Job and the pods, names
+    # every node by its pod's DNS name, and its report is the stack's (the mock answers ok).
+    [ops] = [r for r in run.resources if r.type == K8S_OPERATIONS_TYPE]
+    by_urn = {r.urn: r for r in run.resources}
+    after = {by_urn[u].type.rsplit(":", 1)[-1] for u in ops.dependencies}
+    assert {"Job", "StatefulSet", "Secret", "Service"} <= after
+    assert [n["admin_host"] for n in ops.inputs["nodes"]] == [
+        FQDN.format(pod=p) for p in ("alphapulse-redis-shard-1-0", "alphapulse-redis-shard-2-0",
+                                     "alphapulse-redis-shard-3-0", "alphapulse-redis-shard-1-1",
+                                     "alphapulse-redis-shard-2-1", "alphapulse-redis-shard-3-1")]
+    assert ops.inputs["statefulsets"] == {f"alphapulse-redis-shard-{i}": 2 for i in (1, 2, 3)}
+    assert ops.inputs["runner"]["auth_secret"] == "alphapulse-redis-auth"
+    assert ops.raw_inputs["password"][SIG_KEY] == SECRET_SIG  # a secret
+    assert run.outputs["cluster_state"] == "ok"
+    assert len(run.outputs["node_ids"]) == 6
+    # The Job forms the cluster once; the replica counts are the operations resource's.
+    kinds = {r.type.rsplit(":", 1)[-1]: r for r in run.resources}
+    assert kinds["Job"].ignore_changes == ["metadata", "spec"]
+    assert kinds["StatefulSet"].ignore_changes == ["spec.replicas"]
+    # ... and so is replacing pods of a new template (shard by shard, with a handover).
+    assert {r.inputs["spec"]["updateStrategy"]["type"] for r in run.resources
+            if r.type.endswith(":StatefulSet")} == {"OnDelete"}
+    assert "revisions" in ops.inputs
+    # The exporter rolls when the Secret changes, after the nodes switched.
+    [exporter] = [r for r in run.resources if r.type.endswith(":Deployment")]
+    assert ops.urn in exporter.dependencies
+
+
+def test_render_mode_has_no_operations_resource(k8s: ProgramRun):
+    assert not [r for r in k8s.resources if r.type == K8S_OPERATIONS_TYPE]
+    assert all(r.ignore_changes == [] for r in k8s.resources)
+    # Nothing runs a handover for rendered files: Kubernetes rolls them.
+    assert {r.inputs["spec"]["updateStrategy"]["type"] for r in k8s.resources
+            if r.type.endswith(":StatefulSet")} == {"RollingUpdate"}
 
 
 def test_service_monitor_scrapes_each_node_through_the_exporter():
@@ -357,8 +391,11 @@ def test_bad_kubernetes_config_fails_before_any_resource():
 
 
 def test_a_redis_conf_change_rolls_the_pods_and_nothing_else_does():
-    def digests(**overrides: str) -> dict[str, str]:
-        run = run_program("k8s", k8s_config(**overrides))
+    def digests(applied: bool = False, **overrides: str) -> dict[str, str]:
+        config = k8s_config(**overrides)
+        if applied:
+            del config["renderDir"]
+        run = run_program("k8s", config)
         return {
             m["metadata"]["name"]: m["spec"]["template"]["metadata"]["annotations"][
                 "redis.alphapulse.io/config-sha256"]
@@ -366,9 +403,17 @@ def test_a_redis_conf_change_rolls_the_pods_and_nothing_else_does():
         }
 
     before = digests()
-    assert len(set(before.values())) == 3  # each shard has its own files
     assert digests(maxmemory="256mb").keys() == before.keys()
     assert all(a != b for a, b in zip(digests(maxmemory="256mb").values(), before.values(),
                                       strict=True))
     # The password lives in the Secret, not in redis.conf: no digest (and no restart) for it.
     assert digests(password="another-password-0123456789") == before
+    # Applied to a cluster, live settings are CONFIG SET by the operations resource: no roll;
+    # rendered files have nothing to set them live, so there they roll the pods.
+    applied = digests(applied=True)
+    assert digests(applied=True, maxmemoryPolicy="volatile-lru") == applied
+    # A member added to a shard changes no other member's files but their names and one live
+    # setting (repl-diskless-sync-max-replicas): scaling replaces no pod that stays.
+    assert digests(applied=True, replicasPerMaster="2") == applied
+    assert digests(applied=True, masters="4").items() >= applied.items()
+    assert digests(maxmemoryPolicy="volatile-lru") != before
