@@ -231,10 +231,14 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
                 failures.append(dynamic.CheckFailure(key, switch))
         if _acl(news) is not None:
             inputs["acl"] = rpc.wrap_rpc_secret(_acl(news))
+        if not failures and olds.get("nodes") and not contains_unknown(news.get("nodes")):
+            # The masters' slots as the deployed split becomes the new one moving the fewest
+            # slots, not the program's fresh split (clusterops/reshape/least_moves.py).
+            inputs["nodes"] = reconcile.least_moving_nodes(olds["nodes"], news["nodes"])
         if not failures:
             # Every preview reads the live cluster where it answers: a reshape left half-done
             # (or a hand change) is caught even when the config did not change.
-            summary, refusals = _reshape_preview(olds, news)
+            summary, refusals = _reshape_preview(olds, inputs)
             failures += refusals
             if summary is not None:
                 inputs[RESHAPE_PLAN_KEY] = summary
