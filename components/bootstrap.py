@@ -34,6 +34,8 @@ Pulumi's provider protocol onto it. Facts from pulumi/pulumi that shape it:
 from __future__ import annotations
 
 import hashlib
+import logging
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -74,6 +76,18 @@ def _password(props: Mapping[str, Any]) -> str | None:
 
 def _acl(props: Mapping[str, Any]) -> dict[str, str] | None:
     return reconcile.acl_of({"acl": rpc.unwrap_rpc_secret(props.get("acl"))})
+
+
+def show_progress() -> None:
+    """clusterops' step lines (INFO: "wave 1: moving 1365 slot(s)", "moved ...") on this
+    process's stderr, which the engine shows in `pulumi up`'s output: one line per step."""
+    logger = logging.getLogger("clusterops")
+    if not any(getattr(h, "alphapulse_progress", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.alphapulse_progress = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def plain(props: Mapping[str, Any]) -> dict[str, Any]:
@@ -258,12 +272,14 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
         )
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        show_progress()
         report = reconcile.form(plain(props))
         return dynamic.CreateResult(cluster_resource_id(report.node_ids), _outputs(props, report))
 
     def update(
         self, _id: str, olds: dict[str, Any], news: dict[str, Any]
     ) -> dynamic.UpdateResult:
+        show_progress()
         return dynamic.UpdateResult(_outputs(news, reconcile.update(plain(olds), plain(news))))
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:

@@ -157,15 +157,29 @@ def _request_bag(props: Mapping[str, Any]) -> dict[str, Any]:
             if k not in ("runner", "statefulsets", "revisions", "__provider")}
 
 
+def pod_addresses(kubectl: Kubectl, nodes: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Each node's DNS name -> its pod's IP now, as the Kubernetes API says (DNS can lag)."""
+    ips = {p["metadata"]["name"]: p.get("status", {}).get("podIP")
+           for p in json.loads(kubectl.run("get", "pods", "-o", "json"))["items"]
+           if not p["metadata"].get("deletionTimestamp")}
+    hosts = {str(n["admin_host"]) for n in nodes}
+    return {host: ip for host in hosts if (ip := ips.get(host.split(".", 1)[0]))}
+
+
 def _roll_outdated(kubectl: Kubectl, session: PodSession, news: Mapping[str, Any],
                    report: Mapping[str, Any]) -> list[str]:
     """Replace the pods on an old template revision, shard by shard (components/k8s_rolling.py)."""
     bag = _request_bag(news)
     node_of = {str(n["admin_host"]).split(".", 1)[0]: n["name"] for n in news["nodes"]}
+
+    def hand_over(node: str) -> Mapping[str, Any]:
+        # The replaced pods' new IPs from the API: the handover must reach them at once.
+        return session.ask({"op": "handover", "news": bag, "node": node,
+                            "addresses": pod_addresses(kubectl, news["nodes"])})["handover"]
+
     return roll(kubectl, sorted(replicas_of(news)), node_of, report.get("live_roles") or {},
-                lambda node: session.ask({"op": "handover", "news": bag, "node": node})[
-                    "handover"],
-                reconcile.timeout_of(news), log=lambda line: print(line, file=sys.stderr))
+                hand_over, reconcile.timeout_of(news),
+                log=lambda line: print(line, file=sys.stderr))
 
 
 class KubernetesOperationsProvider(dynamic.ResourceProvider):
@@ -215,7 +229,8 @@ class KubernetesOperationsProvider(dynamic.ResourceProvider):
         request = {"op": "update", "olds": {**_request_bag(olds), "node_ids":
                                             olds.get("node_ids") or {}},
                    "news": {**_request_bag(news),
-                            RESHAPE_PLAN_KEY: news.get(RESHAPE_PLAN_KEY)}}
+                            RESHAPE_PLAN_KEY: news.get(RESHAPE_PLAN_KEY)},
+                   "addresses": pod_addresses(kubectl, [*olds["nodes"], *news["nodes"]])}
         with pod_session(news["runner"], kubectl, "update") as session:
             report = session.ask(request)["report"]
             # Only now that their nodes are drained and forgotten do the pods go.
@@ -224,7 +239,8 @@ class KubernetesOperationsProvider(dynamic.ResourceProvider):
                 # A claim in use is deleted when its pod is gone (pvc-protection finalizer).
                 kubectl.run("delete", "pvc", *claims, "--wait=false", "--ignore-not-found")
             if _roll_outdated(kubectl, session, news, report):
-                report = session.ask({"op": "form", "news": _request_bag(news)})["report"]
+                report = session.ask({"op": "form", "news": _request_bag(news), "addresses":
+                                      pod_addresses(kubectl, news["nodes"])})["report"]
         return dynamic.UpdateResult(_outputs(news, report))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:

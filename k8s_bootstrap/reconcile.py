@@ -8,6 +8,8 @@ on a command line, in the pod spec or in an environment):
     {"op": "handover", "news": <bag>, "node": <name>}  (before a rolling replacement takes
                                                         that node's pod down)
 
+and optionally "addresses": {DNS name: IP} for names the caller knows better than DNS does.
+
 Bags are those of clusterops.tasks.reconcile, with every node named by its pod's DNS name. Each
 name is resolved to the pod's current IP once, here (CLUSTER MEET takes IPs only, and CLUSTER
 NODES reports IPs), then the same function as on Docker runs: form, update (credentials,
@@ -57,7 +59,10 @@ def handle(request: Mapping[str, Any], resolve: Resolver = resolve_ipv4_or_ipv6
     if op not in OPS or not isinstance(news, Mapping) or (op in ("update", "preview") and
                                                           not isinstance(olds, Mapping)):
         raise ValueError(f"a request is {{op: {'|'.join(OPS)}, olds, news}}, got op {op!r}")
-    hosts = _hosts(olds) + _hosts(news)
+    # Names the caller resolved already, from the Kubernetes API: right after a pod was
+    # replaced, DNS can still answer with its old IP for a while (caches, endpoint lag).
+    known = {str(k): str(v) for k, v in (request.get("addresses") or {}).items()}
+    hosts = [host for host in _hosts(olds) + _hosts(news) if host not in known]
     if op == "preview":
         # Pods the change adds do not exist yet: a name that does not resolve stays a name
         # (the node reads as not there), and the preview does not wait for it.
@@ -65,6 +70,7 @@ def handle(request: Mapping[str, Any], resolve: Resolver = resolve_ipv4_or_ipv6
     else:
         deadline = time.monotonic() + reconcile.timeout_of(news)
         addresses = resolve_hosts(hosts, deadline, resolve)
+    addresses.update(known)
     news = resolved(news, addresses)
     if op == "form":
         return {"report": reconcile.report_fields(reconcile.form(news))}

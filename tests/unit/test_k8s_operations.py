@@ -194,3 +194,26 @@ def test_a_malformed_request_is_refused_with_a_reason() -> None:
     out = io.StringIO()
     assert in_pod_entry.run(io.StringIO('{"op": "drop"}'), out) != 0
     assert "a request is" in json.loads(out.getvalue())["error"]
+
+
+def test_addresses_the_caller_knows_are_not_asked_of_dns(monkeypatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_hand_over(news: dict[str, Any], node: str) -> dict[str, Any]:
+        seen["hosts"] = [n["admin_host"] for n in news["nodes"]]
+        return {"node": node, "was_master": False}
+
+    monkeypatch.setattr(in_pod_entry.reconcile, "hand_over", fake_hand_over)
+    asked: list[str] = []
+
+    def resolve(host: str) -> str:
+        asked.append(host)
+        return "10.0.0.9"  # stale: the pod's old IP
+
+    replaced = THREE[3]["admin_host"]
+    request = {"op": "handover", "node": "r1", "news": {"nodes": THREE},
+               "addresses": {replaced: "10.0.0.42"}}
+    out = io.StringIO()
+    assert in_pod_entry.run(io.StringIO(json.dumps(request)), out, resolve) == 0
+    assert replaced not in asked
+    assert seen["hosts"][3] == "10.0.0.42" and seen["hosts"][0] == "10.0.0.9"
