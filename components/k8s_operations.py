@@ -214,8 +214,16 @@ class KubernetesOperationsProvider(dynamic.ResourceProvider):
                                   replaces=[], stables=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        report = run_request(props["runner"], {"op": "form", "olds": None,
-                                               "news": _request_bag(props)})["report"]
+        kubectl = kubectl_for(props["runner"])
+        with pod_session(props["runner"], kubectl, "create") as session:
+            form = {"op": "form", "news": _request_bag(props)}
+            report = session.ask({**form, "addresses": pod_addresses(kubectl, props["nodes"])})[
+                "report"]
+            # A stack made before this resource existed may have pods on an older template
+            # (its StatefulSets rolled the Kubernetes way): replaced now, with a handover.
+            if _roll_outdated(kubectl, session, props, report):
+                report = session.ask({**form, "addresses": pod_addresses(
+                    kubectl, props["nodes"])})["report"]
         return dynamic.CreateResult(cluster_resource_id(report["node_ids"]),
                                     _outputs(props, report))
 

@@ -217,3 +217,18 @@ def test_addresses_the_caller_knows_are_not_asked_of_dns(monkeypatch) -> None:
     assert in_pod_entry.run(io.StringIO(json.dumps(request)), out, resolve) == 0
     assert replaced not in asked
     assert seen["hosts"][3] == "10.0.0.42" and seen["hosts"][0] == "10.0.0.9"
+
+
+def test_create_adopts_in_one_pod_and_records_the_node_ids(monkeypatch) -> None:
+    report = {"node_ids": {n["name"]: f"{i:040x}" for i, n in enumerate(THREE)},
+              "slot_ranges": {}, "cluster_state": "ok", "live_roles": {},
+              "cluster_problems": []}
+    kubectl = FakeKubectl({"report": report})
+    monkeypatch.setattr(k8s_operations, "kubectl_for", lambda _runner: kubectl)
+    created = KubernetesOperationsProvider().create(bag())
+    assert created.outs["node_ids"] == report["node_ids"] and created.id.startswith(
+        "redis-cluster-")
+    [request] = kubectl.sent
+    assert request["op"] == "form"
+    # Every pod on its StatefulSet's revision: nothing replaced, one tools pod made and gone.
+    assert [c[0] for c in kubectl.calls if c[0] in ("create", "delete")] == ["create", "delete"]
