@@ -103,6 +103,18 @@ def _topology(nodes: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     }
 
 
+def _field_changes(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]],
+                   fields: Sequence[str]) -> list[tuple[str, str]]:
+    """(node, "field old -> new, ...") for each node of both whose ``fields`` differ."""
+    found = []
+    for name in sorted(set(old) & set(new)):
+        changed = [key for key in fields if old[name][key] != new[name][key]]
+        if changed:
+            found.append((name, ", ".join(
+                f"{k} {old[name][k]!r} -> {new[name][k]!r}" for k in changed)))
+    return found
+
+
 def topology_change(
     old_nodes: Sequence[Mapping[str, Any]], new_nodes: Sequence[Mapping[str, Any]]
 ) -> str | None:
@@ -113,11 +125,8 @@ def topology_change(
         parts.append(f"adds {', '.join(added)}")
     if removed := sorted(set(old) - set(new)):
         parts.append(f"removes {', '.join(removed)}")
-    for name in sorted(set(old) & set(new)):
-        fields = [key for key in TOPOLOGY_FIELDS if old[name][key] != new[name][key]]
-        if fields:
-            changes = ", ".join(f"{k} {old[name][k]!r} -> {new[name][k]!r}" for k in fields)
-            parts.append(f"changes {name}: {changes}")
+    parts += [f"changes {name}: {changes}"
+              for name, changes in _field_changes(old, new, TOPOLOGY_FIELDS)]
     return "; ".join(parts) or None
 
 
@@ -125,13 +134,8 @@ def unsupported_change(
     old_nodes: Sequence[Mapping[str, Any]], new_nodes: Sequence[Mapping[str, Any]]
 ) -> str | None:
     """Pure: what no reshape can do (a surviving node moved or re-roled), or None."""
-    old, new = _topology(old_nodes), _topology(new_nodes)
-    parts = []
-    for name in sorted(set(old) & set(new)):
-        fields = [key for key in FIXED_FIELDS if old[name][key] != new[name][key]]
-        if fields:
-            changes = ", ".join(f"{k} {old[name][k]!r} -> {new[name][k]!r}" for k in fields)
-            parts.append(f"{name}: {changes}")
+    parts = [f"{name}: {changes}" for name, changes in
+             _field_changes(_topology(old_nodes), _topology(new_nodes), FIXED_FIELDS)]
     return "; ".join(parts) or None
 
 
