@@ -53,9 +53,16 @@ def _cert_pem(cert: x509.Certificate) -> str:
 
 
 def make_ca(common_name: str, days: int = CA_DAYS) -> tuple[str, str]:
-    """(key PEM, certificate PEM) of a new self-signed CA."""
+    """(key PEM, certificate PEM) of a new self-signed CA.
+
+    Each CA gets a name of its own (a random suffix) and a key identifier: during a rotation
+    nodes trust the new and the previous CA at once, and OpenSSL looks an issuer up by name
+    (then by key identifier). Two CAs of one name and no identifiers made it pick the wrong
+    one, and a node still serving the previous certificate failed verification (seen on
+    Kubernetes, where each pod reloads when its kubelet updates the files)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                         f"{common_name} {secrets.token_hex(4)}")])
     now = _now()
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name)
@@ -63,6 +70,8 @@ def make_ca(common_name: str, days: int = CA_DAYS) -> tuple[str, str]:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
         .add_extension(x509.KeyUsage(
             digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
             key_encipherment=False, data_encipherment=False, key_agreement=False,
@@ -97,12 +106,23 @@ def issue(ca_key_pem: str, ca_cert_pem: str, common_name: str, names: Sequence[s
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(_san(names), critical=False)
+        .add_extension(_authority_key_id(ca_cert), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                               ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     )
     return _key_pem(key), _cert_pem(cert)
+
+
+def _authority_key_id(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """The issuing CA's key identifier (its own extension when it has one: an operator's CA)."""
+    try:
+        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            ca_cert.public_key())  # type: ignore[arg-type]
 
 
 def expires(cert_pem: str) -> datetime.datetime:

@@ -62,6 +62,29 @@ def test_a_new_generation_replaces_the_ca_and_trusts_both_during_the_switch():
     assert problems(rotated["ca_cert"], rotated["certs"]["n2"], rotated["keys"]["n2"]) == []
 
 
+def test_during_a_ca_rotation_both_generations_of_certificates_verify(tmp_path):
+    """A node still serving the previous generation's certificate, checked against the
+    rotated bundle (what each pod holds once its kubelet updated the files), verifies with
+    OpenSSL: each CA has a name and a key identifier of its own. Before, both CAs had one
+    name and no identifiers, and OpenSSL picked the new CA for an old certificate
+    ("certificate verify failed", seen on Kubernetes)."""
+    props, outs = made()
+    olds = {**props, **plain(outs)}
+    rotated = plain(TlsMaterialProvider().update("id", olds, {**props, "generation": 2}).outs)
+    for cert in (olds["certs"]["n1"], rotated["certs"]["n1"]):
+        done = openssl_verifies(rotated["ca_bundle"], cert, tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+    from cryptography import x509
+
+    old_ca, new_ca = (x509.load_pem_x509_certificate(c.encode())
+                      for c in (olds["ca_cert"], rotated["ca_cert"]))
+    assert old_ca.subject != new_ca.subject
+    aki = x509.load_pem_x509_certificate(rotated["certs"]["n1"].encode()).extensions \
+        .get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    ski = new_ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert aki.key_identifier == ski.digest
+
+
 # --------------------------------------------------------------------------- the operator's CA
 
 
