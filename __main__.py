@@ -11,7 +11,8 @@ import pulumi
 from components.config_reader import PROJECT
 from components.passwords import generated_password
 from components.program_errors import config_problems_reported
-from components.spec import ACL_PASSWORD_KEYS, ClusterSpec, ConfigError, load_spec
+from components.node_settings import ACL_PASSWORD_KEYS
+from components.spec import ClusterSpec, ConfigError, load_spec
 from components.stack_config import raw_project_config
 from components.target_neutral import ClusterOutputs
 
@@ -122,7 +123,11 @@ def deploy_kubernetes(spec: ClusterSpec, password: pulumi.Input[str]) -> None:
     )
     opts = pulumi.ResourceOptions(providers=[provider])
     cluster = RedisKubernetesCluster(
-        "redis-cluster", RedisKubernetesClusterArgs(spec=spec, password=password), opts=opts
+        "redis-cluster",
+        RedisKubernetesClusterArgs(
+            spec=spec, password=password, acl_passwords=acl_passwords(spec),
+            tls_ca_key=config.get_secret("tlsCaKey") if spec.tls_ca_cert else None),
+        opts=opts,
     )
     export_outputs(cluster.outputs)
 

@@ -16,7 +16,6 @@ default provider (docker:host), exactly as before, so its resources keep their i
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,9 +24,10 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from clusterops.provision.acl_users import FIXED_NAMES, render_users_acl
+from clusterops.provision.acl_users import FIXED_NAMES
 from components import exporter_conf
 from components.bootstrap import PROVIDER_VERSION, ClusterBootstrap
+from components.credentials import cluster_credentials, tls_bag
 from components.docker_host import DEFAULT_DOCKER_HOST
 from components.hosts import DEFAULT_HOST_NAME
 from components.node_handover import NodeHandover, rolling_order
@@ -44,8 +44,6 @@ from components.redis_conf import (
     USERS_ACL_NAME,
     healthcheck_command,
     live_settings,
-    render_acl_auth_conf,
-    render_auth_conf,
     render_redis_conf,
     restart_digest,
 )
@@ -71,7 +69,6 @@ PROMETHEUS_LISTEN_PORT = 9090
 PROMETHEUS_CONFIG_PATH = "/etc/prometheus/prometheus.yml"
 PROMETHEUS_RULES_PATH = "/etc/prometheus/redis-cluster-alerts.yml"
 ALERT_RULES_FILE = Path(__file__).resolve().parent.parent / "monitoring" / "alerts.yml"
-EXPORTER_CA_FILE = "ca.crt"  # beside its password file
 
 
 def certificate_names(spec: ClusterSpec, node: PlannedNode) -> list[str]:
@@ -103,57 +100,6 @@ class RedisClusterArgs:
     # tlsCaCert given: the private key of its CA (a Pulumi secret) that signs the node
     # certificates instead of a CA the stack makes.
     tls_ca_key: pulumi.Input[str] | None = None
-
-
-@dataclass(frozen=True)
-class _Credentials:
-    """Who talks to the nodes with which password, and what the nodes' secret files hold."""
-
-    admin_user: str | None  # None: the default user (no ACL users)
-    admin_password: pulumi.Output[str]  # the bootstrap's, the handover's
-    exporter_user: str | None
-    exporter_password: pulumi.Output[str]  # the exporter's and the healthcheck's
-    auth_conf: pulumi.Output[str]
-    users_acl: pulumi.Output[str] | None = None
-    replication_password: pulumi.Output[str] | None = None
-
-    def _acl_parts(self) -> pulumi.Output[list[str]] | None:
-        if self.users_acl is None or self.replication_password is None:
-            return None
-        return pulumi.Output.all(self.users_acl, self.replication_password)
-
-    @property
-    def bootstrap_acl(self) -> pulumi.Output[dict[str, str]] | None:
-        """With ACL users: the users the nodes' users.acl holds and the replicas' credentials,
-        which the bootstrap sets live (ACL SETUSER, CONFIG SET masterauth)."""
-        parts = self._acl_parts()
-        return parts.apply(lambda p: {"users_acl": p[0], "masteruser": FIXED_NAMES[
-            "replication"], "masterauth": p[1]}) if parts is not None else None
-
-    @property
-    def digest(self) -> pulumi.Output[str] | None:
-        """With ACL users: what changes when any user's password does (the handovers refuse a
-        rolling replacement in the same run, see components/node_handover.py)."""
-        parts = self._acl_parts()
-        return pulumi.Output.secret(parts.apply(
-            lambda p: hashlib.sha256("\n".join(p).encode()).hexdigest())
-        ) if parts is not None else None
-
-
-def _credentials(spec: ClusterSpec, password: pulumi.Output[str],
-                 acl_passwords: Mapping[str, pulumi.Input[str]] | None) -> _Credentials:
-    if not spec.acl:
-        return _Credentials(None, password, None, password, password.apply(render_auth_conf))
-    if not acl_passwords or set(acl_passwords) != {"admin", "exporter", "replication"}:
-        raise ValueError("acl: true needs the admin, exporter and replication passwords")
-    secret = {role: pulumi.Output.secret(value) for role, value in acl_passwords.items()}
-    users_acl = pulumi.Output.secret(pulumi.Output.all(app=password, **secret).apply(
-        lambda passwords: render_users_acl(passwords, spec.acl_app_user, spec.acl_app_rules)))
-    replication = FIXED_NAMES["replication"]
-    return _Credentials(
-        FIXED_NAMES["admin"], secret["admin"], FIXED_NAMES["exporter"], secret["exporter"],
-        secret["replication"].apply(lambda pw: render_acl_auth_conf(replication, pw)),
-        users_acl, secret["replication"])
 
 
 def _labels(spec: ClusterSpec, **extra: str) -> list[docker.ContainerLabelArgs]:
@@ -257,7 +203,7 @@ class RedisCluster(pulumi.ComponentResource):
                 "parameter swapaccount=1) and run `pulumi up` again.", self)
         self.plan = plan_cluster(spec)
         password = pulumi.Output.secret(args.password)
-        self.credentials = _credentials(spec, password, args.acl_passwords)
+        self.credentials = cluster_credentials(spec, password, args.acl_passwords)
         self.tls = TlsMaterial(
             f"{name}-tls", cluster=spec.name_prefix,
             nodes={n.name: certificate_names(spec, n) for n in self.plan.nodes},
@@ -292,10 +238,7 @@ class RedisCluster(pulumi.ComponentResource):
             # Applied with CONFIG SET on every node: a setting change restarts nothing.
             settings=live_settings(self.spec),
             # A new certificate (or CA) in the files: the update makes every node load it.
-            tls=pulumi.Output.all(self.tls.ca_bundle, self.tls.certs).apply(
-                lambda parts: {"ca_bundle": parts[0], "token": hashlib.sha256(
-                    json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]}
-            ) if self.tls else None,
+            tls=tls_bag(self.tls) if self.tls else None,
             acl=self.credentials.bootstrap_acl,
             provider_version=PROVIDER_VERSION,
             timeout_seconds=self.spec.bootstrap_timeout_s,
@@ -640,7 +583,7 @@ class RedisCluster(pulumi.ComponentResource):
         files: dict[str, pulumi.Input[str]] = {file_name: password.apply(
             lambda pw: exporter_conf.exporter_password_file(nodes, pw))}
         if self.tls is not None:
-            files[EXPORTER_CA_FILE] = self.tls.ca_bundle
+            files[exporter_conf.EXPORTER_CA_FILE] = self.tls.ca_bundle
         secrets = self._secret_files(
             f"{name}-redis-exporter{host.suffix}",
             f"{self.spec.name_prefix}-redis-exporter-secrets",
@@ -653,7 +596,7 @@ class RedisCluster(pulumi.ComponentResource):
             image=self._image(name, "exporter", self.spec.exporter_image, host),
             command=exporter_conf.exporter_args(
                 listen_port=EXPORTER_LISTEN_PORT,
-                tls_ca_file=f"{file_dir}/{EXPORTER_CA_FILE}" if self.tls else None,
+                tls_ca_file=f"{file_dir}/{exporter_conf.EXPORTER_CA_FILE}" if self.tls else None,
                 user=self.credentials.exporter_user),
             volumes=[
                 docker.ContainerVolumeArgs(

@@ -37,6 +37,7 @@ EXPORTER_PASSWORD_FILE = "/etc/redis_exporter/passwords.json"
 # connection, it just stays silent, and the exporter's default 15 s would time out the whole scrape.
 EXPORTER_CONNECTION_TIMEOUT = "5s"
 
+EXPORTER_CA_FILE = "ca.crt"  # with TLS, the cluster CA beside the password file
 NODES_JOB = "redis_nodes"
 EXPORTER_JOB = "redis_exporter"
 

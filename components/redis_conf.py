@@ -45,14 +45,6 @@ TLS_KEY_PATH = f"{SECRETS_DIR}/{TLS_KEY_NAME}"
 HEALTHCHECK_COMMAND = (
     f"redis-cli --no-auth-warning --askpass ping < {PASSWORD_FILE_PATH} | grep -q PONG"
 )
-# Kubernetes readiness: the authenticated PING, and a master or a replica whose replication link
-# is up. A replica still loading or syncing is not yet a second copy: the StatefulSet's rolling
-# update and the PodDisruptionBudget both wait on readiness, so neither takes the master away
-# until its replica holds the data.
-READINESS_COMMAND = (
-    f"{HEALTHCHECK_COMMAND} && redis-cli --no-auth-warning --askpass info replication "
-    f"< {PASSWORD_FILE_PATH} | grep -qE '^(role:master|master_link_status:up)'"
-)
 TLS_HEALTHCHECK_COMMAND = (
     f"redis-cli --tls --cacert {TLS_CA_PATH} --no-auth-warning --askpass ping "
     f"< {PASSWORD_FILE_PATH} | grep -q PONG"
@@ -64,6 +56,17 @@ def healthcheck_command(tls: bool, user: str | None = None) -> str:
     user it belongs to (acl: true)."""
     command = TLS_HEALTHCHECK_COMMAND if tls else HEALTHCHECK_COMMAND
     return command.replace("redis-cli ", f"redis-cli --user {user} ", 1) if user else command
+
+
+def readiness_command(tls: bool, user: str | None = None) -> str:
+    """Kubernetes readiness: the authenticated PING, and a master or a replica whose
+    replication link is up. A replica still loading or syncing is not yet a second copy: the
+    rolling replacement and the PodDisruptionBudget both wait on readiness, so neither takes
+    the master away until its replica holds the data."""
+    ping = healthcheck_command(tls, user)
+    cli = ping.split(" --askpass ", 1)[0]  # redis-cli with the same TLS and user flags
+    return (f"{ping} && {cli} --askpass info replication < {PASSWORD_FILE_PATH} "
+            "| grep -qE '^(role:master|master_link_status:up)'")
 
 
 def tls_settings() -> dict[str, str]:

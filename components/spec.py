@@ -33,7 +33,6 @@ from components.hosts import DockerHostSpec
 from components.k8s_settings import KubernetesSettings, read_kubernetes_settings
 from components.layout import Shape, read_shape
 from components.node_settings import (
-    ACL_PASSWORD_KEYS,
     FailoverSettings,
     Images,
     MemorySettings,
@@ -46,6 +45,7 @@ from components.node_settings import (
     read_persistence,
     read_protection,
 )
+from components.security_settings import AclSettings, TlsSettings, read_acl, read_tls
 
 
 class ConfigError(pulumi.RunError):
@@ -184,9 +184,7 @@ TARGETS = ("docker", "kubernetes")
 # a silently ignored key (a subnet on Kubernetes) would make the reader believe it took effect.
 DOCKER_ONLY_KEYS = ("basePort", "bindAddress", "networkName", "subnet", "adminAccess",
                     "exporterPort", "prometheusPort", "deployPrometheus", "prometheusImage",
-                    "hosts", "announce", "survivesHostLoss", "tls", "tlsCertDays",
-                    "tlsGeneration", "tlsCaCert", "tlsCaKey", "acl", "aclAppUser", "aclAppRules",
-                    *ACL_PASSWORD_KEYS.values())
+                    "hosts", "announce", "survivesHostLoss")
 KUBERNETES_CONFIG_KEYS: dict[str, str] = {
     "target": "where the cluster runs: docker (default) or kubernetes",
     "namespace": "Kubernetes namespace of every object (created by the stack)",
@@ -244,6 +242,8 @@ class CommonSettings:
     ports: PublishedPorts
     network: DockerNetwork
     bootstrap_timeout_s: int
+    tls: TlsSettings
+    acl: AclSettings
 
 
 def read_common(reader: ConfigReader, stack: str, password_set: bool) -> CommonSettings:
@@ -263,6 +263,8 @@ def read_common(reader: ConfigReader, stack: str, password_set: bool) -> CommonS
         protection=read_protection(reader, stack, prod, password_set),
         bootstrap_timeout_s=reader.integer("bootstrapTimeoutSeconds", 120, 5, 3600,
                                            "give the cluster 30-600 s to form"),
+        tls=read_tls(reader, prod),
+        acl=read_acl(reader, prod),
     )
 
 
@@ -285,7 +287,7 @@ def check_target(reader: ConfigReader, common: CommonSettings) -> TargetSettings
         return TargetSettings(target=target, k8s=read_kubernetes_settings(
             reader, common.name_prefix, common.shape, common.memory.maxmemory_bytes))
     return TargetSettings(target=target, docker=read_docker_settings(
-        reader, common.shape, common.ports, common.prod))
+        reader, common.shape, common.ports))
 
 
 def build_spec(raw: Mapping[str, Any], stack: str, password_set: bool) -> ClusterSpec:
@@ -306,7 +308,7 @@ def compose_spec(stack: str, common: CommonSettings, target: TargetSettings) -> 
     """The flat ClusterSpec every consumer reads, from the validated settings."""
     c, shape, memory, ports = common, common.shape, common.memory, common.ports
     docker = target.docker or DockerSettings.unused(ports.bind_address)
-    hosts, tls, acl = docker.hosts, docker.tls, docker.acl
+    hosts, tls, acl = docker.hosts, c.tls, c.acl
     return ClusterSpec(
         stack=stack, masters=shape.masters, replicas_per_master=shape.replicas_per_master,
         redis_image=c.images.redis_image, exporter_image=c.images.exporter_image,

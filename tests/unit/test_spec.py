@@ -242,7 +242,7 @@ def test_read_network_sizes_the_subnet_for_the_shape():
 
 
 def test_read_tls_and_acl_default_on_in_prod_and_report_stray_keys():
-    from components.docker_settings import read_acl, read_tls
+    from components.security_settings import read_acl, read_tls
 
     reader = reader_for({"tlsCaKey": "PEM", "aclAppUser": "shop", "acl": "false",
                          "tlsGeneration": "0"})

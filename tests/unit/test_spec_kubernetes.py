@@ -60,15 +60,19 @@ DOCKER_VALUES = {"basePort": "7001", "bindAddress": "127.0.0.1", "networkName": 
                  "prometheusImage": "prom/prometheus:v2.42.0",
                  "hosts": '[{"name": "h1", "dockerHost": "unix:///run/h1.sock", '
                           '"address": "10.0.0.11"}]',
-                 "announce": "host-address", "survivesHostLoss": "false", "tls": "true",
-                 "tlsCertDays": "365", "tlsGeneration": "1", "tlsCaCert": "PEM", "tlsCaKey": "PEM",
-                 "acl": "true",
-                 "aclAppUser": "app", "aclAppRules": "~* +@read", "adminPassword": "a" * 16,
-                 "exporterPassword": "e" * 16, "replicationPassword": "r" * 16}
+                 "announce": "host-address", "survivesHostLoss": "false"}
 
 
 def test_the_docker_only_list_is_covered():
     assert sorted(DOCKER_VALUES) == sorted(DOCKER_ONLY_KEYS)
+
+
+def test_tls_and_acl_users_apply_to_kubernetes_too_and_default_on_in_prod():
+    spec = build_spec({**K8S, "tls": "true", "acl": "true", "aclAppUser": "orders"}, "k8s",
+                      password_set=False)
+    assert (spec.tls, spec.acl, spec.acl_app_user) == (True, True, "orders")
+    prod = build_spec(K8S, "prod", password_set=True)
+    assert (prod.tls, prod.acl) == (True, True)
 
 
 @pytest.mark.parametrize("key", DOCKER_ONLY_KEYS)
@@ -137,7 +141,7 @@ def test_a_docker_only_key_and_a_bad_port_range_are_reported_together():
 def test_kubernetes_stacks_keep_the_docker_defaults_of_the_spec():
     spec = build_spec(K8S, "k8s-prod", password_set=True)
     assert spec.hosts == () and spec.announce == "container-ip"
-    assert not spec.tls and not spec.acl and spec.bind_address == "127.0.0.1"
+    assert spec.bind_address == "127.0.0.1"
 
 
 def test_read_kubernetes_settings_returns_what_it_read_and_reports_each_key():
