@@ -23,6 +23,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import exporter_conf
+from components.credentials import cluster_credentials, tls_bag
 from components.k8s_operations import KubernetesOperations
 from components.k8s_plan import KubernetesPlan, PlacedNode, place_cluster
 from components.layout import REDIS_PORT
@@ -32,11 +33,16 @@ from components.redis_conf import (
     DATA_DIR,
     PASSWORD_FILE_NAME,
     PASSWORD_FILE_PATH,
-    READINESS_COMMAND,
     SECRETS_DIR,
+    TLS_CA_NAME,
+    TLS_CA_PATH,
+    TLS_CERT_NAME,
+    TLS_KEY_NAME,
+    USERS_ACL_NAME,
     live_settings,
-    render_auth_conf,
+    readiness_command,
     render_redis_conf,
+    tls_settings,
 )
 from components.spec import ClusterSpec
 from components.target_neutral import (
@@ -54,6 +60,7 @@ from components.target_neutral import (
     planned_slot_ranges,
     seed_endpoints,
 )
+from components.tls_material import TlsMaterial
 
 TYPE_TOKEN = "alphapulse:redis:RedisKubernetesCluster"
 # redis.conf of every node lives in one ConfigMap, one key per pod, mounted here; the pod picks
@@ -66,6 +73,14 @@ PLAN_DIR = "/etc/alphapulse/plan"
 PLAN_FILE_NAME = "plan.json"
 BOOTSTRAP_PASSWORD_DIR = "/etc/alphapulse/secret"
 EXPORTER_PASSWORD_KEY = "exporter-passwords.json"
+# acl: true: the Secret's `password` stays the application user's (in-cluster clients mount
+# it, location.auth_secret); the probes read the exporter user's and the sidecar, the Job and
+# the tools pods the admin user's, each mounted under its own name.
+PROBE_PASSWORD_KEY = "probe-password"
+ADMIN_PASSWORD_KEY = "admin-password"
+ADMIN_PASSWORD_PATH = f"{SECRETS_DIR}/{ADMIN_PASSWORD_KEY}"
+# tls: true: one certificate for every node of the cluster (certificate_names says why).
+TLS_CERT_KEY = "cluster"
 # Pods that may use the cluster from other namespaces carry this label (NetworkPolicy).
 CLIENT_LABEL = "redis.alphapulse.io/client"
 HOSTNAME_KEY = "kubernetes.io/hostname"
@@ -86,7 +101,11 @@ PEER_ADDRESSES = ["sh", f"{SCRIPTS_DIR}/{PEER_ADDRESSES_SCRIPT_NAME}"]
 @dataclass(frozen=True)
 class RedisKubernetesClusterArgs:
     spec: ClusterSpec
-    password: pulumi.Input[str]  # a Pulumi secret
+    password: pulumi.Input[str]  # a Pulumi secret; with ACL users the application user's
+    # acl: true: the admin, exporter and replication users' passwords (Pulumi secrets).
+    acl_passwords: dict[str, pulumi.Input[str]] | None = None
+    # tlsCaCert given: the private key of that CA (a Pulumi secret).
+    tls_ca_key: pulumi.Input[str] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,10 +154,29 @@ def addressed_nodes(kplan: KubernetesPlan) -> list[AddressedNode]:
     ]
 
 
-def exporter_nodes(kplan: KubernetesPlan) -> list[dict[str, Any]]:
+def exporter_nodes(kplan: KubernetesPlan, tls: bool) -> list[dict[str, Any]]:
     """The exporter's view of the nodes, by DNS name (the exporter resolves it at every scrape,
-    so a new pod IP is found). The Kubernetes target has no TLS."""
-    return monitored_nodes(addressed_nodes(kplan), tls=False)
+    so a new pod IP is found); rediss:// with TLS."""
+    return monitored_nodes(addressed_nodes(kplan), tls=tls)
+
+
+def certificate_names(kplan: KubernetesPlan, cluster_domain: str) -> list[str]:
+    """What the nodes' certificate names: every pod of the headless Service (a wildcard: the
+    pods a later scale-out adds are covered without a new certificate), both Services by every
+    name a pod may use for them, and localhost for the probes.
+
+    One certificate for all nodes, not one per pod: a StatefulSet's pods share one template,
+    so each pod would mount every member's key anyway; the nodes already share the admin
+    password. Clients check the name (redis-py's ssl_check_hostname; Python and Go accept a
+    wildcard in the first label), so a node is trusted under its own DNS name only."""
+    namespace = kplan.namespace
+    service_names = [
+        name for service in (kplan.client_service, kplan.headless_service)
+        for name in (service, f"{service}.{namespace}", f"{service}.{namespace}.svc",
+                     f"{service}.{namespace}.svc.{cluster_domain}")
+    ]
+    return sorted({f"*.{kplan.headless_service}.{namespace}.svc.{cluster_domain}",
+                   *service_names, "localhost", "127.0.0.1"})
 
 
 def location(kplan: KubernetesPlan, cluster_domain: str, auth_secret: str,
@@ -184,11 +222,13 @@ def bootstrap_plan(kplan: KubernetesPlan) -> dict[str, Any]:
     }
 
 
-def operations_node(placed: PlacedNode) -> dict[str, Any]:
+def operations_node(placed: PlacedNode, username: str | None = None) -> dict[str, Any]:
     """A node as the operations resource names it: by its pod's DNS name (the pod resolves
-    it to the current IP), with its planned role and slots."""
+    it to the current IP), with its planned role and slots; `username`: the admin user's name
+    with ACL users."""
     node = placed.node
     return {
+        **({"username": username} if username else {}),
         "name": node.name, "role": node.role,
         "admin_host": placed.hostname, "admin_port": node.port,
         "cluster_host": placed.hostname, "cluster_port": node.port,
@@ -219,21 +259,28 @@ def _pod_security(uid: int) -> dict[str, Any]:
     }
 
 
-def _redis_probes() -> dict[str, Any]:
+def _redis_probes(tls: bool, user: str | None) -> dict[str, Any]:
     return {
         # Ready = answers an authenticated PING and holds the data: a master (also before the
         # cluster is formed: the Job needs the pods ready first) or a replica in sync
-        # (READINESS_COMMAND).
+        # (readiness_command). With ACL users as the read-only exporter user.
         "readiness_probe": {
-            "exec": {"command": ["sh", "-c", READINESS_COMMAND]},
+            "exec": {"command": ["sh", "-c", readiness_command(tls, user)]},
             "period_seconds": 2,
             "timeout_seconds": 2,
             "failure_threshold": 3,
         },
-        # Alive = the port accepts connections. Not the PING: a node loading a large AOF
-        # answers LOADING and must not be killed.
+        # Alive = the port accepts connections (with TLS: answers anything, even NOAUTH; a
+        # bare TCP check would make Redis log a failed handshake every time). Not an
+        # authenticated PING: a node loading a large AOF answers LOADING and must not be
+        # killed.
         "liveness_probe": {
-            "tcp_socket": {"port": "redis"},
+            # No certificate check here (--insecure, no password sent): during a CA
+            # rotation a node may serve a certificate its files' CA bundle no longer
+            # matches for a moment, and that is no reason to restart it.
+            **({"exec": {"command": ["sh", "-c", "redis-cli --tls --insecure "
+                                     "ping 2>/dev/null | grep -q ."]}} if tls
+               else {"tcp_socket": {"port": "redis"}}),
             "initial_delay_seconds": 10,
             "period_seconds": 5,
             "failure_threshold": 6,
@@ -259,6 +306,13 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
         self.kplan = place_cluster(spec)
         password = pulumi.Output.secret(args.password)
         self._name = name
+        self.credentials = cluster_credentials(spec, password, args.acl_passwords)
+        self.tls = TlsMaterial(
+            f"{name}-tls", cluster=spec.name_prefix,
+            nodes={TLS_CERT_KEY: certificate_names(self.kplan, self.settings.cluster_domain)},
+            generation=spec.tls_generation, cert_days=spec.tls_cert_days,
+            supplied_ca_cert=spec.tls_ca_cert, supplied_ca_key=args.tls_ca_key,
+            opts=pulumi.ResourceOptions(parent=self)) if spec.tls else None
 
         namespace = self._namespace()
         self._child = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
@@ -277,7 +331,7 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
         self._network_policies()
         job = self._bootstrap_job(plan_config, secret, statefulsets)
         operations = None if self._rendering else self._operations(
-            password, statefulsets, [job, secret, headless])
+            statefulsets, [job, secret, headless])
         self._exporter(secret, operations)
         self.outputs = self._outputs(password, job, operations)
         self.register_outputs(self.outputs.as_dict())
@@ -305,11 +359,12 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
             cluster_state=operations.cluster_state if operations
             else job.status.apply(self._cluster_state),
             maxmemory_bytes=self.spec.maxmemory_bytes,
-            # This target has neither TLS nor ACL users (spec.py refuses them for it).
-            tls_ca_cert=None,
-            username=None,
-            admin_username=None,
-            admin_password=pulumi.Output.secret(None),
+            tls_ca_cert=self.tls.ca_bundle if self.tls else None,
+            username=self.spec.acl_app_user if self.spec.acl else None,
+            admin_username=self.credentials.admin_user,
+            # Secret even when null, so the output's secrecy does not depend on the config.
+            admin_password=pulumi.Output.secret(
+                self.credentials.admin_password if self.spec.acl else None),
             bootstrap_job=job.metadata.name,
             render_dir=self.settings.render_dir,
         )
@@ -359,21 +414,49 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
         )
 
     def _secret(self, password: pulumi.Output[str]) -> k8s.core.v1.Secret:
-        """The only object holding the password: redis auth.conf + password file, and the
-        exporter's JSON password file. Mounted as files; never an environment variable."""
-        nodes = exporter_nodes(self.kplan)
+        """The only object holding passwords and keys: redis auth.conf, the password files, the
+        exporter's JSON password file, and with ACL users users.acl (hashes), with TLS the CA
+        and the nodes' certificate and key. Mounted as files; never an environment variable."""
+        credentials = self.credentials
+        nodes = exporter_nodes(self.kplan, self.spec.tls)
+        data: dict[str, pulumi.Input[str]] = {
+            AUTH_CONF_NAME: credentials.auth_conf,
+            PASSWORD_FILE_NAME: password,
+            EXPORTER_PASSWORD_KEY: credentials.exporter_password.apply(
+                lambda pw: exporter_conf.exporter_password_file(nodes, pw)),
+        }
+        if credentials.users_acl is not None:
+            data.update({USERS_ACL_NAME: credentials.users_acl,
+                         PROBE_PASSWORD_KEY: credentials.exporter_password,
+                         ADMIN_PASSWORD_KEY: credentials.admin_password})
+        if self.tls is not None:
+            data.update({TLS_CA_NAME: self.tls.ca_bundle,
+                         TLS_CERT_NAME: self.tls.certs.apply(lambda c: c[TLS_CERT_KEY]),
+                         TLS_KEY_NAME: self.tls.keys.apply(lambda k: k[TLS_CERT_KEY])})
         return k8s.core.v1.Secret(
             f"{self._name}-auth",
             metadata=self._meta(f"{self._prefix}-auth", "auth"),
             type="Opaque",
-            string_data={
-                AUTH_CONF_NAME: password.apply(render_auth_conf),
-                PASSWORD_FILE_NAME: password,
-                EXPORTER_PASSWORD_KEY: password.apply(
-                    lambda pw: exporter_conf.exporter_password_file(nodes, pw)),
-            },
+            string_data=data,
             opts=self._child,
         )
+
+    @property
+    def _admin_password_key(self) -> str:
+        """The Secret key of the password that may run CLUSTER and CONFIG commands."""
+        return ADMIN_PASSWORD_KEY if self.spec.acl else PASSWORD_FILE_NAME
+
+    def _sidecar_env(self) -> dict[str, Any]:
+        env = {"REDIS_CLI_ARGS": " ".join(self._cli_args(self.credentials.admin_user)),
+               "TLS_FILES": " ".join(f"{k} {v}" for k, v in tls_settings().items())
+               if self.spec.tls else ""}
+        values = [{"name": k, "value": v} for k, v in env.items() if v]
+        return {"env": values} if values else {}
+
+    def _cli_args(self, user: str | None) -> list[str]:
+        """redis-cli's flags for this cluster (no secret): TLS with the CA, the ACL user."""
+        return [*(["--user", user] if user else []),
+                *(["--tls", "--cacert", TLS_CA_PATH] if self.spec.tls else [])]
 
     def _config_map(self) -> k8s.core.v1.ConfigMap:
         data = {
@@ -536,6 +619,10 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                 "topology_spread_constraints": self._spread(shard),
                 "security_context": _pod_security(REDIS_UID),
                 "automount_service_account_token": False,
+                # One process namespace for the pod's containers: the failover drill stops or
+                # kills redis-server through the sidecar (clusterops/cli/pod_control.py), and
+                # redis-server is no PID 1 the kernel would shield from those signals.
+                "share_process_namespace": True,
                 # SIGTERM lets Redis fsync the AOF and write its RDB before exiting.
                 "termination_grace_period_seconds": 30,
                 "init_containers": [self._refresh_nodes_conf_container()],
@@ -570,7 +657,7 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                 "requests": {"cpu": self.settings.cpu_request, "memory": memory},
                 "limits": {"memory": memory},
             },
-            **_redis_probes(),
+            **_redis_probes(self.spec.tls, self.credentials.exporter_user),
             "security_context": _restricted_container(),
         }
 
@@ -595,15 +682,29 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
             "name": "follow-peer-addresses",
             "image": self.spec.redis_image,
             "image_pull_policy": self._pull_policy,
-            "command": [*PEER_ADDRESSES, "follow", PASSWORD_FILE_PATH],
+            "command": [*PEER_ADDRESSES, "follow",
+                        ADMIN_PASSWORD_PATH if self.spec.acl else PASSWORD_FILE_PATH],
+            # No secret here: redis-cli's TLS and user flags, and with TLS the files whose
+            # change (a renewed certificate reaching the pod) the sidecar makes Redis reload.
+            **self._sidecar_env(),
             "volume_mounts": [SCRIPTS_MOUNT, SECRETS_MOUNT],
             "security_context": _restricted_container(),
             "resources": HELPER_RESOURCES,
         }
 
-    @staticmethod
-    def _node_volumes(config: k8s.core.v1.ConfigMap,
+    def _node_volumes(self, config: k8s.core.v1.ConfigMap,
                       secret: k8s.core.v1.Secret) -> list[dict[str, Any]]:
+        # Key -> file in the pod: with ACL users the probes' file holds the exporter user's
+        # password, and the sidecar gets the admin user's.
+        files = {AUTH_CONF_NAME: AUTH_CONF_NAME}
+        if self.spec.acl:
+            files.update({PROBE_PASSWORD_KEY: PASSWORD_FILE_NAME,
+                          ADMIN_PASSWORD_KEY: ADMIN_PASSWORD_KEY,
+                          USERS_ACL_NAME: USERS_ACL_NAME})
+        else:
+            files[PASSWORD_FILE_NAME] = PASSWORD_FILE_NAME
+        if self.spec.tls:
+            files.update({name: name for name in (TLS_CA_NAME, TLS_CERT_NAME, TLS_KEY_NAME)})
         return [
             {"name": "config", "config_map": {"name": config.metadata.name,
                                               "default_mode": 0o444}},
@@ -611,10 +712,7 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                 "secret_name": secret.metadata.name,
                 # Group-readable: files belong to root and the fsGroup (999).
                 "default_mode": 0o440,
-                "items": [
-                    {"key": AUTH_CONF_NAME, "path": AUTH_CONF_NAME},
-                    {"key": PASSWORD_FILE_NAME, "path": PASSWORD_FILE_NAME},
-                ],
+                "items": [{"key": key, "path": path} for key, path in files.items()],
             }},
         ]
 
@@ -729,7 +827,10 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                                 "image": spec.exporter_image,
                                 "image_pull_policy": self._pull_policy,
                                 "args": exporter_conf.exporter_args(
-                                    listen_port=EXPORTER_LISTEN_PORT),
+                                    listen_port=EXPORTER_LISTEN_PORT,
+                                    tls_ca_file=f"{file_dir}/{exporter_conf.EXPORTER_CA_FILE}"
+                                    if spec.tls else None,
+                                    user=self.credentials.exporter_user),
                                 "ports": [{"name": "metrics",
                                            "container_port": EXPORTER_LISTEN_PORT}],
                                 "volume_mounts": [{"name": "auth", "mount_path": file_dir,
@@ -749,7 +850,10 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                         "volumes": [{"name": "auth", "secret": {
                             "secret_name": secret.metadata.name,
                             "default_mode": 0o440,
-                            "items": [{"key": EXPORTER_PASSWORD_KEY, "path": file_name}],
+                            "items": [{"key": EXPORTER_PASSWORD_KEY, "path": file_name},
+                                      *([{"key": TLS_CA_NAME,
+                                          "path": exporter_conf.EXPORTER_CA_FILE}]
+                                        if spec.tls else [])],
                         }}],
                     },
                 },
@@ -776,7 +880,7 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
         multi-target /scrape, like the Docker target's Prometheus config) and the exporter's
         own /metrics. Needs the operator's CRD in the cluster."""
         endpoints: list[dict[str, Any]] = []
-        for node in exporter_nodes(self.kplan):
+        for node in exporter_nodes(self.kplan, self.spec.tls):
             endpoints.append({
                 "port": "metrics",
                 "path": "/scrape",
@@ -802,15 +906,16 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
             opts=self._child,
         )
 
-    def _operations(self, password: pulumi.Output[str],
-                    statefulsets: list[k8s.apps.v1.StatefulSet],
+    def _operations(self, statefulsets: list[k8s.apps.v1.StatefulSet],
                     after: list[pulumi.Resource]) -> KubernetesOperations:
         """Adopts and verifies the formed cluster, records its node ids, and does every
         later change to it (rotation, reshape) from a pod (components/k8s_operations.py)."""
         return KubernetesOperations(
             f"{self._name}-operations",
-            nodes=[operations_node(p) for p in self.kplan.nodes],
-            password=password,
+            nodes=[operations_node(p, self.credentials.admin_user) for p in self.kplan.nodes],
+            password=self.credentials.admin_password,
+            tls=tls_bag(self.tls) if self.tls else None,
+            acl=self.credentials.bootstrap_acl,
             runner={
                 "namespace": self.kplan.namespace,
                 "tools_image": self.settings.bootstrap_image,
@@ -865,8 +970,12 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                                     "python", "-m", "k8s_bootstrap",
                                     "--plan", f"{PLAN_DIR}/{PLAN_FILE_NAME}",
                                     "--password-file",
-                                    f"{BOOTSTRAP_PASSWORD_DIR}/{PASSWORD_FILE_NAME}",
+                                    f"{BOOTSTRAP_PASSWORD_DIR}/{self._admin_password_key}",
                                     "--timeout", str(timeout),
+                                    *(["--user", self.credentials.admin_user]
+                                      if self.credentials.admin_user else []),
+                                    *(["--tls-ca-file", f"{BOOTSTRAP_PASSWORD_DIR}/{TLS_CA_NAME}"]
+                                      if spec.tls else []),
                                 ],
                                 "volume_mounts": [
                                     {"name": "plan", "mount_path": PLAN_DIR, "read_only": True},
@@ -885,8 +994,9 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                             {"name": "auth", "secret": {
                                 "secret_name": secret.metadata.name,
                                 "default_mode": 0o440,
-                                "items": [{"key": PASSWORD_FILE_NAME,
-                                           "path": PASSWORD_FILE_NAME}],
+                                "items": [{"key": key, "path": key} for key in (
+                                    self._admin_password_key,
+                                    *([TLS_CA_NAME] if spec.tls else []))],
                             }},
                         ],
                     },

@@ -46,14 +46,20 @@ from clusterops.cli.in_pod import Kubectl, PodTarget, tools_pod
 from clusterops.core.errors import ClusterOpsError
 from clusterops.tasks import reconcile
 from clusterops.tasks.reconcile import RESHAPE_PLAN_KEY, refuse_unsupported_change
-from components.bootstrap import check_inputs, cluster_resource_id, plain
+from components.bootstrap import (
+    acl_switch_problem,
+    check_inputs,
+    cluster_resource_id,
+    plain,
+    tls_switch_problem,
+)
 from components.k8s_rolling import roll, scale
 from components.preview_values import contains_unknown
 from components.provider_version import module_version
 
 PROVIDER_VERSION = module_version(__name__)
 INPUT_KEYS = ("nodes", "password", "provider_version", "timeout_seconds", "settings",
-              "runner", "statefulsets", "revisions")
+              "runner", "statefulsets", "revisions", "tls", "acl")
 RUNNER_KEYS = ("namespace", "tools_image", "auth_secret", "client_label", "context")
 DATA_CLAIM = "data"  # the StatefulSets' volumeClaimTemplate: claims are data-<pod>
 
@@ -132,6 +138,13 @@ def _outputs(props: Mapping[str, Any], report: Mapping[str, Any]) -> dict[str, A
     outs["password"] = rpc.wrap_rpc_secret(plain(props)["password"])
     outs["timeout_seconds"] = reconcile.timeout_of(props)
     outs["rewrite_config"] = False
+    # tls and acl only when enabled, as the inputs; acl holds the replication password.
+    for key in ("tls", "acl"):
+        outs.pop(key)
+    if reconcile.tls_of(props):
+        outs["tls"] = reconcile.tls_of(props)
+    if plain(props).get("acl"):
+        outs["acl"] = rpc.wrap_rpc_secret(plain(props)["acl"])
     return {**outs, **report}
 
 
@@ -146,6 +159,8 @@ def _comparable(props: Mapping[str, Any]) -> dict[str, Any]:
         "runner": {k: (bag.get("runner") or {}).get(k) for k in RUNNER_KEYS},
         "statefulsets": replicas_of(bag),
         "revisions": dict(bag.get("revisions") or {}),
+        "tls": reconcile.tls_of(bag),
+        "acl": reconcile.acl_of(bag),
     }
 
 
@@ -190,6 +205,12 @@ class KubernetesOperationsProvider(dynamic.ResourceProvider):
         if plain(news)["password"] is not None:
             inputs["password"] = rpc.wrap_rpc_secret(plain(news)["password"])
         failures = check_inputs(news)
+        for key, switch in (("tls", tls_switch_problem(olds, news)),
+                            ("acl", acl_switch_problem(olds, news))):
+            if switch:
+                failures.append(dynamic.CheckFailure(key, switch))
+        if plain(news).get("acl") is not None:
+            inputs["acl"] = rpc.wrap_rpc_secret(plain(news)["acl"])
         if (failures or not olds.get("nodes") or contains_unknown(news)
                 or reconcile.unsupported_change(olds["nodes"], news["nodes"])):
             return dynamic.CheckResult(inputs, failures)
@@ -268,10 +289,13 @@ class KubernetesOperations(dynamic.Resource, module="alphapulse",
                  password: pulumi.Input[str], runner: Mapping[str, Any],
                  statefulsets: Mapping[str, int], revisions: pulumi.Input[Mapping[str, Any]],
                  timeout_seconds: float, settings: Mapping[str, str],
+                 tls: pulumi.Input[Mapping[str, str]] | None = None,
+                 acl: pulumi.Input[Mapping[str, str]] | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         """``nodes``: NodeTarget dicts naming each node by its pod's DNS name; ``runner``:
         where the pods run (RUNNER_KEYS); ``statefulsets``: name -> replicas as declared;
-        ``revisions``: name -> the StatefulSet's metadata.generation."""
+        ``revisions``: name -> the StatefulSet's metadata.generation; ``tls`` and ``acl``:
+        the bags of clusterops.tasks.reconcile, only when enabled."""
         props = {
             "nodes": list(nodes),
             "password": pulumi.Output.secret(password),
@@ -289,4 +313,8 @@ class KubernetesOperations(dynamic.Resource, module="alphapulse",
             "cluster_state": None,
             "live_roles": None,
         }
+        if tls is not None:
+            props["tls"] = tls
+        if acl is not None:
+            props["acl"] = pulumi.Output.secret(acl)
         super().__init__(KubernetesOperationsProvider(), resource_name, props, opts)

@@ -20,8 +20,15 @@
 #                             epochs. A replica whose master moved is pointed at the master's
 #                             new IP too (see follow_master).
 #
-# Needs only sh, awk, getent and redis-cli (the redis image has all four). The password goes to
-# redis-cli on stdin (--askpass), never on argv or in the environment.
+# Also in `follow`: with TLS, when the certificate files change under the node (a renewed
+# certificate or a new CA: the kubelet updates a mounted Secret some time after the Secret
+# changed), make Redis load them again (CONFIG SET of a TLS file directive reloads all of them).
+#
+# Environment (no secret in either): REDIS_CLI_ARGS, redis-cli's TLS and ACL user flags;
+# TLS_FILES, pairs of "directive path" to watch (empty: plaintext).
+#
+# Needs only sh, cat, awk, getent and redis-cli (the redis image has them all). The password
+# goes to redis-cli on stdin (--askpass), never on argv or in the environment.
 set -eu
 
 # awk functions shared by both modes. peer(field) splits `ip:port@cport,hostname[,aux=...]` into
@@ -79,7 +86,35 @@ $1 != "vars" && NF >= 8 && peer($2) {
 }
 
 cli() {
-  redis-cli --no-auth-warning --askpass -h "$host" -p "$port" "$@" <"$password_file"
+  # REDIS_CLI_ARGS is split into words on purpose: flags only, set by the pod spec.
+  # shellcheck disable=SC2086
+  redis-cli ${REDIS_CLI_ARGS:-} --no-auth-warning --askpass -h "$host" -p "$port" "$@" \
+    <"$password_file"
+}
+
+# The TLS files' contents (a few KB of PEM: compared as they are, so no checksum tool is
+# needed); empty without TLS_FILES.
+tls_files_content() {
+  [ -n "${TLS_FILES:-}" ] || return 0
+  # shellcheck disable=SC2086
+  set -- $TLS_FILES
+  paths=""
+  while [ $# -ge 2 ]; do paths="$paths $2"; shift 2; done
+  # shellcheck disable=SC2086
+  cat $paths 2>/dev/null
+}
+
+# Reload when the files differ from what the node last loaded (as seen at the last check).
+reload_tls_if_changed() {
+  now=$(tls_files_content)
+  if [ -n "$now" ] && [ -n "$tls_loaded" ] && [ "$now" != "$tls_loaded" ]; then
+    # shellcheck disable=SC2086
+    set -- $TLS_FILES
+    answer=$(cli CONFIG SET "$1" "$2" 2>&1) || true
+    echo "peer-addresses: TLS files changed: CONFIG SET $1 $answer"
+    [ "$answer" = OK ] || return 0  # not loaded: try again at the next check
+  fi
+  tls_loaded="$now"
 }
 
 follow_peers() {
@@ -87,7 +122,9 @@ follow_peers() {
   # PID 1 of its container: without a handler SIGTERM would be ignored and every pod deletion
   # would wait out the grace period.
   trap 'exit 0' TERM INT
+  tls_loaded=$(tls_files_content)  # what redis-server loaded at start (or just after)
   while :; do
+    reload_tls_if_changed
     cli CLUSTER NODES 2>/dev/null | awk "$AWK_LIBRARY"'
 function ip_of(field,    at) {
   at = index(field, "@")

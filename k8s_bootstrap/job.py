@@ -30,6 +30,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from clusterops.core.errors import EXIT_FAILED, EXIT_USAGE, ClusterOpsError, red
 from clusterops.core.model import NodeTarget
 from clusterops.node.access import Access
 from clusterops.provision.formation import form_cluster
+from k8s_bootstrap.pinned_dns import pinned
 
 TERMINATION_LOG = Path("/dev/termination-log")
 RESOLVE_POLL_S = 0.5
@@ -92,14 +94,15 @@ def resolve_hosts(
 
 def resolve_plan(
     nodes: Sequence[Mapping[str, Any]], deadline: float, resolve: Resolver = resolve_ipv4_or_ipv6
-) -> list[NodeTarget]:
-    """The plan with each node's DNS name replaced by its current IP (admin and cluster)."""
+) -> tuple[list[NodeTarget], dict[str, str]]:
+    """The plan with each node's cluster address at its pod's current IP (where this process
+    connects stays the DNS name: see k8s_bootstrap/pinned_dns.py), and the addresses found."""
     addresses = resolve_hosts([str(node["host"]) for node in nodes], deadline, resolve)
     return [
         NodeTarget.from_dict({
             "name": node["name"],
             "role": node["role"],
-            "admin_host": addresses[str(node["host"])],
+            "admin_host": str(node["host"]),
             "admin_port": node["port"],
             "cluster_host": addresses[str(node["host"])],
             "cluster_port": node["port"],
@@ -107,7 +110,7 @@ def resolve_plan(
             "master": node.get("master"),
         })
         for node in nodes
-    ]
+    ], addresses
 
 
 def _report(payload: Mapping[str, Any], termination_log: Path) -> None:
@@ -124,15 +127,23 @@ def run(
     timeout_s: float,
     resolve: Resolver = resolve_ipv4_or_ipv6,
     termination_log: Path = TERMINATION_LOG,
+    user: str | None = None,
+    tls_ca_file: Path | None = None,
 ) -> int:
+    """``user``: the ACL user to act as (the admin user, with ACL users); ``tls_ca_file``: the
+    cluster CA when the nodes speak only TLS."""
     deadline = time.monotonic() + timeout_s
     password = password_file.read_text().rstrip("\n")
     if not password:
         _report({"error": f"{password_file} is empty"}, termination_log)
         return EXIT_USAGE
     try:
-        targets = resolve_plan(load_plan(plan_path), deadline, resolve)
-        report = form_cluster(targets, Access(password), max(1.0, deadline - time.monotonic()))
+        targets, addresses = resolve_plan(load_plan(plan_path), deadline, resolve)
+        tls_ca = tls_ca_file.read_text() if tls_ca_file else None
+        targets = [replace(t, username=user, tls_ca=tls_ca) for t in targets]
+        with pinned(addresses):
+            report = form_cluster(targets, Access(password),
+                                  max(1.0, deadline - time.monotonic()))
     except ClusterOpsError as exc:
         # clusterops redacts the password from every message it builds; its exit code says
         # whether a retry can help (an AuthError cannot), as the CLI's does.
@@ -166,8 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plan", type=Path, required=True)
     parser.add_argument("--password-file", type=Path, required=True)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--user", help="ACL user to act as (default: the default user)")
+    parser.add_argument("--tls-ca-file", type=Path, help="the cluster CA (nodes speak TLS)")
     args = parser.parse_args(argv)
-    return run(args.plan, args.password_file, args.timeout)
+    return run(args.plan, args.password_file, args.timeout, user=args.user,
+               tls_ca_file=args.tls_ca_file)
 
 
 if __name__ == "__main__":

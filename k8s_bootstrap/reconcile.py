@@ -11,9 +11,11 @@ on a command line, in the pod spec or in an environment):
 and optionally "addresses": {DNS name: IP} for names the caller knows better than DNS does.
 
 Bags are those of clusterops.tasks.reconcile, with every node named by its pod's DNS name. Each
-name is resolved to the pod's current IP once, here (CLUSTER MEET takes IPs only, and CLUSTER
-NODES reports IPs), then the same function as on Docker runs: form, update (credentials,
-reshape, settings, verify), the read-only preview, or the handover of one node.
+name is resolved to the pod's current IP once, here: the node's cluster address becomes that IP
+(CLUSTER MEET takes IPs only, and CLUSTER NODES reports IPs), while connections keep the name
+and this process looks it up as that IP (k8s_bootstrap/pinned_dns.py: with TLS the name is what
+the certificate is checked against). Then the same function as on Docker runs: form, update
+(credentials, reshape, settings, verify), the read-only preview, or the handover of one node.
 
 Output: one JSON line on stdout, {"report": {...}} for form and update, {"preview": {"summary":
 [...] | null, "refusals": [...]}}, or {"error": "..."} with clusterops' exit code (2 for a
@@ -36,6 +38,7 @@ import redis
 from clusterops.core.errors import EXIT_FAILED, EXIT_USAGE, ClusterOpsError, redact
 from clusterops.tasks import reconcile
 from k8s_bootstrap.job import Resolver, resolve_hosts, resolve_ipv4_or_ipv6
+from k8s_bootstrap.pinned_dns import pinned
 
 OPS = ("form", "update", "preview", "handover")
 HOST_FIELDS = ("admin_host", "cluster_host")
@@ -46,8 +49,9 @@ def _hosts(bag: Mapping[str, Any] | None) -> list[str]:
 
 
 def resolved(bag: Mapping[str, Any], addresses: Mapping[str, str]) -> dict[str, Any]:
-    """The bag with every node's DNS names replaced by the pods' current IPs."""
-    nodes = [{**node, **{f: addresses[str(node[f])] for f in HOST_FIELDS}}
+    """The bag with every node's cluster address at its pod's current IP (where this process
+    connects stays the DNS name, looked up as that IP by ``pinned``)."""
+    nodes = [{**node, "cluster_host": addresses[str(node["cluster_host"])]}
              for node in bag["nodes"]]
     return {**bag, "nodes": nodes}
 
@@ -71,7 +75,12 @@ def handle(request: Mapping[str, Any], resolve: Resolver = resolve_ipv4_or_ipv6
         deadline = time.monotonic() + reconcile.timeout_of(news)
         addresses = resolve_hosts(hosts, deadline, resolve)
     addresses.update(known)
-    news = resolved(news, addresses)
+    with pinned({host: ip for host, ip in addresses.items() if host != ip}):
+        return _answer(op, request, olds, resolved(news, addresses), addresses)
+
+
+def _answer(op: str, request: Mapping[str, Any], olds: Mapping[str, Any] | None,
+            news: dict[str, Any], addresses: Mapping[str, str]) -> dict[str, Any]:
     if op == "form":
         return {"report": reconcile.report_fields(reconcile.form(news))}
     if op == "handover":
@@ -92,9 +101,14 @@ def _resolved_now(host: str, resolve: Resolver) -> str:
 
 
 def _passwords(request: Any) -> list[str]:
+    """Every secret a request carries: the admin password and, with ACL users, the
+    replication user's (masterauth)."""
     bags = [request.get(k) for k in ("olds", "news")] if isinstance(request, Mapping) else []
-    return [bag["password"] for bag in bags
-            if isinstance(bag, Mapping) and isinstance(bag.get("password"), str)]
+    found = []
+    for bag in (b for b in bags if isinstance(b, Mapping)):
+        acl = bag.get("acl") if isinstance(bag.get("acl"), Mapping) else {}
+        found += [v for v in (bag.get("password"), acl.get("masterauth")) if isinstance(v, str)]
+    return found
 
 
 def run(stdin: IO[str], stdout: IO[str], resolve: Resolver = resolve_ipv4_or_ipv6) -> int:

@@ -93,6 +93,11 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
         "default user)",
     )
     group.add_argument(
+        "--tls-ca-file", metavar="FILE", type=Path,
+        help="the cluster CA (PEM) when the nodes speak only TLS (default: the outputs' "
+        "tls_ca_cert); the nodes' names are checked against their certificates",
+    )
+    group.add_argument(
         "--expected-masters", metavar="N", type=int,
         help="override the number of masters expected (default: from roles)",
     )
@@ -151,6 +156,8 @@ def load_targets(args: argparse.Namespace, environ: Mapping[str, str] | None = N
     }
     user = getattr(args, "user", None)
     nodes = tuple(replace(n, username=user) for n in base.nodes) if user else base.nodes
+    tls_ca = read_tls_ca_file(getattr(args, "tls_ca_file", None))
+    nodes = tuple(replace(n, tls_ca=tls_ca) for n in nodes) if tls_ca else nodes
     targets = replace(
         base,
         nodes=nodes,
@@ -164,6 +171,19 @@ def load_targets(args: argparse.Namespace, environ: Mapping[str, str] | None = N
             f"replicas per master must be >= 0, got {targets.replicas_per_master}"
         )
     return targets
+
+
+def read_tls_ca_file(path: Path | str | None) -> str | None:
+    """The PEM text of --tls-ca-file (None without it)."""
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise TargetsError(f"cannot read --tls-ca-file {path}: {exc.strerror}") from None
+    if "BEGIN CERTIFICATE" not in text:
+        raise TargetsError(f"--tls-ca-file {path} holds no PEM certificate")
+    return text
 
 
 def resolve_password(

@@ -27,8 +27,10 @@ PASSWORD_PATH = "/etc/alphapulse/secret/password"
 
 
 def client_pod_manifest(name: str, namespace: str, image: str, script: str,
-                        node_name: str | None = None) -> dict[str, Any]:
-    """`node_name`: run on that node (a test that takes another node away)."""
+                        node_name: str | None = None,
+                        secret_keys: tuple[str, ...] = ("password",)) -> dict[str, Any]:
+    """`node_name`: run on that node (a test that takes another node away); `secret_keys`: the
+    Secret's keys mounted beside the password file (the CA with TLS), each under its name."""
     manifest: dict[str, Any] = {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "labels": {CLIENT_LABEL: "true"}},
@@ -48,7 +50,7 @@ def client_pod_manifest(name: str, namespace: str, image: str, script: str,
             }],
             "volumes": [{"name": "auth", "secret": {
                 "secretName": SECRET_NAME, "defaultMode": 0o440,
-                "items": [{"key": "password", "path": Path(PASSWORD_PATH).name}]}}],
+                "items": [{"key": key, "path": key} for key in secret_keys]}}],
         },
     }
     if node_name:
@@ -57,10 +59,11 @@ def client_pod_manifest(name: str, namespace: str, image: str, script: str,
 
 
 def start_client_pod(name: str, namespace: str, image: str, script: str,
-                     node_name: str | None = None) -> str:
+                     node_name: str | None = None,
+                     secret_keys: tuple[str, ...] = ("password",)) -> str:
     """Create the pod; -> its API path."""
     api().request("POST", f"/api/v1/namespaces/{namespace}/pods",
-                  client_pod_manifest(name, namespace, image, script, node_name))
+                  client_pod_manifest(name, namespace, image, script, node_name, secret_keys))
     return f"/api/v1/namespaces/{namespace}/pods/{name}"
 
 
@@ -79,9 +82,10 @@ def wait_for_success(path: str, timeout_s: float) -> str:
 
 
 def run_client_pod(name: str, namespace: str, image: str, script: str,
-                   timeout_s: float = 180.0, node_name: str | None = None) -> str:
-    return wait_for_success(start_client_pod(name, namespace, image, script, node_name),
-                            timeout_s)
+                   timeout_s: float = 180.0, node_name: str | None = None,
+                   secret_keys: tuple[str, ...] = ("password",)) -> str:
+    return wait_for_success(start_client_pod(name, namespace, image, script, node_name,
+                                             secret_keys), timeout_s)
 
 
 WRITER_MAIN = """

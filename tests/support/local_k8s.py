@@ -69,11 +69,12 @@ def address_remap(namespace: str) -> Callable[[tuple[str, int]], tuple[str, int]
 
 
 @contextmanager
-def k8s_stack_up(root: Path, kubeconfig: Path, settings: dict[str, str]
-                 ) -> Iterator[tuple[PulumiStack, float]]:
+def k8s_stack_up(root: Path, kubeconfig: Path, settings: dict[str, str],
+                 secrets: dict[str, str] | None = None) -> Iterator[tuple[PulumiStack, float]]:
     """A k8s stack applied to the local cluster (`pulumi up`, not render mode): the handle and
-    how long the first `up` took; destroyed and removed on the way out."""
-    handle = new_stack(root, "k8s", settings)
+    how long the first `up` took; destroyed and removed on the way out. `secrets`: config set
+    as secrets (e.g. a known password)."""
+    handle = new_stack(root, "k8s", settings, secret_config=secrets)
     handle.remove_config("renderDir")
     handle.env["KUBECONFIG"] = str(kubeconfig)
     # What earlier runs on a kept cluster (ALPHAPULSE_KEEP_LOCAL_K8S) left Released.

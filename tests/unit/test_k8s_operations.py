@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from typing import Any
 
 import pytest
@@ -149,30 +150,41 @@ def test_no_kubectl_is_a_clear_error(monkeypatch) -> None:
 
 
 # -- the entry in the pod ---------------------------------------------------------------------
-def test_the_pod_resolves_names_and_redacts_both_passwords_from_an_error(monkeypatch) -> None:
+def test_the_pod_resolves_names_and_redacts_every_password_from_an_error(monkeypatch) -> None:
     seen: dict[str, Any] = {}
 
     def fake_update(olds: dict[str, Any], news: dict[str, Any]) -> Any:
-        seen["hosts"] = [n["admin_host"] for n in news["nodes"]]
-        raise TargetsError(f"refused {olds['password']} and {news['password']}")
+        seen["cluster"] = [n["cluster_host"] for n in news["nodes"]]
+        seen["admin"] = [n["admin_host"] for n in news["nodes"]]
+        # Connections keep the name (TLS checks it) and this process looks it up as the IP.
+        seen["looked_up"] = [socket.getaddrinfo(n["admin_host"], 6379)[0][4][0]
+                             for n in news["nodes"]]
+        raise TargetsError(f"refused {olds['password']} and {news['password']}, "
+                           f"replication {news['acl']['masterauth']}")
 
     monkeypatch.setattr(in_pod_entry.reconcile, "update", fake_update)
+    acl = {"users_acl": "user admin on #abc", "masteruser": "replication",
+           "masterauth": "repl-secret-xyz"}
     request = {"op": "update", "olds": {"nodes": THREE, "password": "old-secret-xyz"},
-               "news": {"nodes": THREE, "password": "new-secret-xyz"}}
+               "news": {"nodes": THREE, "password": "new-secret-xyz", "acl": acl}}
     out = io.StringIO()
     addresses = {n["admin_host"]: f"10.0.0.{i}" for i, n in enumerate(THREE)}
     code = in_pod_entry.run(io.StringIO(json.dumps(request)), out, addresses.__getitem__)
     assert code == TargetsError.exit_code
-    assert seen["hosts"] == [f"10.0.0.{i}" for i in range(6)]
+    assert seen["cluster"] == seen["looked_up"] == [f"10.0.0.{i}" for i in range(6)]
+    assert seen["admin"] == [n["admin_host"] for n in THREE]
     answer = json.loads(out.getvalue())
-    assert "secret-xyz" not in answer["error"] and "***" in answer["error"]
+    assert "secret-xyz" not in answer["error"] and answer["error"].count("***") == 3
+    # Only inside the request: the process resolves names the usual way again.
+    with pytest.raises(OSError):
+        socket.getaddrinfo(THREE[0]["admin_host"], 6379)
 
 
 def test_a_preview_in_the_pod_does_not_wait_for_pods_not_created_yet(monkeypatch) -> None:
     seen: dict[str, Any] = {}
 
     def fake_preview(olds: dict[str, Any], news: dict[str, Any]) -> Any:
-        seen["hosts"] = [n["admin_host"] for n in news["nodes"]]
+        seen["hosts"] = [n["cluster_host"] for n in news["nodes"]]
         return ["plan"], []
 
     monkeypatch.setattr(in_pod_entry.reconcile, "preview", fake_preview)
@@ -200,7 +212,7 @@ def test_addresses_the_caller_knows_are_not_asked_of_dns(monkeypatch) -> None:
     seen: dict[str, Any] = {}
 
     def fake_hand_over(news: dict[str, Any], node: str) -> dict[str, Any]:
-        seen["hosts"] = [n["admin_host"] for n in news["nodes"]]
+        seen["hosts"] = [n["cluster_host"] for n in news["nodes"]]
         return {"node": node, "was_master": False}
 
     monkeypatch.setattr(in_pod_entry.reconcile, "hand_over", fake_hand_over)
