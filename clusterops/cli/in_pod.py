@@ -2,14 +2,15 @@
 
 A Kubernetes stack's nodes are reachable only inside the cluster, at their pods' DNS names (and a
 cluster client follows MOVED redirects to each pod's own name, so a port-forward cannot stand in).
-Given such a stack's outputs, ``python -m clusterops health|fix|failback|rebalance|backup|restore``
-therefore starts a pod of the stack's tools image (``location.tools_image``: the bootstrap Job's,
-which holds clusterops, redis-cli and redis-server) in the stack's namespace, runs the same
-command in it with the nodes given by name and the password mounted from the stack's Secret,
-streams its output back, returns its exit code, and deletes the pod whatever happens. A backup is
-written in the pod and copied into ``--dest`` here; a restore's ``--from`` folder is copied into
-the pod first. It talks to Kubernetes through ``kubectl`` (the current context, or $KUBECONFIG),
-as an operator does.
+Given such a stack's outputs, ``python -m clusterops health|drill|fix|failback|rebalance|backup|
+restore`` therefore starts a pod of the stack's tools image (``location.tools_image``: the
+bootstrap Job's, which holds clusterops, redis-cli and redis-server) in the stack's namespace,
+runs the same command in it with the nodes given by name and the password mounted from the
+stack's Secret, streams its output back, returns its exit code, and deletes the pod whatever
+happens (the drill's faults are injected from here, at its request:
+clusterops/cli/pod_control.py). A backup is written in the pod and copied into ``--dest`` here;
+a restore's ``--from`` folder is copied into the pod first. It talks to Kubernetes through
+``kubectl`` (the current context, or $KUBECONFIG), as an operator does.
 
 The pod passes the namespace's restricted Pod Security profile and carries the label the
 NetworkPolicies admit clients by. It sleeps until deleted; the command runs in it with
@@ -39,8 +40,8 @@ SECRET_DIR = "/etc/alphapulse/secret"
 RUNNER_UID = 65532  # the tools image's user (k8s_bootstrap/Dockerfile)
 READY_TIMEOUT_S = 120
 WORK_DIR = "/tmp/clusterops"  # an emptyDir: backups written, restores read
-# The drill is not among them: it needs a way to stop a node, and a pod has none yet.
-SUPPORTED = ("health", "fix", "failback", "rebalance", "backup", "restore")
+# The drill's faults are injected from here, at the pod's request (clusterops/cli/pod_control.py).
+SUPPORTED = ("health", "fix", "failback", "rebalance", "backup", "restore", "drill")
 # Folder options: (option, where it lives in the pod, whether it is copied in or out).
 FOLDERS = {"--dest": (f"{WORK_DIR}/out", "out"), "--from": (f"{WORK_DIR}/in", "in")}
 DEFAULT_DEST = "backups"  # the backup command's own default for --dest
@@ -51,7 +52,11 @@ TAR_IN = ("import sys; from clusterops.cli.in_pod import extract_tar; "
           "extract_tar(sys.stdin.buffer, sys.argv[1])")
 # Options that name where the targets and the password come from: the pod gets its own.
 SOURCE_OPTIONS = {"--stack-outputs": True, "--stack": True, "--password-file": True,
-                  "--via-host-ports": False, "--node": True}
+                  "--via-host-ports": False, "--node": True, "--user": True,
+                  "--tls-ca-file": True}
+# Keys of the stack's Secret (components/k8s_cluster.py) a tools pod mounts.
+ADMIN_PASSWORD_KEY = "admin-password"
+TLS_CA_KEY = "tls-ca.crt"
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,18 @@ class PodTarget:
     client_label: str  # "key=value"
     node_flags: tuple[str, ...]  # NAME=DNS_NAME:PORT:ROLE
     maxmemory_bytes: int | None
+    # With ACL users: the admin user, whose password the Secret holds as `admin-password`.
+    admin_user: str | None = None
+    tls: bool = False  # the nodes speak only TLS: the Secret's CA is mounted
+
+    @property
+    def password_key(self) -> str:
+        """The Secret's key (and the file's name in the pod) of the password commands use."""
+        return ADMIN_PASSWORD_KEY if self.admin_user else "password"
+
+    @property
+    def secret_keys(self) -> tuple[str, ...]:
+        return (self.password_key, *((TLS_CA_KEY,) if self.tls else ()))
 
 
 def pod_target(outputs: Mapping[str, Any], source: str) -> PodTarget | None:
@@ -82,7 +99,9 @@ def pod_target(outputs: Mapping[str, Any], source: str) -> PodTarget | None:
     if not flags:
         raise TargetsError(f"{source}: the outputs list no nodes")
     return PodTarget(location["namespace"], location["tools_image"], location["auth_secret"],
-                     location["client_pod_label"], flags, outputs.get("maxmemory_bytes"))
+                     location["client_pod_label"], flags, outputs.get("maxmemory_bytes"),
+                     admin_user=outputs.get("admin_username") or None,
+                     tls=bool(outputs.get("tls_ca_cert")))
 
 
 @dataclass
@@ -119,8 +138,11 @@ def pod_argv(command: str, argv: Sequence[str], target: PodTarget,
     memory = ["--maxmemory", str(target.maxmemory_bytes)] \
         if target.maxmemory_bytes and not any(a.split("=")[0] == "--maxmemory" for a in kept) \
         else []
-    return ["python", "-m", "clusterops", command, *kept, *nodes, *memory,
-            "--password-file", f"{SECRET_DIR}/password"]
+    user = ["--user", target.admin_user] if target.admin_user else []
+    relay = ["--control-relay"] if command == "drill" else []
+    tls = ["--tls-ca-file", f"{SECRET_DIR}/{TLS_CA_KEY}"] if target.tls else []
+    return ["python", "-m", "clusterops", command, *kept, *nodes, *memory, *user, *tls, *relay,
+            "--password-file", f"{SECRET_DIR}/{target.password_key}"]
 
 
 def _in_pod(option: str, local: Path, transfers: Transfers) -> str:
@@ -170,7 +192,7 @@ def pod_manifest(name: str, target: PodTarget) -> dict[str, Any]:
             "volumes": [
                 {"name": "auth", "secret": {
                     "secretName": target.auth_secret, "defaultMode": 0o440,
-                    "items": [{"key": "password", "path": "password"}]}},
+                    "items": [{"key": k, "path": k} for k in target.secret_keys]}},
                 # Backups and restores pass through here: as large as the data, so no limit.
                 {"name": "work", "emptyDir": {}},
             ],
@@ -235,11 +257,13 @@ def run_in_pod(command: str, argv: Sequence[str], target: PodTarget,
                kubectl: Kubectl | None = None) -> int:
     """Start the pod, run the command in it, return its exit code; the pod is always deleted."""
     if command not in SUPPORTED:
-        raise TargetsError(
-            f"`{command}` cannot run against a Kubernetes stack yet (it would run in a pod, "
-            f"and nothing there can stop a node for the drill); supported: "
-            f"{', '.join(SUPPORTED)}")
+        raise TargetsError(f"`{command}` cannot run against a Kubernetes stack; supported: "
+                           f"{', '.join(SUPPORTED)}")
     kubectl = kubectl or Kubectl(target.namespace)
+    if command == "drill":
+        from clusterops.cli.pod_control import check_drill_mode
+
+        check_drill_mode(argv)
     with tools_pod(target, kubectl, command) as name:
         print(f"running in pod {target.namespace}/{name}", file=sys.stderr)
         transfers = Transfers()
@@ -247,12 +271,31 @@ def run_in_pod(command: str, argv: Sequence[str], target: PodTarget,
         for local, inside in transfers.upload:
             kubectl.run_bytes("exec", "-i", name, "--", "python", "-c", TAR_IN, inside,
                               stdin=tar_folder(local))
-        code = kubectl.stream("exec", name, "--", *pod_command)
+        code = _drill_in_pod(kubectl, name, pod_command, target) if command == "drill" \
+            else kubectl.stream("exec", name, "--", *pod_command)
         for inside, local in transfers.download:
             untar_into(kubectl.run_bytes("exec", name, "--", "python", "-c", TAR_OUT, inside),
                        local)
             print(f"copied {target.namespace}/{name}:{inside} to {local}", file=sys.stderr)
         return code
+
+
+def pod_of(node_flag: str) -> tuple[str, str]:
+    """(node name, pod name) of a NAME=DNS_NAME:PORT:ROLE flag (the pod is the first label)."""
+    name, _, address = node_flag.partition("=")
+    return name, address.split(":", 1)[0].split(".", 1)[0]
+
+
+def _drill_in_pod(kubectl: Kubectl, name: str, pod_command: Sequence[str],
+                  target: PodTarget) -> int:
+    """The drill runs in the pod; its fault requests are answered here, with kubectl."""
+    from clusterops.cli.pod_control import PodSignalControl, serve
+
+    control = PodSignalControl(kubectl, dict(pod_of(flag) for flag in target.node_flags))
+    process = subprocess.Popen([*kubectl.prefix, "exec", "-i", name, "--", *pod_command],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               bufsize=1)
+    return serve(process, control, sys.stdout)
 
 
 def write_tar(folder: str | Path, out: IO[bytes]) -> None:

@@ -186,14 +186,15 @@ def _measure_recovery(
     conns: Connections,
     ask: Sequence[str],
     id_to_name: dict[str, str],
-    faulted: str,
+    faulted: str | None,
     probe_key: str,
     started: float,
     timeout_s: float,
     poll_interval_s: float,
     stop_on_noreplicas: bool,
 ) -> _Probe:
-    """Poll until a write of ``probe_key`` lands on a node other than ``faulted``.
+    """Poll until a write of ``probe_key`` lands on a node other than ``faulted`` (None: on
+    any node, the faulted one back in place included).
 
     With ``stop_on_noreplicas`` it returns early when the new owner refuses writes for lack of
     replicas (min-replicas-to-write): that cannot change until the faulted node is back.
@@ -238,6 +239,19 @@ def _wait_rejoined(
         return me.is_replica and me.master_id == new_master_id and link == "up", seen
 
     return poll(rejoined, Deadline.after(timeout_s), REJOIN_POLL_S)
+
+
+def _wait_serving(conns: Connections, node: str, timeout_s: float) -> tuple[bool, str]:
+    """Poll until ``node`` is a master serving slots again (it recovered in place)."""
+
+    def serving() -> tuple[bool, str]:
+        (snapshot,) = conns.observe([node])
+        me = snapshot.myself
+        if me is None:
+            return False, snapshot.error or "no CLUSTER NODES line for itself"
+        return snapshot.serves_slots and not me.is_replica, f"flags={','.join(sorted(me.flags))}"
+
+    return poll(serving, Deadline.after(timeout_s), REJOIN_POLL_S)
 
 
 def _chunks_by_owner(
@@ -376,6 +390,9 @@ def _fault_and_restore(
 ) -> float:
     """Inject the fault, measure recovery, restore, wait for the rejoin; returns the fault time."""
     master = result.master
+    # Where the platform restarts a killed node by itself (Kubernetes), it may be back before
+    # its replica is promoted: a write it accepts then is a recovery too, in place.
+    in_place = result.mode in getattr(control, "recovers_in_place", ())
     writer.dont_ask.add(master)
     conns.drop(master)
     started = time.monotonic()
@@ -387,7 +404,8 @@ def _fault_and_restore(
 
     def measure(stop_on_noreplicas: bool) -> _Probe:
         return _measure_recovery(
-            conns, others, id_to_name, master, probe_key, started, recovery_timeout_s,
+            conns, [*others, master] if in_place else others, id_to_name,
+            None if in_place else master, probe_key, started, recovery_timeout_s,
             poll_interval_s, stop_on_noreplicas,
         )
 
@@ -422,7 +440,12 @@ def _fault_and_restore(
     )
     if new_master_id is None:
         return started
-    result.rejoined, seen = _wait_rejoined(conns, master, new_master_id, rejoin_timeout_s)
+    if probe.node == master:
+        result.notes.append(f"{master} was restarted and back before its replica was "
+                            "promoted: recovered in place")
+        result.rejoined, seen = _wait_serving(conns, master, rejoin_timeout_s)
+    else:
+        result.rejoined, seen = _wait_rejoined(conns, master, new_master_id, rejoin_timeout_s)
     if result.rejoined:
         result.rejoin_seconds = time.monotonic() - restored_at
     else:

@@ -245,8 +245,6 @@ def test_operator_commands_take_the_k8s_stacks_outputs_and_run_in_a_pod(
                if check == "cluster_state" and status == "ok") == 6, report
     fix = clusterops_cli(handle, kubeconfig, tmp_path, "fix")
     assert fix.returncode == 0 and "nothing to fix" in fix.stdout, (fix.stdout, fix.stderr)
-    drill = clusterops_cli(handle, kubeconfig, tmp_path, "drill", "--master", "all")
-    assert drill.returncode == 2 and "cannot run against a Kubernetes stack" in drill.stderr
     leftovers = pods(NAMESPACE, "app.kubernetes.io/component=clusterops")
     assert leftovers == [] or all(p["metadata"].get("deletionTimestamp") for p in leftovers)
 
@@ -482,6 +480,42 @@ def test_a_k8s_backup_restores_into_a_docker_stack_and_the_other_way_round(
         values = client.mget_nonatomic(list(docker_keys))
     assert values == list(docker_keys.values())
     print(f"\nk8s -> docker: {restored[0]}; docker -> k8s: {into_k8s.stdout.strip()[-200:]}")
+
+
+def test_the_failover_drill_runs_in_a_pod_with_its_faults_injected_from_here(
+        stack, kubeconfig, tmp_path):
+    """`clusterops drill` against the k8s stack: the drill runs in the tools pod, and each
+    fault it asks for is injected by this command with kubectl (clusterops/cli/pod_control.py):
+    stop = SIGSTOP of redis-server through the pod's sidecar until the drill restores it (a
+    failover every time), kill = SIGKILL, restarted by the kubelet (in place or failed over).
+    Every verdict is the drill's own, from the cluster: promoted replica, rejoin, every
+    acknowledged write read back."""
+    handle, _ = stack
+    stop = clusterops_cli(handle, kubeconfig, tmp_path, "drill", "--master", "all", "--mode",
+                          "stop", "--json")
+    assert stop.returncode == 0, (stop.stdout[-3000:], stop.stderr[-3000:])
+    report = json.loads(stop.stdout)
+    drills = report["drills"]
+    assert len(drills) == 3, report
+    for drill in drills:
+        assert drill["new_master"] and drill["new_master"] != drill["master"], drill
+        assert drill["acked_writes"] > 0 and drill["acked_lost"] == 0 and drill["rejoined"], drill
+    kill = clusterops_cli(handle, kubeconfig, tmp_path, "drill", "--master",
+                          drills[0]["new_master"], "--mode", "kill", "--json")
+    assert kill.returncode == 0, (kill.stdout[-3000:], kill.stderr[-3000:])
+    [killed] = json.loads(kill.stdout)["drills"]
+    assert killed["acked_lost"] == 0 and killed["rejoined"], killed
+    refused = clusterops_cli(handle, kubeconfig, tmp_path, "drill", "--master", "all",
+                             "--mode", "partition")
+    assert refused.returncode == 2 and "partition is not supported" in refused.stderr, (
+        refused.stderr[-2000:])
+    leftovers = pods(NAMESPACE, "app.kubernetes.io/component=clusterops")
+    assert leftovers == [] or all(p["metadata"].get("deletionTimestamp") for p in leftovers)
+    stops = ", ".join(f"{d['master']} -> {d['new_master']} {d['recovery_seconds']:.2f}s "
+                      f"({d['acked_writes']} acked, {d['acked_lost']} lost)" for d in drills)
+    print(f"\ndrill in a pod (stop): {stops}; kill: {killed['master']} -> "
+          f"{killed['new_master']} {killed['recovery_seconds']:.2f}s ({killed['acked_lost']} "
+          f"lost, notes {killed.get('notes')})")
 
 
 def test_failback_in_a_pod_gives_every_shard_back_to_its_planned_master(

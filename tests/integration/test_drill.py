@@ -44,8 +44,10 @@ SETTINGS = {"cluster-node-timeout": "1000", "cluster-replica-validity-factor": "
 
 
 def _cluster(base_dir: Path, hosts: list[str] | None = None,
-             before_forming: Callable[[RedisNodes], object] | None = None) -> RedisNodes:
-    group = RedisNodes(6, base_dir=base_dir, settings=SETTINGS, name_prefix="drill", hosts=hosts)
+             before_forming: Callable[[RedisNodes], object] | None = None,
+             settings: dict[str, str] | None = None) -> RedisNodes:
+    group = RedisNodes(6, base_dir=base_dir, settings={**SETTINGS, **(settings or {})},
+                       name_prefix="drill", hosts=hosts)
     group.start()
     try:
         if before_forming is not None:
@@ -142,6 +144,64 @@ def test_master_failure_promotes_replica_and_keeps_acknowledged_writes(
 
     assert result.mode == mode
     _assert_failed_over_and_rejoined(cluster, result, master, replica)
+
+
+class RestartingControl(ProcessNodeControl):
+    """Like the kubelet: a killed node is started again at once, by the platform, not by the
+    drill (on Kubernetes the container restarts by itself: clusterops/cli/pod_control.py)."""
+
+    recovers_in_place = ("kill",)
+
+    def kill(self, node: str) -> None:
+        super().kill(node)
+        super().start(node)
+
+    def start(self, node: str) -> None:
+        if not self.node(node).is_running():
+            super().start(node)
+
+
+# The control (no persistence) runs in the full suite only: the quick tiers are at their limit.
+@pytest.mark.parametrize("appendonly", ["yes", pytest.param("no", marks=pytest.mark.slow)])
+def test_a_node_restarted_by_the_platform_counts_as_recovered_in_place(
+        tmp_path: Path, appendonly: str) -> None:
+    """The kill drill where the node comes back before its replica is promoted: a recovery in
+    place, not "writes never succeeded again" (the drill once skipped the faulted node). With
+    the AOF (as deployed: everysec, and a SIGKILL loses nothing already written) every
+    acknowledged write survives. The control: without persistence the master comes back empty
+    under the same node id and its replica resyncs the empty data set, and the drill says so
+    (why `appendonly` stays on for Kubernetes, where the kubelet restarts a crashed node)."""
+    cluster = _cluster(tmp_path, settings={"appendonly": appendonly,
+                                           "appendfsync": "everysec"})
+    try:
+        _restarted_in_place(cluster, appendonly == "yes")
+    finally:
+        cluster.close()
+
+
+def _restarted_in_place(cluster: RedisNodes, persisted: bool) -> None:
+    targets = targets_for(cluster)
+    conns = Connections(targets)
+    master = live_masters(conns, [n.name for n in cluster])[0]
+    conns.close()
+    replica = _replica_of(cluster, master)
+
+    result = run_master_failure_drill(targets, RestartingControl(cluster), master, "kill")
+
+    if not persisted:
+        if result.new_master == master:  # (the election may win the race: nothing to see)
+            assert result.acked_lost > 0, result
+        return
+    assert result.errors == [] and result.rejoined, result
+    assert result.acked_writes >= 100 and result.acked_lost == 0, result
+    if result.new_master == master:
+        assert any("recovered in place" in note for note in result.notes), result.notes
+        _, flags, _ = _myself(cluster.by_name(master).client())
+        assert "master" in flags.split(","), flags
+    else:  # the election won the race: an ordinary failover
+        _assert_failed_over_and_rejoined(cluster, result, master, replica)
+    print(f"restarted at once: recovered on {result.new_master} in "
+          f"{result.recovery_seconds:.2f}s")
 
 
 def test_real_partition_counts_writes_the_isolated_master_accepted_and_lost(

@@ -64,9 +64,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     drill.add_argument("--ready-timeout", type=float, default=DEFAULT_READY_TIMEOUT_S,
                        metavar="S", help="give up waiting for a drill-ready cluster after this")
     drill.add_argument("--json", action="store_true", help="print the report as JSON")
+    # Set by clusterops/cli/in_pod.py in the tools pod of a Kubernetes stack: each fault is
+    # asked of the command that started the pod (clusterops/cli/pod_control.py).
+    drill.add_argument("--control-relay", action="store_true", help=argparse.SUPPRESS)
 
 
 def build_control(args: argparse.Namespace, targets: Targets) -> NodeControl:
+    if getattr(args, "control_relay", False):
+        from clusterops.cli.pod_control import RelayNodeControl
+
+        return RelayNodeControl()
     if getattr(args, "control_command", None):
         return CommandNodeControl(args.control_command)
     if not targets.network_name:
