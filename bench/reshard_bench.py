@@ -10,9 +10,15 @@ value back) on random existing keys, paced at ``--client-rate`` pairs/s (default
 it flat out), each call timed:
 
 - ours: ``clusterops.reshape.rebalance`` (what ``python -m clusterops rebalance --apply`` runs): the
-  plan (keys counted per range) and the move, timed together;
+  plan (keys counted per range) and the move, timed together, unpaced and at each
+  ``--paces`` ceiling (``--max-keys-per-second``, clusterops/reshape/pacing.py);
 - reference, same run: ``redis-cli --cluster rebalance <node> --cluster-use-empty-masters
-  --cluster-pipeline 10`` (password in REDISCLI_AUTH).
+  --cluster-pipeline P`` for each ``--pipelines`` P (password in REDISCLI_AUTH).
+
+The question it answers: at each level of client impact redis-cli reaches (its p99 at one
+pipeline size), does a setting of ours move at least 2x the keys/s with a client p99 no worse?
+It prints one row per trial, then that verdict per redis-cli point, and with ``--plot FILE``
+draws keys/s against the client's p99 for both tools (matplotlib).
 
 Reported per tool: keys moved (counted on the new master afterwards), keys/s, and the client's
 p50 / p99 / max latency and errors, during the move and over a fixed window from its start
@@ -25,7 +31,8 @@ Control, on the same cluster before our move: the same client for 4 s idle, then
 busy loops (no Redis work at all) hold one core, then both. It shows what the client's p99
 becomes when a move keeps every core busy, whatever the move does.
 
-Usage: python bench/reshard_bench.py [--keys 1000000] [--repetitions 1] [--client-rate 1000]
+Usage: python bench/reshard_bench.py [--keys 1000000] [--client-rate 1000] [--pipelines 10,100,1000]
+       [--paces 0,100000,50000,20000,10000] [--plot docs/reshard-tradeoff.png]
 """
 
 from __future__ import annotations
@@ -302,27 +309,31 @@ def contention_control(group: RedisNodes, keys: int, rate: float, seconds: float
         ("idle", "1 core busy", "2 cores busy"), windows, strict=True))
 
 
-def run_ours(base: Path, keys: int, window_s: float, rate: float) -> Trial:
+def run_ours(base: Path, keys: int, window_s: float, rate: float, pace: float,
+             control: bool = False) -> Trial:
     group = fresh_cluster(base, keys)
     try:
-        print("control (no move; busy loops, no Redis work): "
-              + contention_control(group, keys, rate), flush=True)
+        if control:
+            print("control (no move; busy loops, no Redis work): "
+                  + contention_control(group, keys, rate), flush=True)
+
         def move() -> None:
             plan = preview_rebalance(targets(group), Access(group.password))
-            apply_rebalance(targets(group), Access(group.password), plan, 60)
+            apply_rebalance(targets(group), Access(group.password), plan, 60,
+                            max_keys_per_second=pace or None)
 
         return measured(group, keys, window_s, rate, "clusterops", move)
     finally:
         group.close()
 
 
-def run_redis_cli(base: Path, keys: int, window_s: float, rate: float) -> Trial:
+def run_redis_cli(base: Path, keys: int, window_s: float, rate: float, pipeline: int) -> Trial:
     group = fresh_cluster(base, keys)
     try:
         def move() -> None:
             done = subprocess.run(
                 ["redis-cli", "--cluster", "rebalance", group[0].address,
-                 "--cluster-use-empty-masters", "--cluster-pipeline", "10"],
+                 "--cluster-use-empty-masters", "--cluster-pipeline", str(pipeline)],
                 env={**os.environ, "REDISCLI_AUTH": group.password},
                 capture_output=True, text=True, check=False)
             if done.returncode != 0:
@@ -333,40 +344,111 @@ def run_redis_cli(base: Path, keys: int, window_s: float, rate: float) -> Trial:
         group.close()
 
 
+@dataclass(frozen=True)
+class Point:
+    tool: str  # "redis-cli" or "clusterops"
+    setting: str  # "pipeline 10", "unpaced", "20,000 keys/s"
+    keys_per_s: float
+    p50_ms: float
+    p99_ms: float
+
+
+def point(tool: str, setting: str, trial: Trial) -> Point:
+    during = trial.during[0]
+    return Point(tool, setting, trial.moved / trial.seconds,
+                 statistics.median(during) if during else float("nan"), p99(during))
+
+
+def verdicts(ours: list[Point], theirs: list[Point]) -> list[str]:
+    """Per redis-cli point: our fastest setting whose client p99 is no worse, and whether it
+    moves at least 2x the keys/s."""
+    lines = []
+    for ref in theirs:
+        fit = [p for p in ours if p.p99_ms <= ref.p99_ms]
+        best = max(fit, key=lambda p: p.keys_per_s, default=None)
+        if best is None:
+            lines.append(f"redis-cli {ref.setting} (p99 {ref.p99_ms:.2f} ms, "
+                         f"{ref.keys_per_s:,.0f} keys/s): no setting of ours at that p99 or "
+                         "lower - NOT MET")
+            continue
+        ratio = best.keys_per_s / ref.keys_per_s
+        lines.append(f"redis-cli {ref.setting} (p99 {ref.p99_ms:.2f} ms, {ref.keys_per_s:,.0f} "
+                     f"keys/s): ours at {best.setting} p99 {best.p99_ms:.2f} ms, "
+                     f"{best.keys_per_s:,.0f} keys/s = {ratio:.1f}x "
+                     f"({'met' if ratio >= 2 else 'NOT MET'}: goal 2x at a p99 no worse)")
+    return lines
+
+
+def plot(points: list[Point], path: Path, keys: int, client_rate: float) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"no plot: matplotlib is not installed (pip install matplotlib), {path} not "
+              "written", flush=True)
+        return
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for tool, marker in (("redis-cli", "s"), ("clusterops", "o")):
+        mine = [p for p in points if p.tool == tool]
+        axes.scatter([p.p99_ms for p in mine], [p.keys_per_s for p in mine], marker=marker,
+                     label=tool)
+        for p in mine:
+            axes.annotate(p.setting, (p.p99_ms, p.keys_per_s), fontsize=7,
+                          textcoords="offset points", xytext=(4, 4))
+    axes.set_xlabel(f"client p99 during the move (ms; GET+SET at {client_rate:g} pairs/s)")
+    axes.set_ylabel("keys moved per second")
+    axes.set_title(f"3 -> 4 masters, {keys:,} keys of 100 bytes, 2 cores")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    print(f"plot written to {path}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, default=1_000_000)
-    parser.add_argument("--repetitions", type=int, default=1)
     parser.add_argument("--window", type=float, default=15.0, metavar="S",
                         help="the client's fixed measuring window from the move's start "
                         "[%(default)g]; longer than either move")
     parser.add_argument("--client-rate", type=float, default=1000.0, metavar="PAIRS",
                         help="the client's GET+SET pairs per second, paced [%(default)g]; 0: "
                         "flat out (it then takes a core of its own from the 2)")
+    parser.add_argument("--pipelines", default="10,100,1000",
+                        help="redis-cli's --cluster-pipeline values [%(default)s]")
+    parser.add_argument("--paces", default="0,100000,50000,20000,10000",
+                        help="our --max-keys-per-second values, 0 unpaced [%(default)s]")
+    parser.add_argument("--plot", type=Path, help="write keys/s against p99 as a PNG here")
     args = parser.parse_args()
-    ours: list[Trial] = []
-    theirs: list[Trial] = []
+    ours: list[Point] = []
+    theirs: list[Point] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for rep in range(args.repetitions):
-            ours.append(run_ours(Path(tmp) / f"ours{rep}", args.keys, args.window,
-                                 args.client_rate))
-            print(f"repetition {rep + 1}: " + ours[-1].line("clusterops rebalance", args.window),
-                  flush=True)
-            theirs.append(run_redis_cli(Path(tmp) / f"cli{rep}", args.keys, args.window,
-                                        args.client_rate))
-            print(f"repetition {rep + 1}: "
-                  + theirs[-1].line("redis-cli --cluster rebalance", args.window), flush=True)
-
-    def med(trials: list[Trial]) -> tuple[float, float, float]:
-        return (statistics.median(t.moved / t.seconds for t in trials),
-                statistics.median(p99(t.during[0]) for t in trials),
-                statistics.median(p99(t.window[0]) for t in trials))
-
-    (rate, p_move, p_win), (ref, ref_move, ref_win) = med(ours), med(theirs)
-    print(f"\n{args.keys} keys, 3 -> 4 masters: clusterops rebalance {rate:,.0f} keys/s, client "
-          f"p99 {p_move:.2f} ms during the move / {p_win:.2f} ms over {args.window:g} s; "
-          f"redis-cli --cluster rebalance (reference) {ref:,.0f} keys/s, client p99 "
-          f"{ref_move:.2f} ms / {ref_win:.2f} ms: {rate / ref:.1f}x the keys/s")
+        for index, pace in enumerate(float(v) for v in args.paces.split(",")):
+            trial = run_ours(Path(tmp) / f"ours{index}", args.keys, args.window,
+                             args.client_rate, pace, control=index == 0)
+            setting = f"{pace:,.0f} keys/s" if pace else "unpaced"
+            ours.append(point("clusterops", setting, trial))
+            print(trial.line(f"clusterops rebalance ({setting})", args.window), flush=True)
+        for pipeline in (int(v) for v in args.pipelines.split(",")):
+            trial = run_redis_cli(Path(tmp) / f"cli{pipeline}", args.keys, args.window,
+                                  args.client_rate, pipeline)
+            theirs.append(point("redis-cli", f"pipeline {pipeline}", trial))
+            print(trial.line(f"redis-cli --cluster rebalance (pipeline {pipeline})",
+                             args.window), flush=True)
+    print(f"\n{args.keys:,} keys of 100 bytes, 3 -> 4 masters, client GET+SET at "
+          f"{args.client_rate:g} pairs/s:")
+    print("| tool | setting | keys/s | client p50 (ms) | client p99 (ms) |")
+    print("|---|---|---|---|---|")
+    for p in [*theirs, *ours]:
+        print(f"| {p.tool} | {p.setting} | {p.keys_per_s:,.0f} | {p.p50_ms:.2f} | "
+              f"{p.p99_ms:.2f} |")
+    print()
+    for line in verdicts(ours, theirs):
+        print(line)
+    if args.plot:
+        plot([*theirs, *ours], args.plot, args.keys, args.client_rate)
     return 0
 
 

@@ -330,6 +330,7 @@ class ClusterBootstrap(dynamic.Resource, module="alphapulse", name="ClusterBoots
         settings: Mapping[str, str] | None = None,
         tls: pulumi.Input[Mapping[str, str]] | None = None,
         acl: pulumi.Input[Mapping[str, str]] | None = None,
+        reshape_max_keys_per_second: int = 0,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """``nodes``: plain dicts with the :class:`clusterops.core.model.NodeTarget` fields
@@ -354,4 +355,7 @@ class ClusterBootstrap(dynamic.Resource, module="alphapulse", name="ClusterBoots
         if acl is not None:
             # Only with acl: true, like tls; a secret (it holds the replication password).
             props["acl"] = pulumi.Output.secret(acl)
+        if reshape_max_keys_per_second:
+            # Only when set: how fast a reshape may move keys, not a change in itself.
+            props[reconcile.RESHAPE_PACE_KEY] = reshape_max_keys_per_second
         super().__init__(ClusterBootstrapProvider(), resource_name, props, opts)

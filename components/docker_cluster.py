@@ -242,6 +242,7 @@ class RedisCluster(pulumi.ComponentResource):
             acl=self.credentials.bootstrap_acl,
             provider_version=PROVIDER_VERSION,
             timeout_seconds=self.spec.bootstrap_timeout_s,
+            reshape_max_keys_per_second=self.spec.reshape_max_keys_per_second,
             # The secrets volumes carry the password across restarts; the server user could
             # not write a rotated one into its config file anyway.
             rewrite_config=False,

@@ -930,6 +930,7 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                 lambda generations: dict(zip(self.kplan.statefulsets, generations,
                                              strict=True))),
             timeout_seconds=self.spec.bootstrap_timeout_s,
+            reshape_max_keys_per_second=self.spec.reshape_max_keys_per_second,
             settings=live_settings(self.spec),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, *statefulsets]),
         )

@@ -291,6 +291,7 @@ class KubernetesOperations(dynamic.Resource, module="alphapulse",
                  timeout_seconds: float, settings: Mapping[str, str],
                  tls: pulumi.Input[Mapping[str, str]] | None = None,
                  acl: pulumi.Input[Mapping[str, str]] | None = None,
+                 reshape_max_keys_per_second: int = 0,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         """``nodes``: NodeTarget dicts naming each node by its pod's DNS name; ``runner``:
         where the pods run (RUNNER_KEYS); ``statefulsets``: name -> replicas as declared;
@@ -317,4 +318,6 @@ class KubernetesOperations(dynamic.Resource, module="alphapulse",
             props["tls"] = tls
         if acl is not None:
             props["acl"] = pulumi.Output.secret(acl)
+        if reshape_max_keys_per_second:
+            props[reconcile.RESHAPE_PACE_KEY] = reshape_max_keys_per_second
         super().__init__(KubernetesOperationsProvider(), resource_name, props, opts)

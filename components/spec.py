@@ -92,6 +92,8 @@ class ClusterSpec:
     protect_data: bool
     admin_access: str
     bootstrap_timeout_s: int
+    # The key mover's ceiling during a reshape by `pulumi up` (0: unpaced).
+    reshape_max_keys_per_second: int = 0
     # Kubernetes target (components/k8s_cluster.py); the defaults describe the Docker target.
     target: str = "docker"
     k8s: KubernetesSettings | None = None
@@ -156,6 +158,8 @@ CONFIG_KEYS: dict[str, str] = {
     "protectData": "protect data volumes and keep them when the stack is destroyed",
     "adminAccess": "how the deploying host reaches nodes: container-ip or host-ports",
     "bootstrapTimeoutSeconds": "deadline for forming and validating the cluster",
+    "reshapeMaxKeysPerSecond": "ceiling on keys moved per second when `pulumi up` reshapes "
+    "(0: as fast as the nodes take them; lower keeps live clients' latency down)",
     "hosts": "Docker hosts the nodes are spread over: a list of {name, dockerHost, address[, "
              "certPath]} (unset: the one engine of docker:host)",
     "announce": "address the nodes announce: container-ip (one host) or host-address (the "
@@ -242,6 +246,7 @@ class CommonSettings:
     ports: PublishedPorts
     network: DockerNetwork
     bootstrap_timeout_s: int
+    reshape_max_keys_per_second: int
     tls: TlsSettings
     acl: AclSettings
 
@@ -263,6 +268,9 @@ def read_common(reader: ConfigReader, stack: str, password_set: bool) -> CommonS
         protection=read_protection(reader, stack, prod, password_set),
         bootstrap_timeout_s=reader.integer("bootstrapTimeoutSeconds", 120, 5, 3600,
                                            "give the cluster 30-600 s to form"),
+        reshape_max_keys_per_second=reader.integer(
+            "reshapeMaxKeysPerSecond", 0, 0, 10_000_000,
+            "use 0 (unpaced) or a rate such as 20000 (bench/reshard_bench.py)"),
         tls=read_tls(reader, prod),
         acl=read_acl(reader, prod),
     )
@@ -327,6 +335,7 @@ def compose_spec(stack: str, common: CommonSettings, target: TargetSettings) -> 
         subnet=c.network.subnet, admin_access=c.network.admin_access,
         password_policy=c.protection.password_policy, protect_data=c.protection.protect_data,
         bootstrap_timeout_s=c.bootstrap_timeout_s,
+        reshape_max_keys_per_second=c.reshape_max_keys_per_second,
         target=target.target, k8s=target.k8s,
         hosts=hosts.hosts, announce=hosts.announce, survives_host_loss=hosts.survives_host_loss,
         tls=tls.tls, tls_cert_days=tls.tls_cert_days, tls_generation=tls.tls_generation,

@@ -117,8 +117,10 @@ def _plan(live: LiveCluster, access: Access) -> FixPlan:
 
 
 def apply_fix(nodes: Sequence[NodeTarget], access: Access, timeout_s: float,
-              progress: Callable[[str], None] | None = None) -> FixPlan:
-    """Cover, then finish; return the plan of a fresh read afterwards (empty when done)."""
+              progress: Callable[[str], None] | None = None,
+              max_keys_per_second: float | None = None) -> FixPlan:
+    """Cover, then finish; return the plan of a fresh read afterwards (empty when done).
+    ``max_keys_per_second``: pace the keys moved to finish open slots (None: unpaced)."""
     say = progress or (lambda _line: None)
     by_name = {n.name: n for n in nodes}
     live = read_live(nodes, access)
@@ -143,7 +145,8 @@ def apply_fix(nodes: Sequence[NodeTarget], access: Access, timeout_s: float,
         say(finish.describe())
     close_in_place(plan.finish, lambda name, command: run_admin(by_name[name], access, *command))
     if pairs := pairs_to_move(plan.finish):
-        SlotMover(nodes, live.ids, access, progress=say).move(pairs, live.masters)
+        SlotMover(nodes, live.ids, access, progress=say,
+                  max_keys_per_second=max_keys_per_second).move(pairs, live.masters)
     if plan.finish:
         live = wait_settled(nodes, access, timeout_s, "after finishing open slots")
     return _plan(live, access)

@@ -39,6 +39,7 @@ from clusterops.core.model import NodeTarget
 from clusterops.core.poll import Deadline, poll
 from clusterops.node.access import Access
 from clusterops.node.observe import ClusterNodeEntry, parse_cluster_nodes, parse_info
+from clusterops.reshape.pacing import KeyPacer
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,21 @@ def _myself(conn: redis.Redis) -> ClusterNodeEntry:
     return next(e for e in parse_cluster_nodes(text) if e.is_myself)
 
 
+def groups_of_keys(sizes: Sequence[int], keys: int, most: int | None) -> list[range]:
+    """Consecutive commands (by index; ``sizes``: the keys each carries), each group at most
+    ``keys`` keys (one command at least) and at most ``most`` commands."""
+    groups: list[range] = []
+    start, count = 0, 0
+    for index, size in enumerate(sizes):
+        if index > start and (count + size > keys or (most and index - start >= most)):
+            groups.append(range(start, index))
+            start, count = index, 0
+        count += size
+    if sizes:
+        groups.append(range(start, len(sizes)))
+    return groups
+
+
 class SlotMover:
     """Moves slots between the named nodes of one cluster (``ids``: name -> node id)."""
 
@@ -83,7 +99,8 @@ class SlotMover:
                  batch: int = BATCH_KEYS, chunk: int = CHUNK_SLOTS,
                  progress: Callable[[str], None] | None = None,
                  parallel_sources: bool = False, slots_per_round: int | None = None,
-                 keys_per_migrate: int | None = None) -> None:
+                 keys_per_migrate: int | None = None,
+                 max_keys_per_second: float | None = None) -> None:
         """``parallel_sources``: the pairs of one target move at once, one thread per source
         (targets still go one at a time, see :meth:`move`). ``slots_per_round``: at most this
         many MIGRATEs (one per slot) per pipeline (None: the whole chunk at once).
@@ -91,7 +108,9 @@ class SlotMover:
         smaller rounds keep a live client's latency down at the price of more round trips.
         ``keys_per_migrate``: at most this many keys per MIGRATE (None: ``batch``). MIGRATE
         blocks the source until the target has stored every key of it, so a smaller one is a
-        shorter stall for the source's clients, most of all when the target is busy."""
+        shorter stall for the source's clients, most of all when the target is busy.
+        ``max_keys_per_second``: pace the whole move at most this fast (None: unpaced), in
+        small rounds with pauses between them (clusterops/reshape/pacing.py)."""
         self.nodes = {n.name: n for n in nodes}
         self.ids = dict(ids)
         self.access = access
@@ -101,6 +120,10 @@ class SlotMover:
         self.parallel_sources = parallel_sources
         self.slots_per_round = slots_per_round
         self.keys_per_migrate = keys_per_migrate
+        self.pacer = KeyPacer(max_keys_per_second) if max_keys_per_second else None
+        if self.pacer is not None:
+            # A paced round carries one round's worth of keys, whatever else was asked.
+            self.keys_per_migrate = min(keys_per_migrate or batch, self.pacer.round_keys)
         # Masters that turned replica during the move (emptied of their last slot): no longer
         # told new owners, so a scale-in does not log one refusal per slot for each of them.
         self.demoted: set[str] = set()
@@ -210,11 +233,20 @@ class SlotMover:
             pipe.execute_command(*command)
         return pipe.execute(raise_on_error=False)
 
-    def _rounds(self, conn: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """``commands`` in pipelines of at most ``slots_per_round``, replies in order."""
-        step = self.slots_per_round or max(1, len(commands))
-        return [reply for start in range(0, len(commands), step)
-                for reply in self._pipeline(conn, commands[start : start + step])]
+    def _rounds(self, conn: redis.Redis, commands: Sequence[tuple[Any, ...]],
+                sizes: Sequence[int]) -> list[Any]:
+        """MIGRATE ``commands`` (``sizes``: keys in each) in pipelines of at most
+        ``slots_per_round`` (paced: of about one round's worth of keys, each after the pacer
+        lets it go), replies in order."""
+        if self.pacer is None:
+            step = self.slots_per_round or max(1, len(commands))
+            return [reply for start in range(0, len(commands), step)
+                    for reply in self._pipeline(conn, commands[start : start + step])]
+        replies: list[Any] = []
+        for group in groups_of_keys(sizes, self.pacer.round_keys, self.slots_per_round):
+            self.pacer.before_sending(sum(sizes[i] for i in group))
+            replies += self._pipeline(conn, [commands[i] for i in group])
+        return replies
 
     def _move_chunk(self, conns: Mapping[str, redis.Redis], source: str, target: str,
                     chunk: Sequence[int], everyone: Sequence[str], stats: MoveStats) -> None:
@@ -253,7 +285,7 @@ class SlotMover:
                      for i in range(0, len(keys), size)]
             commands = [("MIGRATE", host, port, "", 0, MIGRATE_TIMEOUT_MS, *auth, "KEYS", *keys)
                         for _slot, keys in parts]
-            replies = self._rounds(src, commands)
+            replies = self._rounds(src, commands, [len(keys) for _slot, keys in parts])
             stats.migrate_calls += len(commands)
             for (slot, keys), reply in zip(parts, replies, strict=True):
                 if isinstance(reply, Exception) and "BUSYKEY" in str(reply):

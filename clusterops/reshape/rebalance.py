@@ -105,12 +105,14 @@ def preview_rebalance(nodes: Sequence[NodeTarget], access: Access) -> RebalanceP
 
 def apply_rebalance(nodes: Sequence[NodeTarget], access: Access, plan: RebalancePlan,
                     timeout_s: float, progress: Callable[[str], None] | None = None,
-                    ) -> MoveStats:
-    """Move the planned slots, then wait until every node agrees on the new map."""
+                    max_keys_per_second: float | None = None) -> MoveStats:
+    """Move the planned slots, then wait until every node agrees on the new map.
+    ``max_keys_per_second``: pace the move (None: unpaced, clusterops/reshape/pacing.py)."""
     live = wait_settled(nodes, access, timeout_s, "before rebalancing")
     mover = SlotMover(nodes, live.ids, access, chunk=CHUNK_SLOTS, progress=progress,
                       parallel_sources=PARALLEL_SOURCES, slots_per_round=SLOTS_PER_ROUND,
-                      keys_per_migrate=KEYS_PER_MIGRATE)
+                      keys_per_migrate=KEYS_PER_MIGRATE,
+                      max_keys_per_second=max_keys_per_second)
     stats = mover.move(moves_by_pair(plan.moves), live.masters)
     wait_settled(nodes, access, timeout_s, "after rebalancing")
     return stats

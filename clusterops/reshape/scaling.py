@@ -205,8 +205,10 @@ def reshape_cluster(
     old: Sequence[NodeTarget], new: Sequence[NodeTarget], access: Access, timeout_s: float,
     recorded_ids: Mapping[str, str] | None = None,
     progress: Callable[[str], None] | None = None,
+    max_keys_per_second: float | None = None,
 ) -> ReshapeReport:
-    """Turn the cluster deployed as ``old`` into ``new`` (see the module docstring)."""
+    """Turn the cluster deployed as ``old`` into ``new`` (see the module docstring).
+    ``max_keys_per_second``: pace the key moves (None: unpaced)."""
     started = time.monotonic()
     run = _Reshape(old, new, access, timeout_s, recorded_ids or {}, progress or log.info)
     snapshots = formation.wait_until_reachable(run.nodes, access, Deadline(started + timeout_s),
@@ -220,7 +222,8 @@ def reshape_cluster(
         run.conns = {n.name: stack.enter_context(access.client(n)) for n in run.nodes}
         run.meet(plan)
         plan = run.checked_plan(observe_nodes(run.nodes, access))
-        mover = SlotMover(run.nodes, plan.ids, access, progress=run.say)
+        mover = SlotMover(run.nodes, plan.ids, access, progress=run.say,
+                          max_keys_per_second=max_keys_per_second)
         if plan.open_slots:
             report.finished_open = _finish_open_slots(plan, run.nodes, access, mover, run.conns)
             plan = run.checked_plan(observe_nodes(run.nodes, access))

@@ -36,6 +36,8 @@ TOPOLOGY_FIELDS = ("role", "cluster_host", "cluster_port", "slots", "master")
 FIXED_FIELDS = ("role", "cluster_host", "cluster_port")
 # The preview's account of a reshape (a list of lines); informative, never compared.
 RESHAPE_PLAN_KEY = "reshape_plan"
+# Optional input: the key mover's ceiling in keys/s during a reshape (absent: unpaced).
+RESHAPE_PACE_KEY = "reshape_max_keys_per_second"
 
 Props = Mapping[str, Any]
 
@@ -77,6 +79,12 @@ def rewrite_config_of(props: Props) -> bool:
 def settings_of(props: Props) -> dict[str, str]:
     """The declared live settings (setting -> CONFIG SET value); none when not given."""
     return dict(props.get("settings") or {})
+
+
+def reshape_pace_of(props: Props) -> float | None:
+    """The key mover's ceiling for a reshape (keys/s), None: unpaced."""
+    value = props.get(RESHAPE_PACE_KEY)
+    return float(value) if value else None
 
 
 def timeout_of(props: Props) -> float:
@@ -216,7 +224,8 @@ def update(olds: Props, news: Props) -> ClusterReport:
         if problems:
             raise PlanError(reason for _field, reason in problems)
         reshape_cluster(nodes_of(olds), nodes, access, timeout,
-                        recorded_ids=olds.get("node_ids") or {})
+                        recorded_ids=olds.get("node_ids") or {},
+                        max_keys_per_second=reshape_pace_of(news))
     # Live, node by node, with no restart (new nodes included); compared with the live
     # values, not with the old inputs, so an interrupted earlier run is finished here.
     apply_settings(nodes, access, settings_of(news), timeout,

@@ -359,6 +359,28 @@ def test_rebalance_dry_run_changes_nothing_and_apply_spreads_evenly(
     assert again.returncode == 0 and "already even" in again.stdout, again.stdout
 
 
+def test_a_paced_rebalance_holds_its_ceiling_and_moves_every_key(
+        redis_nodes_factory: Factory) -> None:
+    """`--max-keys-per-second`: the move takes at least keys / rate (less one round), every
+    key arrives, and the pace is reported. A pace that did nothing would finish these few
+    thousand keys in well under the time asserted."""
+    nodes, new = cluster_with_an_empty_master(redis_nodes_factory)
+    data = fill(nodes, 4_000)
+    rate = 1500
+    done = clusterops("rebalance", *node_flags(nodes), "--apply", "--max-keys-per-second",
+                      str(rate), password=nodes.password)
+    assert done.returncode == 0, done.stdout + done.stderr
+    moved = new.client().dbsize()
+    [result] = [line for line in done.stdout.splitlines() if line.startswith("moved ")]
+    elapsed = float(result.split(" in ", 1)[1].split("s", 1)[0])
+    assert moved > 500 and elapsed >= (moved - rate * 0.05) / rate, (moved, elapsed)
+    assert sorted(slot_counts(nodes).values()) == [4096] * 4
+    assert_every_key(nodes, data)
+    bad = clusterops("rebalance", *node_flags(nodes), "--max-keys-per-second", "0",
+                     password=nodes.password)
+    assert bad.returncode == 2 and "positive number of keys per second" in bad.stderr
+
+
 # --- bad input -----------------------------------------------------------------------------
 
 

@@ -117,10 +117,12 @@ def test_a_pod_that_never_gets_ready_is_deleted_too() -> None:
     assert kubectl.calls[-1][:2] == ("delete", "pod")
 
 
-def test_the_drill_is_refused_before_anything_starts() -> None:
+def test_a_partition_drill_and_unknown_commands_are_refused_before_anything_starts() -> None:
     kubectl = FakeKubectl()
-    with pytest.raises(TargetsError, match="`drill` cannot run against a Kubernetes stack"):
-        run_in_pod("drill", [], target(), kubectl)
+    with pytest.raises(TargetsError, match="partition is not supported on a Kubernetes stack"):
+        run_in_pod("drill", ["--master", "all", "--mode", "partition"], target(), kubectl)
+    with pytest.raises(TargetsError, match="`dance` cannot run against a Kubernetes stack"):
+        run_in_pod("dance", [], target(), kubectl)
     assert kubectl.calls == []
 
 

@@ -34,6 +34,24 @@ def show_plan(args: argparse.Namespace, plan: Any, verb: str) -> bool:
     return False
 
 
+def add_pacing_argument(parser: argparse.ArgumentParser) -> None:
+    """``--max-keys-per-second``: the key mover's ceiling (clusterops/reshape/pacing.py)."""
+    parser.add_argument(
+        "--max-keys-per-second", type=_positive, metavar="N",
+        help="move at most N keys per second, in small rounds, so live clients wait less "
+        "(default: as fast as the nodes take them); bench/reshard_bench.py measures the trade")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of keys per second")
+    return value
+
+
 def run_plan_then_apply(args: argparse.Namespace, preview: Callable[..., Any],
                         apply: Callable[..., Any], verb: str, name: str) -> int:
     """fix and failback: print the plan; with ``--apply`` carry it out and print what is
