@@ -159,11 +159,17 @@ def test_the_outputs_give_clients_the_ca_and_users(run: ProgramRun, manifests):
     assert {"password", "admin_password"} <= run.secret_outputs
 
 
-def test_a_plaintext_stack_keeps_its_secret_and_pods_as_they_were():
-    """Without TLS and ACL users nothing new appears: existing stacks see no change."""
-    config = {**stack_config_file("k8s"), "password": PASSWORDS["password"]}
+def test_a_plaintext_stack_keeps_its_secret_and_pods_as_they_were(run: ProgramRun):
+    """Without TLS and ACL users nothing new appears: existing stacks see no change. (And a
+    reshape pace reaches the operations resource only when set.)"""
+    config = {**stack_config_file("k8s"), "password": PASSWORDS["password"],
+              "reshapeMaxKeysPerSecond": "20000"}
     config.pop("renderDir", None)
-    plain = {kind_name(m): m for m in manifests_from_run(run_program("k8s", config))}
+    plain_run = run_program("k8s", config)
+    [ops] = plain_run.of_type(K8S_OPERATIONS_TYPE)
+    assert ops.inputs["reshape_max_keys_per_second"] == 20000
+    assert "reshape_max_keys_per_second" not in run.of_type(K8S_OPERATIONS_TYPE)[0].inputs
+    plain = {kind_name(m): m for m in manifests_from_run(plain_run)}
     assert sorted(plain["Secret/alphapulse-redis-auth"]["stringData"]) == [
         "auth.conf", "exporter-passwords.json", "password"]
     spec = pod_spec(plain["StatefulSet/alphapulse-redis-shard-1"])
