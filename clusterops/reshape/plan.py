@@ -15,7 +15,7 @@ split that moves the fewest slots from the deployed one (:mod:`clusterops.reshap
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from clusterops.core.model import (
@@ -181,14 +181,16 @@ class _Scene:
 
 def plan_reshape(
     old: Sequence[NodeTarget], new: Sequence[NodeTarget], snapshots: Sequence[NodeSnapshot],
-    recorded_ids: Mapping[str, str] | None = None,
+    recorded_ids: Mapping[str, str] | None = None, finished: Collection[int] = (),
 ) -> ReshapePlan:
     """Pure: compare the live cluster (snapshots of old ∪ new nodes) with both plans.
 
     ``recorded_ids`` (name -> node id from the last deployment) catches a node that was reset
     or swapped by hand. Unreachable nodes are listed in ``unknown_nodes``; an unreachable node
     of the old plan is also a problem (its slots cannot be judged or moved). Each check below
-    is a small pure function returning its problems.
+    is a small pure function returning its problems. ``finished``: open slots this run
+    finished, on the master their move was going to, whatever the plans say (the moves take
+    them on).
     """
     old_names, new_names = {n.name for n in old}, {n.name for n in new}
     union = [*old, *(n for n in new if n.name not in old_names)]
@@ -212,7 +214,7 @@ def plan_reshape(
     result.foreign_owners = sorted({o for o in scene.view.owners if o and o not in scene.names})
     problems += _foreign_owner_problems(result.foreign_owners)
     problems += _uncovered(scene)
-    problems += _misplaced(scene)
+    problems += _misplaced(scene, finished)
     problems += _replicas_outside_their_shard(scene)
     result.open_slots = find_open_slots(list(live.values()), scene.names)
     problems += _leaving_live_masters(scene)
@@ -285,14 +287,15 @@ def _uncovered(scene: _Scene) -> list[str]:
             f"{format_ranges(uncovered, limit=5)} (fix the cluster first)"]
 
 
-def _misplaced(scene: _Scene) -> list[str]:
+def _misplaced(scene: _Scene, finished: Collection[int] = ()) -> list[str]:
     """Every slot must be where the deployed plan or the new plan puts it (a move in progress
-    is between the two); anything else was moved by hand."""
+    is between the two); anything else was moved by hand (``finished``: except the slots the
+    running reshape just finished)."""
     old_owner, new_owner = planned_owner(scene.old), planned_owner(scene.new)
     old_members, new_members = shard_members(scene.old), shard_members(scene.new)
     live_owner = scene.live_owner
     misplaced = [slot for slot in range(HASH_SLOTS)
-                 if live_owner[slot] is not None
+                 if live_owner[slot] is not None and slot not in finished
                  and live_owner[slot] not in old_members[old_owner[slot]]
                  and live_owner[slot] not in new_members[new_owner[slot]]]
     if not misplaced:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
@@ -226,7 +226,12 @@ def reshape_cluster(
                           max_keys_per_second=max_keys_per_second)
         if plan.open_slots:
             report.finished_open = _finish_open_slots(plan, run.nodes, access, mover, run.conns)
-            plan = run.checked_plan(observe_nodes(run.nodes, access))
+            # A move started by hand between two masters finishes where it was going (the
+            # one rule of clusterops/state/open_slots.py, which keeps every key readable all
+            # along); if the plan wants the slot elsewhere, the moves below take it there,
+            # instead of refusing it as "resharded by hand" after a clean preview.
+            plan = run.checked_plan(observe_nodes(run.nodes, access),
+                                    finished={o.slot for o in plan.open_slots})
         report.attached = run.attach(plan)
         masters = run.masters_now()
         # Every node receives its slots before it gives any away (see move_waves).
@@ -257,8 +262,11 @@ class _Reshape:
     def nodes(self) -> list[NodeTarget]:
         return union(self.old, self.new)
 
-    def checked_plan(self, snapshots: Sequence[NodeSnapshot]) -> ReshapePlan:
-        plan = plan_reshape(self.old, self.new, snapshots, self.recorded_ids)
+    def checked_plan(self, snapshots: Sequence[NodeSnapshot],
+                     finished: Collection[int] = ()) -> ReshapePlan:
+        """The plan from the live cluster, refused on any problem; ``finished``: slots this
+        run has just finished, which may sit off both plans until moved."""
+        plan = plan_reshape(self.old, self.new, snapshots, self.recorded_ids, finished)
         if plan.problems:
             raise UnsafeReshapeError(plan.problems)
         return plan

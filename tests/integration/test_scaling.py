@@ -224,6 +224,46 @@ def test_an_interrupted_move_is_finished_by_the_next_run(eight: RedisNodes) -> N
     assert total_keys(four, pw) == len(data)
 
 
+def test_a_move_started_by_hand_off_the_plan_goes_back_to_the_planned_owner(
+        eight: RedisNodes) -> None:
+    """A slot opened by hand from master-1 toward master-2 (neither plan gives it to master-2),
+    half its keys moved: the next run with the same plan finishes the move where it was
+    going (every key readable all along) and then moves the slot back to master-1, its planned
+    owner. It used to refuse the finished slot as "resharded by hand", after a preview that
+    had found nothing wrong (seen on Kubernetes)."""
+    pw = eight.password
+    three = layout(eight, *THREE)
+    form_cluster(three, Access(pw), 30)
+    data = preload(eight)
+    slot = three[0].slots[0][0]
+    tag = hash_tags([(slot, slot)], 1, "h")[0]
+    in_slot = {f"{{{tag}}}:{i}": f"hand-{i}" for i in range(40)}
+    with cluster_client(eight) as client:
+        client.mset_nonatomic(in_slot)
+    data.update(in_slot)
+    ids = {n.name: s.my_id for n, s in zip(three, observe_nodes(three, Access(pw)), strict=True)}
+    src, dst = eight[0].client(), eight[1].client()
+    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids["ap-master-1"])
+    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids["ap-master-2"])
+    keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+    with Access(pw).data_client(three[0]) as raw:
+        raw.execute_command("MIGRATE", eight[1].host, eight[1].port, "", 0, 5000, "AUTH", pw,
+                            "KEYS", *keys[:20])
+    preview = preview_reshape(three, three, Access(pw))
+    assert not preview.problems, preview.problems
+
+    report = reshape_cluster(three, three, Access(pw), 60)
+
+    assert report.finished_open == 1
+    assert verify_cluster(three, Access(pw)) == []
+    assert src.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == len(in_slot)
+    assert dst.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+    for node in eight[:6]:
+        text = node.client().execute_command("CLUSTER", "NODES")
+        assert f"[{slot}-" not in text, text
+    assert_all_present(eight, data)
+
+
 def test_an_open_slot_with_two_importers_is_refused_by_the_reshape_as_by_fix(
         eight: RedisNodes) -> None:
     """pulumi up and `clusterops fix` finish interrupted moves by one rule: a slot two masters
