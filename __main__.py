@@ -9,9 +9,9 @@ from pathlib import Path
 import pulumi
 
 from components.config_reader import PROJECT
+from components.node_settings import ACL_PASSWORD_KEYS
 from components.passwords import generated_password
 from components.program_errors import config_problems_reported
-from components.node_settings import ACL_PASSWORD_KEYS
 from components.spec import ClusterSpec, ConfigError, load_spec
 from components.stack_config import raw_project_config
 from components.target_neutral import ClusterOutputs
