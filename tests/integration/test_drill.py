@@ -317,6 +317,7 @@ def test_drill_command_fails_and_says_why_when_recovery_is_over_the_limit(
     assert group.password not in output
 
 
+@pytest.mark.slow  # ~10 s; the kill and partition drills stay in the quick tiers
 def test_drill_command_stop_mode_passes_with_json_report(
     cli_cluster: tuple[RedisNodes, Path],
 ) -> None:

@@ -81,6 +81,7 @@ def test_recording_rules_are_tested() -> None:
     assert recording_rule_names() <= tested
 
 
+@pytest.mark.slow  # promtool once per alert (~13 s): full suite only, the quick tiers are full
 def test_each_alert_can_fail_its_tests(tmp_path: Path) -> None:
     """An alert that never fires must break the suite: the firing cases really depend on it."""
     document = yaml.safe_load(RULES_PATH.read_text())
