@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 BATCH_KEYS = 1000  # keys per GETKEYSINSLOT and per MIGRATE
 CHUNK_SLOTS = 64  # slots opened, emptied and closed together
+PACED_CHUNK_SLOTS = 4  # ... when paced (see SlotMover)
+PACED_MIGRATE_KEYS = 10  # keys per MIGRATE when paced
 MIGRATE_TIMEOUT_MS = 10_000
 SOCKET_TIMEOUT_S = 30.0  # a MIGRATE of a large batch may take a while
 
@@ -122,8 +124,21 @@ class SlotMover:
         self.keys_per_migrate = keys_per_migrate
         self.pacer = KeyPacer(max_keys_per_second) if max_keys_per_second else None
         if self.pacer is not None:
-            # A paced round carries one round's worth of keys, whatever else was asked.
-            self.keys_per_migrate = min(keys_per_migrate or batch, self.pacer.round_keys)
+            # A paced round carries one round's worth of keys, whatever else was asked; and
+            # few slots are open at once: while a slot is open, a client asking for a key
+            # that already moved pays an ASK redirect (two round trips), so a chunk open for
+            # long at a low pace cost more client latency than the MIGRATEs did (measured
+            # with bench/reshard_bench.py).
+            self.keys_per_migrate = min(keys_per_migrate or batch, self.pacer.round_keys,
+                                        PACED_MIGRATE_KEYS)
+            self.chunk = min(chunk, PACED_CHUNK_SLOTS)
+            # One source at a time, one small MIGRATE per round trip: a client then waits
+            # behind at most one MIGRATE of 10 keys, on one node, not on three. On 2 cores the
+            # clients' p99 follows CPU contention: three sources in parallel at the same
+            # keys/s cost it 1.6 ms instead of 0.9 (bench/reshard_bench.py). This shape tops
+            # out near 16,000 keys/s here; unpaced is the fast one.
+            self.parallel_sources = False
+            self.slots_per_round = 1
         # Masters that turned replica during the move (emptied of their last slot): no longer
         # told new owners, so a scale-in does not log one refusal per slot for each of them.
         self.demoted: set[str] = set()
