@@ -3,11 +3,12 @@ speed against what live clients feel.
 
 A source runs every MIGRATE of a pipeline back to back while its other clients wait (Redis is
 one thread), so the clients' latency during a move is set by how much the mover sends at once
-and how often. Unpaced, the mover sends a chunk's MIGRATEs in one pipeline as fast as the
-nodes take them. Paced, it sends at most ``rate`` keys per second on average, in rounds of
-about ``ROUND_SECONDS`` worth of keys, and sleeps in between: each stall of a source is short
-and the clients get the time between rounds. The ceiling is shared by every source of a move
-(threads with ``parallel_sources``), so it is the move's rate, not one pair's.
+and how often. Unpaced, the mover sends a chunk's MIGRATEs in pipelines as fast as the nodes
+take them. Paced, it sends at most ``rate`` keys per second on average (and, in
+``SlotMover``, one small MIGRATE per round trip from one source at a time), sleeping in
+between: each stall of a source is short and the clients get the time between. The ceiling
+is shared by every source of a move, so it is the move's rate, not one pair's. What it buys:
+docs/reshard-pacing.md.
 """
 
 from __future__ import annotations
