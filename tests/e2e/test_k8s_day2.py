@@ -37,7 +37,7 @@ from tests.e2e.test_k8s_cluster import (
 )
 from tests.support import k8s_client_pods
 from tests.support.local_k8s import api, k8s_stack_up, local_cluster_running, pods
-from tests.support.pulumi_cli import PulumiStack
+from tests.support.pulumi_cli import PulumiCommandError, PulumiStack
 
 pytestmark = pytest.mark.e2e
 
@@ -157,11 +157,7 @@ def interrupt_a_move_then_up(handle: PulumiStack, secret: str) -> tuple[float, d
     """Open one slot of a master towards another master by hand, migrate half its keys, then
     `pulumi up` with the config unchanged: it must close the slot with every key served.
     -> (the up's seconds, the slot's keys and values)."""
-    masters = {}
-    for ip in pod_ips().values():
-        client = node_client(ip, secret)
-        if client.info("replication")["role"] == "master":
-            masters[client.execute_command("CLUSTER", "MYID")] = (ip, client)
+    masters = masters_by_id(secret)
     (src_id, (src_ip, src)), (dst_id, (dst_ip, dst)) = sorted(masters.items())[:2]
     slots = src.execute_command("CLUSTER", "SLOTS")
     slot = next(int(first) for first, _last, owner, *_ in slots if owner[2] == src_id)
@@ -181,6 +177,46 @@ def interrupt_a_move_then_up(handle: PulumiStack, secret: str) -> tuple[float, d
     assert open_slots(secret) == [], open_slots(secret)
     wait_healthy(secret, 3, 1)
     return took, keys
+
+
+def masters_by_id(secret: str) -> dict[str, Any]:
+    found = {}
+    for ip in pod_ips().values():
+        client = node_client(ip, secret)
+        if client.info("replication")["role"] == "master":
+            found[client.execute_command("CLUSTER", "MYID")] = (ip, client)
+    return found
+
+
+def give_empty_slot(slot: int, src: tuple[str, Any], dst: tuple[str, Any],
+                    everyone: list[Any]) -> None:
+    """Move an empty slot the way an operator would by hand: open it, then assign it."""
+    (src_id, src_client), (dst_id, dst_client) = src, dst
+    dst_client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+    src_client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+    for client in [dst_client, src_client, *everyone]:
+        client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+
+
+def reshard_by_hand_then_preview(handle: PulumiStack, secret: str) -> str:
+    """-> the refused preview's message. The slot goes back afterwards."""
+    masters = masters_by_id(secret)
+    (src_id, (_ip, src)), (dst_id, (_ip2, dst)) = sorted(masters.items())[:2]
+    others = [c for i, (_ip3, c) in masters.items() if i not in (src_id, dst_id)]
+    ranges = [(int(first), int(last)) for first, last, owner, *_ in
+              src.execute_command("CLUSTER", "SLOTS") if owner[2] == src_id]
+    slot = next(slot for first, last in ranges for slot in range(first, last + 1)
+                if src.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0)
+    give_empty_slot(slot, (src_id, src), (dst_id, dst), others)
+    try:
+        with pytest.raises(PulumiCommandError) as refused:
+            handle.preview()
+    finally:
+        give_empty_slot(slot, (dst_id, dst), (src_id, src), others)
+    wait_healthy(secret, 3, 1)
+    steps = handle.preview().get("steps", [])
+    assert [s["urn"] for s in steps if s["op"] != "same"] == [], "not clean after moving back"
+    return str(refused.value)
 
 
 def test_node_ids_rotation_and_scaling_through_pulumi_up(deployed, images):
@@ -227,6 +263,11 @@ def test_node_ids_rotation_and_scaling_through_pulumi_up(deployed, images):
     interrupted_up_s, moved_keys = interrupt_a_move_then_up(handle, secret)
     client = cluster_client(secret)
     assert all(client.get(k) == v for k, v in moved_keys.items()), "a key of the open slot lost"
+
+    # 3c. A slot resharded by hand (empty, moved to another master) is refused by the preview,
+    #     read from the pods, with nothing changed; moved back, the preview is clean again.
+    refusal = reshard_by_hand_then_preview(handle, secret)
+    assert "resharded by hand" in refusal, refusal[-3000:]
 
     # 4. Scaling under a SET + WAIT 1 writer (it reads the rotated password from the Secret).
     writer = k8s_client_pods.WriterPod("day2-writer", NAMESPACE, images["bootstrap"],
