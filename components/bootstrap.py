@@ -162,6 +162,30 @@ def tls_switch_problem(olds: Mapping[str, Any], news: Mapping[str, Any]) -> str 
             "or deploy a new stack and move the data with a client")
 
 
+def switch_failures(olds: Mapping[str, Any], news: Mapping[str, Any]
+                    ) -> list[dynamic.CheckFailure]:
+    """TLS or ACL users switched on a formed cluster: refused at preview (both providers)."""
+    return [dynamic.CheckFailure(key, problem) for key, problem in (
+        ("tls", tls_switch_problem(olds, news)), ("acl", acl_switch_problem(olds, news)))
+        if problem]
+
+
+def optional_inputs(tls: pulumi.Input[Mapping[str, str]] | None,
+                    acl: pulumi.Input[Mapping[str, str]] | None,
+                    reshape_max_keys_per_second: int) -> dict[str, Any]:
+    """The inputs a stack has only when it asks for them, so a stack without them keeps its
+    inputs exactly as they were: tls, acl (a secret: it holds the replication password), and
+    how fast a reshape may move keys (not a change in itself). Both providers."""
+    inputs: dict[str, Any] = {}
+    if tls is not None:
+        inputs["tls"] = tls
+    if acl is not None:
+        inputs["acl"] = pulumi.Output.secret(acl)
+    if reshape_max_keys_per_second:
+        inputs[reconcile.RESHAPE_PACE_KEY] = reshape_max_keys_per_second
+    return inputs
+
+
 def acl_switch_problem(olds: Mapping[str, Any], news: Mapping[str, Any]) -> str | None:
     """Turning ACL users on or off on a formed cluster is refused: `aclfile` is read only at
     start, so every node would be replaced, and during that roll a replica of the other kind
@@ -238,11 +262,7 @@ class ClusterBootstrapProvider(dynamic.ResourceProvider):
         inputs.pop(RESHAPE_PLAN_KEY, None)
         if _password(news) is not None:
             inputs["password"] = rpc.wrap_rpc_secret(_password(news))
-        failures = check_inputs(news)
-        for key, switch in (("tls", tls_switch_problem(olds, news)),
-                            ("acl", acl_switch_problem(olds, news))):
-            if switch:
-                failures.append(dynamic.CheckFailure(key, switch))
+        failures = check_inputs(news) + switch_failures(olds, news)
         if _acl(news) is not None:
             inputs["acl"] = rpc.wrap_rpc_secret(_acl(news))
         if not failures and olds.get("nodes") and not contains_unknown(news.get("nodes")):
@@ -349,13 +369,5 @@ class ClusterBootstrap(dynamic.Resource, module="alphapulse", name="ClusterBoots
             "cluster_state": None,
             "live_roles": None,
         }
-        if tls is not None:
-            # Only with tls: true, so a plaintext stack's inputs stay exactly as they were.
-            props["tls"] = tls
-        if acl is not None:
-            # Only with acl: true, like tls; a secret (it holds the replication password).
-            props["acl"] = pulumi.Output.secret(acl)
-        if reshape_max_keys_per_second:
-            # Only when set: how fast a reshape may move keys, not a change in itself.
-            props[reconcile.RESHAPE_PACE_KEY] = reshape_max_keys_per_second
+        props.update(optional_inputs(tls, acl, reshape_max_keys_per_second))
         super().__init__(ClusterBootstrapProvider(), resource_name, props, opts)

@@ -47,11 +47,11 @@ from clusterops.core.errors import ClusterOpsError
 from clusterops.tasks import reconcile
 from clusterops.tasks.reconcile import RESHAPE_PLAN_KEY, refuse_unsupported_change
 from components.bootstrap import (
-    acl_switch_problem,
     check_inputs,
     cluster_resource_id,
+    optional_inputs,
     plain,
-    tls_switch_problem,
+    switch_failures,
 )
 from components.k8s_rolling import roll, scale
 from components.preview_values import contains_unknown
@@ -204,11 +204,7 @@ class KubernetesOperationsProvider(dynamic.ResourceProvider):
         inputs = {k: v for k, v in news.items() if k != RESHAPE_PLAN_KEY}
         if plain(news)["password"] is not None:
             inputs["password"] = rpc.wrap_rpc_secret(plain(news)["password"])
-        failures = check_inputs(news)
-        for key, switch in (("tls", tls_switch_problem(olds, news)),
-                            ("acl", acl_switch_problem(olds, news))):
-            if switch:
-                failures.append(dynamic.CheckFailure(key, switch))
+        failures = check_inputs(news) + switch_failures(olds, news)
         if plain(news).get("acl") is not None:
             inputs["acl"] = rpc.wrap_rpc_secret(plain(news)["acl"])
         if (failures or not olds.get("nodes") or contains_unknown(news)
@@ -314,10 +310,5 @@ class KubernetesOperations(dynamic.Resource, module="alphapulse",
             "cluster_state": None,
             "live_roles": None,
         }
-        if tls is not None:
-            props["tls"] = tls
-        if acl is not None:
-            props["acl"] = pulumi.Output.secret(acl)
-        if reshape_max_keys_per_second:
-            props[reconcile.RESHAPE_PACE_KEY] = reshape_max_keys_per_second
+        props.update(optional_inputs(tls, acl, reshape_max_keys_per_second))
         super().__init__(KubernetesOperationsProvider(), resource_name, props, opts)

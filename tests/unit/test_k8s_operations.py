@@ -135,6 +135,20 @@ def test_a_preview_of_an_existing_stack_asks_the_pod_and_shows_its_plan(monkeypa
     assert len(kubectl.calls) == calls
 
 
+def test_switching_tls_or_acl_users_on_a_live_stack_is_refused_before_any_pod(
+        monkeypatch) -> None:
+    kubectl = FakeKubectl({"preview": {"summary": None, "refusals": []}})
+    monkeypatch.setattr(k8s_operations, "kubectl_for", lambda _runner: kubectl)
+    tls = {"ca_bundle": "-----BEGIN CERTIFICATE-----", "token": "t"}
+    acl = {"users_acl": "user admin on", "masteruser": "replication", "masterauth": "r" * 16}
+    for olds, news, key in ((bag(tls=tls), bag(), "tls"), (bag(), bag(acl=acl), "acl")):
+        checked = KubernetesOperationsProvider().check(olds, news)
+        assert [f.property for f in checked.failures] == [key], checked.failures
+        assert "is not supported" in checked.failures[0].reason or "refused" in \
+            checked.failures[0].reason, checked.failures[0].reason
+    assert kubectl.calls == []
+
+
 def test_moving_a_node_that_stays_is_refused_in_diff_before_any_pod() -> None:
     moved = [dict(n) for n in THREE]
     moved[0]["cluster_host"] = "elsewhere"
