@@ -120,15 +120,22 @@ def exporter_scrape_up(pod: str) -> tuple[bool, str]:
     ip = exporters[0].get("status", {}).get("podIP")
     if not ip:
         return False, "exporter has no IP yet"
-    target = f"redis://{pod}.alphapulse-redis-nodes.{NAMESPACE}.svc.cluster.local:6379"
+    up = scraped_redis_up(ip, f"redis://{pod}.alphapulse-redis-nodes.{NAMESPACE}"
+                              ".svc.cluster.local:6379")
+    return up == "1", up
+
+
+def scraped_redis_up(exporter_ip: str, target: str) -> str:
+    """`redis_up` of one node through the exporter's multi-target /scrape ("1": up), or what
+    went wrong instead."""
     try:
-        with urllib.request.urlopen(f"http://{ip}:9121/scrape?target={target}",
+        with urllib.request.urlopen(f"http://{exporter_ip}:9121/scrape?target={target}",
                                     timeout=10) as answer:
             text = answer.read().decode()
     except OSError as exc:
-        return False, repr(exc)
+        return repr(exc)
     up = re.search(r"^redis_up(?:\{[^}]*\})? (\S+)$", text, re.M)
-    return bool(up and up.group(1) == "1"), (up.group(0) if up else text[-500:])
+    return up.group(1) if up else text[-500:]
 
 
 def timed_up(handle: PulumiStack) -> tuple[float, str]:

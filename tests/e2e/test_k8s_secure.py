@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import ssl
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from tests.e2e.test_k8s_cluster import (
     local_stack_images,
     stack_settings,
 )
+from tests.e2e.test_k8s_day2 import scraped_redis_up
 from tests.support import k8s_client_pods
 from tests.support.local_k8s import api, k8s_stack_up, local_cluster_running, pods
 from tests.support.pulumi_cli import PulumiCommandError, PulumiStack
@@ -133,16 +132,9 @@ def exporter_scrapes(node_count: int) -> tuple[bool, str]:
         return False, f"{len(exporters)} exporter pods, none settled"
     seen = []
     for pod in pods(NAMESPACE, REDIS_SELECTOR):
-        target = (f"rediss://{pod['metadata']['name']}.alphapulse-redis-nodes.{NAMESPACE}"
-                  ".svc.cluster.local:6379")
-        try:
-            with urllib.request.urlopen(f"http://{ip}:9121/scrape?target={target}",
-                                        timeout=10) as answer:
-                text = answer.read().decode()
-        except OSError as exc:
-            return False, repr(exc)
-        up = re.search(r"^redis_up(?:\{[^}]*\})? (\S+)$", text, re.M)
-        seen.append(up.group(1) if up else "?")
+        seen.append(scraped_redis_up(ip, f"rediss://{pod['metadata']['name']}."
+                                         f"alphapulse-redis-nodes.{NAMESPACE}"
+                                         ".svc.cluster.local:6379"))
     return seen == ["1"] * node_count, str(seen)
 
 
