@@ -162,21 +162,41 @@ def tls_switch_problem(olds: Mapping[str, Any], news: Mapping[str, Any]) -> str 
             "or deploy a new stack and move the data with a client")
 
 
+def engine_switch_problem(olds: Mapping[str, Any], news: Mapping[str, Any]) -> str | None:
+    """Another engine for a formed cluster is refused: a rolling replacement would mix Redis
+    and Valkey nodes in one cluster, replicating in both directions between servers whose
+    RDB formats differ (a Redis 7.0 replica cannot load a Valkey master's RDB 11 snapshot)."""
+    now, asked = reconcile.engine_of(olds), reconcile.engine_of(news)
+    if not olds.get("nodes") or now == asked:
+        return None
+    return (f"this cluster runs {now} and the stack now asks for {asked}; switching the "
+            "engine of a live cluster is not supported (the rolling replacement would mix "
+            "the two servers, and an older one cannot load a newer one's snapshot). Nothing "
+            f"was changed. Fix: keep `engine: {now}`, or deploy a new stack with "
+            f"`engine: {asked}` and move the data into it: `python -m clusterops backup` "
+            "here, then `python -m clusterops restore` there (README, Engines)")
+
+
 def switch_failures(olds: Mapping[str, Any], news: Mapping[str, Any]
                     ) -> list[dynamic.CheckFailure]:
-    """TLS or ACL users switched on a formed cluster: refused at preview (both providers)."""
+    """TLS, ACL users or the engine switched on a formed cluster: refused at preview (both
+    providers)."""
     return [dynamic.CheckFailure(key, problem) for key, problem in (
-        ("tls", tls_switch_problem(olds, news)), ("acl", acl_switch_problem(olds, news)))
-        if problem]
+        ("tls", tls_switch_problem(olds, news)), ("acl", acl_switch_problem(olds, news)),
+        ("engine", engine_switch_problem(olds, news))) if problem]
 
 
 def optional_inputs(tls: pulumi.Input[Mapping[str, str]] | None,
                     acl: pulumi.Input[Mapping[str, str]] | None,
-                    reshape_max_keys_per_second: int) -> dict[str, Any]:
+                    reshape_max_keys_per_second: int,
+                    engine: str = reconcile.DEFAULT_ENGINE) -> dict[str, Any]:
     """The inputs a stack has only when it asks for them, so a stack without them keeps its
-    inputs exactly as they were: tls, acl (a secret: it holds the replication password), and
-    how fast a reshape may move keys (not a change in itself). Both providers."""
+    inputs exactly as they were: tls, acl (a secret: it holds the replication password), how
+    fast a reshape may move keys (not a change in itself), and an engine other than Redis.
+    Both providers."""
     inputs: dict[str, Any] = {}
+    if engine != reconcile.DEFAULT_ENGINE:
+        inputs[reconcile.ENGINE_KEY] = engine
     if tls is not None:
         inputs["tls"] = tls
     if acl is not None:
@@ -351,6 +371,7 @@ class ClusterBootstrap(dynamic.Resource, module="alphapulse", name="ClusterBoots
         tls: pulumi.Input[Mapping[str, str]] | None = None,
         acl: pulumi.Input[Mapping[str, str]] | None = None,
         reshape_max_keys_per_second: int = 0,
+        engine: str = reconcile.DEFAULT_ENGINE,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """``nodes``: plain dicts with the :class:`clusterops.core.model.NodeTarget` fields
@@ -369,5 +390,5 @@ class ClusterBootstrap(dynamic.Resource, module="alphapulse", name="ClusterBoots
             "cluster_state": None,
             "live_roles": None,
         }
-        props.update(optional_inputs(tls, acl, reshape_max_keys_per_second))
+        props.update(optional_inputs(tls, acl, reshape_max_keys_per_second, engine))
         super().__init__(ClusterBootstrapProvider(), resource_name, props, opts)

@@ -24,6 +24,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
+from clusterops.core.engines import ENGINES
 from clusterops.provision.acl_users import FIXED_NAMES
 from components import exporter_conf
 from components.bootstrap import PROVIDER_VERSION, ClusterBootstrap
@@ -243,6 +244,7 @@ class RedisCluster(pulumi.ComponentResource):
             provider_version=PROVIDER_VERSION,
             timeout_seconds=self.spec.bootstrap_timeout_s,
             reshape_max_keys_per_second=self.spec.reshape_max_keys_per_second,
+            engine=self.spec.engine,
             # The secrets volumes carry the password across restarts; the server user could
             # not write a rotated one into its config file anyway.
             rewrite_config=False,
@@ -383,7 +385,7 @@ class RedisCluster(pulumi.ComponentResource):
             name=node.name,
             hostname=node.name,
             image=image,
-            command=["redis-server", REDIS_CONF_PATH],
+            command=[ENGINES[spec.engine].server_binary, REDIS_CONF_PATH],
             volumes=[
                 docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR),
                 docker.ContainerVolumeArgs(
@@ -470,7 +472,8 @@ class RedisCluster(pulumi.ComponentResource):
         )
 
     def _healthcheck(self) -> str:
-        return healthcheck_command(self.spec.tls, self.credentials.exporter_user)
+        return healthcheck_command(self.spec.tls, self.credentials.exporter_user,
+                                   ENGINES[self.spec.engine].cli_binary)
 
     def _tls_files(self, node: PlannedNode) -> dict[str, pulumi.Input[str]]:
         """The node's CA bundle, certificate and key (tls: true), for its secrets volume."""

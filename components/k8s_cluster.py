@@ -22,6 +22,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from clusterops.core.engines import ENGINES
 from components import exporter_conf
 from components.credentials import cluster_credentials, tls_bag
 from components.k8s_operations import KubernetesOperations
@@ -259,13 +260,13 @@ def _pod_security(uid: int) -> dict[str, Any]:
     }
 
 
-def _redis_probes(tls: bool, user: str | None) -> dict[str, Any]:
+def _redis_probes(tls: bool, user: str | None, cli: str) -> dict[str, Any]:
     return {
         # Ready = answers an authenticated PING and holds the data: a master (also before the
         # cluster is formed: the Job needs the pods ready first) or a replica in sync
         # (readiness_command). With ACL users as the read-only exporter user.
         "readiness_probe": {
-            "exec": {"command": ["sh", "-c", readiness_command(tls, user)]},
+            "exec": {"command": ["sh", "-c", readiness_command(tls, user, cli)]},
             "period_seconds": 2,
             "timeout_seconds": 2,
             "failure_threshold": 3,
@@ -278,7 +279,7 @@ def _redis_probes(tls: bool, user: str | None) -> dict[str, Any]:
             # No certificate check here (--insecure, no password sent): during a CA
             # rotation a node may serve a certificate its files' CA bundle no longer
             # matches for a moment, and that is no reason to restart it.
-            **({"exec": {"command": ["sh", "-c", "redis-cli --tls --insecure "
+            **({"exec": {"command": ["sh", "-c", f"{cli} --tls --insecure "
                                      "ping 2>/dev/null | grep -q ."]}} if tls
                else {"tcp_socket": {"port": "redis"}}),
             "initial_delay_seconds": 10,
@@ -447,7 +448,9 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
         return ADMIN_PASSWORD_KEY if self.spec.acl else PASSWORD_FILE_NAME
 
     def _sidecar_env(self) -> dict[str, Any]:
-        env = {"REDIS_CLI_ARGS": " ".join(self._cli_args(self.credentials.admin_user)),
+        cli = ENGINES[self.spec.engine].cli_binary
+        env = {"REDIS_CLI": cli if cli != "redis-cli" else "",
+               "REDIS_CLI_ARGS": " ".join(self._cli_args(self.credentials.admin_user)),
                "TLS_FILES": " ".join(f"{k} {v}" for k, v in tls_settings().items())
                if self.spec.tls else ""}
         values = [{"name": k, "value": v} for k, v in env.items() if v]
@@ -639,7 +642,8 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
             "image_pull_policy": self._pull_policy,
             # $(POD_NAME) is expanded by the kubelet: each pod loads its
             # own redis.conf (its announced hostname is in it).
-            "command": ["redis-server", f"{NODE_CONF_DIR}/$(POD_NAME).conf"],
+            "command": [ENGINES[self.spec.engine].server_binary,
+                        f"{NODE_CONF_DIR}/$(POD_NAME).conf"],
             "env": [
                 {"name": "POD_NAME", "value_from": {
                     "field_ref": {"field_path": "metadata.name"}}},
@@ -657,7 +661,8 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                 "requests": {"cpu": self.settings.cpu_request, "memory": memory},
                 "limits": {"memory": memory},
             },
-            **_redis_probes(self.spec.tls, self.credentials.exporter_user),
+            **_redis_probes(self.spec.tls, self.credentials.exporter_user,
+                            ENGINES[self.spec.engine].cli_binary),
             "security_context": _restricted_container(),
         }
 
@@ -916,6 +921,7 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
             password=self.credentials.admin_password,
             tls=tls_bag(self.tls) if self.tls else None,
             acl=self.credentials.bootstrap_acl,
+            engine=self.spec.engine,
             runner={
                 "namespace": self.kplan.namespace,
                 "tools_image": self.settings.bootstrap_image,

@@ -288,6 +288,7 @@ class KubernetesOperations(dynamic.Resource, module="alphapulse",
                  tls: pulumi.Input[Mapping[str, str]] | None = None,
                  acl: pulumi.Input[Mapping[str, str]] | None = None,
                  reshape_max_keys_per_second: int = 0,
+                 engine: str = reconcile.DEFAULT_ENGINE,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         """``nodes``: NodeTarget dicts naming each node by its pod's DNS name; ``runner``:
         where the pods run (RUNNER_KEYS); ``statefulsets``: name -> replicas as declared;
@@ -310,5 +311,5 @@ class KubernetesOperations(dynamic.Resource, module="alphapulse",
             "cluster_state": None,
             "live_roles": None,
         }
-        props.update(optional_inputs(tls, acl, reshape_max_keys_per_second))
+        props.update(optional_inputs(tls, acl, reshape_max_keys_per_second, engine))
         super().__init__(KubernetesOperationsProvider(), resource_name, props, opts)

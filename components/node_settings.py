@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from clusterops.core.engines import ENGINES
 from clusterops.core.units import format_memory
 from components.config_reader import PROJECT, ConfigReader
 from components.layout import MAX_REPLICAS_PER_MASTER, Shape
@@ -24,6 +25,10 @@ PASSWORD_POLICIES = ("generate", "required")
 
 # Pinned official images; tests and air-gapped hosts name their own via redisImage/exporterImage.
 DEFAULT_REDIS_IMAGE = "redis:7.0.15-bookworm"
+# `engine` picks the server family and, unless redisImage names one, its pinned image. The
+# server behind the image is checked on the first node before the cluster forms
+# (clusterops/core/engines.py), never trusted from the tag.
+DEFAULT_ENGINE_IMAGES = {"redis": DEFAULT_REDIS_IMAGE, "valkey": "valkey/valkey:8.0.1-bookworm"}
 DEFAULT_EXPORTER_IMAGE = "oliver006/redis_exporter:v1.45.0"
 DEFAULT_PROMETHEUS_IMAGE = "prom/prometheus:v2.42.0"
 
@@ -43,6 +48,7 @@ def read_name_prefix(reader: ConfigReader) -> str:
 
 @dataclass(frozen=True)
 class Images:
+    engine: str  # "redis" | "valkey": which server the nodes run (their binary and CLI names)
     redis_image: str
     exporter_image: str
     prometheus_image: str
@@ -50,8 +56,11 @@ class Images:
 
 
 def read_images(reader: ConfigReader) -> Images:
+    engine = reader.choice("engine", "redis", tuple(ENGINES))
     images = Images(
-        redis_image=reader.text("redisImage", DEFAULT_REDIS_IMAGE),
+        engine=engine,
+        redis_image=reader.text("redisImage",
+                                DEFAULT_ENGINE_IMAGES.get(engine, DEFAULT_REDIS_IMAGE)),
         exporter_image=reader.text("exporterImage", DEFAULT_EXPORTER_IMAGE),
         prometheus_image=reader.text("prometheusImage", DEFAULT_PROMETHEUS_IMAGE),
         pull_images=reader.boolean("pullImages", True),

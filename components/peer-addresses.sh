@@ -24,10 +24,11 @@
 # certificate or a new CA: the kubelet updates a mounted Secret some time after the Secret
 # changed), make Redis load them again (CONFIG SET of a TLS file directive reloads all of them).
 #
-# Environment (no secret in either): REDIS_CLI_ARGS, redis-cli's TLS and ACL user flags;
+# Environment (no secret in any): REDIS_CLI, the engine's CLI (default redis-cli; valkey-cli);
+# REDIS_CLI_ARGS, its TLS and ACL user flags;
 # TLS_FILES, pairs of "directive path" to watch (empty: plaintext).
 #
-# Needs only sh, cat, awk, getent and redis-cli (the redis image has them all). The password
+# Needs only sh, cat, awk, getent and the CLI (the server images have them all). The password
 # goes to redis-cli on stdin (--askpass), never on argv or in the environment.
 set -eu
 
@@ -88,7 +89,7 @@ $1 != "vars" && NF >= 8 && peer($2) {
 cli() {
   # REDIS_CLI_ARGS is split into words on purpose: flags only, set by the pod spec.
   # shellcheck disable=SC2086
-  redis-cli ${REDIS_CLI_ARGS:-} --no-auth-warning --askpass -h "$host" -p "$port" "$@" \
+  "${REDIS_CLI:-redis-cli}" ${REDIS_CLI_ARGS:-} --no-auth-warning --askpass -h "$host" -p "$port" "$@" \
     <"$password_file"
 }
 

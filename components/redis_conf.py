@@ -51,21 +51,24 @@ TLS_HEALTHCHECK_COMMAND = (
 )
 
 
-def healthcheck_command(tls: bool, user: str | None = None) -> str:
+def healthcheck_command(tls: bool, user: str | None = None, cli: str = "redis-cli") -> str:
     """PING with the password from the secrets volume (stdin, never argv); ``user``: the ACL
-    user it belongs to (acl: true)."""
+    user it belongs to (acl: true); ``cli``: the engine's CLI (valkey-cli for Valkey, whose
+    images need not carry the redis-cli link)."""
     command = TLS_HEALTHCHECK_COMMAND if tls else HEALTHCHECK_COMMAND
-    return command.replace("redis-cli ", f"redis-cli --user {user} ", 1) if user else command
+    if user:
+        command = command.replace("redis-cli ", f"redis-cli --user {user} ", 1)
+    return command.replace("redis-cli ", f"{cli} ", 1)
 
 
-def readiness_command(tls: bool, user: str | None = None) -> str:
+def readiness_command(tls: bool, user: str | None = None, cli: str = "redis-cli") -> str:
     """Kubernetes readiness: the authenticated PING, and a master or a replica whose
     replication link is up. A replica still loading or syncing is not yet a second copy: the
     rolling replacement and the PodDisruptionBudget both wait on readiness, so neither takes
     the master away until its replica holds the data."""
-    ping = healthcheck_command(tls, user)
-    cli = ping.split(" --askpass ", 1)[0]  # redis-cli with the same TLS and user flags
-    return (f"{ping} && {cli} --askpass info replication < {PASSWORD_FILE_PATH} "
+    ping = healthcheck_command(tls, user, cli)
+    flags = ping.split(" --askpass ", 1)[0]  # the CLI with the same TLS and user flags
+    return (f"{ping} && {flags} --askpass info replication < {PASSWORD_FILE_PATH} "
             "| grep -qE '^(role:master|master_link_status:up)'")
 
 

@@ -92,6 +92,8 @@ class ClusterSpec:
     protect_data: bool
     admin_access: str
     bootstrap_timeout_s: int
+    # The server family (clusterops/core/engines.py): its binary and CLI names.
+    engine: str = "redis"
     # The key mover's ceiling during a reshape by `pulumi up` (0: unpaced).
     reshape_max_keys_per_second: int = 0
     # Kubernetes target (components/k8s_cluster.py); the defaults describe the Docker target.
@@ -132,7 +134,8 @@ def _is_prod_stack(stack: str) -> bool:
 CONFIG_KEYS: dict[str, str] = {
     "masters": "number of master shards (at least 3)",
     "replicasPerMaster": "replicas that follow each master",
-    "redisImage": "Redis image for every node",
+    "engine": "server family: redis (default) or valkey",
+    "redisImage": "server image for every node (default: the engine's pinned image)",
     "exporterImage": "redis_exporter image",
     "prometheusImage": "Prometheus image (only with deployPrometheus)",
     "pullImages": "pull images from a registry (false: use images already on the Docker host)",
@@ -319,7 +322,8 @@ def compose_spec(stack: str, common: CommonSettings, target: TargetSettings) -> 
     hosts, tls, acl = docker.hosts, c.tls, c.acl
     return ClusterSpec(
         stack=stack, masters=shape.masters, replicas_per_master=shape.replicas_per_master,
-        redis_image=c.images.redis_image, exporter_image=c.images.exporter_image,
+        engine=c.images.engine, redis_image=c.images.redis_image,
+        exporter_image=c.images.exporter_image,
         prometheus_image=c.images.prometheus_image, pull_images=c.images.pull_images,
         exporter_port=ports.exporter_port, prometheus_port=ports.prometheus_port,
         deploy_prometheus=ports.deploy_prometheus, base_port=ports.base_port,

@@ -109,3 +109,8 @@ class ClusterCommandError(ClusterOpsError):
 
 class PasswordRotationError(ClusterOpsError):
     """The password could not be changed on every node, or replication did not stay up."""
+
+
+class EngineMismatchError(UsageError):
+    """A node runs another server than the stack's `engine` (or one too old): nothing was
+    formed or changed; the message names the node, what it runs, the key and the fix."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from clusterops.core.engines import ServerIdentity, identity_from_info
 from clusterops.core.errors import AuthError
 from clusterops.core.model import NodeTarget, format_ranges
 from clusterops.node.access import Access
@@ -184,6 +185,7 @@ class NodeSnapshot:
     entries: list[ClusterNodeEntry] = field(default_factory=list)  # CLUSTER NODES
     replication: dict[str, str] = field(default_factory=dict)  # INFO replication
     memory: dict[str, str] = field(default_factory=dict)  # INFO memory
+    server: dict[str, str] = field(default_factory=dict)  # INFO server: engine and version
     ping_ms: float | None = None
 
     @property
@@ -197,6 +199,11 @@ class NodeSnapshot:
     @property
     def reachable(self) -> bool:
         return self.error is None
+
+    @property
+    def identity(self) -> ServerIdentity | None:
+        """Which server this is (Redis or Valkey, its version), as INFO server says."""
+        return identity_from_info(self.server)
 
     @property
     def myself(self) -> ClusterNodeEntry | None:
@@ -264,18 +271,20 @@ def observe_node(
         pipe.dbsize()
         pipe.execute_command("INFO", "replication")
         pipe.execute_command("INFO", "memory")
+        pipe.execute_command("INFO", "server")
         pipe.execute_command("CLUSTER", "MYID")
         pipe.execute_command("CLUSTER", "INFO")
         pipe.execute_command("CLUSTER", "NODES")
         replies = pipe.execute(raise_on_error=False)
-        info, key_count, replication, memory, my_id, cluster_info, nodes = replies
-        for reply in (info, key_count, replication, memory):
+        info, key_count, replication, memory, server, my_id, cluster_info, nodes = replies
+        for reply in (info, key_count, replication, memory, server):
             if isinstance(reply, Exception):
                 raise reply
         snapshot.cluster_enabled = parse_info(_text(info)).get("cluster_enabled") == "1"
         snapshot.key_count = int(key_count)
         snapshot.replication = parse_info(_text(replication))
         snapshot.memory = parse_info(_text(memory))
+        snapshot.server = parse_info(_text(server))
         if snapshot.cluster_enabled:
             for reply in (my_id, cluster_info, nodes):
                 if isinstance(reply, Exception):

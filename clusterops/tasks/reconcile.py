@@ -21,6 +21,7 @@ from typing import Any
 from clusterops.core.errors import ClusterOpsError, PlanError
 from clusterops.core.model import ClusterReport, NodeTarget, plan_problems
 from clusterops.node.access import Access
+from clusterops.provision.engine_check import refuse_other_engine
 from clusterops.provision.formation import form_cluster
 from clusterops.provision.handover import hand_over as hand_over_node
 from clusterops.provision.password_rotation import rotate_password, sync_acl_users
@@ -38,6 +39,10 @@ FIXED_FIELDS = ("role", "cluster_host", "cluster_port")
 RESHAPE_PLAN_KEY = "reshape_plan"
 # Optional input: the key mover's ceiling in keys/s during a reshape (absent: unpaced).
 RESHAPE_PACE_KEY = "reshape_max_keys_per_second"
+# Optional input: the server family (clusterops/core/engines.py); absent: redis, so the
+# states of stacks older than the setting read the same.
+ENGINE_KEY = "engine"
+DEFAULT_ENGINE = "redis"
 
 Props = Mapping[str, Any]
 
@@ -85,6 +90,11 @@ def reshape_pace_of(props: Props) -> float | None:
     """The key mover's ceiling for a reshape (keys/s), None: unpaced."""
     value = props.get(RESHAPE_PACE_KEY)
     return float(value) if value else None
+
+
+def engine_of(props: Props) -> str:
+    value = props.get(ENGINE_KEY)
+    return value if isinstance(value, str) and value else DEFAULT_ENGINE
 
 
 def timeout_of(props: Props) -> float:
@@ -186,6 +196,8 @@ def form(props: Props) -> ClusterReport:
     """Create, finish or adopt the planned cluster, with its users and live settings."""
     nodes, password, timeout = nodes_of(props), password_of(props) or "", timeout_of(props)
     access = Access(password)
+    # Before any write (ACL users included): every node must run the stack's engine.
+    refuse_other_engine(nodes, access, engine_of(props), timeout)
     acl = acl_of(props)
     if acl:
         # The nodes started with these users; this corrects adopted nodes (data volumes
@@ -217,8 +229,14 @@ def _switch_credentials(olds: Props, news: Props) -> None:
 def update(olds: Props, news: Props) -> ClusterReport:
     """From the old inputs to the new: credentials, reshape, settings, then adopt and verify."""
     refuse_unsupported_change(olds, news)
-    _switch_credentials(olds, news)
     nodes, access, timeout = nodes_of(news), Access(password_of(news) or ""), timeout_of(news)
+    # Nodes a scale-out adds (they start with the new password) must run the stack's engine
+    # before any slot moves to them.
+    known = {node.name for node in nodes_of(olds)}
+    added = [node for node in nodes if node.name not in known]
+    if added:
+        refuse_other_engine(added, access, engine_of(news), timeout)
+    _switch_credentials(olds, news)
     if topology_change(olds["nodes"], news["nodes"]) or news.get(RESHAPE_PLAN_KEY):
         problems = plan_problems(nodes)
         if problems:

@@ -386,3 +386,22 @@ def test_dev_keeps_the_single_password(dev: ProgramRun):
     assert "acl" not in bootstrap.raw_inputs
     assert all("username" not in node for node in bootstrap.plain["nodes"])
     assert dev.outputs["username"] is None and dev.outputs["admin_password"] is None
+
+
+def test_engine_valkey_runs_valkey_server_and_its_cli_in_the_healthcheck():
+    run = run_program("dev", {**stack_config_file("dev"), "engine": "valkey"})
+    images = {r.plain["name"] for r in run.of_type("docker:index/remoteImage:RemoteImage")}
+    assert "valkey/valkey:8.0.1-bookworm" in images and "redis:7.0.15-bookworm" not in images
+    for container in node_containers(run):
+        assert container.plain["command"][0] == "valkey-server"
+        test = " ".join(container.plain["healthcheck"]["tests"])
+        assert "valkey-cli " in test and "redis-cli" not in test
+    bootstrap = next(r for r in run.of_type(DYNAMIC_TYPE) if "engine" in r.plain)
+    assert bootstrap.plain["engine"] == "valkey"
+
+
+def test_a_redis_stack_declares_what_it_did_before_the_engine_setting(dev: ProgramRun):
+    for container in node_containers(dev):
+        assert container.plain["command"][0] == "redis-server"
+        assert "redis-cli " in " ".join(container.plain["healthcheck"]["tests"])
+    assert not [r for r in dev.of_type(DYNAMIC_TYPE) if "engine" in r.plain]
