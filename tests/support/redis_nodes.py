@@ -121,6 +121,9 @@ class RedisNode:
     # file (CONFIG REWRITE fails) and the password still never reaches argv or disk.
     config_file: bool = True
     acl: AclSetup | None = None
+    # The server binary: Debian's redis-server on PATH, or an engine of the matrix
+    # (tests/support/engines.py: Redis 7.2.6, Valkey 8.0.1 built from the vendored sources).
+    server: str = REDIS_SERVER
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -212,7 +215,7 @@ class RedisNode:
             self.write_config()
         # New session: a Ctrl-C aimed at pytest doesn't hit the servers mid-teardown.
         self.process = subprocess.Popen(
-            [REDIS_SERVER, str(self.config_path) if self.config_file else "-"],
+            [self.server, str(self.config_path) if self.config_file else "-"],
             cwd=self.directory,
             stdin=subprocess.DEVNULL if self.config_file else subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -295,6 +298,7 @@ class RedisNodes:
         name_prefix: str = "node",
         config_file: bool = True,
         acl: AclSetup | None = None,
+        server: str = REDIS_SERVER,
     ) -> None:
         if count < 1:
             raise ValueError("count must be >= 1")
@@ -309,6 +313,7 @@ class RedisNodes:
         self.name_prefix = name_prefix
         self.config_file = config_file
         self.acl = acl
+        self.server = server
         self.nodes: list[RedisNode] = []
 
     def __enter__(self) -> RedisNodes:
@@ -352,7 +357,7 @@ class RedisNodes:
             directory.mkdir(parents=True)
             node = RedisNode(
                 name, host, port, self.password, directory, dict(self.settings), self.config_file,
-                self.acl,
+                self.acl, self.server,
             )
             try:
                 node.start()
