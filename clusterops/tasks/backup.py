@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,8 +23,9 @@ from pathlib import Path
 import redis
 
 from clusterops.core.child_env import child_env
-from clusterops.core.errors import ClusterOpsError, TargetsError, UsageError
+from clusterops.core.errors import ClusterOpsError, TargetsError
 from clusterops.core.model import NodeTarget
+from clusterops.core.server_tools import find_tool, newer_format_fix
 from clusterops.node.access import Access
 from clusterops.node.observe import observe_nodes, refuse_on_auth
 from clusterops.node.targets import Targets
@@ -48,13 +48,6 @@ class NodeBackup:
 
 class SnapshotError(ClusterOpsError):
     """One node's snapshot could not be taken or did not check out (recorded per node)."""
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise UsageError(f"{name} is not on PATH (Debian/Ubuntu package redis-tools)")
-    return path
 
 
 def sha256_of(path: Path) -> str:
@@ -90,7 +83,7 @@ def backup_node(
             tls = ["--tls", "--cacert", str(ca_file)]
         try:
             fetched = subprocess.run(
-                [_tool("redis-cli"), *tls, *(["--user", node.username] if node.username else []),
+                [find_tool("cli"), *tls, *(["--user", node.username] if node.username else []),
                  *(["--askpass"] if access.password else []), "--no-auth-warning", "-h", node.host,
                  "-p", str(node.port), "--rdb", str(target)],
                 input=f"{access.password}\n" if access.password else "", env=child_env(),
@@ -101,10 +94,13 @@ def backup_node(
                 (folder / ".cluster-ca.crt").unlink(missing_ok=True)
         if fetched.returncode != 0 or not target.exists():
             raise SnapshotError(f"redis-cli --rdb failed: {fetched.stderr.strip()[-300:]}")
-        checked = subprocess.run([_tool("redis-check-rdb"), str(target)], capture_output=True,
+        checker = find_tool("check-rdb")
+        checked = subprocess.run([checker, str(target)], capture_output=True,
                                  text=True, timeout=timeout_s, check=False)
         if checked.returncode != 0:
-            raise SnapshotError(f"redis-check-rdb rejected the file: {checked.stdout[-300:]}")
+            raise SnapshotError(newer_format_fix(checked.stdout, Path(checker).name)
+                                or f"{Path(checker).name} rejected the file: "
+                                f"{checked.stdout[-300:]}")
         result.file = target.name
         result.bytes = target.stat().st_size
         result.sha256 = sha256_of(target)

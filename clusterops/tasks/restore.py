@@ -2,14 +2,18 @@
 
 The backup (``python -m clusterops backup``) is one RDB per master plus ``manifest.json``
 (each file's slots and sha256). The target cluster may have any number of masters, so files
-are not copied onto nodes: each RDB is loaded into a temporary standalone ``redis-server``
-(the same binary; a unix socket in a private directory, no TCP port, no persistence), and its
+are not copied onto nodes: each RDB is loaded into a temporary standalone server (Redis' or
+Valkey's, one that reads the file's format: clusterops/core/server_tools.py; a unix socket in a
+private directory, no TCP port, no persistence), and its
 keys move into the target through the target's own slot map with ``MIGRATE ... COPY KEYS``,
 batched per target master. MIGRATE ships Redis' own serialization (every data type, TTLs kept)
 server to server; this process only handles key names. Into a TLS cluster the same payloads
 travel through this process instead (pipelined DUMP + PTTL, then RESTORE over TLS with the
 cluster's CA): a MIGRATE from the temporary server would need a client certificate the
-cluster's CA signed, which an operator's machine does not have.
+cluster's CA signed, which an operator's machine does not have. Into a server that reads
+only an older RDB format than the loader writes (Valkey 8 or Redis 7.2 into Redis 7.0), values
+go by command instead (:func:`copy_values`): strings, lists, sets, sorted sets and hashes with
+their expiry; a stream or a module's type is refused before the first write.
 
 Order, so that a bad backup or a wrong target changes nothing:
 
@@ -46,9 +50,11 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
+from clusterops.core.engines import ServerIdentity, identity_from_info
 from clusterops.core.errors import AuthError, ClusterOpsError, UsageError
 from clusterops.core.model import HASH_SLOTS, format_ranges, merge_ranges
 from clusterops.core.poll import Deadline, poll
+from clusterops.core.server_tools import find_tool, newer_format_fix
 from clusterops.node.connection import tls_options
 from clusterops.node.observe import observe_nodes, parse_info
 from clusterops.node.targets import Targets
@@ -170,10 +176,7 @@ def loaded_rdb(path: Path, *, tcp_port: int = 0) -> Iterator[redis.Redis]:
     """A standalone redis-server that has loaded ``path``: unix socket in a private directory,
     no persistence, so it never writes over anything. ``tcp_port`` > 0 also listens on
     127.0.0.1 (only the benchmark's redis-cli reference needs that)."""
-    server = shutil.which("redis-server")
-    if server is None:
-        raise UsageError("redis-server is not on PATH (Debian/Ubuntu package redis-server); "
-                         "restore loads each backup file into a temporary one")
+    server = find_tool("server")  # $CLUSTEROPS_SERVER_BIN first: one that reads the format
     with tempfile.TemporaryDirectory(prefix="clusterops-restore-") as work:
         workdir = Path(work)
         workdir.chmod(0o700)
@@ -205,7 +208,9 @@ def _wait_loaded(process: subprocess.Popen[bytes], client: redis.Redis, log: Pat
     def loaded() -> tuple[bool, str]:
         if process.poll() is not None:
             tail = log.read_text(errors="replace")[-600:] if log.exists() else ""
-            raise BackupIntegrityError(f"redis-server could not load {path.name}:\n{tail}")
+            if fix := newer_format_fix(tail, str(process.args[0])):  # type: ignore[index]
+                raise UsageError(f"{path.name}: {fix}. Nothing was written")
+            raise BackupIntegrityError(f"the server could not load {path.name}:\n{tail}")
         try:
             return client.info("persistence").get("loading") == 0, "still loading"
         except (redis.ConnectionError, redis.BusyLoadingError) as exc:
@@ -240,6 +245,9 @@ class Target:
                                     require_full_coverage=True)
         self._clients: dict[tuple[str, int], redis.Redis] = {}
         self._owner = [self._owner_of(slot) for slot in range(HASH_SLOTS)]
+        # True: the masters read an older RDB format than the loader's DUMP payloads carry,
+        # so values go by command (copy_values).
+        self.older_format = False
 
     def _owner_of(self, slot: int) -> tuple[str, int]:
         node = self.cluster.nodes_manager.get_node_from_slot(slot)
@@ -304,10 +312,22 @@ class Target:
     def total_keys(self) -> int:
         return sum(int(self.client(address).dbsize()) for address in self.masters())
 
+    def identities(self) -> list[ServerIdentity]:
+        """What each master says it is (INFO server)."""
+        return [server_identity(self.client(address)) for address in self.masters()]
+
     def close(self) -> None:
         for client in self._clients.values():
             client.close()
         self.cluster.close()
+
+
+def server_identity(client: redis.Redis) -> ServerIdentity:
+    # "INFO server" as one word: the raw text, not redis-py's number-guessing parser.
+    identity = identity_from_info(parse_info(_text(client.execute_command("INFO server"))))
+    if identity is None:
+        raise UsageError("a server did not say which version it is (INFO server)")
+    return identity
 
 
 def by_owner(target: Target, keys: Sequence[bytes]) -> dict[tuple[str, int], list[bytes]]:
@@ -326,6 +346,9 @@ def existing(client: redis.Redis, keys: Sequence[bytes]) -> list[bool]:
 
 def migrate(source: redis.Redis, target: Target, address: tuple[str, int],
             keys: Sequence[bytes], replace: bool) -> None:
+    if target.older_format:
+        copy_values(source, target.client(address), keys, replace)
+        return
     if target.tls:
         copy_through_client(source, target.client(address), keys, replace)
         return
@@ -347,6 +370,75 @@ def copy_through_client(source: redis.Redis, destination: redis.Redis, keys: Seq
         if payload is not None:
             write.restore(key, max(int(ttl), 0), payload, replace=replace)
     write.execute()
+
+
+def copy_values(source: redis.Redis, destination: redis.Redis, keys: Sequence[bytes],
+                replace: bool) -> None:
+    """Into a server that reads an older RDB format than the backup's loader writes (Valkey 8
+    or Redis 7.2 into Redis 7.0: "DUMP payload version or checksum are wrong"), values go as
+    commands: each key's type read, its value written with that type's own commands, and its
+    remaining time to live set. Strings, lists, sets, sorted sets and hashes; a stream or a
+    module's type is refused by name (its consumer groups and internals have no such path).
+    """
+    kinds = [_text(kind) for kind in _each(source, "TYPE", keys)]
+    refuse_unsupported_types(keys, kinds)
+    read = source.pipeline(transaction=False)
+    for key, kind in zip(keys, kinds, strict=True):
+        LOGICAL_TYPES[kind][0](read, key)
+        read.pttl(key)
+    replies = read.execute()
+    write = destination.pipeline(transaction=False)
+    for index, (key, kind) in enumerate(zip(keys, kinds, strict=True)):
+        value, ttl = replies[2 * index], int(replies[2 * index + 1])
+        if replace:
+            write.delete(key)
+        LOGICAL_TYPES[kind][1](write, key, value)
+        if ttl > 0:
+            write.pexpire(key, ttl)
+    write.execute()
+
+
+def refuse_unsupported_types(keys: Sequence[bytes], kinds: Sequence[str]) -> None:
+    unsupported = [(key, kind) for key, kind in zip(keys, kinds, strict=True)
+                   if kind not in LOGICAL_TYPES]
+    if unsupported:
+        key, kind = unsupported[0]
+        raise UsageError(
+            f"{len(unsupported)} key(s) such as {key!r} are of type {kind}, which cannot be "
+            "copied into an older server's format by value; nothing was written. Fix: "
+            "restore into Redis 7.2+ or Valkey, which read the backup's format as it is")
+
+
+def check_copyable_by_value(sources: Sequence[redis.Redis]) -> None:
+    """Before the first write of a copy by value: every key's type has a command path."""
+    for source in sources:
+        for keys in scan_batches(source):
+            refuse_unsupported_types(keys, [_text(k) for k in _each(source, "TYPE", keys)])
+
+
+def _each(client: redis.Redis, command: str, keys: Sequence[bytes]) -> list[Any]:
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.execute_command(command, key)
+    return pipe.execute()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _write_zset(pipe: Any, key: bytes, pairs: Any) -> None:
+    pipe.zadd(key, dict(pairs))
+
+
+# type -> (how to read the whole value, how to write it back), for copy_values.
+LOGICAL_TYPES: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+    "string": (lambda p, k: p.get(k), lambda p, k, v: p.set(k, v)),
+    "list": (lambda p, k: p.lrange(k, 0, -1), lambda p, k, v: p.rpush(k, *v)),
+    "set": (lambda p, k: p.smembers(k), lambda p, k, v: p.sadd(k, *v)),
+    "zset": (lambda p, k: p.zrange(k, 0, -1, withscores=True), _write_zset),
+    "hash": (lambda p, k: p.hgetall(k), lambda p, k, v: p.hset(k, mapping=v)),
+}
 
 
 def dumps_with_ttl(client: redis.Redis, keys: Sequence[bytes]) -> list[tuple[bytes | None, int]]:
@@ -403,7 +495,15 @@ def canonical_value(client: redis.Redis, key: bytes) -> bytes:
         value = sorted(client.hgetall(key).items())
     elif kind == "zset":
         value = client.zrange(key, 0, -1, withscores=True)
-    else:  # strings, lists and streams serialize in a defined order already
+    elif kind == "string":  # a DUMP carries the server's RDB format: compare the value
+        value = client.get(key)
+    elif kind == "list":
+        value = client.lrange(key, 0, -1)
+    elif kind == "stream":  # entries, last id and groups: newer servers add fields to DUMP
+        info = client.xinfo_stream(key)
+        value = (client.xrange(key), info.get("last-generated-id"),
+                 sorted((g["name"], g["last-delivered-id"]) for g in client.xinfo_groups(key)))
+    else:  # a module's type: its serialization
         value = client.dump(key)
     return kind.encode() + b"\0" + repr(value).encode()
 
@@ -466,6 +566,14 @@ def run_restore(folder: Path, targets: Targets, *, merge: bool = False, replace:
             # Every file loaded once, kept for the move and then the verification.
             sources = [stack.enter_context(loaded_rdb(backup.path)) for backup in files]
             report.keys_in_backup = sum(int(source.dbsize()) for source in sources)
+            loader = server_identity(sources[0])
+            oldest = min(target.identities(), key=lambda identity: identity.rdb_version)
+            target.older_format = oldest.rdb_version < loader.rdb_version
+            if target.older_format:
+                progress(f"the target runs {oldest.label} (RDB {oldest.rdb_version}), the "
+                         f"loader {loader.label} (RDB {loader.rdb_version}): values go by "
+                         "command instead of DUMP payloads")
+                check_copyable_by_value(sources)
             tracker = Progress(report.keys_in_backup, progress)
             started = time.monotonic()
             for source in sources:

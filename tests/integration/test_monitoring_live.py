@@ -41,6 +41,7 @@ from components.exporter_conf import (
     node_target_uri,
     prometheus_config,
 )
+from tests.support.engines import require_engine
 from tests.support.prom_metrics import (
     PROMETHEUS_BUILTIN_METRICS,
     RULES_PATH,
@@ -209,9 +210,11 @@ def plan_from_live_roles(redis: RedisNodes) -> tuple[list[dict[str, Any]], dict[
 
 
 @contextlib.contextmanager
-def live_cluster(workdir: Path, acl: bool = False) -> Iterator[LiveCluster]:
+def live_cluster(workdir: Path, acl: bool = False,
+                 server: str = "redis-server") -> Iterator[LiveCluster]:
     """With ``acl``, the nodes have the deployed ACL users (users.acl, default user off) and
-    the exporter scrapes as the read-only exporter user, as with acl: true."""
+    the exporter scrapes as the read-only exporter user, as with acl: true. ``server``: the
+    nodes' binary (an engine of tests/support/engines.py)."""
     exporter_binary = require_binary(EXPORTER_BINARY, "prometheus-redis-exporter")
     password = f"pw-{secrets.token_hex(16)}"
     passwords = {role: f"{role}-{secrets.token_hex(16)}" for role in ROLES}
@@ -220,7 +223,7 @@ def live_cluster(workdir: Path, acl: bool = False) -> Iterator[LiveCluster]:
     if acl:
         password = passwords["admin"]
     with RedisNodes(6, password=password, base_dir=workdir / "redis",
-                    settings=NODE_SETTINGS, acl=setup) as redis:
+                    settings=NODE_SETTINGS, acl=setup, server=server) as redis:
         form_cluster(redis, password)
 
         def roles_known() -> tuple[bool, str]:
@@ -306,6 +309,20 @@ def metrics_not_exported(cluster: LiveCluster) -> dict[str, Any]:
     assert len(users) > 20  # the extraction found the queries at all
     return {name: where for name, where in users.items()
             if name not in exported and name not in not_scraped}
+
+
+@pytest.mark.parametrize("label", ["redis-7.2", "valkey-8.0"])
+def test_every_metric_the_rules_and_dashboard_use_is_exported_for_each_engine(
+        label: str, tmp_path: Path) -> None:
+    """The exporter reads Valkey's INFO under the same metric names (redis_*): the alert
+    rules and the dashboard work unchanged (Redis 7.0, Debian's: the module's cluster)."""
+    build = require_engine(label)
+    with live_cluster(tmp_path, server=build.server) as running:
+        for node in running.nodes:
+            samples = parse_exposition(running.scrape(node))
+            assert sample_value(samples, "redis_up") == 1, f"{node['name']}: redis_up != 1"
+            assert sample_value(samples, "redis_cluster_state") == 1
+        assert metrics_not_exported(running) == {}
 
 
 def test_no_password_on_the_exporter_command_line_environment_or_log(

@@ -79,11 +79,12 @@ def snapshot(client: RedisCluster) -> dict[str, Any]:
     return seen
 
 
-def run_clusterops(*args: str, group: RedisNodes) -> subprocess.CompletedProcess[str]:
+def run_clusterops(*args: str, group: RedisNodes,
+                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     nodes = [arg for node in group for arg in ("--node", f"{node.name}={node.address}")]
     return subprocess.run(
         [sys.executable, "-m", "clusterops", *args, *nodes],
-        env={**os.environ, "REDIS_PASSWORD": group.password}, cwd=PROJECT_ROOT,
+        env={**os.environ, "REDIS_PASSWORD": group.password, **(env or {})}, cwd=PROJECT_ROOT,
         capture_output=True, text=True, timeout=300, check=False,
     )
 
