@@ -41,6 +41,11 @@ declare -A PACKAGE_COMMANDS=(
   [conntrack]="conntrack"
   [gcc]="gcc"
   [libc6-dev]=""
+  # The engine matrix: Redis 7.2.6 and Valkey 8.0.1 built with TLS from the vendored sources
+  # (scripts/build-engines.sh, run by scripts/test.sh).
+  [make]="make"
+  [libssl-dev]=""
+  [pkg-config]="pkg-config"
   # No command: python3.11 + redis-py for examples/app-stack's image (tests/support/app_image.py).
   [python3-redis]=""
 )

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what is missing (apt, pip), starts
-# dockerd when it is not running, builds the local test images, builds the Pulumi CLI and plugins
-# from Go modules (scripts/install-pulumi.sh; cached after the first time), then runs ruff and
+# dockerd when it is not running, builds the local test images, builds Redis 7.2.6 and Valkey 8.0.1
+# from the vendored sources (scripts/build-engines.sh) and the Pulumi CLI and plugins from Go
+# modules (scripts/install-pulumi.sh; all cached after the first time), then runs ruff and
 # pytest. Extra arguments go to pytest.
 #
 #   scripts/test.sh            every tier, the real `pulumi preview/up/destroy` included
 #   scripts/test.sh --quick    the quick tiers only (pure code, Pulumi mocks, real redis-server
-#                              processes): no Docker deploys, no engine, nothing built
+#                              processes): no Docker deploys, no engine, nothing built (the
+#                              engine matrix's Redis 7.2/Valkey cases skip until they are)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,8 @@ if [ "${1:-}" = "--quick" ]; then
 fi
 
 bash scripts/setup-test-env.sh
+# The engine matrix's servers (Redis 7.2.6, Valkey 8.0.1) from the vendored sources; cached.
+bash scripts/build-engines.sh >&2
 PATH="$(bash scripts/install-pulumi.sh | tail -n 1):$PATH"
 export PATH
 # Kubernetes components: the server-side dry-run of the manifests, and the local cluster (not needed to deploy).

@@ -59,6 +59,11 @@ def form_props(plan: list, password: str, engine: str) -> dict:
             "timeout_seconds": TIMEOUT_S, "engine": engine}
 
 
+# Redis 7.0 (Debian's) forms and reshapes in the quick tiers already (test_formation.py,
+# test_scaling.py): its case here runs in the full suite, the quick tiers stay under 2 minutes.
+@pytest.mark.parametrize("engine_build", [
+    pytest.param("redis-7.0", marks=pytest.mark.slow), "redis-7.2", "valkey-8.0"],
+    indirect=True)
 def test_each_engine_forms_grows_and_shrinks_under_a_writer(
         engine_build: EngineBuild,  # noqa: F811
         redis_nodes_factory: Callable[..., RedisNodes]) -> None:

@@ -311,6 +311,7 @@ def metrics_not_exported(cluster: LiveCluster) -> dict[str, Any]:
             if name not in exported and name not in not_scraped}
 
 
+@pytest.mark.slow  # a cluster and an exporter per engine: full suite only
 @pytest.mark.parametrize("label", ["redis-7.2", "valkey-8.0"])
 def test_every_metric_the_rules_and_dashboard_use_is_exported_for_each_engine(
         label: str, tmp_path: Path) -> None:

@@ -20,7 +20,11 @@ Caching: each image is labelled with a SHA-256 over its recipe (layout, modes, o
 config) and the content of every file it copies; when an image with that label exists, nothing is
 built. Changing a Debian package, this module's layout or a context file changes the hash.
 
-API: `ensure_images() -> {"redis": ref, "exporter": ref, "prometheus": ref}`.
+  alphapulse-local/redis:7.2.6, alphapulse-local/valkey:8.0.1  the engines of the matrix,
+      from scripts/build-engines.sh's builds (engine_recipe), on demand.
+
+API: `ensure_images() -> {"redis": ref, "exporter": ref, "prometheus": ref}`;
+`ensure_engine_image("valkey-8.0") -> ref`.
 CLI: `python -m tests.support.images` builds what is missing and prints the refs.
 """
 
@@ -372,7 +376,67 @@ def prometheus_recipe() -> ImageRecipe:
     )
 
 
-RECIPES = {"redis": redis_recipe, "exporter": exporter_recipe, "prometheus": prometheus_recipe}
+def engine_recipe(role: str, redis_links: bool = False) -> ImageRecipe:
+    """An engine of the matrix built from the vendored sources (scripts/build-engines.sh):
+    ``redis-7.2`` (Redis 7.2.6) or ``valkey-8.0`` (Valkey 8.0.1), laid out like its official
+    image. The Valkey one has only the valkey-* names, user valkey (999): what the code needs
+    from it is asked of the server, never assumed from redis-cli. ``redis_links``: also the
+    redis-* names as links, as Valkey's own `make install` makes them (a Valkey image a
+    `engine: redis` stack could start by mistake)."""
+    from tests.support.engines import find_engine
+
+    build = find_engine(role)
+    if isinstance(build, str):
+        raise ImageBuildError(build)
+    server_name, cli_name = Path(build.server).name, Path(build.cli).name
+    family = build.engine
+    server, cli = Path(build.server).resolve(), Path(build.cli).resolve()
+    getent = host_binary("getent")
+    entries = [
+        Entry("/usr/bin/getent", "file", 0o755, source=getent),
+        Entry(f"/usr/local/bin/{server_name}", "file", 0o755, source=server),
+        Entry(f"/usr/local/bin/{cli_name}", "file", 0o755, source=cli),
+        *(Entry(f"/usr/local/bin/{family}-{mode}", "symlink", 0o777, target=server_name)
+          for mode in ("check-aof", "check-rdb", "sentinel")),
+        Entry("/usr/local/bin/docker-entrypoint.sh", "file", 0o755,
+              data=_context_file("docker-entrypoint.sh")),
+        Entry(f"/usr/local/etc/{family}", "dir", 0o755),
+        Entry("/data", "dir", 0o755, uid=REDIS_UID, gid=REDIS_UID),
+    ]
+    if redis_links and family != "redis":
+        entries += [Entry(f"/usr/local/bin/redis-{mode}", "symlink", 0o777,
+                          target=f"{family}-{mode}") for mode in ("server", "cli")]
+    users = [("root", 0, "/root", "/bin/sh"), (family, REDIS_UID, "/data", "/sbin/nologin"),
+             ("nobody", NOBODY_UID, "/nonexistent", "/sbin/nologin")]
+    version = ".".join(str(part) for part in build.version)
+    description = f"{family} {version} built with TLS from the vendored sources"
+    return ImageRecipe(
+        role=role + ("-redis-links" if redis_links else ""),
+        repository=f"{REPOSITORY_PREFIX}/{family}",
+        tag=version + ("-redis-links" if redis_links else ""),
+        entries=_complete(entries + _base_entries(users) + _busybox_entries()
+                          + _library_entries([server, cli, getent])),
+        changes=(
+            f"ENV {PATH_ENV}",
+            f"ENV SERVER={server_name}",
+            f"ENV SERVER_USER={family}",
+            "VOLUME /data",
+            "WORKDIR /data",
+            "EXPOSE 6379",
+            'ENTRYPOINT ["docker-entrypoint.sh"]',
+            f'CMD ["{server_name}"]',
+            *_labels(role, description),
+        ),
+        description=description,
+    )
+
+
+RECIPES = {"redis": redis_recipe, "exporter": exporter_recipe, "prometheus": prometheus_recipe,
+           "redis-7.2": lambda: engine_recipe("redis-7.2"),
+           "valkey-8.0": lambda: engine_recipe("valkey-8.0"),
+           "valkey-8.0-redis-links": lambda: engine_recipe("valkey-8.0", redis_links=True)}
+# Built on demand (ensure_engine_image), not by ensure_images.
+ENGINE_ROLES = ("redis-7.2", "valkey-8.0", "valkey-8.0-redis-links")
 
 
 def _complete(entries: list[Entry]) -> tuple[Entry, ...]:
@@ -510,6 +574,11 @@ def ensure_images_report(roles: Iterable[str] = ROLES) -> list[EnsureResult]:
         return [ensure_image(RECIPES[role]()) for role in roles]
 
 
+def ensure_engine_image(role: str) -> str:
+    """Build (or reuse) the local image of an engine of the matrix; returns its ref."""
+    return ensure_images_report([role])[0].ref
+
+
 def ensure_images() -> dict[str, str]:
     """Build (or reuse) the local images; returns {"redis"|"exporter"|"prometheus": image ref}."""
     return {result.role: result.ref for result in ensure_images_report()}
@@ -517,9 +586,9 @@ def ensure_images() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     roles = (argv if argv is not None else sys.argv[1:]) or list(ROLES)
-    unknown = sorted(set(roles) - set(ROLES))
+    unknown = sorted(set(roles) - set(RECIPES))
     if unknown:
-        print(f"unknown image role(s): {', '.join(unknown)}; known: {', '.join(ROLES)}")
+        print(f"unknown image role(s): {', '.join(unknown)}; known: {', '.join(RECIPES)}")
         return 2
     try:
         results = ensure_images_report(roles)

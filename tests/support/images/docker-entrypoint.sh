@@ -7,13 +7,18 @@
 # execs the shell without forking, so redis-server still ends up as PID 1.
 set -e
 
+# The Valkey image (built from the vendored sources) has valkey-server and a valkey user,
+# as the official valkey image does; SERVER and SERVER_USER are set by its image config.
+server="${SERVER:-redis-server}"
+user="${SERVER_USER:-redis}"
+
 if [ "${1#-}" != "$1" ] || [ "${1%.conf}" != "$1" ]; then
-	set -- redis-server "$@"
+	set -- "$server" "$@"
 fi
 
-if [ "$1" = 'redis-server' ] && [ "$(id -u)" = '0' ]; then
-	find . \! -user redis -exec chown redis '{}' +
-	exec su -s /bin/sh -c 'exec "$0" "$@"' -- redis "$0" "$@"
+if [ "$1" = "$server" ] && [ "$(id -u)" = '0' ]; then
+	find . \! -user "$user" -exec chown "$user" '{}' +
+	exec su -s /bin/sh -c 'exec "$0" "$@"' -- "$user" "$0" "$@"
 fi
 
 um="$(umask)"
