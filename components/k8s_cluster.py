@@ -983,6 +983,10 @@ class RedisKubernetesCluster(pulumi.ComponentResource):
                                       if self.credentials.admin_user else []),
                                     *(["--tls-ca-file", f"{BOOTSTRAP_PASSWORD_DIR}/{TLS_CA_NAME}"]
                                       if spec.tls else []),
+                                    # Only for another engine: a Redis stack's Job stays as
+                                    # it was (a changed Job would be replaced).
+                                    *(["--engine", spec.engine]
+                                      if spec.engine != "redis" else []),
                                 ],
                                 "volume_mounts": [
                                     {"name": "plan", "mount_path": PLAN_DIR, "read_only": True},

@@ -39,6 +39,7 @@ import redis
 from clusterops.core.errors import EXIT_FAILED, EXIT_USAGE, ClusterOpsError, redact
 from clusterops.core.model import NodeTarget
 from clusterops.node.access import Access
+from clusterops.provision.engine_check import refuse_other_engine
 from clusterops.provision.formation import form_cluster
 from k8s_bootstrap.pinned_dns import pinned
 
@@ -129,9 +130,11 @@ def run(
     termination_log: Path = TERMINATION_LOG,
     user: str | None = None,
     tls_ca_file: Path | None = None,
+    engine: str = "redis",
 ) -> int:
     """``user``: the ACL user to act as (the admin user, with ACL users); ``tls_ca_file``: the
-    cluster CA when the nodes speak only TLS."""
+    cluster CA when the nodes speak only TLS; ``engine``: the server every pod must run
+    (clusterops/core/engines.py), checked before anything is written."""
     deadline = time.monotonic() + timeout_s
     password = password_file.read_text().rstrip("\n")
     if not password:
@@ -142,6 +145,8 @@ def run(
         tls_ca = tls_ca_file.read_text() if tls_ca_file else None
         targets = [replace(t, username=user, tls_ca=tls_ca) for t in targets]
         with pinned(addresses):
+            refuse_other_engine(targets, Access(password), engine,
+                                max(1.0, deadline - time.monotonic()))
             report = form_cluster(targets, Access(password),
                                   max(1.0, deadline - time.monotonic()))
     except ClusterOpsError as exc:
@@ -179,9 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--user", help="ACL user to act as (default: the default user)")
     parser.add_argument("--tls-ca-file", type=Path, help="the cluster CA (nodes speak TLS)")
+    parser.add_argument("--engine", default="redis", choices=("redis", "valkey"),
+                        help="the server every pod must run (default: redis)")
     args = parser.parse_args(argv)
     return run(args.plan, args.password_file, args.timeout, user=args.user,
-               tls_ca_file=args.tls_ca_file)
+               tls_ca_file=args.tls_ca_file, engine=args.engine)
 
 
 if __name__ == "__main__":

@@ -132,6 +132,31 @@ def rotate_password(
     return report
 
 
+def unknown_categories(rules: Sequence[str], known: set[str]) -> list[str]:
+    """The ACL categories (``+@name``/``-@name``) ``rules`` use that the server lacks."""
+    used = {rule[2:].lower() for rule in rules if rule[:2] in ("+@", "-@")}
+    return sorted(used - known - {"all"})
+
+
+def refuse_unknown_categories(every: _AllNodes, parsed: Sequence[tuple[str, list[str]]]
+                              ) -> None:
+    """Before the first ACL change: every category the users' rules name exists on every
+    node, as the server itself lists them (ACL CAT); the engines differ only in what they
+    add, and a rule naming a missing one would be refused half-way through the users."""
+    for node in every.nodes:
+        known = {_text(c).lower() for c in every.conns[node.name].execute_command("ACL", "CAT")}
+        for name, rules in parsed:
+            if missing := unknown_categories(rules, known):
+                raise PasswordRotationError(
+                    f"{node.name}: the rules of ACL user {name} name "
+                    f"{', '.join('@' + c for c in missing)}, which this server does not have "
+                    "(ACL CAT). Nothing was changed. Fix: aclAppRules without them")
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def sync_acl_users(
     nodes: Sequence[NodeTarget],
     access: Access,
@@ -158,6 +183,7 @@ def sync_acl_users(
     deadline = Deadline.after(timeout_s)
     with ExitStack() as stack:
         every = _AllNodes(nodes, access, new_password, stack, report, secrets)
+        refuse_unknown_categories(every, parsed)
         for name, rules in parsed:
             hashes = [rule for rule in rules if rule.startswith("#")]
             if hashes:

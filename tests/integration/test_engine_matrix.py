@@ -5,6 +5,7 @@ Each engine, with the same code a deployment runs (clusterops.tasks.reconcile):
 - formation with the engine check, adoption of the formed cluster (no writes), a 3 -> 4 -> 3
   reshape under a SET + WAIT 1 writer with 0 acknowledged writes lost (quick tiers);
 - a master killed: the replica promoted, 0 acknowledged writes lost, recovery < 5 s;
+- TLS on every link as deployed: formation and a reshape whose MIGRATEs go over TLS;
 - live settings and a rotated password; the deployed ACL users (users.acl) with new
   passwords, the app, exporter and replication users doing what their rules allow and no more;
 - the identity each server reports, which everything engine-specific is derived from, and
@@ -18,13 +19,15 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from clusterops.core.engines import ServerIdentity, atomic_slot_migration
-from clusterops.core.errors import EngineMismatchError
+from clusterops.core.errors import EngineMismatchError, PasswordRotationError
 from clusterops.node.access import Access
 from clusterops.node.observe import observe_nodes
 from clusterops.provision.acl_users import ROLES, render_users_acl
@@ -46,7 +49,7 @@ from tests.integration.test_scaling import (
 from tests.support.engines import EngineBuild, engine_build, require_engine  # noqa: F401
 from tests.support.process_control import ProcessNodeControl, targets_for
 from tests.support.process_plans import plan_for, wait_for_replica_links
-from tests.support.redis_nodes import AclSetup, RedisNodes
+from tests.support.redis_nodes import AclSetup, RedisNodes, make_tls
 from tests.support.waiting import wait_for
 
 TIMEOUT_S = 30
@@ -118,6 +121,39 @@ def test_a_node_of_another_engine_is_refused_before_anything_is_written(
         assert int(info["cluster_slots_assigned"]) == 0 and int(info["cluster_known_nodes"]) == 1
 
 
+@pytest.mark.slow
+def test_each_engine_forms_and_reshapes_with_tls_on_every_link(
+        engine_build: EngineBuild,  # noqa: F811
+        redis_nodes_factory: Callable[..., RedisNodes], tmp_path: Path) -> None:
+    """tls: true as deployed (port 0, TLS on the bus and replication): our formation, a 3 -> 4
+    reshape whose MIGRATEs go node to node over TLS, every key kept; plaintext refused."""
+    tls = make_tls(tmp_path / "tls")
+    eight = redis_nodes_factory(8, server=engine_build.server, tls=tls)
+    pw = eight.password
+    three, four = layout(eight, *THREE), layout(eight, *FOUR)
+    props = {**form_props(three, pw, engine_build.engine),
+             "tls": {"ca_bundle": tls.ca_pem, "token": "test"}}
+    assert reconcile.form(props).state == "ok"
+    client = RedisCluster(host=eight[0].host, port=eight[0].port, password=pw, ssl=True,
+                          ssl_ca_data=tls.ca_pem, decode_responses=True)
+    data = {f"tls:{i}": f"value-{i}" for i in range(2000)}
+    client.mset_nonatomic(data)
+
+    grown = reconcile.update(props, {**props, "nodes": [n.to_dict() for n in four]})
+    assert grown.state == "ok" and set(grown.slot_ranges) == {n.name for n in four
+                                                              if n.role == "master"}
+    client.close()
+    client = RedisCluster(host=eight[0].host, port=eight[0].port, password=pw, ssl=True,
+                          ssl_ca_data=tls.ca_pem, decode_responses=True)
+    assert client.mget_nonatomic(list(data)) == list(data.values())
+    for node in eight:
+        replication = node.client().info("replication")
+        assert replication["role"] == "master" or replication["master_link_status"] == "up"
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(eight[0].host, eight[0].port, password=pw, socket_timeout=2).ping()
+    client.close()
+
+
 @pytest.mark.slow  # the matrix's longer checks run in the full suite
 def test_each_engine_fails_over_a_killed_master_keeping_acknowledged_writes(
         engine_build: EngineBuild,  # noqa: F811
@@ -180,6 +216,13 @@ def test_each_engine_runs_the_deployed_acl_users_and_rotates_their_passwords(
              "acl": {"users_acl": setup.users_acl, "masteruser": "replication",
                      "masterauth": passwords["replication"]}}
     reconcile.form(props)
+
+    # A rule naming a category the server lacks (ACL CAT) is refused before any change.
+    odd = render_users_acl(passwords, app_rules="~* +@all -@nosuchcategory")
+    with pytest.raises(PasswordRotationError, match="@nosuchcategory"):
+        sync_acl_users(plan, Access(passwords["admin"]), passwords["admin"], odd,
+                       "replication", passwords["replication"], timeout_s=TIMEOUT_S)
+    assert six[0].client(passwords["app"], username="app").ping()  # unchanged
 
     # Every user gets a new password, live (what a rotation by `pulumi up` does).
     new = {role: f"new-{role}-{secrets.token_hex(12)}" for role in ROLES}

@@ -45,6 +45,7 @@ from redis.retry import Retry
 
 from clusterops.core.model import BUS_PORT_OFFSET
 from clusterops.core.poll import Deadline, poll
+from clusterops.node.connection import tls_options
 
 REDIS_SERVER = "redis-server"
 PORT_RANGE = (20000, 22767)
@@ -62,6 +63,37 @@ class AclSetup:
     username: str
     masteruser: str
     masterauth: str
+
+
+@dataclass(frozen=True)
+class TlsSetup:
+    """TLS on every link, as tls: true deploys it (components/redis_conf.py): ``port 0``,
+    ``tls-port`` = the node's port, TLS on the cluster bus and replication, client
+    certificates optional. ``files`` is the directory holding ``ca.crt``, ``node.crt`` and
+    ``node.key`` (one certificate for 127.0.0.1 serves every loopback node); ``ca_pem`` is
+    what clients verify against."""
+
+    files: Path
+    ca_pem: str
+
+    def config_lines(self, port: int) -> list[str]:
+        return ["port 0", f"tls-port {port}", "tls-cluster yes", "tls-replication yes",
+                "tls-auth-clients optional", f"tls-cert-file {self.files / 'node.crt'}",
+                f"tls-key-file {self.files / 'node.key'}",
+                f"tls-ca-cert-file {self.files / 'ca.crt'}"]
+
+
+def make_tls(directory: Path) -> TlsSetup:
+    """A fresh CA and one certificate for 127.0.0.1 and localhost (the deployment's own
+    issuer, components/tls_material.py), written 0600 into ``directory``."""
+    from components.tls_material import issue, make_ca
+
+    ca_key, ca_cert = make_ca("alphapulse test CA", 1)
+    key, cert = issue(ca_key, ca_cert, "127.0.0.1", ["127.0.0.1", "localhost"], 1)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in (("ca.crt", ca_cert), ("node.crt", cert), ("node.key", key)):
+        _write_private(directory / name, text)
+    return TlsSetup(directory, ca_cert)
 
 
 # Defaults chosen for fast, disposable test nodes: no persistence (tests don't restart for
@@ -124,6 +156,7 @@ class RedisNode:
     # The server binary: Debian's redis-server on PATH, or an engine of the matrix
     # (tests/support/engines.py: Redis 7.2.6, Valkey 8.0.1 built from the vendored sources).
     server: str = REDIS_SERVER
+    tls: TlsSetup | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -169,6 +202,8 @@ class RedisNode:
             "decode_responses": True,
             "retry": Retry(NoBackoff(), 0),
         }
+        if self.tls:
+            options.update(tls_options(self.tls.ca_pem))
         options.update(kwargs)
         options.setdefault("username", self.username)
         return redis.Redis(
@@ -190,6 +225,8 @@ class RedisNode:
         else:
             lines += [f"requirepass {self.password}", f"masterauth {self.password}"]
         lines += [f"{key} {value}" for key, value in self.settings.items()]
+        if self.tls:  # after `port`: the last value of a directive wins
+            lines += self.tls.config_lines(self.port)
         return "\n".join(lines) + "\n"
 
     def write_config(self) -> None:
@@ -299,6 +336,7 @@ class RedisNodes:
         config_file: bool = True,
         acl: AclSetup | None = None,
         server: str = REDIS_SERVER,
+        tls: TlsSetup | None = None,
     ) -> None:
         if count < 1:
             raise ValueError("count must be >= 1")
@@ -314,6 +352,7 @@ class RedisNodes:
         self.config_file = config_file
         self.acl = acl
         self.server = server
+        self.tls = tls
         self.nodes: list[RedisNode] = []
 
     def __enter__(self) -> RedisNodes:
@@ -357,7 +396,7 @@ class RedisNodes:
             directory.mkdir(parents=True)
             node = RedisNode(
                 name, host, port, self.password, directory, dict(self.settings), self.config_file,
-                self.acl, self.server,
+                self.acl, self.server, self.tls,
             )
             try:
                 node.start()

@@ -83,3 +83,12 @@ def test_switching_the_engine_of_a_formed_cluster_is_refused_with_the_way_to_mov
 def test_a_redis_stack_keeps_its_inputs_exactly_as_before_the_setting():
     assert "engine" not in optional_inputs(None, None, 0)
     assert optional_inputs(None, None, 0, "valkey")["engine"] == "valkey"
+
+
+def test_acl_categories_a_rule_names_are_checked_against_the_servers_own_list():
+    from clusterops.provision.password_rotation import unknown_categories
+
+    known = {"admin", "dangerous", "keyspace", "read", "write"}
+    rules = ["on", "~*", "&*", "+@all", "-@admin", "-@dangerous", "+info", "+@Read"]
+    assert unknown_categories(rules, known) == []
+    assert unknown_categories([*rules, "-@slowlog"], known) == ["slowlog"]

@@ -417,3 +417,24 @@ def test_a_redis_conf_change_rolls_the_pods_and_nothing_else_does():
     assert digests(applied=True, replicasPerMaster="2") == applied
     assert digests(applied=True, masters="4").items() >= applied.items()
     assert digests(maxmemoryPolicy="volatile-lru") != before
+
+
+def test_engine_valkey_runs_valkey_server_and_valkey_cli_in_every_pod():
+    """The image is the engine's; its binaries are valkey-*: the server, the probes and the
+    peer-address sidecar (REDIS_CLI) use those names, never redis-cli."""
+    run = run_program("k8s", k8s_config(engine="valkey"))
+    statefulsets = [m for m in manifests_from_run(run) if m["kind"] == "StatefulSet"]
+    assert statefulsets
+    for manifest in statefulsets:
+        containers = {c["name"]: c for c in pod_spec(manifest)["containers"]}
+        redis = containers["redis"]
+        assert redis["image"] == "valkey/valkey:8.0.1-bookworm"
+        assert redis["command"][0] == "valkey-server"
+        readiness = " ".join(redis["readinessProbe"]["exec"]["command"])
+        assert "valkey-cli " in readiness and "redis-cli" not in readiness
+        sidecar = containers["follow-peer-addresses"]
+        assert {"name": "REDIS_CLI", "value": "valkey-cli"} in sidecar["env"]
+    # Render mode: the Job forms the cluster, and checks the pods' server first.
+    (job,) = [m for m in manifests_from_run(run) if m["kind"] == "Job"]
+    command = pod_spec(job)["containers"][0]["command"]
+    assert command[command.index("--engine") + 1] == "valkey"
