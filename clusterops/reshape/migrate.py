@@ -103,6 +103,14 @@ def groups_of_keys(sizes: Sequence[int], keys: int, most: int | None) -> list[ra
     return groups
 
 
+def _turned_replica(reply: Exception) -> bool:
+    """The node answering became a replica: it refuses SETSLOT ("only with masters"), or, on
+    Valkey, a SETSLOT waiting for its replicas was released when the node was demoted (its
+    last slot moved away and it now follows the slot's new owner)."""
+    text = str(reply)
+    return "only with masters" in text or ("UNBLOCKED" in text and "replica" in text)
+
+
 class _SentCommands:
     """Commands written to lane connections (command i on lane i % lanes) whose replies are
     read later: :meth:`read` (or :meth:`wait`, which keeps them) gives them back in order."""
@@ -423,7 +431,7 @@ class SlotMover:
             # A node emptied of its last slot turned replica (Redis 7) and learnt the owner by
             # gossip: it already agrees, and it holds no key.
             demoted = [] if name == target else \
-                [slot for slot, reply in refused if "only with masters" in str(reply)]
+                [slot for slot, reply in refused if _turned_replica(reply)]
             if demoted:
                 self.demoted.add(name)
                 log.info("%s is a replica now: it learns new owners by gossip", name)

@@ -28,6 +28,7 @@ from redis.crc import key_slot
 
 from clusterops.core.engines import ServerIdentity, atomic_slot_migration
 from clusterops.core.errors import EngineMismatchError, PasswordRotationError
+from clusterops.core.model import ClusterReport
 from clusterops.node.access import Access
 from clusterops.node.observe import observe_nodes
 from clusterops.provision.acl_users import ROLES, render_users_acl
@@ -44,8 +45,9 @@ from tests.integration.test_scaling import (
     cluster_client,
     layout,
     preload,
-    reshape_under_writer,
+    writes_flowing,
 )
+from tests.support.cluster_writer import ClusterWriter
 from tests.support.engines import EngineBuild, engine_build, require_engine  # noqa: F401
 from tests.support.process_control import ProcessNodeControl, targets_for
 from tests.support.process_plans import plan_for, wait_for_replica_links
@@ -62,45 +64,67 @@ def form_props(plan: list, password: str, engine: str) -> dict:
             "timeout_seconds": TIMEOUT_S, "engine": engine}
 
 
-# Redis 7.0 (Debian's) forms and reshapes in the quick tiers already (test_formation.py,
-# test_scaling.py): its case here runs in the full suite, the quick tiers stay under 2 minutes.
-@pytest.mark.parametrize("engine_build", [
-    pytest.param("redis-7.0", marks=pytest.mark.slow), "redis-7.2", "valkey-8.0"],
-    indirect=True)
-def test_each_engine_forms_grows_and_shrinks_under_a_writer(
+def under_writer(nodes: RedisNodes, label: str, change: Callable[[], ClusterReport]
+                 ) -> tuple[ClusterReport, ClusterWriter]:
+    """``change()`` while a SET + WAIT 1 writer runs (before the first slot moves and after)."""
+    writer = ClusterWriter([(nodes[0].host, nodes[0].port)], nodes.password, label)
+    writer.start()
+    try:
+        writes_flowing(writer)
+        report = change()
+        writes_flowing(writer)
+    finally:
+        writer.stop()
+    return report, writer
+
+
+# The quick tiers keep formation and one reshape (3 -> 4) per engine, and stay under 2 minutes;
+# the way back (4 -> 3), and Redis 7.0 (Debian's), which test_formation.py and
+# test_scaling.py cover there already, run in the full suite.
+@pytest.mark.parametrize(("engine_build", "and_back"), [
+    pytest.param("redis-7.0", True, marks=pytest.mark.slow),
+    ("redis-7.2", False), pytest.param("redis-7.2", True, marks=pytest.mark.slow),
+    ("valkey-8.0", False), pytest.param("valkey-8.0", True, marks=pytest.mark.slow)],
+    indirect=["engine_build"])
+def test_each_engine_forms_and_reshapes_under_a_writer(
         engine_build: EngineBuild,  # noqa: F811
-        redis_nodes_factory: Callable[..., RedisNodes]) -> None:
+        and_back: bool, redis_nodes_factory: Callable[..., RedisNodes]) -> None:
+    """As `pulumi up` does it (reconcile.form, then reconcile.update with the least-moving
+    split): 3 -> 4 moves 4,096 slots, 4 -> 3 the leaving shard's only."""
     eight = redis_nodes_factory(8, server=engine_build.server)
     pw = eight.password
-    three, four = layout(eight, *THREE), layout(eight, *FOUR)
+    three = [n.to_dict() for n in layout(eight, *THREE)]
+    four = reconcile.least_moving_nodes(three, [n.to_dict() for n in layout(eight, *FOUR)])
 
-    snapshots = observe_nodes(three, Access(pw))
+    snapshots = observe_nodes(layout(eight, *THREE), Access(pw))
     assert {s.identity for s in snapshots} == {
         ServerIdentity(engine_build.engine, engine_build.version)}
     assert engine_problems(snapshots, engine_build.engine) == []
     with eight[0].client() as conn:
         assert atomic_slot_migration(conn) is None  # the key-by-key mover is the way
 
-    formed = reconcile.form(form_props(three, pw, engine_build.engine))
+    props = {**form_props([], pw, engine_build.engine), "nodes": three}
+    formed = reconcile.form(props)
     assert formed.action == "created" and formed.state == "ok"
-    again = reconcile.form(form_props(three, pw, engine_build.engine))
-    assert again.action == "adopted"
-    data = preload(eight, 2000)
+    assert reconcile.form(props).action == "adopted"
+    data = preload(eight, 1000)
 
-    grown, writer = reshape_under_writer(eight, three, four, "grow", 60)
-    assert grown.moved.slots > 0 and verify_cluster(four, Access(pw)) == []
+    grown_props = {**props, "nodes": four}
+    grown, writer = under_writer(eight, "grow", lambda: reconcile.update(props, grown_props))
+    assert grown.state == "ok" and len(grown.slot_ranges) == 4
     with cluster_client(eight) as client:
         assert writer.missing(client) == [], "acknowledged writes lost while growing"
     assert len(writer.acked) > 50, writer.errors[:5]
-    shrunk, writer = reshape_under_writer(eight, four, three, "shrink", 60)
-    assert shrunk.forgotten == ["ap-master-4", "ap-replica-4"]
-    assert verify_cluster(three, Access(pw)) == []
+    if not and_back:
+        assert_all_present(eight, data)
+        return
+    shrunk, writer = under_writer(eight, "shrink",
+                                  lambda: reconcile.update(grown_props, props))
+    assert shrunk.state == "ok" and len(shrunk.slot_ranges) == 3
+    assert verify_cluster(layout(eight, *THREE), Access(pw)) == []
     with cluster_client(eight) as client:
         assert writer.missing(client) == [], "acknowledged writes lost while shrinking"
     assert_all_present(eight, data)
-    print(f"{engine_build.label}: grow {grown.moved.slots} slots {grown.moved.keys} keys in "
-          f"{grown.moved.elapsed_s:.2f}s; shrink {shrunk.moved.slots} slots "
-          f"{shrunk.moved.keys} keys in {shrunk.moved.elapsed_s:.2f}s")
 
 
 def test_a_node_of_another_engine_is_refused_before_anything_is_written(

@@ -193,7 +193,7 @@ def test_an_auth_error_exits_with_clusterops_auth_code(refusal, tmp_path, capsys
     def refused(*_args, **_kwargs):
         raise refusal
 
-    monkeypatch.setattr(job, "form_cluster", refused)
+    monkeypatch.setattr(job, "refuse_other_engine", refused)  # the first contact refused
     plan = {"nodes": [{"name": "m", "role": "master", "host": "m.example", "port": 6379}]}
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(json.dumps(plan))

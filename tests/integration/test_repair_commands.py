@@ -359,6 +359,7 @@ def test_rebalance_dry_run_changes_nothing_and_apply_spreads_evenly(
     assert again.returncode == 0 and "already even" in again.stdout, again.stdout
 
 
+@pytest.mark.slow  # 11 s of paced moving; the pacer itself is unit-tested (test_pacing.py)
 def test_a_paced_rebalance_holds_its_ceiling_and_moves_every_key(
         redis_nodes_factory: Factory) -> None:
     """`--max-keys-per-second`: the move takes at least keys / rate (less one round), every

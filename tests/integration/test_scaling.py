@@ -180,6 +180,7 @@ def test_grow_to_four_masters_and_back_under_a_live_writer(
         assert eight[6].address not in nodes_text and eight[7].address not in nodes_text
 
 
+@pytest.mark.slow  # 12 s; resuming is also proven by the provider killed mid-move (full suite)
 def test_an_interrupted_move_is_finished_by_the_next_run(eight: RedisNodes) -> None:
     pw = eight.password
     three, four = layout(eight, *THREE), layout(eight, *FOUR)

@@ -92,3 +92,14 @@ def test_acl_categories_a_rule_names_are_checked_against_the_servers_own_list():
     rules = ["on", "~*", "&*", "+@all", "-@admin", "-@dangerous", "+info", "+@Read"]
     assert unknown_categories(rules, known) == []
     assert unknown_categories([*rules, "-@slowlog"], known) == ["slowlog"]
+
+
+def test_a_setslot_released_because_its_node_turned_replica_counts_as_demoted():
+    from clusterops.reshape.migrate import _turned_replica
+
+    # What Valkey 8.0.1 answered a SETSLOT NODE waiting for its replicas when the source's
+    # last slot moved away (seen in tests/integration/test_engine_matrix.py).
+    assert _turned_replica(Exception("UNBLOCKED force unblock from blocking operation, "
+                                     "instance state changed (master -> replica?)"))
+    assert _turned_replica(Exception("ERR Please use SETSLOT only with masters."))
+    assert not _turned_replica(Exception("ERR I still hold keys for slot 5"))
