@@ -425,6 +425,9 @@ def _node_from_output(
     role = raw.get("role")
     if role is not None and role not in ROLES:
         raise TargetsError(f"{where}: role must be one of {ROLES}, got {role!r}")
+    for key in ("master", "container_name", "host"):
+        if raw.get(key) and not isinstance(raw[key], str):
+            raise TargetsError(f"{where}: '{key}' must be a string, got {raw[key]!r}")
     if published is not None:
         host_port = raw.get("host_port")
         if not _is_port(host_port):

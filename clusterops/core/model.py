@@ -69,7 +69,11 @@ class NodeTarget:
     # admin_port; renaming them would show a change on every deployed stack.
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NodeTarget:
-        """From the bootstrap resource's JSON shape (slots as [[first, last], ...])."""
+        """From the bootstrap resource's JSON shape (slots as [[first, last], ...]); a field of
+        the wrong type is a ValueError naming it (the providers' check reports it)."""
+        for key in ("master", "username"):
+            if data.get(key) and not isinstance(data[key], str):
+                raise ValueError(f"{key} must be a node name (a string), not {data[key]!r}")
         return cls(
             name=str(data["name"]),
             host=str(data["admin_host"]),
