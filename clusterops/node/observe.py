@@ -186,6 +186,7 @@ class NodeSnapshot:
     replication: dict[str, str] = field(default_factory=dict)  # INFO replication
     memory: dict[str, str] = field(default_factory=dict)  # INFO memory
     server: dict[str, str] = field(default_factory=dict)  # INFO server: engine and version
+    persistence: dict[str, str] = field(default_factory=dict)  # INFO persistence
     ping_ms: float | None = None
 
     @property
@@ -262,8 +263,14 @@ def observe_node(
     snapshot = NodeSnapshot(node)
     try:
         started = time.perf_counter()
-        conn.ping()
-        snapshot.ping_ms = (time.perf_counter() - started) * 1000
+        try:
+            conn.ping()
+            snapshot.ping_ms = (time.perf_counter() - started) * 1000
+        except redis.ResponseError as exc:
+            # A master whose disk writes fail refuses PING with the writes (MISCONF): it is
+            # up and answers the rest; the health's persistence check says why.
+            if not str(exc).startswith("MISCONF"):
+                raise
         # One round trip for the rest. "CLUSTER", "NODES" as two words: redis-py then returns
         # the raw text instead of applying its own (version-dependent) parser.
         pipe = conn.pipeline(transaction=False)
@@ -272,12 +279,14 @@ def observe_node(
         pipe.execute_command("INFO", "replication")
         pipe.execute_command("INFO", "memory")
         pipe.execute_command("INFO", "server")
+        pipe.execute_command("INFO", "persistence")
         pipe.execute_command("CLUSTER", "MYID")
         pipe.execute_command("CLUSTER", "INFO")
         pipe.execute_command("CLUSTER", "NODES")
         replies = pipe.execute(raise_on_error=False)
-        info, key_count, replication, memory, server, my_id, cluster_info, nodes = replies
-        for reply in (info, key_count, replication, memory, server):
+        (info, key_count, replication, memory, server, persistence, my_id, cluster_info,
+         nodes) = replies
+        for reply in (info, key_count, replication, memory, server, persistence):
             if isinstance(reply, Exception):
                 raise reply
         snapshot.cluster_enabled = parse_info(_text(info)).get("cluster_enabled") == "1"
@@ -285,6 +294,7 @@ def observe_node(
         snapshot.replication = parse_info(_text(replication))
         snapshot.memory = parse_info(_text(memory))
         snapshot.server = parse_info(_text(server))
+        snapshot.persistence = parse_info(_text(persistence))
         if snapshot.cluster_enabled:
             for reply in (my_id, cluster_info, nodes):
                 if isinstance(reply, Exception):

@@ -78,6 +78,7 @@ CHECKS = (
     "replication",
     "replica_placement",
     "memory",
+    "persistence",
     "write_read",
 )
 
@@ -182,8 +183,11 @@ def check_reachable(report: Report, snapshots: Sequence[NodeSnapshot]) -> None:
                        f"{snap.address} answers but has cluster support disabled")
         elif snap.reachable:
             role = snap.replication.get("role", "?")
-            report.add("reachable", snap.name, Status.OK,
-                       f"PONG from {snap.address} in {snap.ping_ms or 0:.1f} ms, role {role}")
+            answered = (f"PONG from {snap.address} in {snap.ping_ms:.1f} ms"
+                        if snap.ping_ms is not None else
+                        f"{snap.address} answers but refuses PING and writes (MISCONF: see "
+                        "persistence)")
+            report.add("reachable", snap.name, Status.OK, f"{answered}, role {role}")
         else:
             report.add("reachable", snap.name, Status.FAIL, f"{snap.address}: {snap.error}")
     if not any(s.reachable for s in snapshots):
@@ -459,6 +463,32 @@ def check_memory(report: Report, snapshots: Sequence[NodeSnapshot],
         report.add("memory", snap.name, status, text)
 
 
+# INFO persistence field -> what its failure means for the node's clients.
+PERSISTENCE_STATUS = {
+    "aof_last_write_status": "AOF writes are failing (disk full or I/O error): the node "
+                             "refuses writes (MISCONF) until one succeeds",
+    "rdb_last_bgsave_status": "the last RDB snapshot failed: backups are stale, and with "
+                              "stop-writes-on-bgsave-error the node refuses writes",
+    "aof_last_bgrewrite_status": "the last AOF rewrite failed: the AOF keeps growing",
+}
+
+
+def check_persistence(report: Report, snapshots: Sequence[NodeSnapshot]) -> None:
+    """Each node's own account of its last disk writes (INFO persistence)."""
+    for snap in _reachable(snapshots):
+        failing = [(key, why) for key, why in PERSISTENCE_STATUS.items()
+                   if snap.persistence.get(key, "ok") != "ok"]
+        if not failing:
+            report.add("persistence", snap.name, Status.OK, "last AOF write, RDB save and "
+                       "AOF rewrite ok")
+            continue
+        writes_refused = any(key != "aof_last_bgrewrite_status" for key, _why in failing)
+        report.add("persistence", snap.name, Status.FAIL if writes_refused else Status.WARN,
+                   "; ".join(f"{key}:{snap.persistence[key]}: {why}" for key, why in failing)
+                   + ". Fix: free space on the node's data volume (docker logs names the "
+                   "error); it serves writes again by itself once a write succeeds")
+
+
 def _reachable(snapshots: Sequence[NodeSnapshot]) -> list[NodeSnapshot]:
     return [s for s in snapshots if s.reachable]
 
@@ -480,6 +510,7 @@ def evaluate(snapshots: Sequence[NodeSnapshot], targets: Targets,
     check_replication(report, snapshots, view, names, targets, limits)
     check_replica_placement(report, view, names, targets)
     check_memory(report, snapshots, targets.maxmemory_bytes, limits)
+    check_persistence(report, snapshots)
     return report, view, names
 
 

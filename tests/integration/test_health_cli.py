@@ -35,6 +35,7 @@ FAILOVER_DEADLINE_S = 20.0
 CLI_TIMEOUT_S = 60.0
 ALL_CHECKS = {"reachable", "cluster_state", "slot_coverage", "node_count", "node_flags",
               "open_slots", "slot_map", "replication", "replica_placement", "memory",
+              "persistence",
               "write_read"}
 
 

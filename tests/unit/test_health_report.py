@@ -544,3 +544,18 @@ def test_a_node_with_cluster_support_disabled_fails_reachable() -> None:
     report = run_checks(nodes, snaps)
     (result,) = [r for r in report.results if r.check == "reachable" and r.node == "m1"]
     assert result.status is Status.FAIL and "cluster support disabled" in result.message
+
+
+def test_a_node_whose_disk_writes_fail_is_named_with_what_its_clients_see() -> None:
+    nodes = healthy_nodes()
+    snaps = [snapshot(n, nodes) for n in nodes.values()]
+    # INFO persistence as a node with a full data volume answers it.
+    snaps[0].persistence = parse_info("aof_last_write_status:err\r\nrdb_last_bgsave_status:ok"
+                                      "\r\naof_last_bgrewrite_status:ok\r\n")
+    snaps[1].persistence = parse_info("aof_last_bgrewrite_status:err\r\n")
+    report = run_checks(nodes, snaps)
+    persistence = statuses(report, "persistence")
+    assert persistence == {"m1": Status.FAIL, "m2": Status.WARN, "m3": Status.OK,
+                           "r1": Status.OK, "r2": Status.OK, "r3": Status.OK}
+    m1 = next(r.message for r in report.results if r.check == "persistence" and r.node == "m1")
+    assert "aof_last_write_status:err" in m1 and "MISCONF" in m1 and "Fix: free space" in m1
