@@ -238,8 +238,15 @@ class NodeSnapshot:
         )
 
 
-def _text(reply: Any, **_options: Any) -> str:
+def reply_text(reply: Any, **_options: Any) -> str:
+    """A reply as text, whether the client decodes replies or not (also a redis-py callback)."""
     return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def server_identity(conn: redis.Redis) -> ServerIdentity | None:
+    """Which server ``conn`` reaches (INFO server; clusterops/core/engines.py)."""
+    # "INFO server" as one word: the raw text, not redis-py's number-guessing parser.
+    return identity_from_info(parse_info(reply_text(conn.execute_command("INFO server"))))
 
 
 def observe_node(
@@ -259,7 +266,7 @@ def observe_node(
                           protocol=2) as own_conn:
             return observe_node(node, access, timeout_s, own_conn)
     # Every INFO reply as raw text, parsed by parse_info: one parser for every INFO section.
-    conn.set_response_callback("INFO", _text)
+    conn.set_response_callback("INFO", reply_text)
     snapshot = NodeSnapshot(node)
     try:
         started = time.perf_counter()
@@ -289,19 +296,19 @@ def observe_node(
         for reply in (info, key_count, replication, memory, server, persistence):
             if isinstance(reply, Exception):
                 raise reply
-        snapshot.cluster_enabled = parse_info(_text(info)).get("cluster_enabled") == "1"
+        snapshot.cluster_enabled = parse_info(reply_text(info)).get("cluster_enabled") == "1"
         snapshot.key_count = int(key_count)
-        snapshot.replication = parse_info(_text(replication))
-        snapshot.memory = parse_info(_text(memory))
-        snapshot.server = parse_info(_text(server))
-        snapshot.persistence = parse_info(_text(persistence))
+        snapshot.replication = parse_info(reply_text(replication))
+        snapshot.memory = parse_info(reply_text(memory))
+        snapshot.server = parse_info(reply_text(server))
+        snapshot.persistence = parse_info(reply_text(persistence))
         if snapshot.cluster_enabled:
             for reply in (my_id, cluster_info, nodes):
                 if isinstance(reply, Exception):
                     raise reply
-            snapshot.my_id = _text(my_id)
-            snapshot.cluster_info = parse_info(_text(cluster_info))
-            snapshot.entries = parse_cluster_nodes(_text(nodes))
+            snapshot.my_id = reply_text(my_id)
+            snapshot.cluster_info = parse_info(reply_text(cluster_info))
+            snapshot.entries = parse_cluster_nodes(reply_text(nodes))
     except redis.RedisError as exc:
         snapshot.error = describe_error(exc, access, timeout_s)
         snapshot.auth_failed = is_auth_error(exc)

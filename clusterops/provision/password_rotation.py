@@ -29,7 +29,7 @@ from clusterops.core.model import NodeTarget
 from clusterops.core.poll import Deadline, poll
 from clusterops.node.access import Access
 from clusterops.node.connection import persist_config
-from clusterops.node.observe import is_auth_error, observe_nodes
+from clusterops.node.observe import is_auth_error, observe_nodes, reply_text
 from clusterops.provision.acl_users import parse_users_acl
 
 POLL_INTERVAL_S = 0.05
@@ -144,17 +144,14 @@ def refuse_unknown_categories(every: _AllNodes, parsed: Sequence[tuple[str, list
     node, as the server itself lists them (ACL CAT); the engines differ only in what they
     add, and a rule naming a missing one would be refused half-way through the users."""
     for node in every.nodes:
-        known = {_text(c).lower() for c in every.conns[node.name].execute_command("ACL", "CAT")}
+        categories = every.conns[node.name].execute_command("ACL", "CAT")
+        known = {reply_text(category).lower() for category in categories}
         for name, rules in parsed:
             if missing := unknown_categories(rules, known):
                 raise PasswordRotationError(
                     f"{node.name}: the rules of ACL user {name} name "
                     f"{', '.join('@' + c for c in missing)}, which this server does not have "
                     "(ACL CAT). Nothing was changed. Fix: aclAppRules without them")
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def sync_acl_users(

@@ -37,12 +37,17 @@ from typing import Any
 import redis
 from redis.connection import Connection
 
-from clusterops.core.engines import identity_from_info
 from clusterops.core.errors import ClusterCommandError
 from clusterops.core.model import NodeTarget
 from clusterops.core.poll import Deadline, poll
 from clusterops.node.access import Access
-from clusterops.node.observe import ClusterNodeEntry, parse_cluster_nodes, parse_info
+from clusterops.node.observe import (
+    ClusterNodeEntry,
+    parse_cluster_nodes,
+    parse_info,
+    reply_text,
+    server_identity,
+)
 from clusterops.reshape.pacing import KeyPacer
 
 log = logging.getLogger(__name__)
@@ -83,8 +88,7 @@ class MoveStats:
 
 
 def _myself(conn: redis.Redis) -> ClusterNodeEntry:
-    text = conn.execute_command("CLUSTER", "NODES")
-    text = text.decode() if isinstance(text, bytes) else str(text)
+    text = reply_text(conn.execute_command("CLUSTER", "NODES"))
     return next(e for e in parse_cluster_nodes(text) if e.is_myself)
 
 
@@ -268,8 +272,7 @@ class SlotMover:
                     if me.is_master or name == target:
                         own[name] = me.config_epoch
                     if name == target:
-                        info = conn.execute_command("CLUSTER", "INFO")
-                        text = info.decode() if isinstance(info, bytes) else str(info)
+                        text = reply_text(conn.execute_command("CLUSTER", "INFO"))
                         current = int(parse_info(text).get("cluster_current_epoch", 0))
             others = max((e for n, e in own.items() if n != target), default=0)
             log.debug("epochs %s, %s current %s", own, target, current)
@@ -313,10 +316,7 @@ class SlotMover:
         waits for its replicas, else one."""
         key = id(conn.connection_pool)
         if key not in self._held:
-            # "INFO server" as one word: the raw text, not redis-py's number-guessing parser.
-            raw = conn.execute_command("INFO server")
-            text = raw.decode() if isinstance(raw, bytes) else str(raw)
-            identity = identity_from_info(parse_info(text))
+            identity = server_identity(conn)
             waits = identity is not None and identity.setslot_waits_for_replicas
             pool = conn.connection_pool
             self._held[key] = (pool, [pool.get_connection()

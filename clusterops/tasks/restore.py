@@ -50,13 +50,13 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from clusterops.core.engines import ServerIdentity, identity_from_info
+from clusterops.core.engines import ServerIdentity
 from clusterops.core.errors import AuthError, ClusterOpsError, UsageError
 from clusterops.core.model import HASH_SLOTS, format_ranges, merge_ranges
 from clusterops.core.poll import Deadline, poll
 from clusterops.core.server_tools import find_tool, newer_format_fix
 from clusterops.node.connection import tls_options
-from clusterops.node.observe import observe_nodes, parse_info
+from clusterops.node.observe import observe_nodes, parse_info, reply_text, server_identity
 from clusterops.node.targets import Targets
 from clusterops.state.open_slots import count_keys_in_slots, find_open_slots
 from clusterops.tasks.backup import sha256_of
@@ -284,8 +284,7 @@ class Target:
             seen = {}
             for address in self.masters():
                 try:
-                    info = self.client(address).execute_command("CLUSTER", "INFO")
-                    text = info.decode() if isinstance(info, bytes) else str(info)
+                    text = reply_text(self.client(address).execute_command("CLUSTER", "INFO"))
                     seen[address] = parse_info(text).get("cluster_state", "?")
                 except redis.ConnectionError as exc:
                     seen[address] = f"unreachable ({exc})"
@@ -314,7 +313,7 @@ class Target:
 
     def identities(self) -> list[ServerIdentity]:
         """What each master says it is (INFO server)."""
-        return [server_identity(self.client(address)) for address in self.masters()]
+        return [known_identity(self.client(address)) for address in self.masters()]
 
     def close(self) -> None:
         for client in self._clients.values():
@@ -322,9 +321,8 @@ class Target:
         self.cluster.close()
 
 
-def server_identity(client: redis.Redis) -> ServerIdentity:
-    # "INFO server" as one word: the raw text, not redis-py's number-guessing parser.
-    identity = identity_from_info(parse_info(_text(client.execute_command("INFO server"))))
+def known_identity(client: redis.Redis) -> ServerIdentity:
+    identity = server_identity(client)
     if identity is None:
         raise UsageError("a server did not say which version it is (INFO server)")
     return identity
@@ -380,7 +378,7 @@ def copy_values(source: redis.Redis, destination: redis.Redis, keys: Sequence[by
     remaining time to live set. Strings, lists, sets, sorted sets and hashes; a stream or a
     module's type is refused by name (its consumer groups and internals have no such path).
     """
-    kinds = [_text(kind) for kind in _each(source, "TYPE", keys)]
+    kinds = [reply_text(kind) for kind in _each(source, "TYPE", keys)]
     refuse_unsupported_types(keys, kinds)
     read = source.pipeline(transaction=False)
     for key, kind in zip(keys, kinds, strict=True):
@@ -413,7 +411,7 @@ def check_copyable_by_value(sources: Sequence[redis.Redis]) -> None:
     """Before the first write of a copy by value: every key's type has a command path."""
     for source in sources:
         for keys in scan_batches(source):
-            refuse_unsupported_types(keys, [_text(k) for k in _each(source, "TYPE", keys)])
+            refuse_unsupported_types(keys, [reply_text(k) for k in _each(source, "TYPE", keys)])
 
 
 def _each(client: redis.Redis, command: str, keys: Sequence[bytes]) -> list[Any]:
@@ -421,10 +419,6 @@ def _each(client: redis.Redis, command: str, keys: Sequence[bytes]) -> list[Any]
     for key in keys:
         pipe.execute_command(command, key)
     return pipe.execute()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _write_zset(pipe: Any, key: bytes, pairs: Any) -> None:
@@ -486,8 +480,7 @@ def compare(source: redis.Redis, target: Target, keys: Sequence[bytes],
 
 def canonical_value(client: redis.Redis, key: bytes) -> bytes:
     """The key's type and value in an order that does not depend on the server's internals."""
-    kind = client.type(key)
-    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+    kind = reply_text(client.type(key))
     value: Any
     if kind == "set":
         value = sorted(client.smembers(key))
@@ -566,7 +559,7 @@ def run_restore(folder: Path, targets: Targets, *, merge: bool = False, replace:
             # Every file loaded once, kept for the move and then the verification.
             sources = [stack.enter_context(loaded_rdb(backup.path)) for backup in files]
             report.keys_in_backup = sum(int(source.dbsize()) for source in sources)
-            loader = server_identity(sources[0])
+            loader = known_identity(sources[0])
             oldest = min(target.identities(), key=lambda identity: identity.rdb_version)
             target.older_format = oldest.rdb_version < loader.rdb_version
             if target.older_format:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,11 @@ import pytest
 from clusterops.client import from_stack_outputs
 from clusterops.core.model import HASH_SLOTS
 from components.redis_conf import PASSWORD_FILE_PATH
-from tests.e2e.test_tls_and_acl import admin_client, drill_recovery
+from tests.e2e.test_tls_and_acl import (
+    admin_client,
+    assert_health_and_exporter_over_tls,
+    drill_recovery,
+)
 from tests.support.deploy_fixtures import (
     DeployedStack,
     deploy_stack,
@@ -85,17 +88,7 @@ def test_the_nodes_run_valkey_and_their_valkey_cli_healthchecks_pass(
 def test_every_slot_health_and_the_exporter_work_on_valkey(valkey_stack: DeployedStack):
     client = from_stack_outputs(valkey_stack.outputs, "network")
     assert written_and_read_back(client, "valkey") == HASH_SLOTS
-    done = subprocess.run([sys.executable, "-m", "clusterops", "health", "--stack-outputs",
-                           str(valkey_stack.outputs_file)], cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    exporter = valkey_stack.outputs["exporter_url"]
-    for node in valkey_stack.outputs["nodes"]:
-        target = f"rediss://{node['ip']}:{node['port']}"
-        text = subprocess.run(["curl", "-sf", f"{exporter}/scrape?target={target}"],
-                              capture_output=True, text=True, timeout=30, check=False).stdout
-        lines = text.splitlines()
-        assert "redis_up 1" in lines and "redis_cluster_state 1" in lines, text[-500:]
+    assert_health_and_exporter_over_tls(valkey_stack)
 
 
 def test_a_valkey_failover_keeps_acknowledged_writes_and_the_engine_stays(

@@ -133,12 +133,18 @@ def test_the_outputs_client_reaches_every_slot_over_tls(tls_stack: DeployedStack
 
 
 def test_health_and_the_exporter_work_over_tls(tls_stack: DeployedStack):
+    assert_health_and_exporter_over_tls(tls_stack)
+
+
+def assert_health_and_exporter_over_tls(stack: DeployedStack) -> None:
+    """`clusterops health` passes; the exporter scrapes every node over TLS (rediss://) as the
+    read-only exporter user, and that user was refused nothing (ACL LOG)."""
     done = subprocess.run([sys.executable, "-m", "clusterops", "health", "--stack-outputs",
-                           str(tls_stack.outputs_file)], cwd=PROJECT_ROOT, capture_output=True,
+                           str(stack.outputs_file)], cwd=PROJECT_ROOT, capture_output=True,
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    exporter = tls_stack.outputs["exporter_url"]
-    for node in tls_stack.outputs["nodes"]:
+    exporter = stack.outputs["exporter_url"]
+    for node in stack.outputs["nodes"]:
         target = f"rediss://{node['ip']}:{node['port']}"
         text = subprocess.run(["curl", "-sf", f"{exporter}/scrape?target={target}"],
                               capture_output=True, text=True, timeout=30, check=False).stdout
@@ -146,7 +152,7 @@ def test_health_and_the_exporter_work_over_tls(tls_stack: DeployedStack):
         assert "redis_up 1" in lines, (node["name"], text[-500:])
         assert "redis_cluster_state 1" in lines, node["name"]
         # The read-only exporter user was refused nothing during the scrapes.
-        with admin_client(tls_stack, node) as admin:
+        with admin_client(stack, node) as admin:
             denied = [entry for entry in admin.execute_command("ACL", "LOG")
                       if entry.get("username") == "exporter"]
         assert denied == [], (node["name"], denied)
