@@ -79,16 +79,19 @@ class DockerNodeControl:
     def __init__(
         self,
         targets: Targets,
-        docker: str = "docker",
+        docker: str | Sequence[str] = "docker",
         stop_timeout_s: int = 10,
         command_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S,
     ) -> None:
-        """From loaded stack outputs: container names, static IPs and the network name."""
+        """From loaded stack outputs: container names, static IPs and the network name.
+
+        ``docker`` is the CLI, with any arguments (e.g. ``["docker", "-H", URL]`` for one of
+        several Docker hosts)."""
         if not targets.network_name:
             raise NodeControlError(f"{targets.source}: no network_name, so no Docker control")
         self._nodes = {node.name: node for node in targets.nodes}
         self.network_name = targets.network_name
-        self._docker = docker
+        self._docker = [docker] if isinstance(docker, str) else list(docker)
         self._stop_timeout_s = stop_timeout_s
         self._command_timeout_s = command_timeout_s
         # Aliases a container had on the cluster network before `isolate`, restored by `heal`.
@@ -104,7 +107,7 @@ class DockerNodeControl:
         return node.container_name or node.name
 
     def _docker_cmd(self, node: str, *args: str) -> str:
-        return _run([self._docker, *args], f"{node}", self._command_timeout_s)
+        return _run([*self._docker, *args], f"{node}", self._command_timeout_s)
 
     def kill(self, node: str) -> None:
         self._docker_cmd(node, "kill", self._container(node))
@@ -114,6 +117,15 @@ class DockerNodeControl:
 
     def start(self, node: str) -> None:
         self._docker_cmd(node, "start", self._container(node))
+
+    def signal(self, node: str, signal_name: str) -> None:
+        """Send the server (the container's first process) a signal, e.g. STOP or CONT."""
+        self._docker_cmd(node, "kill", "--signal", signal_name, self._container(node))
+
+    def restart(self, node: str) -> None:
+        """Restart the container as an operator or the engine would: SIGTERM, then start."""
+        self._docker_cmd(node, "restart", "--time", str(self._stop_timeout_s),
+                         self._container(node))
 
     def isolate(self, node: str) -> None:
         container = self._container(node)
