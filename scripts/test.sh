@@ -36,5 +36,5 @@ fi
 # The quick tiers on six workers first (as --quick: they mostly wait on redis-server processes),
 # then the slow tiers one test at a time: their deploys, failover timings and Kubernetes
 # cluster share the 2 cores and fixed names (docs/tests.md has the times).
-python3 -m pytest -m "not e2e and not slow" -n 6
-exec python3 -m pytest -m "e2e or slow"
+python3 -m pytest -m "not e2e and not slow" -n 6 --durations=10
+exec python3 -m pytest -m "e2e or slow" --durations=40

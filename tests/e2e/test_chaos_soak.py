@@ -2,6 +2,12 @@
 printed seed, on the dev stack deployed by the real `pulumi up`, under the set and register
 workloads; the 30-minute runs are bench/chaos_soak.py (docs/chaos.md).
 
+What it asserts: no acknowledged write lost, no read of a value never written, every fault
+healed by itself, the cluster healed at the end. The unavailable windows are held to twice
+their goal here: the 30-minute soaks measured single faults up to about 1.2 x the goal
+(a hand restart of a master, docs/chaos.md), and one fault of each kind is a sample, not a
+distribution; a broken failover shows as a window of many node-timeouts, or as no heal.
+
 Replay a failure with its seed: SOAK_SEED=<seed> pytest tests/e2e/test_chaos_soak.py -s
 """
 
@@ -20,6 +26,7 @@ from tests.support.soak.topologies import on_deployed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 # A reshape by `pulumi up` under faults is the long soak's (a minute per reshape here).
+WINDOW_ALLOWANCE = 2.0
 SHORT_KINDS = [kind for kind in KINDS if kind not in ("host_cut", "pulumi_reshape")]
 
 
@@ -33,6 +40,7 @@ def test_every_fault_heals_by_itself_and_no_acknowledged_write_is_lost(deployed)
     counts = result.verdict.counts
     assert sorted(report["faults_injected"]) == sorted(SHORT_KINDS), report["faults_injected"]
     assert counts["set_acked"] > 1000 and counts["register_reads"] > 500, counts
-    assert report["problems"] == [], json.dumps(report["problems"], indent=2)
+    problems = result.problems(window_allowance=WINDOW_ALLOWANCE)
+    assert problems == [], json.dumps(problems, indent=2)
     # What Redis allows is counted, not asserted: stale reads and unacknowledged losses.
     assert result.verdict.availability["set"] > 0.5, result.verdict.availability

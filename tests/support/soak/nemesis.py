@@ -285,7 +285,9 @@ class Nemesis:
 
 
 def _first_line(text: str) -> str:
+    """The first line that reports an error (else the first line), its end kept: the engine
+    prints a resource's whole input before the reason."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     interesting = [line for line in lines if "error" in line.lower()]
-    return ((interesting or lines or ["(no output)"])[0])[:240]
-
+    line = (interesting or lines or ["(no output)"])[0]
+    return line if len(line) <= 300 else f"...{line[-300:]}"

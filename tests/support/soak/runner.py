@@ -54,9 +54,9 @@ class SoakResult:
     seconds: float
     evicted_keys: int
 
-    def problems(self) -> list[str]:
-        found = self.verdict.problems() + [f"not healed at the end: {p}"
-                                           for p in self.final_problems]
+    def problems(self, window_allowance: float = 1.0) -> list[str]:
+        found = self.verdict.problems(window_allowance) + [f"not healed at the end: {p}"
+                                                           for p in self.final_problems]
         if self.stopped_early:
             found.append(self.stopped_early)
         found += [f"{f.kind} on {','.join(f.targets)}: {f.note}" for f in self.faults
@@ -72,7 +72,9 @@ class SoakResult:
             "fault_log": [{"kind": f.kind, "targets": list(f.targets),
                            "hold_s": round(f.recovered - f.injected, 2),
                            "heal_s": None if f.heal_seconds is None else round(f.heal_seconds, 2),
-                           "note": f.note} for f in self.faults],
+                           "window_s": window, "note": f.note}
+                          for f, window in zip(self.faults, self.verdict.per_fault,
+                                               strict=True)],
             "problems": self.problems(),
         }
 
