@@ -31,6 +31,7 @@ import contextlib
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -431,6 +432,26 @@ def check_replica_placement(report: Report, view: ClusterView, names: NameBook,
             report.add("replica_placement", master_name, Status.FAIL,
                        "no working replica: a failure of this master loses its slots "
                        f"{format_ranges(master.slots)}")
+    if not single_host:
+        _warn_on_bunched_masters(report, [machine(m) for m in view.masters],
+                                 {machine(e) for e in view.reference})
+
+
+def _warn_on_bunched_masters(report: Report, master_hosts: Sequence[str],
+                             hosts: set[str]) -> None:
+    """Failovers promote a replica wherever it runs, so masters can gather on one host. A host
+    holding more than an even share, and half of all masters or more, takes the majority that
+    votes failovers with it when it goes: its shards would wait for it to come back."""
+    if len(hosts) < 2 or not master_hosts:
+        return
+    even_share = -(-len(master_hosts) // len(hosts))
+    for host, count in sorted(Counter(master_hosts).items()):
+        if count > even_share and 2 * count >= len(master_hosts):
+            report.add("replica_placement", host, Status.WARN,
+                       f"{count} of {len(master_hosts)} masters run on {host}: losing it "
+                       "leaves too few masters to vote a failover, and their shards wait "
+                       "for it. Fix: python -m clusterops failback --apply (hands each shard "
+                       "back to its planned master)")
 
 
 def check_memory(report: Report, snapshots: Sequence[NodeSnapshot],

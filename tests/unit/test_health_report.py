@@ -559,3 +559,16 @@ def test_a_node_whose_disk_writes_fail_is_named_with_what_its_clients_see() -> N
                            "r1": Status.OK, "r2": Status.OK, "r3": Status.OK}
     m1 = next(r.message for r in report.results if r.check == "persistence" and r.node == "m1")
     assert "aof_last_write_status:err" in m1 and "MISCONF" in m1 and "Fix: free space" in m1
+
+
+def test_masters_gathered_on_one_host_by_failovers_warn_and_name_failback() -> None:
+    # m2's shard failed over to r2, which runs on h1 beside m1: h1 holds 2 of the 3 masters.
+    nodes = healthy_nodes()
+    machines = {"m1": "h1", "m2": "h2", "m3": "h3", "r1": "h2", "r2": "h1", "r3": "h1"}
+    assert run_checks(nodes, machines=machines).warnings == []
+    nodes["m2"].master, nodes["r2"].master = "r2", None
+    nodes["r2"].slots, nodes["m2"].slots = nodes["m2"].slots, []
+    report = run_checks(nodes, machines=machines)
+    bunched = [w for w in report.warnings if w.node == "h1"]
+    assert len(bunched) == 1 and "2 of 3 masters run on h1" in bunched[0].message
+    assert "clusterops failback --apply" in bunched[0].message

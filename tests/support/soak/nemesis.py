@@ -10,6 +10,7 @@ Fault kinds (``KINDS``), each on a node (or host) picked at random among the liv
   stays reachable: the one fault whose window is its own length);
 - restart_container: ``docker restart`` (SIGTERM, then start), as an engine or operator does;
 - host_cut: a whole Docker host's link cut for node-timeout + 1-5 s (several hosts only);
+  recorded as host_cut_masters when that host holds half the masters or more;
 - pulumi_setting / pulumi_reshape: ``pulumi up`` changing maxmemory, or masters 3 <-> 4, while a
   kill or pause runs on some node;
 - rebalance: ``clusterops rebalance --apply`` while a kill or pause runs.
@@ -184,17 +185,23 @@ class Nemesis:
         self.target.control(node).restart(node)
         return FaultRecord("restart_container", (node,), injected, time.monotonic())
 
-    def host_cut(self) -> FaultRecord:
+    def host_cut(self, roles: Roles) -> FaultRecord:
+        """A host's link cut. Recorded as ``host_cut_masters`` when the host holds at least half
+        of the slot-owning masters (failovers can bunch them on one host): then no majority of
+        masters is left to vote a failover, and its shards wait for the host to return."""
         links = self.target.links
         assert links is not None
         host = self.rng.choice(sorted(self.target.docker_hosts))
+        on_host = [m for m in roles.masters if self.target.host_of(m) == host]
+        kind = "host_cut_masters" if 2 * len(on_host) >= len(roles.masters) else "host_cut"
         timeout = self.target.node_timeout_s
         hold = self.rng.uniform(timeout + 1.0, timeout + 5.0)
         injected = time.monotonic()
         links.cut(host)
         time.sleep(hold)
         links.restore(host)
-        return FaultRecord("host_cut", (host,), injected, time.monotonic())
+        return FaultRecord(kind, (host,), injected, time.monotonic(),
+                           note=f"masters on it: {', '.join(on_host) or 'none'}")
 
     # -- changes while a fault runs ----------------------------------------------------------
     def during_fault(self, kind: str, roles: Roles,
@@ -278,7 +285,7 @@ class Nemesis:
         if kind == "restart_container":
             return self.restart(roles.pick_any(self.rng)), None
         if kind == "host_cut":
-            return self.host_cut(), None
+            return self.host_cut(roles), None
         actions = {"pulumi_setting": self.pulumi_setting, "pulumi_reshape": self.pulumi_reshape,
                    "rebalance": self.rebalance}
         return self.during_fault(kind, roles, actions[kind])
