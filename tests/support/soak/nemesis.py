@@ -21,6 +21,8 @@ healed, as a deploy pipeline would; both answers go into the fault's note.
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import subprocess
 import sys
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from clusterops.cli.targets import targets_from_outputs
 from clusterops.core.units import format_memory, parse_memory
 from clusterops.state.live import LiveCluster
 from clusterops.tasks.node_control import DockerNodeControl
@@ -71,10 +74,8 @@ class SoakTarget:
     base_maxmemory: str = "512mb"
 
     def control(self, node: str) -> DockerNodeControl:
-        from clusterops.cli.targets import targets_from_outputs
-
         targets = targets_from_outputs(self.outputs)
-        host = next((n.get("host") for n in self.outputs["nodes"] if n["name"] == node), None)
+        host = self.host_of(node)
         docker: list[str] = ["docker"]
         if self.docker_hosts and host:
             docker = ["docker", "-H", self.docker_hosts[host]]
@@ -97,9 +98,6 @@ class SoakTarget:
         return [kind for kind in KINDS if kind not in skip]
 
     def save_outputs(self, outputs: dict[str, Any]) -> None:
-        import json
-        import os
-
         self.outputs = outputs
         fd = os.open(self.outputs_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -133,11 +131,9 @@ class Roles:
 
 
 class Nemesis:
-    def __init__(self, target: SoakTarget, rng: random.Random,
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(self, target: SoakTarget, rng: random.Random) -> None:
         self.target = target
         self.rng = rng
-        self.log = log
 
     # -- faults on one node ------------------------------------------------------------------
     def _kill_parts(self, node: str) -> tuple[float, Callable[[], None], Callable[[], None]]:

@@ -105,7 +105,7 @@ def run_soak(target: SoakTarget, settings: SoakSettings,
     for worker in workers:
         worker.start()
     poll(lambda: (len(history) >= 50, None), Deadline.after(30), 0.1)
-    nemesis = Nemesis(target, rng, log)
+    nemesis = Nemesis(target, rng)
     faults: list[FaultRecord] = []
     stopped_early = ""
     deadline = Deadline.after(settings.seconds)
