@@ -47,6 +47,20 @@ class LiveWriteResult:
                 + (f" ({', '.join(kinds)})" if kinds else ""))
 
 
+def set_and_wait(cluster: RedisCluster, key: str, value: str | int,
+                 wait_timeout_ms: int) -> bool:
+    """SET then WAIT 1 down ONE connection to the slot's owner in the client's map (see the
+    module doc): whether a replica confirmed the write. Raises the SET's error."""
+    node = cluster.get_node_from_key(key)
+    pipe = cluster.get_redis_connection(node).pipeline(transaction=False)
+    pipe.set(key, value)
+    pipe.execute_command("WAIT", 1, wait_timeout_ms)
+    set_reply, replicas = pipe.execute(raise_on_error=False)
+    if isinstance(set_reply, Exception):
+        raise set_reply
+    return isinstance(replicas, int) and replicas >= 1
+
+
 class LiveWriter(threading.Thread):
     def __init__(self, seeds: list[tuple[str, int]], password: str, run_id: str,
                  interval_s: float = 0.002, **client_options: object) -> None:
@@ -97,13 +111,7 @@ class LiveWriter(threading.Thread):
 
     def _write(self, cluster: RedisCluster, key: str, value: str) -> None:
         try:
-            node = cluster.get_node_from_key(key)
-            pipe = cluster.get_redis_connection(node).pipeline(transaction=False)
-            pipe.set(key, value)
-            pipe.execute_command("WAIT", 1, WAIT_TIMEOUT_MS)
-            set_reply, replicas = pipe.execute(raise_on_error=False)
-            if isinstance(set_reply, Exception):
-                raise set_reply
+            confirmed = set_and_wait(cluster, key, value, WAIT_TIMEOUT_MS)
         except (redis.RedisError, OSError) as exc:
             self.result.errors.append((time.monotonic(), f"{type(exc).__name__}: {exc}"))
             # What redis-py does after MOVED or a dead node; if it fails too, the next write
@@ -113,7 +121,7 @@ class LiveWriter(threading.Thread):
                 cluster.nodes_manager.initialize()
             return
         self.result.applied_at.append(time.monotonic())
-        if isinstance(replicas, int) and replicas >= 1:
+        if confirmed:
             self.result.acked.append((key, value))
         else:
             self.result.unacked += 1

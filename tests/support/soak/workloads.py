@@ -26,6 +26,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
 from clusterops.client import from_stack_outputs
+from tests.support.live_writer import set_and_wait
 from tests.support.soak.history import History, Op
 
 # A client notices a dead or sleeping node only when its socket times out, so that timeout adds
@@ -60,14 +61,7 @@ def node_name(client: RedisCluster, key: str) -> str | None:
 
 def write_and_wait(client: RedisCluster, key: str, value: int) -> str:
     """SET + WAIT 1 on one connection: 'acked' or 'unacked'; raises on an error."""
-    node = client.get_node_from_key(key)
-    pipe = client.get_redis_connection(node).pipeline(transaction=False)
-    pipe.set(key, value)
-    pipe.execute_command("WAIT", 1, WAIT_TIMEOUT_MS)
-    set_reply, replicas = pipe.execute(raise_on_error=False)
-    if isinstance(set_reply, Exception):
-        raise set_reply
-    return "acked" if isinstance(replicas, int) and replicas >= 1 else "unacked"
+    return "acked" if set_and_wait(client, key, value, WAIT_TIMEOUT_MS) else "unacked"
 
 
 def read_int(client: RedisCluster, key: str) -> int:
